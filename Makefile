@@ -1,0 +1,37 @@
+# The two commands a new user needs: `make demo` (main job) and `make test`.
+# Every target installs what it needs, idempotently, and reuses what is cached.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
+
+.PHONY: demo test lint up down status venv
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/pip install --quiet --upgrade pip
+	@$(BIN)/pip install --quiet -e '.[dev]'
+	@rm -f $(VENV)/.installed-* && touch $@
+
+up: venv
+	@$(BIN)/choreo dev up
+
+down: venv
+	@$(BIN)/choreo dev down
+
+status: venv
+	@$(BIN)/choreo dev status
+
+demo: up
+	@$(BIN)/choreo dev smoke
+
+lint: venv
+	@$(BIN)/ruff check choreo tests services
+	@$(BIN)/ruff format --check choreo tests services
+	@$(BIN)/mypy
+
+test: up lint
+	@$(BIN)/python -m pytest

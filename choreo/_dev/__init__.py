@@ -1,0 +1,33 @@
+"""The local development stack: Kafka, PostgreSQL, Kafka Connect and Jaeger as processes."""
+
+from __future__ import annotations
+
+from choreo._dev.component import ComponentError, StackPaths
+from choreo._dev.connect import Connect
+from choreo._dev.jaeger import Jaeger
+from choreo._dev.kafka import Kafka
+from choreo._dev.postgres import Postgres
+from choreo._dev.settings import StackSettings, default_paths
+from choreo._dev.stack import Stack
+
+
+def local_stack(settings: StackSettings | None = None, paths: StackPaths | None = None) -> Stack:
+    """The whole stack in start order: Connect needs Kafka; nothing needs Jaeger."""
+    s = settings or StackSettings()
+    return Stack(
+        paths or default_paths(),
+        [
+            Postgres(port=s.postgres_port),
+            Kafka(port=s.kafka_port, controller_port=s.kafka_controller_port),
+            Connect(port=s.connect_port, kafka_port=s.kafka_port),
+            Jaeger(
+                port=s.jaeger_port,
+                otlp_grpc_port=s.otlp_grpc_port,
+                otlp_http_port=s.otlp_http_port,
+                query_grpc_port=s.jaeger_grpc_port,
+            ),
+        ],
+    )
+
+
+__all__ = ["ComponentError", "Stack", "StackSettings", "default_paths", "local_stack"]

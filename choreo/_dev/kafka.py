@@ -1,0 +1,193 @@
+"""A single-node Kafka (KRaft, combined broker and controller) run from Maven Central jars.
+
+No tarball and no Docker: ``infra/kafka/pom.xml`` fetches the broker jars and
+the broker runs as ``java -cp <jars>/* kafka.Kafka``. The readiness probe
+speaks the Kafka protocol with the standard library, because the stack
+manager has to work before any Kafka client library is installed.
+"""
+
+from __future__ import annotations
+
+import base64
+import socket
+import struct
+import subprocess
+import uuid
+from pathlib import Path
+
+from choreo._dev.component import ComponentError, Launch, StackPaths
+from choreo._dev.maven import fetch_jars, require_tool
+
+KAFKA_VERSION = "4.3.1"
+"""Debezium 3.7 (infra/connect/pom.xml) is built against this Kafka, so Connect matches it."""
+JVM_HEAP = ["-Xms256m", "-Xmx1g"]
+JVM_FLAGS = ["-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20", "-Djava.awt.headless=true"]
+BROKER_MAIN = "kafka.Kafka"
+STORAGE_TOOL_MAIN = "kafka.tools.StorageTool"
+
+_API_VERSIONS = 18
+_PRODUCE = 0
+_UNSUPPORTED_VERSION = 35
+_PROBE_TIMEOUT_S = 2.0
+
+
+def kafka_jars(paths: StackPaths) -> Path:
+    """Where the broker and Connect worker jars live, shared by every project on the machine."""
+    return paths.cache / f"kafka-{KAFKA_VERSION}"
+
+
+def fetch_kafka_jars(paths: StackPaths) -> Path:
+    """Fetch the broker + Connect runtime jars once; Connect reuses them for its classpath."""
+    dest = kafka_jars(paths)
+    fetch_jars(
+        paths.project / "infra" / "kafka" / "pom.xml", dest, {"kafka.version": KAFKA_VERSION}
+    )
+    return dest
+
+
+def java_argv(paths: StackPaths, main: str, *args: str, heap: list[str] | None = None) -> list[str]:
+    """``java`` with our log4j2 config and the Kafka jars on the classpath, running ``main``."""
+    log4j = paths.project / "infra" / "kafka" / "log4j2.yaml"
+    return [
+        require_tool("java"),
+        *(heap if heap is not None else JVM_HEAP),
+        *JVM_FLAGS,
+        f"-Dlog4j2.configurationFile={log4j}",
+        "-cp",
+        f"{kafka_jars(paths)}/*",
+        main,
+        *args,
+    ]
+
+
+def _new_cluster_id() -> str:
+    """A random cluster id in Kafka's form: 16 bytes, URL-safe base64, no padding."""
+    while True:
+        text = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        if not text.startswith("-"):  # Kafka rejects ids that read like a CLI flag
+            return text
+
+
+class Kafka:
+    """One KRaft node that is both broker and controller, on loopback only."""
+
+    name = "kafka"
+    install_lane = "maven"
+
+    def __init__(self, port: int = 9092, controller_port: int = 9093) -> None:
+        self.port = port
+        self.controller_port = controller_port
+        self.ports = (port, controller_port)
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def install(self, paths: StackPaths) -> None:
+        fetch_kafka_jars(paths)
+
+    def _config(self, paths: StackPaths) -> Path:
+        return paths.data(self.name) / "server.properties"
+
+    def prepare(self, paths: StackPaths) -> None:
+        """Write the config every time (ports may change); format the storage only once."""
+        data = paths.data(self.name)
+        log_dir = data / "log"
+        data.mkdir(parents=True, exist_ok=True)
+        self._config(paths).write_text(self._properties(log_dir))
+        if (log_dir / "meta.properties").exists():
+            return
+        id_file = data / "cluster.id"
+        if not id_file.exists():
+            id_file.write_text(_new_cluster_id() + "\n")
+        cluster_id = id_file.read_text().strip()
+        args = ["format", "--config", str(self._config(paths)), "--cluster-id", cluster_id]
+        argv = java_argv(paths, STORAGE_TOOL_MAIN, *args, "--standalone", heap=["-Xmx256m"])
+        log = paths.log("kafka-format")
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with log.open("w") as out:
+            done = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out, cwd=data)
+        if done.returncode:
+            raise ComponentError(f"kafka: formatting the KRaft storage failed; log: {log}")
+
+    def _properties(self, log_dir: Path) -> str:
+        controller = f"127.0.0.1:{self.controller_port}"
+        settings = {
+            # KRaft, one node in both roles; --standalone formatting makes it the sole voter.
+            "process.roles": "broker,controller",
+            "node.id": "1",
+            "controller.quorum.bootstrap.servers": controller,
+            "controller.listener.names": "CONTROLLER",
+            "listeners": f"PLAINTEXT://{self.bootstrap},CONTROLLER://{controller}",
+            "advertised.listeners": f"PLAINTEXT://{self.bootstrap},CONTROLLER://{controller}",
+            "inter.broker.listener.name": "PLAINTEXT",
+            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "log.dirs": str(log_dir),
+            # One replica of everything, or internal topics (groups, transactions) never appear.
+            "default.replication.factor": "1",
+            "min.insync.replicas": "1",
+            "offsets.topic.replication.factor": "1",
+            "transaction.state.log.replication.factor": "1",
+            "transaction.state.log.min.isr": "1",
+            "share.coordinator.state.topic.replication.factor": "1",
+            "share.coordinator.state.topic.min.isr": "1",
+            # Few partitions: internal topics are created faster, and a laptop needs no more.
+            "offsets.topic.num.partitions": "1",
+            "transaction.state.log.num.partitions": "1",
+            "num.partitions": "1",
+            "auto.create.topics.enable": "true",
+            # Consumers in tests join at once instead of waiting 3 s for more members.
+            "group.initial.rebalance.delay.ms": "0",
+        }
+        lines = [f"{key}={value}" for key, value in settings.items()]
+        return (
+            "# Written by choreo/_dev/kafka.py on every start; edits are lost.\n"
+            + "\n".join(lines)
+            + "\n"
+        )
+
+    def launch(self, paths: StackPaths) -> Launch:
+        argv = java_argv(paths, BROKER_MAIN, str(self._config(paths)))
+        return Launch(argv=argv, cwd=paths.data(self.name))
+
+    def healthy(self) -> bool:
+        """The broker answers an ApiVersions request and lists Produce among its APIs."""
+        try:
+            return _api_versions_ok("127.0.0.1", self.port)
+        except OSError:
+            return False
+
+    def after_start(self, paths: StackPaths) -> None:
+        """Nothing to do: topics are created by the services that use them."""
+
+
+def _api_versions_ok(host: str, port: int) -> bool:
+    """Send ApiVersions v0 (hand-encoded); true if a well-formed answer lists Produce."""
+    correlation_id = 0x43686F72  # any value; the answer must echo it
+    client_id = b"choreo-probe"
+    header = struct.pack(">hhih", _API_VERSIONS, 0, correlation_id, len(client_id)) + client_id
+    with socket.create_connection((host, port), timeout=_PROBE_TIMEOUT_S) as sock:
+        sock.settimeout(_PROBE_TIMEOUT_S)
+        sock.sendall(struct.pack(">i", len(header)) + header)
+        (size,) = struct.unpack(">i", _recv_exact(sock, 4))
+        if not 10 <= size <= 1 << 20:
+            return False
+        body = _recv_exact(sock, size)
+    echoed, error_code, count = struct.unpack_from(">ihi", body)
+    # UNSUPPORTED_VERSION still carries the key list: a broker that dropped v0 is up too.
+    if echoed != correlation_id or error_code not in (0, _UNSUPPORTED_VERSION):
+        return False
+    if size != 10 + 6 * count:
+        return False
+    api_keys = {struct.unpack_from(">h", body, 10 + 6 * i)[0] for i in range(count)}
+    return {_PRODUCE, _API_VERSIONS} <= api_keys
+
+
+def _recv_exact(sock: socket.socket, n: int) -> bytes:
+    chunks = bytearray()
+    while len(chunks) < n:
+        chunk = sock.recv(n - len(chunks))
+        if not chunk:
+            raise ConnectionError("connection closed mid-response")
+        chunks += chunk
+    return bytes(chunks)

@@ -1,0 +1,207 @@
+"""Start, stop and inspect the local stack as plain processes, no Docker.
+
+Every component is a foreground child in its own session; its pid and the
+kernel's start time are recorded so ``down`` only ever signals our own
+processes, even after a reboot reused the pid.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from choreo._dev.component import Component, ComponentError, StackPaths
+
+READY_TIMEOUT_S = 180.0
+STOP_TIMEOUT_S = 30.0
+
+
+@dataclass(frozen=True)
+class ComponentStatus:
+    name: str
+    port: int
+    pid: int | None
+    healthy: bool
+
+
+def _start_time(pid: int) -> str | None:
+    """The process start time in clock ticks, or None if no such process."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[19]
+
+
+def _port_taken(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+    return False
+
+
+class Stack:
+    """The components in start order; ``down`` stops them in reverse."""
+
+    def __init__(
+        self,
+        paths: StackPaths,
+        components: Sequence[Component],
+        say: Callable[[str], None] = print,
+    ) -> None:
+        self.paths = paths
+        self.components = list(components)
+        self.say = say
+
+    def _pidfile(self, component: Component) -> Path:
+        return self.paths.state / "run" / f"{component.name}.pid"
+
+    def pid(self, component: Component) -> int | None:
+        """Our recorded process for the component, if it is still that process."""
+        try:
+            pid_text, started = self._pidfile(component).read_text().split()
+        except (OSError, ValueError):
+            return None
+        pid = int(pid_text)
+        return pid if _start_time(pid) == started else None
+
+    def status(self) -> list[ComponentStatus]:
+        return [
+            ComponentStatus(c.name, c.port, pid := self.pid(c), pid is not None and c.healthy())
+            for c in self.components
+        ]
+
+    def up(self) -> None:
+        """Bring every component up, reusing those already running; all or nothing."""
+        pending = [c for c in self.components if self.pid(c) is None]
+        self._check_ports(pending)
+        self._install(pending)
+        started: list[Component] = []
+        try:
+            for component in self.components:
+                if component in pending:
+                    with _named(component):
+                        self._start(component)
+                    started.append(component)
+                else:
+                    self._await_ready(component)
+                    self.say(f"{component.name}: already running (pid {self.pid(component)})")
+        except ComponentError:
+            for component in reversed(started):
+                self._stop(component)
+            raise
+
+    def down(self) -> None:
+        for component in reversed(self.components):
+            self._stop(component)
+
+    def _install(self, components: list[Component]) -> None:
+        lanes: dict[str, list[Component]] = {}
+        for component in components:
+            lanes.setdefault(component.install_lane, []).append(component)
+
+        def install_lane(lane: list[Component]) -> None:
+            for component in lane:
+                with _named(component):
+                    component.install(self.paths)
+
+        with ThreadPoolExecutor(max_workers=max(1, len(lanes))) as pool:
+            for future in [pool.submit(install_lane, lane) for lane in lanes.values()]:
+                future.result()
+
+    def _check_ports(self, components: list[Component]) -> None:
+        """Before anything starts, so a taken port leaves nothing half-started."""
+        for component in components:
+            for port in component.ports:
+                if _port_taken(port):
+                    raise ComponentError(
+                        f"{component.name}: port {port} is taken by another process; "
+                        "free it or set its CHOREO_*_PORT (see README)"
+                    )
+
+    def _start(self, component: Component) -> None:
+        component.prepare(self.paths)
+        launch = component.launch(self.paths)
+        log = self.paths.log(component.name)
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with log.open("ab") as out:
+            process = subprocess.Popen(
+                launch.argv,
+                env=launch.env,
+                cwd=launch.cwd,
+                user=launch.user,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        pidfile = self._pidfile(component)
+        pidfile.parent.mkdir(parents=True, exist_ok=True)
+        pidfile.write_text(f"{process.pid} {_start_time(process.pid)}\n")
+        began = time.monotonic()
+        self._await_ready(component, process)
+        component.after_start(self.paths)
+        self.say(
+            f"{component.name}: started on 127.0.0.1:{component.port} "
+            f"(pid {process.pid}, ready in {time.monotonic() - began:.1f}s)"
+        )
+
+    def _await_ready(
+        self, component: Component, process: subprocess.Popen[bytes] | None = None
+    ) -> None:
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        log = self.paths.log(component.name)
+        while not component.healthy():
+            if process is not None and process.poll() is not None:
+                raise ComponentError(
+                    f"{component.name}: exited with code {process.returncode} while starting; "
+                    f"log: {log}"
+                )
+            if time.monotonic() > deadline:
+                raise ComponentError(
+                    f"{component.name}: not ready after {READY_TIMEOUT_S:.0f}s; log: {log}"
+                )
+            time.sleep(0.25)
+
+    def _stop(self, component: Component) -> None:
+        pid = self.pid(component)
+        self._pidfile(component).unlink(missing_ok=True)
+        if pid is None:
+            return
+        os.killpg(pid, signal.SIGTERM)
+        deadline = time.monotonic() + STOP_TIMEOUT_S
+        while _start_time(pid) is not None and time.monotonic() < deadline:
+            _reap(pid)
+            time.sleep(0.1)
+        if _start_time(pid) is not None:
+            os.killpg(pid, signal.SIGKILL)
+            _reap(pid)
+        self.say(f"{component.name}: stopped (pid {pid})")
+
+
+@contextlib.contextmanager
+def _named(component: Component) -> Iterator[None]:
+    """Make every error say which component it is about."""
+    try:
+        yield
+    except ComponentError as error:
+        if str(error).startswith(f"{component.name}:"):
+            raise
+        raise ComponentError(f"{component.name}: {error}") from error
+
+
+def _reap(pid: int) -> None:
+    """Collect a child we spawned in this process so it does not linger as a zombie."""
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)

@@ -1,0 +1,61 @@
+"""docker-compose.yml and the local stack must be the same stack (no Docker engine here)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from choreo._dev import connect, jaeger, kafka, postgres
+from choreo._dev.settings import StackSettings
+
+COMPOSE = Path(__file__).parents[2] / "docker-compose.yml"
+
+
+def _services() -> dict[str, Any]:
+    services: dict[str, Any] = yaml.safe_load(COMPOSE.read_text())["services"]
+    return services
+
+
+def _published(service: dict[str, Any]) -> set[int]:
+    return {int(mapping.split(":")[-2]) for mapping in service.get("ports", [])}
+
+
+def test_compose_publishes_the_local_stack_ports_on_loopback() -> None:
+    settings = StackSettings()
+    services = _services()
+    assert _published(services["kafka"]) == {settings.kafka_port}
+    assert _published(services["postgres"]) == {settings.postgres_port}
+    assert _published(services["connect"]) == {settings.connect_port}
+    assert _published(services["jaeger"]) == {
+        settings.jaeger_port,
+        settings.otlp_grpc_port,
+        settings.otlp_http_port,
+    }
+    for service in services.values():
+        assert all(mapping.startswith("127.0.0.1:") for mapping in service.get("ports", []))
+
+
+def test_compose_runs_the_same_versions_as_the_local_stack() -> None:
+    services = _services()
+    assert services["kafka"]["image"].endswith(f":{kafka.KAFKA_VERSION}")
+    assert services["connect"]["image"].endswith(f":{connect.DEBEZIUM_VERSION}")
+    assert services["jaeger"]["image"].endswith(f":{jaeger.JAEGER_VERSION}")
+
+
+def test_compose_postgres_and_connect_match_local_credentials_and_topics() -> None:
+    services = _services()
+    env = services["postgres"]["environment"]
+    assert (env["POSTGRES_USER"], env["POSTGRES_PASSWORD"], env["POSTGRES_DB"]) == (
+        postgres.USER,
+        postgres.PASSWORD,
+        postgres.DATABASE,
+    )
+    assert "wal_level=logical" in services["postgres"]["command"]
+    connect_env = services["connect"]["environment"]
+    assert connect_env["GROUP_ID"] == connect.GROUP_ID
+    assert {
+        connect_env[k]
+        for k in ("CONFIG_STORAGE_TOPIC", "OFFSET_STORAGE_TOPIC", "STATUS_STORAGE_TOPIC")
+    } == {f"{connect.TOPIC_PREFIX}_{kind}" for kind in ("configs", "offsets", "status")}
