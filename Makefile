@@ -29,8 +29,8 @@ demo: up
 	@$(BIN)/choreo dev smoke
 
 lint: venv
-	@$(BIN)/ruff check choreo tests services
-	@$(BIN)/ruff format --check choreo tests services
+	@$(BIN)/ruff check choreo tests services bench
+	@$(BIN)/ruff format --check choreo tests services bench
 	@$(BIN)/mypy
 
 test: up lint

@@ -31,8 +31,9 @@ class DecodeError(ChoreoError):
     """A record that cannot become an event: a poison message.
 
     ``reason`` is a short stable code (``not-avro``, ``unknown-fingerprint``,
-    ``truncated``, ``invalid``, ``tombstone``, ``too-large``, ``unknown-type``)
-    so DLQ consumers can group failures without parsing prose.
+    ``truncated``, ``invalid``, ``tombstone``, ``too-large``, ``unknown-type``,
+    ``wrong-type``, ``incompatible``) so DLQ consumers can group failures
+    without parsing prose.
     """
 
     def __init__(self, reason: str, message: str) -> None:

@@ -59,8 +59,11 @@ class Component(Protocol):
     name: str
     port: int
     """The port whose readiness means the component is up (others may exist)."""
-    ports: tuple[int, ...]
-    """Every port it listens on, checked free before it starts."""
+
+    @property
+    def ports(self) -> tuple[int, ...]:
+        """Every port it listens on, checked free before it starts."""
+
     install_lane: str
     """Installs in different lanes run concurrently; one lane runs in order (mvn shares ~/.m2)."""
 

@@ -1,0 +1,273 @@
+"""Consumption throughput: a raw confluent-kafka loop vs choreo on each transport.
+
+Run from the project root with the stack up (``make up``)::
+
+    .venv/bin/python bench/consume.py            # 1,000,000 events, 3 rounds
+    .venv/bin/python bench/consume.py --quick    # 100,000 events
+
+Every contender does the same work per event: decode the Avro single-object
+body with fastavro, validate it into the ``OrderPlaced`` pydantic model, call
+a no-op handler, commit offsets. Each run is its own process (so peak RSS is
+its own) and contenders alternate within each round (A B C, A B C ...) so a
+noisy machine hurts them alike; the table shows the median and the spread.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+CONTENDERS = ("raw-confluent", "choreo-confluent", "choreo-aiokafka")
+PARTITIONS = 3
+
+
+def sample_event(i: int) -> Any:
+    from services.events import Address, LineItem, OrderPlaced
+
+    return OrderPlaced(
+        order_id=f"order-{i:08d}",
+        customer_id=f"customer-{i % 5000:05d}",
+        items=[
+            LineItem(sku=f"SKU-{i % 100:04d}", quantity=1 + i % 3, unit_price=Decimal("19.99")),
+            LineItem(sku="SKU-GIFT-WRAP", quantity=1, unit_price=Decimal("2.50")),
+        ],
+        total=Decimal("42.48"),
+        currency="EUR",
+        shipping_address=Address(
+            line1="12 Rue de la Paix", city="Paris", postal_code="75002", country="FR"
+        ),
+        placed_at=datetime(2026, 11, 21, 12, 0, tzinfo=UTC),
+    )
+
+
+def bench_schemas(topic: str) -> Path:
+    """A schemas dir whose catalog puts OrderPlaced on the bench's own fresh topic."""
+    import shutil
+    import tempfile
+
+    target = Path(tempfile.gettempdir()) / f"choreo-bench-{topic}"
+    if not target.exists():
+        shutil.copytree(ROOT / "schemas" / "shop", target / "shop")
+        (target / "catalog.toml").write_text(
+            f'[topics."{topic}"]\nevents = ["shop.orders.OrderPlaced"]\nkey = "order_id"\n'
+            f"partitions = {PARTITIONS}\n"
+        )
+    return target
+
+
+def fill(bootstrap: str, topic: str, count: int) -> int:
+    """Produce ``count`` events exactly as choreo emits them; returns the mean value size."""
+    from confluent_kafka import Producer
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    from choreo import _headers
+    from choreo._schemas import Catalog, Codec
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    for future in admin.create_topics([NewTopic(topic, PARTITIONS, 1)]).values():
+        future.result(30)
+    codec = Codec(Catalog.load(bench_schemas(topic)))
+    producer = Producer(
+        {
+            "bootstrap.servers": bootstrap,
+            "linger.ms": 50,
+            "batch.size": 1_000_000,
+            "queue.buffering.max.messages": 500_000,
+            "compression.type": "lz4",
+        }
+    )
+    size = 0
+    templates = [sample_event(i) for i in range(1000)]
+    for i in range(count):
+        event = templates[i % 1000]
+        value = codec.encode(event)
+        size += len(value)
+        headers = _headers.event_headers(
+            b"shop.orders.OrderPlaced", b"bench", str(uuid.uuid4()), f"saga-{i}", None
+        )
+        while True:
+            try:
+                producer.produce(topic, key=event.order_id.encode(), value=value, headers=headers)
+                break
+            except BufferError:
+                producer.poll(0.1)
+        producer.poll(0)
+    producer.flush(120)
+    return size // count
+
+
+def run_raw(bootstrap: str, topic: str, count: int) -> None:
+    """The floor: confluent-kafka consume(), fastavro decode, pydantic validate, commit."""
+    import fastavro
+    from confluent_kafka import Consumer
+
+    from choreo._schemas import Catalog
+    from services.events import OrderPlaced
+
+    schema = Catalog.load(ROOT / "schemas").latest("shop.orders.OrderPlaced").schema
+    reader = fastavro.schemaless_reader
+    validate = OrderPlaced.model_validate
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"bench-raw-{uuid.uuid4().hex[:6]}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+        }
+    )
+    consumer.subscribe([topic])
+    seen = 0
+    while seen < count:
+        messages = consumer.consume(500, 1.0)
+        for message in messages:
+            if message.error() is None:
+                event = validate(reader(io.BytesIO(message.value()[10:]), schema, None))
+                assert event.order_id
+                seen += 1
+        if messages:
+            consumer.commit(asynchronous=True)
+    consumer.commit(asynchronous=False)
+    consumer.close()
+
+
+def run_choreo(bootstrap: str, topic: str, count: int, transport: str) -> None:
+    """choreo's runtime with a no-op sync handler on the chosen transport."""
+    import choreo
+    from choreo._runtime.runner import ServiceRunner
+    from choreo._schemas import Catalog
+    from choreo._transport.registry import make_transport
+    from services.events import OrderPlaced
+
+    catalog = Catalog.load(bench_schemas(topic))
+    svc = choreo.Service(f"bench-{uuid.uuid4().hex[:6]}")
+    stop = asyncio.Event()
+    seen = 0
+
+    @svc.on(OrderPlaced)
+    def handle(event: OrderPlaced, ctx: choreo.Context) -> None:
+        nonlocal seen
+        seen += 1
+        if seen >= count:
+            stop.set()
+
+    async def main() -> None:
+        config = choreo.ServiceConfig(
+            kafka=choreo.KafkaConfig(bootstrap_servers=bootstrap),
+            transport=transport,  # type: ignore[arg-type]
+            create_topics=False,
+        )
+        runner = ServiceRunner(svc, config, make_transport(transport, config.kafka), catalog)
+        await runner.start()
+        await runner.run(stop)
+
+    asyncio.run(main())
+
+
+def child(args: argparse.Namespace) -> None:
+    began_wall, began_cpu = time.perf_counter(), time.process_time()
+    if args.contender == "raw-confluent":
+        run_raw(args.bootstrap, args.topic, args.count)
+    else:
+        run_choreo(args.bootstrap, args.topic, args.count, args.contender.split("-", 1)[1])
+    wall, cpu = time.perf_counter() - began_wall, time.process_time() - began_cpu
+    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"wall": wall, "cpu": cpu, "rss_mb": rss_mb}))
+
+
+def measure(args: argparse.Namespace, contender: str) -> dict[str, float]:
+    out = subprocess.run(
+        [
+            sys.executable,
+            __file__,
+            "--child",
+            contender,
+            "--topic",
+            args.topic,
+            "--count",
+            str(args.count),
+            "--bootstrap",
+            args.bootstrap,
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if out.returncode:
+        raise SystemExit(f"{contender} failed:\n{out.stderr[-3000:]}")
+    result: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
+def report(args: argparse.Namespace, size: int, runs: dict[str, list[dict[str, float]]]) -> str:
+    raw_rate = statistics.median(args.count / r["wall"] for r in runs["raw-confluent"])
+    lines = [
+        f"# consume benchmark, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
+        f"{args.count:,} OrderPlaced events (~{size} B Avro body, {PARTITIONS} partitions), "
+        f"{args.rounds} alternating rounds; {platform.processor() or platform.machine()}, "
+        f"{os.cpu_count()} cores, Python {platform.python_version()}",
+        "",
+        "| contender | msgs/s (median) | spread (min-max) | ratio to raw "
+        "| CPU s / 1M msgs | peak RSS MB |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for name in CONTENDERS:
+        rates = [args.count / r["wall"] for r in runs[name]]
+        rate = statistics.median(rates)
+        cpu = statistics.median(r["cpu"] for r in runs[name]) * 1_000_000 / args.count
+        rss = max(r["rss_mb"] for r in runs[name])
+        lines.append(
+            f"| {name} | {rate:,.0f} | {min(rates):,.0f}-{max(rates):,.0f} | "
+            f"{rate / raw_rate:.2f} | {cpu:.1f} | {rss:.0f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="100,000 events instead of 1,000,000")
+    parser.add_argument("--count", type=int)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--bootstrap", default=os.environ.get("CHOREO_BENCH_BOOTSTRAP", "127.0.0.1:9092")
+    )
+    parser.add_argument("--topic")
+    parser.add_argument("--child", dest="contender", choices=CONTENDERS, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    args.count = args.count or (100_000 if args.quick else 1_000_000)
+    if args.contender:
+        child(args)
+        return
+    args.topic = f"bench-orders-{uuid.uuid4().hex[:8]}"
+    print(f"filling {args.topic} with {args.count:,} events ...", flush=True)
+    size = fill(args.bootstrap, args.topic, args.count)
+    runs: dict[str, list[dict[str, float]]] = {name: [] for name in CONTENDERS}
+    for round_no in range(1, args.rounds + 1):
+        for name in CONTENDERS:
+            result = measure(args, name)
+            runs[name].append(result)
+            print(f"round {round_no} {name}: {args.count / result['wall']:,.0f} msgs/s", flush=True)
+    table = report(args, size, runs)
+    out = ROOT / "bench" / "results" / f"consume-{datetime.now(UTC):%Y%m%dT%H%M%S}.md"
+    out.write_text(table)
+    print(table + f"\nwritten to {out.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()

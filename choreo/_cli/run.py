@@ -1,0 +1,93 @@
+"""``choreo run MODULE``: run a service module's handlers against Kafka until SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import logging
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from choreo._config import ServiceConfig, load_config
+from choreo._errors import ConfigError, TopologyError
+from choreo._runtime.runner import ServiceRunner
+from choreo._schemas import Catalog
+from choreo._service import Service
+from choreo._transport.registry import make_transport
+
+
+def register(commands: argparse._SubParsersAction[Any]) -> None:
+    run = commands.add_parser("run", help="run a service module (e.g. services.inventory)")
+    run.add_argument("module", help="dotted module path, optionally module:attribute")
+    run.add_argument("--config", type=Path, help="TOML settings file (env CHOREO_* wins)")
+    run.set_defaults(handler=_run)
+
+
+def find_service(target: str) -> Service:
+    """The module's one ``Service`` (or the named attribute), with errors naming the module."""
+    module_name, _, attribute = target.partition(":")
+    sys.path.insert(0, str(Path.cwd()))
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as error:
+        raise ConfigError(f"cannot import service module {module_name!r}: {error}") from None
+    if attribute:
+        found = getattr(module, attribute, None)
+        if not isinstance(found, Service):
+            raise TopologyError(f"{module_name}:{attribute} is not a choreo.Service")
+        return found
+    services = [value for value in vars(module).values() if isinstance(value, Service)]
+    if len(services) != 1:
+        raise TopologyError(
+            f"{module_name} defines {len(services)} choreo.Service objects; "
+            "name one with MODULE:ATTRIBUTE"
+        )
+    return services[0]
+
+
+def summary(runner: ServiceRunner) -> str:
+    """One screen that tells an operator what this process will do."""
+    config = runner.config
+    lines = [
+        f"choreo service {runner.service.name!r}",
+        f"  group      {runner.group_id}",
+        f"  transport  {config.transport} -> {config.kafka.bootstrap_servers}"
+        f" ({config.kafka.security_protocol})",
+        f"  in flight  up to {config.max_in_flight} records;"
+        f" commit every {config.commit_interval_s}s; shutdown grace {config.shutdown_grace_s}s",
+        "  handlers",
+    ]
+    for handler in runner.service.handlers:
+        topic = runner.catalog.topic_of(handler.event.event_type).name
+        kind = "batch" if handler.batching else ("async" if handler.is_async else "sync")
+        lines.append(
+            f"    {handler.name:<28} {handler.event.event_type:<36} {topic}  [{kind}, "
+            f"{handler.retry.max_attempts} attempts]"
+        )
+    lines.append(f"  dead letters  choreo.dlq.{runner.service.name}.<topic>")
+    return "\n".join(lines)
+
+
+async def serve(service: Service, config: ServiceConfig) -> None:
+    """Start, then run until a signal; a second signal is not needed: grace is bounded."""
+    catalog = Catalog.load(config.schemas_dir)
+    runner = ServiceRunner(service, config, make_transport(config.transport, config.kafka), catalog)
+    print(summary(runner), flush=True)
+    await runner.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await runner.run(stop)
+
+
+def _run(args: argparse.Namespace) -> int:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    service = find_service(args.module)
+    asyncio.run(serve(service, load_config(args.config)))
+    return 0

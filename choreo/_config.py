@@ -1,0 +1,107 @@
+"""Typed settings for a running service, read from a TOML file and ``CHOREO_*`` env vars.
+
+Env vars win over the file so a container can override one value without
+shipping a new file. Secrets are ``SecretStr``: they never show in ``repr``,
+logs or the start-up summary.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+
+from choreo._errors import ConfigError
+
+
+class KafkaConfig(BaseModel):
+    """How to reach the brokers; the same fields map onto every transport's own options."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    bootstrap_servers: str = "127.0.0.1:9092"
+    """Comma-separated host:port list."""
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    """How clients talk to the brokers."""
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"] | None = None
+    """SASL mechanism when the protocol is SASL_*."""
+    sasl_username: str | None = None
+    """SASL user name."""
+    sasl_password: SecretStr | None = None
+    """SASL password (hidden in repr and logs)."""
+    ssl_cafile: Path | None = None
+    """CA bundle that signed the brokers' certificates."""
+    ssl_certfile: Path | None = None
+    """Client certificate for mutual TLS."""
+    ssl_keyfile: Path | None = None
+    """Client private key for mutual TLS."""
+    client_options: dict[str, str] = Field(default_factory=dict)
+    """Raw options passed to the client library as they are (escape hatch)."""
+
+
+class ServiceConfig(BaseModel):
+    """How ``choreo run`` runs one service."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kafka: KafkaConfig = Field(default_factory=KafkaConfig)
+    """Broker connection."""
+    transport: Literal["confluent", "aiokafka"] = "confluent"
+    """Which client library moves the bytes."""
+    schemas_dir: Path = Path("schemas")
+    """Where the Avro schemas and ``catalog.toml`` live."""
+    group_id: str | None = None
+    """Consumer group; defaults to the service name (one group per service)."""
+    max_in_flight: int = 10_000
+    """Records buffered or being handled before partitions are paused (backpressure)."""
+    max_poll_records: int = 500
+    """Records fetched per poll."""
+    key_parallelism: bool = False
+    """Handle different keys of one partition concurrently (per-key order is kept)."""
+    commit_interval_s: float = 1.0
+    """How often finished offsets are committed (and always on revoke and shutdown)."""
+    shutdown_grace_s: float = 30.0
+    """SIGTERM/SIGINT: how long in-flight work may finish before the service exits."""
+    max_record_bytes: int = 1_048_576
+    """Larger records are dead-lettered without decoding."""
+    create_topics: bool = True
+    """Create the catalog's topics (and the service's DLQ topics) when missing."""
+
+
+def _env_overrides(environ: dict[str, str]) -> dict[str, Any]:
+    """``CHOREO_TRANSPORT`` → transport; ``CHOREO_KAFKA__SASL_USERNAME`` → kafka.sasl_username."""
+    overrides: dict[str, Any] = {}
+    for name, value in environ.items():
+        if not name.startswith("CHOREO_"):
+            continue
+        path = name.removeprefix("CHOREO_").lower().split("__")
+        if path[0] == "kafka" and len(path) == 2:
+            overrides.setdefault("kafka", {})[path[1]] = value
+        elif len(path) == 1 and path[0] in ServiceConfig.model_fields and path[0] != "kafka":
+            overrides[path[0]] = value
+    if "BOOTSTRAP_SERVERS" in {n.removeprefix("CHOREO_") for n in environ}:
+        overrides.setdefault("kafka", {})["bootstrap_servers"] = environ["CHOREO_BOOTSTRAP_SERVERS"]
+    return overrides
+
+
+def load_config(path: Path | None = None, environ: dict[str, str] | None = None) -> ServiceConfig:
+    """File (if given) then env; a bad value names the setting and where it came from."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            data = tomllib.loads(path.read_text())
+        except (OSError, tomllib.TOMLDecodeError) as error:
+            raise ConfigError(f"cannot read config file {path}: {error}") from None
+    overrides = _env_overrides(dict(os.environ if environ is None else environ))
+    kafka = {**data.get("kafka", {}), **overrides.pop("kafka", {})}
+    merged = {**data, **overrides, "kafka": kafka}
+    try:
+        return ServiceConfig.model_validate(merged)
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors()
+        )
+        raise ConfigError(f"invalid settings ({path or 'env'}): {problems}") from None

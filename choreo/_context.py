@@ -1,0 +1,61 @@
+"""What a handler gets besides the event: its metadata and a way to emit."""
+
+from __future__ import annotations
+
+from choreo import _headers
+from choreo._schemas import Event
+from choreo._transport.base import Record
+
+
+class Context:
+    """Per message; metadata is read from the headers only when asked for.
+
+    ``emit`` only collects: the events are sent after the handler returns
+    successfully, so a handler that fails and is retried never leaks a
+    half-done set of events, and the offset is committed only once they are
+    all delivered.
+    """
+
+    __slots__ = ("attempt", "emitted", "record", "service")
+
+    def __init__(self, service: str, record: Record | None, attempt: int = 1) -> None:
+        self.service = service
+        self.record = record
+        self.attempt = attempt
+        self.emitted: list[tuple[Event, str | None]] = []
+
+    def emit(self, event: Event, *, key: str | None = None) -> None:
+        """Publish ``event`` (after the handler succeeds), correlated with this message.
+
+        ``key`` overrides the topic's key field (rarely needed).
+        """
+        if not isinstance(event, Event):
+            raise TypeError(f"emit() takes an Event, got {type(event).__name__}")
+        self.emitted.append((event, key))
+
+    def _header(self, name: str) -> str | None:
+        if self.record is None:
+            return None
+        value = self.record.header(name)
+        return value.decode() if value is not None else None
+
+    @property
+    def event_id(self) -> str | None:
+        return self._header(_headers.ID)
+
+    @property
+    def event_type(self) -> str | None:
+        return self._header(_headers.TYPE)
+
+    @property
+    def source(self) -> str | None:
+        return self._header(_headers.SOURCE)
+
+    @property
+    def correlation_id(self) -> str | None:
+        """The business transaction id; falls back to the event id for a starting event."""
+        return self._header(_headers.CORRELATION) or self.event_id
+
+    @property
+    def causation_id(self) -> str | None:
+        return self._header(_headers.CAUSATION)

@@ -1,0 +1,72 @@
+"""Encode events and hand them to a producer, with topic, key and headers derived once per type."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+from choreo import _headers
+from choreo._schemas import Catalog, Codec, Event
+from choreo._transport.base import Producer
+
+
+@dataclass(frozen=True)
+class _Route:
+    topic: str
+    key_field: str
+    event_type: bytes
+
+
+class Emitter:
+    """Publishes events the way every choreo message looks on the wire.
+
+    Routes are resolved on first use per event class and cached, so emitting
+    costs one dict lookup plus encoding.
+    """
+
+    def __init__(self, catalog: Catalog, codec: Codec, producer: Producer, source: str) -> None:
+        self._catalog = catalog
+        self._codec = codec
+        self._producer = producer
+        self._source = source.encode()
+        self._routes: dict[type[Event], _Route] = {}
+
+    def _route(self, cls: type[Event]) -> _Route:
+        route = self._routes.get(cls)
+        if route is None:
+            spec = self._catalog.topic_of(cls.event_type)
+            route = _Route(spec.name, spec.key, cls.event_type.encode())
+            self._routes[cls] = route
+        return route
+
+    def topic_of(self, cls: type[Event]) -> str:
+        return self._route(cls).topic
+
+    async def send(
+        self,
+        event: Event,
+        *,
+        correlation_id: str | None = None,
+        causation_id: str | None = None,
+        key: str | None = None,
+        event_id: str | None = None,
+    ) -> asyncio.Future[None]:
+        """Enqueue one event; the future resolves when the broker has it.
+
+        An event that starts a transaction is its own correlation id.
+        """
+        route = self._route(type(event))
+        event_id = event_id or _headers.new_event_id()
+        headers = _headers.event_headers(
+            route.event_type, self._source, event_id, correlation_id or event_id, causation_id
+        )
+        key_value = key if key is not None else str(getattr(event, route.key_field))
+        return await self._producer.send(
+            route.topic, key_value.encode(), self._codec.encode(event), headers
+        )
+
+    async def publish(self, event: Event, **kwargs: str | None) -> str:
+        """Send and wait for the broker; returns the event id."""
+        event_id = kwargs.pop("event_id", None) or _headers.new_event_id()
+        await (await self.send(event, event_id=event_id, **kwargs))
+        return event_id

@@ -1,0 +1,49 @@
+"""Event metadata in Kafka headers, after the CloudEvents Kafka binding (binary mode).
+
+The payload stays pure Avro; who/what/when and the causal chain ride in
+headers, so tools can route and trace without decoding the body.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+from choreo._transport.base import Headers
+
+ID = "ce_id"
+TYPE = "ce_type"
+SOURCE = "ce_source"
+TIME = "ce_time"
+SPECVERSION = "ce_specversion"
+CORRELATION = "choreo_correlation_id"
+"""The business transaction (saga) this event belongs to."""
+CAUSATION = "choreo_causation_id"
+"""The ``ce_id`` of the event whose handler emitted this one."""
+
+_SPEC = b"1.0"
+
+
+def new_event_id() -> str:
+    return str(uuid.uuid4())
+
+
+def event_headers(
+    event_type: bytes,
+    source: bytes,
+    event_id: str,
+    correlation_id: str,
+    causation_id: str | None,
+) -> Headers:
+    """Headers of a freshly emitted event; ``event_type``/``source`` come pre-encoded (cached)."""
+    headers: Headers = [
+        (ID, event_id.encode()),
+        (TYPE, event_type),
+        (SOURCE, source),
+        (TIME, datetime.now(UTC).isoformat(timespec="milliseconds").encode()),
+        (SPECVERSION, _SPEC),
+        (CORRELATION, correlation_id.encode()),
+    ]
+    if causation_id is not None:
+        headers.append((CAUSATION, causation_id.encode()))
+    return headers

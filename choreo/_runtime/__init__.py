@@ -1,0 +1,1 @@
+"""Running a service: the consumer loop, per-partition workers, commits and dead letters."""

@@ -1,0 +1,67 @@
+"""Park a message that cannot be handled, with everything needed to understand and replay it.
+
+Naming: ``choreo.dlq.<service>.<source topic>``, one dead-letter topic per
+service and source topic, so a team owns its DLQ and replays go back to
+exactly one place.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import traceback
+from datetime import UTC, datetime
+
+from choreo._transport.base import Headers, Producer, Record
+
+PREFIX = "choreo.dlq."
+MAX_TRACE_CHARS = 4000
+
+REASON = "choreo_dlq_reason"
+"""A stable short code: ``handler-error``, ``not-avro``, ``unknown-fingerprint`` ..."""
+TOPIC = "choreo_dlq_topic"
+PARTITION = "choreo_dlq_partition"
+OFFSET = "choreo_dlq_offset"
+TIMESTAMP = "choreo_dlq_timestamp"
+GROUP = "choreo_dlq_group"
+ERROR_TYPE = "choreo_dlq_error_type"
+ERROR_MESSAGE = "choreo_dlq_error_message"
+STACKTRACE = "choreo_dlq_stacktrace"
+ATTEMPTS = "choreo_dlq_attempts"
+FAILED_AT = "choreo_dlq_failed_at"
+
+
+def dlq_topic(service: str, topic: str) -> str:
+    return f"{PREFIX}{service}.{topic}"
+
+
+class DeadLetters:
+    """Produces the original key, value and headers plus the failure's headers."""
+
+    def __init__(self, producer: Producer, service: str, group: str) -> None:
+        self._producer = producer
+        self._service = service
+        self._group = group.encode()
+
+    async def park(
+        self, record: Record, reason: str, error: BaseException, attempts: int
+    ) -> asyncio.Future[None]:
+        trace = "".join(traceback.format_exception(error))[-MAX_TRACE_CHARS:]
+        failure: Headers = [
+            (REASON, reason.encode()),
+            (TOPIC, record.topic.encode()),
+            (PARTITION, str(record.partition).encode()),
+            (OFFSET, str(record.offset).encode()),
+            (TIMESTAMP, str(record.timestamp_ms).encode()),
+            (GROUP, self._group),
+            (ERROR_TYPE, f"{type(error).__module__}.{type(error).__qualname__}".encode()),
+            (ERROR_MESSAGE, str(error)[:MAX_TRACE_CHARS].encode()),
+            (STACKTRACE, trace.encode()),
+            (ATTEMPTS, str(attempts).encode()),
+            (FAILED_AT, datetime.now(UTC).isoformat(timespec="milliseconds").encode()),
+        ]
+        return await self._producer.send(
+            dlq_topic(self._service, record.topic),
+            record.key,
+            record.value,
+            [*record.headers, *failure],
+        )

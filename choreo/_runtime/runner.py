@@ -1,0 +1,246 @@
+"""The service's consumer loop: poll, hand records to partition workers, commit, shut down.
+
+Offsets move only through ``Progress.commit_point``, so whatever stops the
+loop (SIGTERM, a rebalance, a crash) the committed offset never passes a
+record that was not handled and whose outputs were not acknowledged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterable
+
+from choreo._config import ServiceConfig
+from choreo._emitter import Emitter
+from choreo._errors import TopologyError
+from choreo._runtime.dead_letters import DeadLetters, dlq_topic
+from choreo._runtime.dispatch import Dispatcher
+from choreo._runtime.worker import PartitionWorker
+from choreo._schemas import Catalog, Codec, check_model
+from choreo._service import Service
+from choreo._transport.base import (
+    Consumer,
+    Producer,
+    Record,
+    TopicConfig,
+    TopicPartition,
+    Transport,
+)
+
+log = logging.getLogger("choreo.runtime")
+
+POLL_TIMEOUT_S = 0.1
+DLQ_RETENTION_MS = 14 * 24 * 3600 * 1000
+
+
+class ServiceRunner:
+    """Runs one service against one transport; ``start`` checks everything before consuming."""
+
+    def __init__(
+        self,
+        service: Service,
+        config: ServiceConfig,
+        transport: Transport,
+        catalog: Catalog,
+        *,
+        raise_errors: bool = False,
+    ) -> None:
+        self.service = service
+        self.config = config
+        self.transport = transport
+        self.catalog = catalog
+        self.codec = Codec(catalog, max_bytes=config.max_record_bytes)
+        self.group_id = config.group_id or service.name
+        self.client_id = f"choreo-{service.name}"
+        self.raise_errors = raise_errors
+        self.topics = self._subscriptions()
+        self.workers: dict[TopicPartition, PartitionWorker] = {}
+        self._paused: set[TopicPartition] = set()
+        self._committed: dict[TopicPartition, int] = {}
+        self._consumer: Consumer | None = None
+        self._producer: Producer | None = None
+        self._dispatcher: Dispatcher | None = None
+        self._failure: BaseException | None = None
+
+    def _subscriptions(self) -> list[str]:
+        """Topics from the handlers' event types; every model is checked against its schema."""
+        if not self.service.handlers:
+            raise TopologyError(f"service {self.service.name!r} has no handlers")
+        topics: list[str] = []
+        for handler in self.service.handlers:
+            event_type = handler.event.event_type
+            try:
+                spec = self.catalog.topic_of(event_type)
+            except TopologyError:
+                raise TopologyError(
+                    f"{self.service.name}: handler {handler.name} takes {event_type}, "
+                    "but no topic in the catalog carries it"
+                ) from None
+            check_model(handler.event, self.catalog.latest(event_type))
+            self.codec.register(handler.event)
+            if spec.name not in topics:
+                topics.append(spec.name)
+        return topics
+
+    def topic_configs(self) -> list[TopicConfig]:
+        """What this service needs to exist: the catalog topics it reads and emits, its DLQs."""
+        configs = [
+            TopicConfig(spec.name, spec.partitions, spec.retention_ms)
+            for spec in self.catalog.topics.values()
+        ]
+        configs += [
+            TopicConfig(dlq_topic(self.service.name, topic), 1, DLQ_RETENTION_MS)
+            for topic in self.topics
+        ]
+        return configs
+
+    async def start(self) -> None:
+        await self.transport.check_reachable(timeout_s=10.0)
+        if self.config.create_topics:
+            await self.transport.ensure_topics(self.topic_configs())
+        strangers = [
+            m for m in await self.transport.group_members(self.group_id) if m != self.client_id
+        ]
+        if strangers:
+            raise TopologyError(
+                f"consumer group {self.group_id!r} already has members of another service "
+                f"({', '.join(sorted(set(strangers)))}); give each service its own group"
+            )
+        self._producer = self.transport.producer(self.client_id)
+        emitter = Emitter(self.catalog, self.codec, self._producer, self.service.name)
+        dead_letters = DeadLetters(self._producer, self.service.name, self.group_id)
+        self._dispatcher = Dispatcher(
+            self.service, self.codec, emitter, dead_letters, raise_errors=self.raise_errors
+        )
+        self._consumer = self.transport.consumer(self.group_id, self.client_id)
+        await self._consumer.subscribe(self.topics, self)
+
+    # RebalanceListener -------------------------------------------------------------
+
+    async def on_assigned(self, partitions: list[TopicPartition]) -> None:
+        assert self._dispatcher is not None
+        for tp in partitions:
+            if tp not in self.workers:
+                worker = PartitionWorker(tp, self._dispatcher)
+                worker.task.add_done_callback(self._worker_ended)
+                self.workers[tp] = worker
+        log.info("%s: assigned %s", self.service.name, _names(partitions))
+
+    async def on_revoked(self, partitions: list[TopicPartition]) -> None:
+        leaving = [self.workers.pop(tp) for tp in partitions if tp in self.workers]
+        for worker in leaving:
+            worker.revoke()
+        await self._finish(leaving, timeout_s=self.config.shutdown_grace_s)
+        for tp in partitions:
+            self._paused.discard(tp)
+            self._committed.pop(tp, None)
+        log.info("%s: revoked %s", self.service.name, _names(partitions))
+
+    # The loop ----------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Consume until ``stop`` is set or a worker fails; then drain, commit and close."""
+        consumer = self._consumer
+        assert consumer is not None, "start() first"
+        last_commit = time.monotonic()
+        try:
+            while not stop.is_set() and self._failure is None:
+                records = await consumer.poll(self.config.max_poll_records, POLL_TIMEOUT_S)
+                if records:
+                    self._feed(records)
+                    self._apply_backpressure(consumer)
+                elif self._paused:
+                    self._apply_backpressure(consumer)
+                if time.monotonic() - last_commit >= self.config.commit_interval_s:
+                    await self.commit()
+                    last_commit = time.monotonic()
+        finally:
+            await self._shutdown()
+        if self._failure is not None:
+            raise self._failure
+
+    def _feed(self, records: list[Record]) -> None:
+        """Split a poll's records into per-partition runs (polls come grouped by partition).
+
+        Records of a partition revoked while the poll was in flight have no
+        worker; they are dropped, uncommitted, for the new owner to read.
+        """
+        start = 0
+        first = records[0]
+        topic, partition = first.topic, first.partition
+        for index, record in enumerate(records):
+            if record.partition != partition or record.topic != topic:
+                self._feed_run(topic, partition, records[start:index])
+                start, topic, partition = index, record.topic, record.partition
+        self._feed_run(topic, partition, records[start:] if start else records)
+
+    def _feed_run(self, topic: str, partition: int, run: list[Record]) -> None:
+        worker = self.workers.get(TopicPartition(topic, partition))
+        if worker is not None:
+            worker.feed(run)
+
+    def in_flight(self) -> int:
+        return sum(worker.queued for worker in self.workers.values())
+
+    def _apply_backpressure(self, consumer: Consumer) -> None:
+        """Pause busy partitions above ``max_in_flight``; resume them below half of it."""
+        limit = self.config.max_in_flight
+        in_flight = self.in_flight()
+        if in_flight > limit:
+            busy = {tp for tp, w in self.workers.items() if w.queued} - self._paused
+            if busy:
+                consumer.pause(busy)
+                self._paused |= busy
+        elif self._paused and in_flight <= limit // 2:
+            consumer.resume(self._paused)
+            self._paused.clear()
+
+    async def commit(self, workers: Iterable[PartitionWorker] | None = None) -> None:
+        """Commit every partition whose commit point moved since the last commit."""
+        assert self._consumer is not None
+        offsets: dict[TopicPartition, int] = {}
+        for worker in self.workers.values() if workers is None else workers:
+            point = worker.progress.commit_point()
+            if point is not None and self._committed.get(worker.tp) != point:
+                offsets[worker.tp] = point
+        if offsets:
+            await self._consumer.commit(offsets)
+            self._committed.update(offsets)
+
+    def _worker_ended(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None and self._failure is None:
+            self._failure = task.exception()
+            log.error("%s: stopping: %r", self.service.name, self._failure)
+
+    async def _finish(self, workers: list[PartitionWorker], timeout_s: float) -> None:
+        """Let workers end (cancel the ones past the deadline), settle deliveries, commit."""
+        if not workers:
+            return
+        tasks = [w.task for w in workers]
+        _, late = await asyncio.wait(tasks, timeout=timeout_s)
+        for task in late:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for worker in workers:
+            await worker.progress.settle()
+        try:
+            await self.commit(workers)
+        except Exception as error:  # a failed delivery: commit nothing more, report it
+            self._failure = self._failure or error
+
+    async def _shutdown(self) -> None:
+        workers = list(self.workers.values())
+        for worker in workers:
+            worker.drain()
+        await self._finish(workers, timeout_s=self.config.shutdown_grace_s)
+        if self._consumer is not None:
+            await self._consumer.close()
+        if self._producer is not None:
+            await self._producer.flush()
+            await self._producer.close()
+
+
+def _names(partitions: Iterable[TopicPartition]) -> str:
+    return ", ".join(f"{tp.topic}[{tp.partition}]" for tp in partitions) or "nothing"

@@ -1,0 +1,142 @@
+"""One task per assigned partition: records are handled in offset order.
+
+Partitions run concurrently with each other; within one, a record is started
+only after the previous one finished, which is what keeps per-key order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import deque
+
+from choreo._context import Context
+from choreo._errors import DecodeError
+from choreo._runtime.dispatch import Dispatcher
+from choreo._runtime.progress import Progress
+from choreo._schemas import Event
+from choreo._service import Handler
+from choreo._transport.base import Record, TopicPartition
+
+
+class PartitionWorker:
+    def __init__(self, tp: TopicPartition, dispatcher: Dispatcher) -> None:
+        self.tp = tp
+        self.dispatcher = dispatcher
+        self.progress = Progress()
+        self.queued = 0
+        """Records fed but not yet handled (for backpressure)."""
+        self._lists: deque[list[Record]] = deque()
+        self._wake = asyncio.Event()
+        self._stop_now = False
+        self._stop_when_idle = False
+        self._batch: list[tuple[Record, Event]] = []
+        self._batch_handler: Handler | None = None
+        self._batch_done: asyncio.Future[None] | None = None
+        self._batch_deadline = 0.0
+        self.task = asyncio.create_task(
+            self._run(), name=f"choreo-partition-{tp.topic}-{tp.partition}"
+        )
+
+    def feed(self, records: list[Record]) -> None:
+        self._lists.append(records)
+        self.queued += len(records)
+        self._wake.set()
+
+    def revoke(self) -> None:
+        """Finish the record in hand (and any open batch); the rest goes to the next owner."""
+        self._stop_now = True
+        self._wake.set()
+
+    def drain(self) -> None:
+        """Handle everything already fed, then stop (graceful shutdown)."""
+        self._stop_when_idle = True
+        self._wake.set()
+
+    async def _run(self) -> None:
+        while True:
+            if self._lists and not self._stop_now:
+                records = self._lists.popleft()
+                await self._handle(records)
+                self.queued -= len(records)
+                continue
+            if self._batch:
+                wait = self._batch_deadline - time.monotonic()
+                if wait <= 0 or self._stop_now or self._stop_when_idle:
+                    await self._flush()
+                    continue
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), wait)
+                continue
+            if self._stop_now or self._stop_when_idle:
+                self.queued = 0
+                return
+            self._wake.clear()
+            await self._wake.wait()
+
+    async def _handle(self, records: list[Record]) -> None:
+        """The hot path: decode, call, remember deliveries; no awaits unless needed."""
+        dispatcher = self.dispatcher
+        route = dispatcher.route
+        decode = dispatcher.codec.decode
+        finish = self.progress.finish
+        service = dispatcher.service.name
+        for record in records:
+            if self._stop_now:
+                return
+            try:
+                handler = route(record)
+                if handler is None:
+                    finish(record.offset)
+                    continue
+                event = decode(record.value, handler.event)
+            except DecodeError as error:
+                finish(record.offset, await dispatcher.poisoned(record, error))
+                continue
+            if handler.batching is not None:
+                await self._add_to_batch(handler, record, event)
+                continue
+            if self._batch:
+                await self._flush()
+            ctx = Context(service, record)
+            try:
+                result = handler.fn(event, ctx)
+                if handler.is_async:
+                    await result  # type: ignore[misc]
+            except Exception as error:
+                finish(record.offset, await dispatcher.retry(handler, event, record, error))
+                continue
+            finish(record.offset, await dispatcher.emit_all(ctx) if ctx.emitted else ())
+
+    async def _add_to_batch(self, handler: Handler, record: Record, event: Event) -> None:
+        assert handler.batching is not None
+        if self._batch and self._batch_handler is not handler:
+            await self._flush()
+        if not self._batch:
+            self._batch_handler = handler
+            self._batch_done = asyncio.get_running_loop().create_future()
+            self._batch_deadline = time.monotonic() + handler.batching.max_wait_s
+        assert self._batch_done is not None
+        self._batch.append((record, event))
+        self.progress.finish(record.offset, (self._batch_done,))
+        if len(self._batch) >= handler.batching.max_size:
+            await self._flush()
+
+    async def _flush(self) -> None:
+        items, handler, done = self._batch, self._batch_handler, self._batch_done
+        self._batch, self._batch_handler, self._batch_done = [], None, None
+        assert handler is not None and done is not None
+        try:
+            deliveries = await self.dispatcher.run_batch(handler, items)
+            if deliveries:
+                await asyncio.wait(deliveries)
+            failed = [d for d in deliveries if d.cancelled() or d.exception() is not None]
+        except BaseException as error:
+            done.set_exception(error)
+            raise
+        if failed:
+            done.set_exception(failed[0].exception() or asyncio.CancelledError())
+        else:
+            done.set_result(None)

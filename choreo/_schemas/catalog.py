@@ -1,0 +1,194 @@
+"""The catalog: every schema version plus ``catalog.toml``'s topics, checked against each other.
+
+Everything that can be wrong with the event contracts is detected here, at load, so that a
+service fails at start-up (or in CI) with a message naming the file, topic and field instead of
+failing on the first record it consumes.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from choreo._errors import SchemaError, TopologyError
+from choreo._schemas.avro import Primitive
+from choreo._schemas.layout import SchemaVersion, load_versions
+
+CATALOG_FILE = "catalog.toml"
+COMPATIBILITY_RULES = ("backward", "forward", "full", "none")
+DEFAULT_COMPATIBILITY = "backward"
+
+_TOPIC_KEYS = {"events", "key", "partitions", "retention_ms", "compatibility"}
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    """A topic as declared in ``catalog.toml``; ``retention_ms=None`` means the broker default."""
+
+    name: str
+    events: tuple[str, ...]
+    key: str
+    partitions: int = 1
+    retention_ms: int | None = None
+    compatibility: str = DEFAULT_COMPATIBILITY
+
+
+class Catalog:
+    """Read-only view of the validated schemas and topics; build it with :meth:`load`."""
+
+    def __init__(
+        self,
+        versions: Mapping[str, list[SchemaVersion]],
+        topics: Mapping[str, TopicSpec],
+        codegen_module: Path | None,
+    ) -> None:
+        self._versions = {name: tuple(vs) for name, vs in versions.items()}
+        self.topics: Mapping[str, TopicSpec] = MappingProxyType(dict(topics))
+        self.codegen_module = codegen_module
+        self._topic_of = {event: spec for spec in topics.values() for event in spec.events}
+        self.fingerprints: Mapping[bytes, SchemaVersion] = MappingProxyType(
+            {v.fingerprint: v for vs in self._versions.values() for v in vs}
+        )
+
+    @classmethod
+    def load(cls, schemas_dir: Path) -> Catalog:
+        """Parse and cross-check everything; raises :class:`SchemaError` for schema files and
+        the config file, :class:`TopologyError` for topics that cannot carry their events."""
+        config_path = schemas_dir / CATALOG_FILE
+        try:
+            config = tomllib.loads(config_path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+            raise SchemaError(f"{config_path}: cannot read: {exc}") from exc
+        unknown = set(config) - {"codegen", "topics"}
+        if unknown:
+            raise SchemaError(f"{config_path}: unknown section(s) {', '.join(sorted(unknown))}")
+        versions = load_versions(schemas_dir)
+        topics = {
+            name: _topic(config_path, name, table)
+            for name, table in sorted(_table(config_path, "topics", config).items())
+        }
+        _check_topics(topics, versions)
+        return cls(versions, topics, _codegen_module(config_path, config))
+
+    @property
+    def event_types(self) -> list[str]:
+        return sorted(self._versions)
+
+    def versions(self, event_type: str) -> list[SchemaVersion]:
+        """All published versions of ``event_type``, oldest first."""
+        try:
+            return list(self._versions[event_type])
+        except KeyError:
+            raise SchemaError(f"no schema for event type {event_type} in the catalog") from None
+
+    def latest(self, event_type: str) -> SchemaVersion:
+        return self.versions(event_type)[-1]
+
+    def topic_of(self, event_type: str) -> TopicSpec:
+        try:
+            return self._topic_of[event_type]
+        except KeyError:
+            raise TopologyError(
+                f"no topic in {CATALOG_FILE} carries event type {event_type}"
+            ) from None
+
+    def compatibility_of(self, event_type: str) -> str:
+        """The topic's rule, or the default for event types no topic carries yet."""
+        spec = self._topic_of.get(event_type)
+        return spec.compatibility if spec else DEFAULT_COMPATIBILITY
+
+
+def _table(config_path: Path, name: str, config: Mapping[str, Any]) -> dict[str, Any]:
+    value = config.get(name, {})
+    if not isinstance(value, dict):
+        raise SchemaError(f"{config_path}: [{name}] must be a table")
+    return value
+
+
+def _codegen_module(config_path: Path, config: Mapping[str, Any]) -> Path | None:
+    codegen = _table(config_path, "codegen", config)
+    unknown = set(codegen) - {"module"}
+    if unknown:
+        raise SchemaError(
+            f"{config_path}: [codegen] has unknown key(s) {', '.join(sorted(unknown))}"
+        )
+    module = codegen.get("module")
+    if module is None:
+        return None
+    if not isinstance(module, str) or not module.endswith(".py") or Path(module).is_absolute():
+        raise SchemaError(f"{config_path}: [codegen] module must be a relative path to a .py file")
+    return Path(module)
+
+
+def _topic(config_path: Path, name: str, table: Any) -> TopicSpec:
+    where = f"{config_path}: topic '{name}'"
+    if not isinstance(table, dict):
+        raise TopologyError(f"{where} must be a table")
+    unknown = set(table) - _TOPIC_KEYS
+    if unknown:
+        raise TopologyError(f"{where} has unknown key(s) {', '.join(sorted(unknown))}")
+    events = table.get("events")
+    if not (isinstance(events, list) and events and all(isinstance(e, str) for e in events)):
+        raise TopologyError(f"{where}: 'events' must be a non-empty list of event types")
+    if len(set(events)) != len(events):
+        raise TopologyError(f"{where}: 'events' lists an event type twice")
+    key = table.get("key")
+    if not isinstance(key, str):
+        raise TopologyError(f"{where}: 'key' must name a string field of its events")
+    compatibility = table.get("compatibility", DEFAULT_COMPATIBILITY)
+    if compatibility not in COMPATIBILITY_RULES:
+        raise TopologyError(
+            f"{where}: unknown compatibility {compatibility!r}; "
+            f"use one of {', '.join(COMPATIBILITY_RULES)}"
+        )
+    partitions = table.get("partitions", 1)
+    retention_ms = table.get("retention_ms")
+    if not _positive_int(partitions):
+        raise TopologyError(f"{where}: 'partitions' must be a positive integer")
+    if retention_ms is not None and not (_positive_int(retention_ms) or retention_ms == -1):
+        raise TopologyError(f"{where}: 'retention_ms' must be a positive integer or -1")
+    return TopicSpec(name, tuple(events), key, partitions, retention_ms, compatibility)
+
+
+def _positive_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def _check_topics(
+    topics: Mapping[str, TopicSpec], versions: Mapping[str, list[SchemaVersion]]
+) -> None:
+    carried_by: dict[str, str] = {}
+    for spec in topics.values():
+        for event_type in spec.events:
+            if event_type in carried_by:
+                raise TopologyError(
+                    f"event type {event_type} is on topics '{carried_by[event_type]}' and "
+                    f"'{spec.name}'; an event type belongs to one topic"
+                )
+            carried_by[event_type] = spec.name
+            if event_type not in versions:
+                raise TopologyError(
+                    f"topic '{spec.name}' lists {event_type} but schemas/ has no "
+                    f"{event_type.replace('.', '/')}.v1.avsc"
+                )
+            for version in versions[event_type]:
+                _check_key(spec, version)
+
+
+def _check_key(spec: TopicSpec, version: SchemaVersion) -> None:
+    """The key must be a plain string in every version: old producers still write old ones."""
+    field = next((f for f in version.record.fields if f.name == spec.key), None)
+    if field is None:
+        raise TopologyError(
+            f"topic '{spec.name}' is keyed by field '{spec.key}' but {version.label} "
+            f"({version.path}) has no such field"
+        )
+    if not (isinstance(field.type, Primitive) and field.type.name == "string"):
+        raise TopologyError(
+            f"topic '{spec.name}' is keyed by field '{spec.key}' but in {version.label} "
+            f"({version.path}) it is not a string"
+        )

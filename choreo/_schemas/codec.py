@@ -1,0 +1,207 @@
+"""Avro single-object encoding: ``C3 01`` + 8-byte CRC-64-AVRO fingerprint + binary body.
+
+The fingerprint names the exact writer schema, so a consumer can decode records written by any
+published version without a registry round trip; the catalog is the registry.
+
+Decoding is the consumer's hot path, so everything that depends only on the (writer
+fingerprint, model) pair is worked out once and frozen into a closure: per record the codec
+does the header checks, one dict lookup and the fastavro read + pydantic validation it cannot
+avoid.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable
+from io import BytesIO
+from typing import Any, TypeVar, cast
+
+from fastavro import schemaless_reader, schemaless_writer
+from fastavro.read import SchemaResolutionError
+from pydantic import ValidationError
+
+from choreo._errors import DecodeError, SchemaError
+from choreo._schemas.binding import newest_match
+from choreo._schemas.catalog import Catalog
+from choreo._schemas.compat import read_issues
+from choreo._schemas.event import Event
+from choreo._schemas.layout import SchemaVersion
+
+MAGIC = b"\xc3\x01"
+HEADER_SIZE = 10
+DEFAULT_MAX_BYTES = 1 << 20
+
+_E = TypeVar("_E", bound=Event)
+_Reader = Callable[[bytes], Event]
+
+# What fastavro raises on bytes that are not a body of the writer schema. Arbitrary bytes hit
+# many code paths (enum/union indexes, UTF-8, varints, dates), so this list is broad on purpose.
+_CORRUPT = (ValueError, IndexError, KeyError, TypeError, OverflowError, struct.error)
+
+
+class Codec:
+    """Encodes events to and decodes them from the single-object wire format."""
+
+    def __init__(self, catalog: Catalog, *, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
+        self._catalog = catalog
+        self._max_bytes = max_bytes
+        self._bound: dict[type[Event], SchemaVersion] = {}
+        self._models: dict[str, type[Event]] = {}
+        self._writers: dict[type[Event], tuple[bytes, dict[str, Any]]] = {}
+        self._readers: dict[tuple[bytes, type[Event]], _Reader] = {}
+        self._any_readers: dict[bytes, _Reader] = {}
+
+    def register(self, *models: type[Event]) -> None:
+        """Make ``models`` the ones :meth:`decode_any` builds for their event types.
+
+        Raises :class:`SchemaError` for a model that matches no version of its schema.
+        """
+        for model in models:
+            self._version_of(model)
+            self._models[model.event_type] = model
+        self._any_readers.clear()  # they were bound to the models registered before
+
+    def encode(self, event: Event) -> bytes:
+        """The event written with its model's schema version (the latest, for generated models)."""
+        try:
+            header, schema = self._writers[type(event)]
+        except KeyError:
+            header, schema = self._bind_writer(type(event))
+        out = BytesIO()
+        out.write(header)
+        schemaless_writer(out, schema, event.model_dump(by_alias=True))
+        return out.getvalue()
+
+    def decode(self, data: bytes | None, model: type[_E]) -> _E:
+        """Decode a record written with any published version into ``model``.
+
+        The writer's version is resolved to the newest version ``model`` matches. Raises
+        :class:`DecodeError` for poison input (its ``reason`` says which kind) and
+        :class:`SchemaError` when ``model`` matches no version of its schema.
+        """
+        fingerprint = self._fingerprint(data)
+        try:
+            read = self._readers[fingerprint, model]
+        except KeyError:
+            read = self._bind_reader(fingerprint, model)
+        return cast(_E, read(cast(bytes, data)))
+
+    def decode_any(self, data: bytes | None) -> Event:
+        """Decode into whichever registered model has the writer's event type."""
+        fingerprint = self._fingerprint(data)
+        try:
+            read = self._any_readers[fingerprint]
+        except KeyError:
+            writer = self._writer(fingerprint)
+            model = self._models.get(writer.event_type)
+            if model is None:
+                raise DecodeError(
+                    "unknown-type", f"no model is registered for {writer.event_type}"
+                ) from None
+            read = self._any_readers[fingerprint] = self._bind_reader(fingerprint, model)
+        return read(cast(bytes, data))
+
+    def event_type_of(self, data: bytes | None) -> str:
+        """The writer schema's event type, read from the header alone."""
+        return self._writer(self._fingerprint(data)).event_type
+
+    def _fingerprint(self, data: bytes | None) -> bytes:
+        if data is None:
+            raise DecodeError("tombstone", "the record has no value (a tombstone)")
+        size = len(data)
+        if size > self._max_bytes:
+            raise DecodeError(
+                "too-large", f"the record has {size} bytes, over the {self._max_bytes} limit"
+            )
+        if size < HEADER_SIZE or data[:2] != MAGIC:
+            raise DecodeError(
+                "not-avro",
+                "the record does not start with an Avro single-object header "
+                "(C3 01 and an 8-byte schema fingerprint)",
+            )
+        return data[2:HEADER_SIZE]
+
+    def _writer(self, fingerprint: bytes) -> SchemaVersion:
+        writer = self._catalog.fingerprints.get(fingerprint)
+        if writer is None:
+            raise DecodeError(
+                "unknown-fingerprint",
+                f"no schema in the catalog has fingerprint {fingerprint.hex()}",
+            )
+        return writer
+
+    def _version_of(self, model: type[Event]) -> SchemaVersion:
+        bound = self._bound.get(model)
+        if bound is not None:
+            return bound
+        event_type = getattr(model, "event_type", None)
+        if not isinstance(event_type, str):
+            raise SchemaError(f"model {model.__qualname__} does not set event_type")
+        version = self._bound[model] = newest_match(model, self._catalog.versions(event_type))
+        return version
+
+    def _bind_writer(self, model: type[Event]) -> tuple[bytes, dict[str, Any]]:
+        version = self._version_of(model)
+        bound = self._writers[model] = (MAGIC + version.fingerprint, version.schema)
+        return bound
+
+    def _bind_reader(self, fingerprint: bytes, model: type[Event]) -> _Reader:
+        reader = self._version_of(model)
+        writer = self._writer(fingerprint)
+        if writer.event_type != reader.event_type:
+            raise DecodeError(
+                "wrong-type", f"the record holds {writer.event_type}, not {reader.event_type}"
+            )
+        issues = read_issues(writer, reader)
+        read = _refuse(writer, reader, issues[0]) if issues else _reader(writer, reader, model)
+        self._readers[fingerprint, model] = read
+        return read
+
+
+def _refuse(writer: SchemaVersion, reader: SchemaVersion, issue: str) -> _Reader:
+    """Every record of an unreadable writer version fails alike; no need to re-check each."""
+    message = f"{reader.label} cannot read data written with v{writer.version}: {issue}"
+
+    def refuse(data: bytes) -> Event:
+        raise DecodeError("incompatible", message)
+
+    return refuse
+
+
+def _reader(writer: SchemaVersion, reader: SchemaVersion, model: type[Event]) -> _Reader:
+    """A closure doing only the per-record work for one (writer, model) pair."""
+    writer_schema = writer.schema
+    # fastavro skips schema resolution entirely when there is no reader schema.
+    reader_schema = None if reader is writer else reader.schema
+    validate = model.model_validate
+    label = writer.label
+
+    def read(data: bytes) -> Event:
+        body = BytesIO(data)
+        body.seek(HEADER_SIZE)
+        try:
+            record = schemaless_reader(body, writer_schema, reader_schema)
+        except (EOFError, StopIteration) as exc:
+            raise DecodeError("truncated", f"{label}: the body ends early ({exc})") from None
+        except SchemaResolutionError as exc:
+            raise DecodeError("incompatible", f"{label}: {exc}") from None
+        except _CORRUPT as exc:
+            raise DecodeError("not-avro", f"{label}: the body does not decode: {exc}") from None
+        if body.tell() != len(data):
+            raise DecodeError(
+                "not-avro", f"{label}: {len(data) - body.tell()} bytes after the body"
+            )
+        try:
+            return validate(record)
+        except ValidationError as exc:
+            raise DecodeError("invalid", f"{label}: {_first_error(exc)}") from None
+
+    return read
+
+
+def _first_error(exc: ValidationError) -> str:
+    errors = exc.errors()
+    first = errors[0]
+    where = ".".join(str(part) for part in first["loc"])
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    return f"field '{where}': {first['msg']}{more}"

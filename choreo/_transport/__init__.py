@@ -1,0 +1,1 @@
+"""Kafka clients behind one small async interface; see ``base.py``."""

@@ -1,0 +1,147 @@
+"""The seam between choreo's runtime and a Kafka client.
+
+Everything above this module (decoding, handlers, retries, DLQ, tracing) is
+written once against these protocols; a transport only moves bytes. One
+conformance suite (``tests/conformance``) runs against every implementation,
+the in-memory one included, so unit tests on it mean something.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import NamedTuple, Protocol
+
+Headers = list[tuple[str, bytes]]
+
+
+class TopicPartition(NamedTuple):
+    topic: str
+    partition: int
+
+
+class Record:
+    """A consumed record: the bytes plus where they came from.
+
+    A plain slotted class rather than a dataclass: one is built per message on
+    the hot path.
+    """
+
+    __slots__ = ("headers", "key", "offset", "partition", "timestamp_ms", "topic", "value")
+
+    def __init__(
+        self,
+        topic: str,
+        partition: int,
+        offset: int,
+        key: bytes | None,
+        value: bytes | None,
+        headers: Headers,
+        timestamp_ms: int,
+    ) -> None:
+        self.topic = topic
+        self.partition = partition
+        self.offset = offset
+        self.key = key
+        self.value = value
+        self.headers = headers
+        self.timestamp_ms = timestamp_ms
+
+    def header(self, name: str) -> bytes | None:
+        """The last value of a header (Kafka allows repeats; the last one wins)."""
+        for key, value in reversed(self.headers):
+            if key == name:
+                return value
+        return None
+
+    def __repr__(self) -> str:
+        return f"Record({self.topic}[{self.partition}]@{self.offset}, key={self.key!r})"
+
+
+@dataclass(frozen=True)
+class TopicConfig:
+    """What ``ensure_topics`` creates when a topic is missing."""
+
+    name: str
+    partitions: int = 1
+    retention_ms: int | None = None
+    compacted: bool = False
+
+
+PartitionsCallback = Callable[[list[TopicPartition]], Awaitable[None]]
+
+
+class RebalanceListener(Protocol):
+    """Called by the consumer, from inside ``poll``, around partition moves.
+
+    ``on_revoked`` returns only once in-flight work for those partitions is
+    finished or abandoned and their offsets are committed: after it returns,
+    another member may own them.
+    """
+
+    async def on_assigned(self, partitions: list[TopicPartition]) -> None: ...
+
+    async def on_revoked(self, partitions: list[TopicPartition]) -> None: ...
+
+
+class Consumer(Protocol):
+    """A group member with manual commits (auto-commit is always off)."""
+
+    async def subscribe(self, topics: Sequence[str], listener: RebalanceListener) -> None: ...
+
+    async def poll(self, max_records: int, timeout_s: float) -> list[Record]:
+        """Up to ``max_records`` records, or fewer/none once ``timeout_s`` passed."""
+        ...
+
+    async def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
+        """Commit the next offset to read for each partition, synchronously."""
+        ...
+
+    def pause(self, partitions: Iterable[TopicPartition]) -> None: ...
+
+    def resume(self, partitions: Iterable[TopicPartition]) -> None: ...
+
+    def assignment(self) -> list[TopicPartition]: ...
+
+    async def close(self) -> None: ...
+
+
+class Producer(Protocol):
+    """Sends records; ``send`` resolves when the broker acknowledged the record."""
+
+    async def send(
+        self, topic: str, key: bytes | None, value: bytes | None, headers: Headers
+    ) -> asyncio.Future[None]:
+        """Enqueue a record; the returned awaitable resolves on delivery (raises on failure).
+
+        Split in two so a caller can enqueue many records and await them
+        together, without one broker round trip per record.
+        """
+        ...
+
+    async def flush(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class Transport(Protocol):
+    """A factory for one client library's consumers, producers and admin calls."""
+
+    name: str
+
+    def consumer(self, group_id: str, client_id: str) -> Consumer: ...
+
+    def producer(self, client_id: str) -> Producer: ...
+
+    async def ensure_topics(self, topics: Sequence[TopicConfig]) -> None:
+        """Create the missing topics; existing ones are left as they are."""
+        ...
+
+    async def check_reachable(self, timeout_s: float) -> None:
+        """Raise ``TransportError`` naming the bootstrap servers if no broker answers."""
+        ...
+
+    async def group_members(self, group_id: str) -> list[str]:
+        """Client ids of the group's current members (to catch two services in one group)."""
+        ...

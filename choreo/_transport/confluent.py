@@ -1,0 +1,661 @@
+"""The default transport, on confluent-kafka (librdkafka).
+
+Consumer: librdkafka blocks, and confluent-kafka 2.x admits one thread at a
+time into a ``Consumer``, so each consumer owns one worker thread that makes
+every call on it (consume, commit, pause, close) as a queued job. Rebalance
+callbacks fire inside ``consume`` on that thread; they run the async
+``RebalanceListener`` on the event loop and block until it finishes (running
+the commits it queues meanwhile), so ``on_revoked`` commits before the
+partitions move.
+
+Producer: not gated, so ``produce`` runs on the loop; one background thread
+calls ``poll`` to serve delivery reports and hands each batch of them to the
+loop in one ``call_soon_threadsafe``, not one per record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from functools import partial
+from typing import Any, TypeVar
+
+import confluent_kafka as ck
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.cimpl import NewTopic
+
+from choreo._config import KafkaConfig
+from choreo._errors import ConfigError, TransportError
+from choreo._transport.base import (
+    Headers,
+    RebalanceListener,
+    Record,
+    TopicConfig,
+    TopicPartition,
+)
+from choreo._transport.registry import (
+    ThrottledLog,
+    ensure_topics_with,
+    topic_settings,
+    unreachable,
+)
+
+_log = logging.getLogger("choreo.transport.confluent")
+
+ADMIN_TIMEOUT_S = 15.0
+FLUSH_STEP_S = 0.5
+"""``flush`` waits in steps so a cancelled flush frees its thread soon after."""
+PRODUCER_POLL_S = 0.1
+WAIT_SLICE_S = 0.1
+"""Longest a queued consumer job (commit, pause) waits while a poll waits for records."""
+
+T = TypeVar("T")
+
+
+def librdkafka_settings(config: KafkaConfig) -> dict[str, Any]:
+    """``KafkaConfig`` in librdkafka's option names (the password included: never log it)."""
+    settings: dict[str, Any] = {
+        "bootstrap.servers": config.bootstrap_servers,
+        "security.protocol": config.security_protocol.lower(),
+    }
+    optional: dict[str, Any] = {
+        "sasl.mechanism": config.sasl_mechanism,
+        "sasl.username": config.sasl_username,
+        "sasl.password": config.sasl_password and config.sasl_password.get_secret_value(),
+        "ssl.ca.location": config.ssl_cafile and str(config.ssl_cafile),
+        "ssl.certificate.location": config.ssl_certfile and str(config.ssl_certfile),
+        "ssl.key.location": config.ssl_keyfile and str(config.ssl_keyfile),
+    }
+    settings.update({name: value for name, value in optional.items() if value is not None})
+    return settings
+
+
+def _describe(error: ck.KafkaError | BaseException | None) -> str:
+    """A KafkaError's text (``str(KafkaException)`` is a tuple repr)."""
+    if isinstance(error, ck.KafkaException) and error.args:
+        error = error.args[0]
+    if isinstance(error, ck.KafkaError):
+        return str(error.str())
+    return str(error)
+
+
+def _error_code(error: BaseException) -> int | None:
+    if isinstance(error, ck.KafkaException) and isinstance(error.args[0], ck.KafkaError):
+        return int(error.args[0].code())
+    return None
+
+
+def _incremental(settings: Mapping[str, Any]) -> bool:
+    """Whether the group hands out partitions incrementally (cooperative or KIP-848)."""
+    strategy = str(settings.get("partition.assignment.strategy", ""))
+    protocol = str(settings.get("group.protocol", "classic")).lower()
+    return "cooperative" in strategy or protocol == "consumer"
+
+
+class _LibrdkafkaLog:
+    """librdkafka's ``logger``: its lines in Python logging, each facility throttled.
+
+    While a broker is down librdkafka logs a FAIL line on every reconnect
+    attempt; ``error_cb`` already reports that, so one line per facility per
+    interval is enough.
+    """
+
+    def __init__(self) -> None:
+        self._throttled = ThrottledLog(logging.getLogger("choreo.transport.librdkafka"))
+
+    def log(self, level: int, message: str, *args: object) -> None:
+        facility = args[0] if args else message
+        self._throttled(facility, level, message % args if args else message)
+
+
+def _names(partitions: Iterable[Any]) -> str:
+    """``topic[partition], ...`` for ours or confluent's TopicPartitions."""
+    return ", ".join(f"{tp.topic}[{tp.partition}]" for tp in partitions)
+
+
+class ConfluentTransport:
+    """Consumers, producers and admin calls on confluent-kafka."""
+
+    name = "confluent"
+
+    def __init__(self, config: KafkaConfig) -> None:
+        self._servers = config.bootstrap_servers
+        self._settings = librdkafka_settings(config)
+        self._options: dict[str, Any] = dict(config.client_options)
+        self._errors = ThrottledLog(_log)
+        self._librdkafka_log = _LibrdkafkaLog()
+        self._admin: AdminClient | None = None
+
+    def _on_error(self, error: ck.KafkaError) -> None:
+        """librdkafka's ``error_cb``: it retries on its own, so log (throttled), never raise."""
+        text = f"kafka client error ({self._servers}): {error.str()}"
+        if error.fatal():
+            _log.error("%s (fatal: this client is unusable)", text)
+        else:
+            self._errors(error.code(), logging.WARNING, text)
+
+    def _client_settings(self, defaults: Mapping[str, Any], **fixed: Any) -> dict[str, Any]:
+        """Connection settings, our defaults, the user's options, then what must not change."""
+        return {
+            **self._settings,
+            **defaults,
+            **self._options,
+            **fixed,
+            "error_cb": self._on_error,
+            "logger": self._librdkafka_log,
+        }
+
+    def consumer(self, group_id: str, client_id: str) -> ConfluentConsumer:
+        settings = self._client_settings(
+            {"auto.offset.reset": "earliest"},
+            **{
+                "group.id": group_id,
+                "client.id": client_id,
+                "enable.auto.commit": False,
+                "enable.auto.offset.store": False,
+            },
+        )
+        return ConfluentConsumer(settings, group_id, client_id, self._errors)
+
+    def producer(self, client_id: str) -> ConfluentProducer:
+        settings = self._client_settings(
+            {
+                "acks": "all",
+                "enable.idempotence": True,
+                "linger.ms": 5,
+                # Java's and aiokafka's default: one key, one partition number, whichever client.
+                "partitioner": "murmur2_random",
+            },
+            **{"client.id": client_id},
+        )
+        return ConfluentProducer(settings, client_id)
+
+    def _admin_client(self) -> AdminClient:
+        if self._admin is None:
+            self._admin = AdminClient(self._client_settings({}, **{"client.id": "choreo-admin"}))
+        return self._admin
+
+    async def ensure_topics(self, topics: Sequence[TopicConfig]) -> None:
+        await ensure_topics_with(
+            topics,
+            existing=self._topic_partitions,
+            create=self._create_topics,
+            bootstrap_servers=self._servers,
+        )
+
+    async def _topic_partitions(self) -> dict[str, int]:
+        admin = self._admin_client()
+        try:
+            metadata = await asyncio.to_thread(admin.list_topics, timeout=ADMIN_TIMEOUT_S)
+        except ck.KafkaException as error:
+            raise unreachable(self._servers, _describe(error)) from None
+        return {
+            name: len(topic.partitions)
+            for name, topic in metadata.topics.items()
+            if topic.error is None
+        }
+
+    async def _create_topics(self, topics: list[TopicConfig]) -> None:
+        new = [
+            # replication_factor=-1: the broker's default.replication.factor.
+            NewTopic(t.name, num_partitions=t.partitions, config=topic_settings(t))
+            for t in topics
+        ]
+        futures = self._admin_client().create_topics(
+            new, operation_timeout=ADMIN_TIMEOUT_S, request_timeout=ADMIN_TIMEOUT_S
+        )
+        for name, future in futures.items():
+            try:
+                await asyncio.wrap_future(future)
+            except ck.KafkaException as error:
+                if _error_code(error) != ck.KafkaError.TOPIC_ALREADY_EXISTS:
+                    raise TransportError(
+                        f"cannot create topic {name} on {self._servers}: {_describe(error)}"
+                    ) from None
+
+    async def check_reachable(self, timeout_s: float) -> None:
+        admin = self._admin_client()
+        try:
+            await asyncio.to_thread(admin.list_topics, timeout=timeout_s)
+        except ck.KafkaException as error:
+            raise unreachable(self._servers, f"{_describe(error)} ({timeout_s:g}s)") from None
+
+    async def group_members(self, group_id: str) -> list[str]:
+        futures = self._admin_client().describe_consumer_groups(
+            [group_id], request_timeout=ADMIN_TIMEOUT_S
+        )
+        try:
+            description = await asyncio.wrap_future(futures[group_id])
+        except ck.KafkaException as error:
+            if _error_code(error) == ck.KafkaError.GROUP_ID_NOT_FOUND:
+                return []
+            raise TransportError(
+                f"cannot describe group {group_id} on {self._servers}: {_describe(error)}"
+            ) from None
+        return [member.client_id for member in description.members]
+
+
+class _Worker:
+    """The one thread that makes every call on a librdkafka consumer.
+
+    confluent-kafka 2.x lets one thread at a time into a ``Consumer``; a call
+    from a second thread spins until the first stops calling, which a poll
+    loop never does (a commit would wait for shutdown). So calls are jobs run
+    here, in order. Long waits for records are cut into slices so jobs queued
+    meanwhile (a commit, a pause) run within ``WAIT_SLICE_S``, and while a
+    rebalance callback waits for the listener this thread keeps running jobs,
+    which is how ``on_revoked`` can commit.
+    """
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._jobs: queue.SimpleQueue[Callable[[], object]] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._stopping = False
+        self._stopped = False
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def submit(self, call: Callable[[], T]) -> concurrent.futures.Future[T]:
+        """Queue ``call``; its result or error arrives on the returned future."""
+        future: concurrent.futures.Future[T] = concurrent.futures.Future()
+
+        def job() -> None:
+            if future.set_running_or_notify_cancel():
+                try:
+                    future.set_result(call())
+                except BaseException as error:
+                    future.set_exception(error)
+
+        if not self._enqueue(job):
+            future.set_exception(TransportError(f"{self._name} has stopped"))
+        return future
+
+    def post(self, call: Callable[[], object]) -> None:
+        """Queue ``call`` without waiting for it (``pause``/``resume`` are not async)."""
+        self._enqueue(call)
+
+    def _enqueue(self, job: Callable[[], object]) -> bool:
+        with self._lock:
+            if not self._stopped:
+                self._jobs.put(job)
+            return not self._stopped
+
+    def run_pending(self) -> None:
+        """On this thread: run the jobs queued so far."""
+        while not self._jobs.empty():
+            self._jobs.get_nowait()()
+
+    def run_until(self, done: Callable[[], bool], timeout_s: float) -> None:
+        """On this thread: run jobs as they come until ``done()`` or the timeout."""
+        deadline = time.monotonic() + timeout_s
+        while not done():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            try:
+                job = self._jobs.get(timeout=remaining)
+            except queue.Empty:
+                return
+            job()
+
+    def stop(self) -> None:
+        """Finish the queued jobs, then end the thread."""
+        self.post(self._halt)
+
+    def _halt(self) -> None:
+        self._stopping = True
+
+    def _run(self) -> None:
+        while not self._stopping:
+            self._jobs.get()()
+        with self._lock:
+            self._stopped = True
+        self.run_pending()  # queued while stopping: they fail on the closed consumer
+
+
+def _nothing() -> None:
+    """A job that only wakes the worker."""
+
+
+class ConfluentConsumer:
+    """A librdkafka consumer whose every call runs on its own worker thread."""
+
+    def __init__(
+        self, settings: dict[str, Any], group_id: str, client_id: str, errors: ThrottledLog
+    ) -> None:
+        self._group = group_id
+        self._incremental = _incremental(settings)
+        self._errors = errors
+        try:
+            self._consumer = ck.Consumer(settings)
+        except (ck.KafkaException, ValueError, TypeError) as error:
+            raise ConfigError(f"consumer of group {group_id}: {_describe(error)}") from None
+        self._worker = _Worker(f"choreo-consumer-{client_id}")
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._listener: RebalanceListener | None = None
+        self._listener_error: BaseException | None = None
+        self._revoked: set[tuple[str, int]] = set()  # worker thread only
+        # Kept here, so assignment() needs no trip to the worker thread.
+        self._assigned: list[TopicPartition] = []
+        self._closed = False
+
+    async def _call(self, call: Callable[[], T]) -> T:
+        return await asyncio.wrap_future(self._worker.submit(call))
+
+    async def subscribe(self, topics: Sequence[str], listener: RebalanceListener) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._listener = listener
+        try:
+            await self._call(
+                partial(
+                    self._consumer.subscribe,
+                    list(topics),
+                    on_assign=self._on_assign,
+                    on_revoke=self._on_revoke,
+                )
+            )
+        except (ck.KafkaException, RuntimeError) as error:
+            raise TransportError(
+                f"group {self._group}: cannot subscribe to {', '.join(topics)}: {_describe(error)}"
+            ) from None
+
+    async def poll(self, max_records: int, timeout_s: float) -> list[Record]:
+        self._raise_listener_error()
+        records = await self._call(partial(self._consume, max_records, timeout_s))
+        if not records:
+            self._raise_listener_error()  # with records, the next poll raises it
+        return records
+
+    def _consume(self, max_records: int, timeout_s: float) -> list[Record]:
+        """Worker thread: one batch of messages turned into ``Record``s."""
+        records: list[Record] = []
+        append = records.append
+        for m in self._messages(max_records, timeout_s):
+            failure = m.error()
+            if failure is None:
+                append(
+                    Record(
+                        m.topic(),
+                        m.partition(),
+                        m.offset(),
+                        m.key(),
+                        m.value(),
+                        m.headers() or [],
+                        m.timestamp()[1],
+                    )
+                )
+            else:
+                self._message_error(m, failure)
+        return records
+
+    def _messages(self, max_records: int, timeout_s: float) -> list[Any]:
+        """Up to ``max_records`` messages, returned as soon as any arrive.
+
+        librdkafka's ``consume(n, t)`` waits for all ``n`` records or the whole
+        timeout, so take what is buffered; if nothing is, wait (in slices, for
+        queued jobs) for one record, then take what arrived with it.
+        librdkafka drops records outdated by a rebalance within one call;
+        across calls we do it: a record held from an earlier call whose
+        partition is revoked in a later one was never seen by the listener,
+        so it is not committed and its next owner (maybe us) reads it again.
+
+        Typed ``Any`` so the hot loop in ``_consume`` needs no per-message casts.
+        """
+        consume = self._consumer.consume
+        self._worker.run_pending()  # a pause queued before this poll applies to it
+        try:
+            messages: list[Any] = consume(max_records, 0)
+            if messages:
+                return messages
+            deadline = time.monotonic() + timeout_s
+            while not messages:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return messages
+                self._worker.run_pending()
+                messages = consume(1, min(remaining, WAIT_SLICE_S))
+            if max_records == 1:
+                return messages
+            self._revoked.clear()
+            more = consume(max_records - 1, 0)
+        except (ck.KafkaException, RuntimeError) as error:
+            detail = _describe(error)
+            raise TransportError(f"group {self._group}: consume failed: {detail}") from None
+        if self._revoked:
+            gone = self._revoked
+            messages = [m for m in messages if (m.topic(), m.partition()) not in gone]
+        messages.extend(more)
+        return messages
+
+    def _message_error(self, message: ck.Message, error: ck.KafkaError) -> None:
+        where = f"group {self._group}, topic {message.topic()}[{message.partition()}]"
+        if error.fatal():
+            raise TransportError(f"{where}: fatal consumer error: {error.str()}")
+        self._errors((self._group, error.code()), logging.WARNING, f"{where}: {error.str()}")
+
+    def _on_assign(self, consumer: ck.Consumer, partitions: list[ck.TopicPartition]) -> None:
+        """Worker thread: take the partitions first, so the listener may pause them."""
+        tps = [TopicPartition(p.topic, p.partition) for p in partitions]
+        if self._incremental:
+            consumer.incremental_assign(partitions)
+            self._assigned = sorted({*self._assigned, *tps})
+        else:
+            consumer.assign(partitions)
+            self._assigned = sorted(tps)
+        self._call_listener(True, tps)
+
+    def _on_revoke(self, consumer: ck.Consumer, partitions: list[ck.TopicPartition]) -> None:
+        """Worker thread: the listener commits while the partitions are still ours."""
+        tps = [TopicPartition(p.topic, p.partition) for p in partitions]
+        self._revoked.update(tps)
+        try:
+            if tps:
+                self._call_listener(False, tps)
+        finally:
+            if self._incremental:
+                consumer.incremental_unassign(partitions)
+                self._assigned = [tp for tp in self._assigned if tp not in tps]
+            else:
+                consumer.unassign()
+                self._assigned = []
+
+    def _call_listener(self, assigned: bool, tps: list[TopicPartition]) -> None:
+        """Run the listener on the loop; meanwhile run its jobs here; keep its error."""
+        loop, listener = self._loop, self._listener
+        if loop is None or listener is None or loop.is_closed():
+            return
+        callback = listener.on_assigned if assigned else listener.on_revoked
+        try:
+            future = asyncio.run_coroutine_threadsafe(callback(tps), loop)
+            future.add_done_callback(lambda _: self._worker.post(_nothing))
+            while not future.done():
+                self._worker.run_until(future.done, 1.0)
+                if not future.done() and not loop.is_running():
+                    future.cancel()
+                    raise TransportError(f"group {self._group}: event loop stopped in a rebalance")
+            future.result()
+        except BaseException as error:
+            if self._listener_error is None:
+                self._listener_error = error
+
+    def _raise_listener_error(self) -> None:
+        error, self._listener_error = self._listener_error, None
+        if error is not None:
+            raise error
+
+    async def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
+        if offsets:
+            tps = [ck.TopicPartition(tp.topic, tp.partition, o) for tp, o in offsets.items()]
+            await self._call(partial(self._commit, tps))
+
+    def _commit(self, tps: list[ck.TopicPartition]) -> None:
+        try:
+            result = self._consumer.commit(offsets=tps, asynchronous=False)
+        except (ck.KafkaException, RuntimeError) as error:
+            raise TransportError(
+                f"group {self._group}: commit of {_names(tps)} failed: {_describe(error)}"
+            ) from None
+        failed = [tp for tp in result or [] if tp.error is not None]
+        if failed:
+            raise TransportError(
+                f"group {self._group}: commit failed for "
+                + ", ".join(f"{tp.topic}[{tp.partition}] ({_describe(tp.error)})" for tp in failed)
+            )
+
+    def pause(self, partitions: Iterable[TopicPartition]) -> None:
+        """Takes effect before the next wait for records, even one already under way."""
+        self._flow("pause", partitions)
+
+    def resume(self, partitions: Iterable[TopicPartition]) -> None:
+        self._flow("resume", partitions)
+
+    def _flow(self, verb: str, partitions: Iterable[TopicPartition]) -> None:
+        tps = [ck.TopicPartition(tp.topic, tp.partition) for tp in partitions]
+        if tps:
+            self._worker.post(partial(self._apply_flow, verb, tps))
+
+    def _apply_flow(self, verb: str, tps: list[ck.TopicPartition]) -> None:
+        try:
+            getattr(self._consumer, verb)(tps)
+        except (ck.KafkaException, RuntimeError) as error:  # nobody to raise to: log it
+            _log.warning("group %s: cannot %s %s: %s", self._group, verb, _names(tps), error)
+
+    def assignment(self) -> list[TopicPartition]:
+        return list(self._assigned)
+
+    async def close(self) -> None:
+        """Leave the group; librdkafka calls ``on_revoked`` first (on the worker thread)."""
+        if self._closed:
+            return
+        self._closed = True
+        closing = self._worker.submit(self._consumer.close)
+        self._worker.stop()  # after close(), whose on_revoked may still queue a commit
+        try:
+            await asyncio.wrap_future(closing)
+        except (ck.KafkaException, RuntimeError) as error:
+            raise TransportError(f"group {self._group}: close failed: {_describe(error)}") from None
+        self._raise_listener_error()
+
+
+_Delivery = tuple["asyncio.Future[None]", TransportError | None]
+
+
+class ConfluentProducer:
+    """An idempotent librdkafka producer; a background thread serves delivery reports."""
+
+    def __init__(self, settings: dict[str, Any], client_id: str) -> None:
+        self._client_id = client_id
+        try:
+            self._producer = ck.Producer(settings)
+        except (ck.KafkaException, ValueError, TypeError) as error:
+            raise ConfigError(f"producer {client_id}: {_describe(error)}") from None
+        self._reports: deque[_Delivery] = deque()
+        self._settle_scheduled = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop = threading.Event()
+        self._poller: threading.Thread | None = None
+        self._closed = False
+
+    def _bind(self) -> asyncio.AbstractEventLoop:
+        """The loop delivery futures belong to; starts the poller on first use."""
+        loop = asyncio.get_running_loop()
+        if self._loop is None:
+            self._loop = loop
+            self._poller = threading.Thread(
+                target=self._serve_reports, name=f"choreo-producer-{self._client_id}", daemon=True
+            )
+            self._poller.start()
+        elif self._loop is not loop:
+            raise TransportError(f"producer {self._client_id} is bound to another event loop")
+        return loop
+
+    async def send(
+        self, topic: str, key: bytes | None, value: bytes | None, headers: Headers
+    ) -> asyncio.Future[None]:
+        if self._closed:
+            raise TransportError(f"producer {self._client_id} is closed (sending to {topic})")
+        delivered: asyncio.Future[None] = self._bind().create_future()
+        on_delivery = partial(self._on_delivery, delivered)
+        produce: Any = self._producer.produce  # its stub wants a wider list type than Headers
+        while True:
+            try:
+                produce(topic, value, key, headers=headers, on_delivery=on_delivery)
+                return delivered
+            except BufferError:
+                await asyncio.sleep(0.005)  # local queue full; the poller drains it
+            except ck.KafkaException as error:  # refused locally, e.g. too large
+                delivered.set_exception(
+                    TransportError(f"cannot send to topic {topic}: {_describe(error)}")
+                )
+                return delivered
+
+    def _on_delivery(
+        self, delivered: asyncio.Future[None], error: ck.KafkaError | None, message: ck.Message
+    ) -> None:
+        """A librdkafka thread (poller or flush): queue the report for the loop."""
+        failure = None
+        if error is not None:
+            topic, partition = message.topic(), message.partition()
+            where = topic if partition is None or partition < 0 else f"{topic}[{partition}]"
+            failure = TransportError(f"delivery to topic {where} failed: {error.str()}")
+        self._reports.append((delivered, failure))
+
+    def _serve_reports(self) -> None:
+        poll = self._producer.poll
+        while not self._stop.is_set():
+            poll(PRODUCER_POLL_S)
+            self._schedule_settle()
+
+    def _schedule_settle(self) -> None:
+        loop = self._loop
+        if self._reports and not self._settle_scheduled and loop is not None:
+            self._settle_scheduled = True
+            try:
+                loop.call_soon_threadsafe(self._settle)
+            except RuntimeError:  # the loop is closed; nobody is waiting any more
+                self._settle_scheduled = False
+
+    def _settle(self) -> None:
+        """On the loop: resolve every queued delivery future at once."""
+        self._settle_scheduled = False
+        reports = self._reports
+        while reports:
+            delivered, failure = reports.popleft()
+            if delivered.done():
+                continue
+            if failure is None:
+                delivered.set_result(None)
+            else:
+                delivered.set_exception(failure)
+
+    async def flush(self) -> None:
+        """Return once every record sent so far is acknowledged (its future settled)."""
+        loop = asyncio.get_running_loop()
+        while await loop.run_in_executor(None, self._producer.flush, FLUSH_STEP_S):
+            pass
+        if self._loop is loop:
+            self._settle()
+
+    async def close(self) -> None:
+        """Flush, then stop; records still unsent if the flush is cancelled are purged."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            await self.flush()
+        finally:
+            self._stop.set()
+            if self._poller is not None:
+                await asyncio.to_thread(self._poller.join)
+            if len(self._producer):
+                self._producer.purge()
+                self._producer.poll(0)  # the purged records' reports fail their futures
+            if self._loop is asyncio.get_running_loop():
+                self._settle()

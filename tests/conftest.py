@@ -1,0 +1,1 @@
+"""Puts tests/ on sys.path (pytest does for a rootless conftest), so ``import builders`` works."""

@@ -1,0 +1,251 @@
+"""The runtime's message fates on the in-memory transport: handled, retried, or dead-lettered."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from builders import placed, received
+
+import choreo
+from choreo import _headers
+from choreo._runtime import dead_letters as dlq
+from choreo._runtime.dispatch import HandlerFailed
+from choreo._transport.base import Record
+from choreo.testing import TestService
+from services.events import OrderPlaced, OrderReceived, StockReserved
+
+FAST = choreo.RetryPolicy(max_attempts=3, initial_interval_s=0.001, jitter=0.0)
+
+
+def _header(record: Record, name: str) -> str:
+    value = record.header(name)
+    assert value is not None, f"no {name} header"
+    return value.decode()
+
+
+def test_emitted_events_carry_correlation_and_causation() -> None:
+    svc = choreo.Service("placer")
+
+    @svc.on(OrderReceived)
+    async def place(event: OrderReceived, ctx: choreo.Context) -> None:
+        ctx.emit(placed(event.order_id))
+
+    with TestService(svc) as t:
+        event_id = t.send(received("o-1"), correlation_id="saga-42")
+        [record] = [r for r in t.records("shop.orders") if r.header(_headers.SOURCE) == b"placer"]
+    assert _header(record, _headers.TYPE) == "shop.orders.OrderPlaced"
+    assert _header(record, _headers.CORRELATION) == "saga-42"
+    assert _header(record, _headers.CAUSATION) == event_id
+    assert record.key == b"o-1"
+
+
+def test_a_flaky_handler_succeeds_after_retries_and_emits_once() -> None:
+    svc = choreo.Service("flaky")
+    calls: list[int] = []
+
+    @svc.on(OrderPlaced, retry=FAST)
+    def reserve(event: OrderPlaced, ctx: choreo.Context) -> None:
+        calls.append(ctx.attempt)
+        if ctx.attempt < 3:
+            raise ConnectionError("warehouse API timed out")
+
+    with TestService(svc, raise_errors=False) as t:
+        t.send(placed("o-1"))
+        assert t.dead_letters("shop.orders") == []
+    assert calls == [1, 2, 3]
+
+
+def test_events_emitted_by_a_failed_try_are_never_published() -> None:
+    svc = choreo.Service("leaky")
+
+    @svc.on(OrderPlaced, retry=FAST)
+    def reserve(event: OrderPlaced, ctx: choreo.Context) -> None:
+        ctx.emit(
+            StockReserved(
+                order_id=event.order_id,
+                reservation_id=uuid.UUID(int=ctx.attempt),
+                items=[],
+                reserved_at=event.placed_at,
+                expires_at=event.placed_at,
+            )
+        )
+        if ctx.attempt == 1:
+            raise ConnectionError("boom")
+
+    with TestService(svc, raise_errors=False) as t:
+        t.send(placed("o-1"))
+        emitted = t.emitted(StockReserved)
+    assert [e.reservation_id.int for e in emitted] == [2]
+
+
+def test_a_handler_that_keeps_failing_is_dead_lettered_with_the_reason() -> None:
+    svc = choreo.Service("broken")
+
+    @svc.on(OrderPlaced, retry=FAST)
+    def reserve(event: OrderPlaced, ctx: choreo.Context) -> None:
+        raise ValueError(f"cannot reserve {event.order_id}")
+
+    with TestService(svc, raise_errors=False) as t:
+        t.send(placed("o-9"))
+        [original] = [r for r in t.records("shop.orders")]
+        [parked] = t.dead_letters("shop.orders")
+    assert parked.value == original.value and parked.key == original.key
+    assert _header(parked, dlq.REASON) == "handler-error"
+    assert _header(parked, dlq.ERROR_TYPE) == "builtins.ValueError"
+    assert _header(parked, dlq.ERROR_MESSAGE) == "cannot reserve o-9"
+    assert _header(parked, dlq.ATTEMPTS) == "3"
+    assert _header(parked, dlq.TOPIC) == "shop.orders"
+    assert _header(parked, dlq.OFFSET) == str(original.offset)
+    assert _header(parked, dlq.GROUP) == "broken"
+    assert "ValueError" in _header(parked, dlq.STACKTRACE)
+    assert _header(parked, _headers.ID) == _header(original, _headers.ID)
+
+
+def test_a_non_retryable_error_is_parked_at_once() -> None:
+    svc = choreo.Service("strict")
+    calls: list[int] = []
+    policy = choreo.RetryPolicy(max_attempts=5, initial_interval_s=0.001, non_retryable=(KeyError,))
+
+    @svc.on(OrderPlaced, retry=policy)
+    def reserve(event: OrderPlaced, ctx: choreo.Context) -> None:
+        calls.append(ctx.attempt)
+        raise KeyError("unknown sku")
+
+    with TestService(svc, raise_errors=False) as t:
+        t.send(placed())
+        [parked] = t.dead_letters("shop.orders")
+    assert calls == [1]
+    assert _header(parked, dlq.ATTEMPTS) == "1"
+
+
+@pytest.mark.parametrize(
+    ("value", "headers", "reason"),
+    [
+        (b"definitely not avro", [(_headers.TYPE, b"shop.orders.OrderPlaced")], "not-avro"),
+        (
+            b"\xc3\x01" + bytes(8) + b"\x02",
+            [(_headers.TYPE, b"shop.orders.OrderPlaced")],
+            "unknown-fingerprint",
+        ),
+        (None, [(_headers.TYPE, b"shop.orders.OrderPlaced")], "tombstone"),
+        (b"garbage without a type header", [], "not-avro"),
+    ],
+)
+def test_poison_messages_are_parked_with_a_reason_and_the_stream_goes_on(
+    value: bytes | None, headers: list[tuple[str, bytes]], reason: str
+) -> None:
+    svc = choreo.Service("sturdy")
+    handled: list[str] = []
+
+    @svc.on(OrderPlaced)
+    def reserve(event: OrderPlaced, ctx: choreo.Context) -> None:
+        handled.append(event.order_id)
+
+    with TestService(svc, raise_errors=False) as t:
+        t.send_raw("shop.orders", value, key=b"o-1", headers=headers)
+        t.send(placed("o-2"))
+        [parked] = t.dead_letters("shop.orders")
+    assert _header(parked, dlq.REASON) == reason
+    assert handled == ["o-2"]
+
+
+def test_a_truncated_body_is_parked_as_truncated() -> None:
+    svc = choreo.Service("cutter")
+
+    @svc.on(OrderPlaced)
+    def reserve(event: OrderPlaced, ctx: choreo.Context) -> None:
+        pass
+
+    with TestService(svc, raise_errors=False) as t:
+        t.send(placed("o-1"))
+        whole = t.records("shop.orders")[0]
+        t.send_raw("shop.orders", (whole.value or b"")[:-20], key=b"o-1", headers=whole.headers)
+        [parked] = t.dead_letters("shop.orders")
+    assert _header(parked, dlq.REASON) == "truncated"
+
+
+def test_events_the_service_does_not_handle_are_skipped_not_parked() -> None:
+    svc = choreo.Service("picky")
+    handled: list[str] = []
+
+    @svc.on(OrderPlaced)
+    def reserve(event: OrderPlaced, ctx: choreo.Context) -> None:
+        handled.append(event.order_id)
+
+    with TestService(svc) as t:
+        t.send(received("o-1"))  # same topic, other type
+        t.send(placed("o-2"))
+        assert t.dead_letters("shop.orders") == []
+    assert handled == ["o-2"]
+
+
+def test_handler_errors_surface_in_tests_by_default() -> None:
+    svc = choreo.Service("loud")
+
+    @svc.on(OrderPlaced, retry=FAST)
+    def reserve(event: OrderPlaced, ctx: choreo.Context) -> None:
+        raise RuntimeError("bug in handler")
+
+    with pytest.raises(HandlerFailed, match="bug in handler"), TestService(svc) as t:
+        t.send(placed())
+
+
+def test_batch_handlers_get_lists_in_partition_order() -> None:
+    svc = choreo.Service("bulk")
+    batches: list[list[str]] = []
+
+    @svc.on_batch(OrderPlaced, max_size=3, max_wait_s=0.05)
+    def load(events: list[OrderPlaced], ctx: choreo.Context) -> None:
+        batches.append([e.order_id for e in events])
+
+    with TestService(svc) as t:
+        for i in range(7):
+            t.send(placed("same-key-" + "x", sku=f"SKU-{i}"))
+    assert sum(len(b) for b in batches) == 7
+    assert all(1 <= len(b) <= 3 for b in batches)
+
+
+def test_a_handler_for_an_event_no_topic_carries_fails_at_start() -> None:
+    class Orphan(choreo.Event):
+        event_type = "shop.nowhere.Orphan"
+        order_id: str
+
+    svc = choreo.Service("lost")
+
+    @svc.on(Orphan)
+    def handle(event: Orphan, ctx: choreo.Context) -> None:
+        pass
+
+    with pytest.raises(choreo.TopologyError, match=r"lost: handler .*handle takes shop.nowhere"):
+        TestService(svc).__enter__()
+
+
+def test_a_model_that_does_not_match_its_schema_fails_at_start() -> None:
+    class OrderPlacedDrifted(choreo.Event):
+        event_type = "shop.orders.OrderPlaced"
+        order_id: str
+        discount_code: str
+
+    svc = choreo.Service("drifted")
+
+    @svc.on(OrderPlacedDrifted)
+    def handle(event: OrderPlacedDrifted, ctx: choreo.Context) -> None:
+        pass
+
+    with pytest.raises(choreo.SchemaError, match=r"discount_code|customer_id"):
+        TestService(svc).__enter__()
+
+
+def test_two_handlers_for_one_event_in_a_service_is_an_error() -> None:
+    svc = choreo.Service("twice")
+
+    @svc.on(OrderPlaced)
+    def first(event: OrderPlaced, ctx: choreo.Context) -> None:
+        pass
+
+    with pytest.raises(choreo.TopologyError, match=r"two handlers for shop\.orders\.OrderPlaced"):
+
+        @svc.on(OrderPlaced)
+        def second(event: OrderPlaced, ctx: choreo.Context) -> None:
+            pass
