@@ -6,6 +6,7 @@ import asyncio
 from dataclasses import dataclass
 
 from choreo import _headers
+from choreo._runtime.instrument import Instrumentation
 from choreo._schemas import Catalog, Codec, Event
 from choreo._transport.base import Producer
 
@@ -24,7 +25,15 @@ class Emitter:
     costs one dict lookup plus encoding.
     """
 
-    def __init__(self, catalog: Catalog, codec: Codec, producer: Producer, source: str) -> None:
+    def __init__(
+        self,
+        catalog: Catalog,
+        codec: Codec,
+        producer: Producer,
+        source: str,
+        instrument: Instrumentation | None = None,
+    ) -> None:
+        self._instrument = instrument
         self._catalog = catalog
         self._codec = codec
         self._producer = producer
@@ -60,6 +69,8 @@ class Emitter:
         headers = _headers.event_headers(
             route.event_type, self._source, event_id, correlation_id or event_id, causation_id
         )
+        if self._instrument is not None:
+            self._instrument.inject(headers)
         key_value = key if key is not None else str(getattr(event, route.key_field))
         return await self._producer.send(
             route.topic, key_value.encode(), self._codec.encode(event), headers

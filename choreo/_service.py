@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from choreo._errors import TopologyError
 from choreo._retry import RetryPolicy
 from choreo._schemas import Event
+from choreo._transport.base import Record
 
 if TYPE_CHECKING:
     from choreo._context import Context
@@ -33,14 +34,21 @@ class Batching:
 
 @dataclass(frozen=True)
 class Handler:
-    """One decorated function and how to call it; built once, used per message."""
+    """One decorated function and how to call it; built once, used per message.
+
+    An event handler has ``event`` and is fed by the catalog topic carrying it;
+    a topic handler (CDC, foreign producers) has ``topic`` and its own
+    ``decoder``, which raises ``DecodeError`` for a record it cannot read.
+    """
 
     name: str
-    event: type[Event]
+    event: type[Event] | None
     fn: HandlerFn
     is_async: bool
     retry: RetryPolicy
     batching: Batching | None = None
+    topic: str | None = None
+    decoder: Callable[[Record], Any] | None = None
 
 
 class Service:
@@ -51,13 +59,14 @@ class Service:
             raise TopologyError(f"service name {name!r} must be letters, digits, '-' or '_'")
         self.name = name
         self.retry = retry or RetryPolicy()
-        self._handlers: dict[type[Event], Handler] = {}
+        self._handlers: dict[type[Event] | str, Handler] = {}
 
     @property
     def handlers(self) -> Sequence[Handler]:
         return list(self._handlers.values())
 
-    def handler_for(self, event: type[Event]) -> Handler | None:
+    def handler_for(self, event: type[Event] | str) -> Handler | None:
+        """The handler of an event class, or of a topic for topic handlers."""
         return self._handlers.get(event)
 
     def on(self, event: type[E], *, retry: RetryPolicy | None = None) -> Callable[[F], F]:
@@ -81,25 +90,53 @@ class Service:
             raise ValueError("on_batch needs max_size >= 1 and max_wait_s > 0")
         return self._register(event, retry, Batching(max_size, max_wait_s))
 
-    def _register(
-        self, event: type[Event], retry: RetryPolicy | None, batching: Batching | None
+    def on_topic(
+        self,
+        topic: str,
+        decoder: Callable[[Record], Any],
+        *,
+        retry: RetryPolicy | None = None,
+        max_size: int | None = None,
+        max_wait_s: float = 0.5,
     ) -> Callable[[F], F]:
-        if not (isinstance(event, type) and issubclass(event, Event)):
-            raise TopologyError(f"{self.name}: handlers take an Event subclass, got {event!r}")
+        """Handle a topic outside the Avro catalog (e.g. Debezium change topics).
+
+        ``decoder`` turns each record into what the handler receives and raises
+        ``DecodeError`` for one it cannot read (it is then dead-lettered).
+        With ``max_size`` the handler gets lists, as with ``on_batch``.
+        """
+        batching = Batching(max_size, max_wait_s) if max_size else None
+        return self._register(topic, retry, batching, decoder)
+
+    def _register(
+        self,
+        key: type[Event] | str,
+        retry: RetryPolicy | None,
+        batching: Batching | None,
+        decoder: Callable[[Record], Any] | None = None,
+    ) -> Callable[[F], F]:
+        if isinstance(key, str):
+            event, topic, label = None, key, f"topic {key}"
+        elif isinstance(key, type) and issubclass(key, Event):
+            event, topic, label = key, None, key.event_type
+        else:
+            raise TopologyError(f"{self.name}: handlers take an Event subclass, got {key!r}")
 
         def decorate(fn: F) -> F:
-            if event in self._handlers:
+            if key in self._handlers:
                 raise TopologyError(
-                    f"{self.name}: two handlers for {event.event_type}: "
-                    f"{self._handlers[event].name} and {fn.__qualname__}"
+                    f"{self.name}: two handlers for {label}: "
+                    f"{self._handlers[key].name} and {fn.__qualname__}"
                 )
-            self._handlers[event] = Handler(
+            self._handlers[key] = Handler(
                 name=fn.__qualname__,
                 event=event,
                 fn=fn,
                 is_async=inspect.iscoroutinefunction(fn),
                 retry=retry or self.retry,
                 batching=batching,
+                topic=topic,
+                decoder=decoder,
             )
             return fn
 

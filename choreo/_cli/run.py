@@ -61,10 +61,14 @@ def summary(runner: ServiceRunner) -> str:
         "  handlers",
     ]
     for handler in runner.service.handlers:
-        topic = runner.catalog.topic_of(handler.event.event_type).name
+        if handler.event is None:
+            takes, topic = "(records)", handler.topic
+        else:
+            takes = handler.event.event_type
+            topic = runner.catalog.topic_of(takes).name
         kind = "batch" if handler.batching else ("async" if handler.is_async else "sync")
         lines.append(
-            f"    {handler.name:<28} {handler.event.event_type:<36} {topic}  [{kind}, "
+            f"    {handler.name:<28} {takes:<36} {topic}  [{kind}, "
             f"{handler.retry.max_attempts} attempts]"
         )
     lines.append(f"  dead letters  choreo.dlq.{runner.service.name}.<topic>")

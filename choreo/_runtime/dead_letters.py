@@ -11,6 +11,7 @@ import asyncio
 import traceback
 from datetime import UTC, datetime
 
+from choreo._runtime.instrument import Instrumentation
 from choreo._transport.base import Headers, Producer, Record
 
 PREFIX = "choreo.dlq."
@@ -37,7 +38,14 @@ def dlq_topic(service: str, topic: str) -> str:
 class DeadLetters:
     """Produces the original key, value and headers plus the failure's headers."""
 
-    def __init__(self, producer: Producer, service: str, group: str) -> None:
+    def __init__(
+        self,
+        producer: Producer,
+        service: str,
+        group: str,
+        instrument: Instrumentation | None = None,
+    ) -> None:
+        self._instrument = instrument
         self._producer = producer
         self._service = service
         self._group = group.encode()
@@ -59,9 +67,9 @@ class DeadLetters:
             (ATTEMPTS, str(attempts).encode()),
             (FAILED_AT, datetime.now(UTC).isoformat(timespec="milliseconds").encode()),
         ]
+        headers = [*record.headers, *failure]
+        if self._instrument is not None:
+            self._instrument.inject(headers)  # the dead letter continues the record's trace
         return await self._producer.send(
-            dlq_topic(self._service, record.topic),
-            record.key,
-            record.value,
-            [*record.headers, *failure],
+            dlq_topic(self._service, record.topic), record.key, record.value, headers
         )

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from choreo import _headers
 from choreo._context import Context
 from choreo._emitter import Emitter
 from choreo._errors import ChoreoError, DecodeError
 from choreo._runtime.dead_letters import DeadLetters
+from choreo._runtime.instrument import Instrumentation, Scope
 from choreo._schemas import Codec, Event
 from choreo._service import Handler, Service
 from choreo._transport.base import Record
@@ -25,6 +27,10 @@ log = logging.getLogger("choreo.runtime")
 
 class HandlerFailed(ChoreoError):
     """A handler error surfaced instead of dead-lettered (``choreo.testing``'s default)."""
+
+
+Decode = Callable[[Record], Any]
+Route = tuple[Handler, Decode]
 
 
 class Dispatcher:
@@ -38,26 +44,43 @@ class Dispatcher:
         dead_letters: DeadLetters,
         *,
         raise_errors: bool = False,
+        instrument: Instrumentation | None = None,
     ) -> None:
         self.service = service
         self.codec = codec
         self.emitter = emitter
         self.dead_letters = dead_letters
         self.raise_errors = raise_errors
-        self.by_type: dict[bytes, Handler] = {
-            h.event.event_type.encode(): h for h in service.handlers
-        }
+        self.instrument = instrument
+        self.by_type: dict[bytes, Route] = {}
+        self.by_topic: dict[str, Route] = {}
+        for handler in service.handlers:
+            if handler.event is not None:
+                self.by_type[handler.event.event_type.encode()] = (
+                    handler,
+                    _value_decoder(codec, handler.event),
+                )
+            elif handler.topic is not None and handler.decoder is not None:
+                self.by_topic[handler.topic] = (handler, handler.decoder)
 
-    def route(self, record: Record) -> Handler | None:
-        """The handler for this record's event type, or None if this service ignores it.
+    def route(self, record: Record) -> Route | None:
+        """The handler (and its decoder) for a record, or None if this service ignores it.
 
-        The ``ce_type`` header decides without decoding; a record without it
-        (not produced by choreo) is typed by its schema fingerprint.
+        Topic handlers match on the topic; otherwise the ``ce_type`` header
+        decides without decoding, and a record without it (not produced by
+        choreo) is typed by its schema fingerprint.
         """
+        if self.by_topic:
+            found = self.by_topic.get(record.topic)
+            if found is not None:
+                return found
         event_type = record.header(_headers.TYPE)
         if event_type is None:
             event_type = self.codec.event_type_of(record.value).encode()
         return self.by_type.get(event_type)
+
+    def scope(self, record: Record, handler: Handler | None) -> Scope | None:
+        return None if self.instrument is None else self.instrument.consume(record, handler)
 
     async def emit_all(self, ctx: Context) -> list[asyncio.Future[None]]:
         correlation = ctx.correlation_id
@@ -87,57 +110,104 @@ class Dispatcher:
     async def poisoned(self, record: Record, error: DecodeError) -> list[asyncio.Future[None]]:
         if self.raise_errors:
             raise error
-        return await self.park(record, error.reason, error, attempts=1)
+        scope = self.scope(record, None)
+        if scope is not None:
+            scope.parked(error.reason, error)
+        try:
+            return await self.park(record, error.reason, error, attempts=1)
+        finally:
+            if scope is not None:
+                scope.end(error)
 
     async def retry(
-        self, handler: Handler, event: Event, record: Record, error: Exception
+        self, handler: Handler, event: Any, record: Record, error: Exception, scope: Scope | None
     ) -> list[asyncio.Future[None]]:
-        """Called after the first try failed: back off and try again, then dead-letter."""
+        """Called after the first try failed: back off and try again, then dead-letter.
+
+        Ends ``scope`` whatever happens.
+        """
         policy = handler.retry
         attempt = 1
-        while policy.retryable(error) and attempt < policy.max_attempts:
-            await asyncio.sleep(policy.delay_s(attempt))
-            attempt += 1
-            ctx = Context(self.service.name, record, attempt)
-            try:
-                result = handler.fn(event, ctx)
-                if handler.is_async:
-                    await result  # type: ignore[misc]
-            except Exception as again:
-                error = again
-                continue
-            return await self.emit_all(ctx)
-        if self.raise_errors:
-            raise HandlerFailed(
-                f"{self.service.name}: {handler.name} failed on {record.topic}[{record.partition}]"
-                f"@{record.offset} after {attempt} attempt(s): {error!r}"
-            ) from error
-        return await self.park(record, "handler-error", error, attempt)
+        try:
+            while policy.retryable(error) and attempt < policy.max_attempts:
+                if scope is not None:
+                    scope.retrying(attempt, error)
+                await asyncio.sleep(policy.delay_s(attempt))
+                attempt += 1
+                ctx = Context(self.service.name, record, attempt)
+                try:
+                    result = handler.fn(event, ctx)
+                    if handler.is_async:
+                        await result  # type: ignore[misc]
+                except Exception as again:
+                    error = again
+                    continue
+                deliveries = await self.emit_all(ctx)
+                if scope is not None:
+                    scope.end(None)
+                    scope = None
+                return deliveries
+            if self.raise_errors:
+                raise HandlerFailed(
+                    f"{self.service.name}: {handler.name} failed on {record.topic}"
+                    f"[{record.partition}]@{record.offset} after {attempt} attempt(s): {error!r}"
+                ) from error
+            if scope is not None:
+                scope.parked("handler-error", error)
+            return await self.park(record, "handler-error", error, attempt)
+        finally:
+            if scope is not None:
+                scope.end(error)
 
     async def run_batch(
-        self, handler: Handler, items: Sequence[tuple[Record, Event]]
+        self, handler: Handler, items: Sequence[tuple[Record, Any]]
     ) -> list[asyncio.Future[None]]:
         """Call a batch handler; if it keeps failing, every record of the batch is parked."""
         events = [event for _, event in items]
+        scope = (
+            None
+            if self.instrument is None
+            else self.instrument.consume_batch([record for record, _ in items], handler)
+        )
         policy = handler.retry
         attempt = 0
-        while True:
-            attempt += 1
-            ctx = Context(self.service.name, None, attempt)
-            try:
-                result = handler.fn(events, ctx)
-                if handler.is_async:
-                    await result  # type: ignore[misc]
-                return await self.emit_all(ctx)
-            except Exception as error:
-                if policy.retryable(error) and attempt < policy.max_attempts:
-                    await asyncio.sleep(policy.delay_s(attempt))
-                    continue
-                if self.raise_errors:
-                    raise HandlerFailed(
-                        f"{self.service.name}: {handler.name} failed: {error!r}"
-                    ) from error
-                parked: list[asyncio.Future[None]] = []
-                for record, _ in items:
-                    parked += await self.park(record, "handler-error", error, attempt)
-                return parked
+        failure: BaseException | None = None
+        try:
+            while True:
+                attempt += 1
+                ctx = Context(self.service.name, None, attempt)
+                try:
+                    result = handler.fn(events, ctx)
+                    if handler.is_async:
+                        await result  # type: ignore[misc]
+                    return await self.emit_all(ctx)
+                except Exception as error:
+                    failure = error
+                    if policy.retryable(error) and attempt < policy.max_attempts:
+                        if scope is not None:
+                            scope.retrying(attempt, error)
+                        await asyncio.sleep(policy.delay_s(attempt))
+                        continue
+                    if self.raise_errors:
+                        raise HandlerFailed(
+                            f"{self.service.name}: {handler.name} failed: {error!r}"
+                        ) from error
+                    if scope is not None:
+                        scope.parked("handler-error", error)
+                    parked: list[asyncio.Future[None]] = []
+                    for record, _ in items:
+                        parked += await self.park(record, "handler-error", error, attempt)
+                    return parked
+        finally:
+            if scope is not None:
+                scope.end(failure)
+
+
+def _value_decoder(codec: Codec, model: type[Event]) -> Decode:
+    """Bind the codec and model once, so the hot path makes a single call per record."""
+    decode = codec.decode
+
+    def decode_record(record: Record) -> Event:
+        return decode(record.value, model)
+
+    return decode_record

@@ -17,6 +17,7 @@ from choreo._emitter import Emitter
 from choreo._errors import TopologyError
 from choreo._runtime.dead_letters import DeadLetters, dlq_topic
 from choreo._runtime.dispatch import Dispatcher
+from choreo._runtime.instrument import Instrumentation
 from choreo._runtime.worker import PartitionWorker
 from choreo._schemas import Catalog, Codec, check_model
 from choreo._service import Service
@@ -46,8 +47,10 @@ class ServiceRunner:
         catalog: Catalog,
         *,
         raise_errors: bool = False,
+        instrument: Instrumentation | None = None,
     ) -> None:
         self.service = service
+        self.instrument = instrument
         self.config = config
         self.transport = transport
         self.catalog = catalog
@@ -70,6 +73,10 @@ class ServiceRunner:
             raise TopologyError(f"service {self.service.name!r} has no handlers")
         topics: list[str] = []
         for handler in self.service.handlers:
+            if handler.event is None:
+                if handler.topic is not None and handler.topic not in topics:
+                    topics.append(handler.topic)
+                continue
             event_type = handler.event.event_type
             try:
                 spec = self.catalog.topic_of(event_type)
@@ -109,10 +116,19 @@ class ServiceRunner:
                 f"({', '.join(sorted(set(strangers)))}); give each service its own group"
             )
         self._producer = self.transport.producer(self.client_id)
-        emitter = Emitter(self.catalog, self.codec, self._producer, self.service.name)
-        dead_letters = DeadLetters(self._producer, self.service.name, self.group_id)
+        emitter = Emitter(
+            self.catalog, self.codec, self._producer, self.service.name, self.instrument
+        )
+        dead_letters = DeadLetters(
+            self._producer, self.service.name, self.group_id, self.instrument
+        )
         self._dispatcher = Dispatcher(
-            self.service, self.codec, emitter, dead_letters, raise_errors=self.raise_errors
+            self.service,
+            self.codec,
+            emitter,
+            dead_letters,
+            raise_errors=self.raise_errors,
+            instrument=self.instrument,
         )
         self._consumer = self.transport.consumer(self.group_id, self.client_id)
         await self._consumer.subscribe(self.topics, self)

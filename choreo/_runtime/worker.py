@@ -10,12 +10,12 @@ import asyncio
 import contextlib
 import time
 from collections import deque
+from typing import Any
 
 from choreo._context import Context
 from choreo._errors import DecodeError
 from choreo._runtime.dispatch import Dispatcher
 from choreo._runtime.progress import Progress
-from choreo._schemas import Event
 from choreo._service import Handler
 from choreo._transport.base import Record, TopicPartition
 
@@ -31,7 +31,7 @@ class PartitionWorker:
         self._wake = asyncio.Event()
         self._stop_now = False
         self._stop_when_idle = False
-        self._batch: list[tuple[Record, Event]] = []
+        self._batch: list[tuple[Record, Any]] = []
         self._batch_handler: Handler | None = None
         self._batch_done: asyncio.Future[None] | None = None
         self._batch_deadline = 0.0
@@ -80,18 +80,19 @@ class PartitionWorker:
         """The hot path: decode, call, remember deliveries; no awaits unless needed."""
         dispatcher = self.dispatcher
         route = dispatcher.route
-        decode = dispatcher.codec.decode
         finish = self.progress.finish
         service = dispatcher.service.name
+        instrument = dispatcher.instrument
         for record in records:
             if self._stop_now:
                 return
             try:
-                handler = route(record)
-                if handler is None:
+                routed = route(record)
+                if routed is None:
                     finish(record.offset)
                     continue
-                event = decode(record.value, handler.event)
+                handler, decode = routed
+                event = decode(record)
             except DecodeError as error:
                 finish(record.offset, await dispatcher.poisoned(record, error))
                 continue
@@ -100,17 +101,24 @@ class PartitionWorker:
                 continue
             if self._batch:
                 await self._flush()
+            scope = None if instrument is None else instrument.consume(record, handler)
             ctx = Context(service, record)
             try:
                 result = handler.fn(event, ctx)
                 if handler.is_async:
                     await result  # type: ignore[misc]
             except Exception as error:
-                finish(record.offset, await dispatcher.retry(handler, event, record, error))
+                finish(record.offset, await dispatcher.retry(handler, event, record, error, scope))
                 continue
-            finish(record.offset, await dispatcher.emit_all(ctx) if ctx.emitted else ())
+            if scope is None:
+                finish(record.offset, await dispatcher.emit_all(ctx) if ctx.emitted else ())
+                continue
+            try:
+                finish(record.offset, await dispatcher.emit_all(ctx) if ctx.emitted else ())
+            finally:
+                scope.end(None)
 
-    async def _add_to_batch(self, handler: Handler, record: Record, event: Event) -> None:
+    async def _add_to_batch(self, handler: Handler, record: Record, event: Any) -> None:
         assert handler.batching is not None
         if self._batch and self._batch_handler is not handler:
             await self._flush()
