@@ -64,7 +64,7 @@ class ServiceConfig(BaseModel):
     commit_interval_s: float = 1.0
     """How often finished offsets are committed (and always on revoke and shutdown)."""
     shutdown_grace_s: float = 30.0
-    """SIGTERM/SIGINT: how long in-flight work may finish before the service exits."""
+    """SIGTERM/SIGINT: how long the records being handled may take before the service exits."""
     max_record_bytes: int = 1_048_576
     """Larger records are dead-lettered without decoding."""
     create_topics: bool = True

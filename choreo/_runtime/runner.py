@@ -147,7 +147,7 @@ class ServiceRunner:
     async def on_revoked(self, partitions: list[TopicPartition]) -> None:
         leaving = [self.workers.pop(tp) for tp in partitions if tp in self.workers]
         for worker in leaving:
-            worker.revoke()
+            worker.stop()
         await self._finish(leaving, timeout_s=self.config.shutdown_grace_s)
         for tp in partitions:
             self._paused.discard(tp)
@@ -157,7 +157,7 @@ class ServiceRunner:
     # The loop ----------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Consume until ``stop`` is set or a worker fails; then drain, commit and close."""
+        """Consume until ``stop`` is set or a worker fails; then finish, commit and close."""
         consumer = self._consumer
         assert consumer is not None, "start() first"
         last_commit = time.monotonic()
@@ -249,7 +249,7 @@ class ServiceRunner:
     async def _shutdown(self) -> None:
         workers = list(self.workers.values())
         for worker in workers:
-            worker.drain()
+            worker.stop()
         await self._finish(workers, timeout_s=self.config.shutdown_grace_s)
         if self._consumer is not None:
             await self._consumer.close()

@@ -19,6 +19,9 @@ from choreo._runtime.progress import Progress
 from choreo._service import Handler
 from choreo._transport.base import Record, TopicPartition
 
+YIELD_EVERY_S = 0.05
+"""Sync handlers never await; give the event loop a turn at least this often."""
+
 
 class PartitionWorker:
     def __init__(self, tp: TopicPartition, dispatcher: Dispatcher) -> None:
@@ -30,7 +33,6 @@ class PartitionWorker:
         self._lists: deque[list[Record]] = deque()
         self._wake = asyncio.Event()
         self._stop_now = False
-        self._stop_when_idle = False
         self._batch: list[tuple[Record, Any]] = []
         self._batch_handler: Handler | None = None
         self._batch_done: asyncio.Future[None] | None = None
@@ -44,14 +46,14 @@ class PartitionWorker:
         self.queued += len(records)
         self._wake.set()
 
-    def revoke(self) -> None:
-        """Finish the record in hand (and any open batch); the rest goes to the next owner."""
-        self._stop_now = True
-        self._wake.set()
+    def stop(self) -> None:
+        """Finish the record in hand (and any open batch), drop the rest uncommitted.
 
-    def drain(self) -> None:
-        """Handle everything already fed, then stop (graceful shutdown)."""
-        self._stop_when_idle = True
+        Used on revocation and shutdown alike: whoever reads the partition next
+        starts right after the last finished record, so nothing is lost and
+        stopping never waits for a long backlog.
+        """
+        self._stop_now = True
         self._wake.set()
 
     async def _run(self) -> None:
@@ -63,14 +65,14 @@ class PartitionWorker:
                 continue
             if self._batch:
                 wait = self._batch_deadline - time.monotonic()
-                if wait <= 0 or self._stop_now or self._stop_when_idle:
+                if wait <= 0 or self._stop_now:
                     await self._flush()
                     continue
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), wait)
                 continue
-            if self._stop_now or self._stop_when_idle:
+            if self._stop_now:
                 self.queued = 0
                 return
             self._wake.clear()
@@ -83,7 +85,12 @@ class PartitionWorker:
         finish = self.progress.finish
         service = dispatcher.service.name
         instrument = dispatcher.instrument
+        monotonic = time.monotonic
+        next_yield = monotonic() + YIELD_EVERY_S
         for record in records:
+            if monotonic() >= next_yield:
+                await asyncio.sleep(0)  # let signals, commits and rebalances in
+                next_yield = monotonic() + YIELD_EVERY_S
             if self._stop_now:
                 return
             try:
