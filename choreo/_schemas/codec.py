@@ -173,7 +173,7 @@ def _reader(writer: SchemaVersion, reader: SchemaVersion, model: type[Event]) ->
     writer_schema = writer.schema
     # fastavro skips schema resolution entirely when there is no reader schema.
     reader_schema = None if reader is writer else reader.schema
-    validate = model.model_validate
+    validate = model.__pydantic_validator__.validate_python  # model_validate minus a wrapper
     label = writer.label
 
     def read(data: bytes) -> Event:
@@ -192,7 +192,7 @@ def _reader(writer: SchemaVersion, reader: SchemaVersion, model: type[Event]) ->
                 "not-avro", f"{label}: {len(data) - body.tell()} bytes after the body"
             )
         try:
-            return validate(record)
+            return cast(Event, validate(record))
         except ValidationError as exc:
             raise DecodeError("invalid", f"{label}: {_first_error(exc)}") from None
 
