@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from choreo._dev import connect, jaeger, kafka, postgres
@@ -22,7 +24,11 @@ def _published(service: dict[str, Any]) -> set[int]:
     return {int(mapping.split(":")[-2]) for mapping in service.get("ports", [])}
 
 
-def test_compose_publishes_the_local_stack_ports_on_loopback() -> None:
+def test_compose_publishes_the_local_stack_ports_on_loopback(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in [n for n in os.environ if n.startswith("CHOREO_") and n.endswith("_PORT")]:
+        monkeypatch.delenv(name)  # compare with the defaults, not this run's overrides
     settings = StackSettings()
     services = _services()
     assert _published(services["kafka"]) == {settings.kafka_port}
