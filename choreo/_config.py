@@ -59,8 +59,6 @@ class ServiceConfig(BaseModel):
     """Records buffered or being handled before partitions are paused (backpressure)."""
     max_poll_records: int = 500
     """Records fetched per poll."""
-    key_parallelism: bool = False
-    """Handle different keys of one partition concurrently (per-key order is kept)."""
     commit_interval_s: float = 1.0
     """How often finished offsets are committed (and always on revoke and shutdown)."""
     shutdown_grace_s: float = 30.0
