@@ -1,1 +1,34 @@
-"""Puts tests/ on sys.path (pytest does for a rootless conftest), so ``import builders`` works."""
+"""Shared test fixtures; also puts tests/ on sys.path (pytest does for a rootless conftest),
+so ``import builders`` works."""
+
+from __future__ import annotations
+
+import shutil
+import tomllib
+import uuid
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def isolated_schemas(tmp_path: Path) -> Path:
+    """The project's schemas with every topic renamed ``<topic>.<random>``: no old records."""
+    target = tmp_path / "schemas"
+    shutil.copytree(ROOT / "schemas", target)
+    catalog = tomllib.loads((ROOT / "schemas" / "catalog.toml").read_text())
+    suffix = uuid.uuid4().hex[:8]
+    lines = []
+    for name, spec in catalog["topics"].items():
+        events = ", ".join(f'"{e}"' for e in spec["events"])
+        lines += [
+            f'[topics."{name}.{suffix}"]',
+            f"events = [{events}]",
+            f'key = "{spec["key"]}"',
+            f"partitions = {spec['partitions']}",
+            "",
+        ]
+    (target / "catalog.toml").write_text("\n".join(lines))
+    return target

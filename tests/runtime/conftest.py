@@ -3,38 +3,14 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
-import tomllib
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def isolated_schemas(tmp_path: Path) -> Path:
-    """The project's schemas with every topic renamed ``<topic>.<random>``: no old records."""
-    target = tmp_path / "schemas"
-    shutil.copytree(ROOT / "schemas", target)
-    catalog = tomllib.loads((ROOT / "schemas" / "catalog.toml").read_text())
-    suffix = uuid.uuid4().hex[:8]
-    lines = []
-    for name, spec in catalog["topics"].items():
-        events = ", ".join(f'"{e}"' for e in spec["events"])
-        lines += [
-            f'[topics."{name}.{suffix}"]',
-            f"events = [{events}]",
-            f'key = "{spec["key"]}"',
-            f"partitions = {spec['partitions']}",
-            "",
-        ]
-    (target / "catalog.toml").write_text("\n".join(lines))
-    return target
 
 
 ServiceProcess = Callable[..., subprocess.Popen[str]]

@@ -1,0 +1,1 @@
+"""Operating dead-letter topics: list, inspect, replay (at most once per record) and purge."""

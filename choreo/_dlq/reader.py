@@ -1,0 +1,102 @@
+"""Reading dead-letter topics from end to end without joining a consumer group.
+
+Tools read with ``assign`` from the low to the high watermark, so inspecting a
+DLQ never moves anybody's offsets and always sees what is there now.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, cast
+
+from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka.admin import AdminClient
+
+from choreo._runtime import dead_letters as dlq
+from choreo._transport.base import Headers
+
+READ_TIMEOUT_S = 10.0
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """One parked record and why it was parked."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: Headers
+    timestamp_ms: int
+
+    def header(self, name: str) -> str | None:
+        for key, value in reversed(self.headers):
+            if key == name:
+                return value.decode(errors="replace")
+        return None
+
+    @property
+    def reason(self) -> str:
+        return self.header(dlq.REASON) or "unknown"
+
+    @property
+    def error_type(self) -> str:
+        return self.header(dlq.ERROR_TYPE) or "unknown"
+
+    @property
+    def source_topic(self) -> str | None:
+        return self.header(dlq.TOPIC)
+
+    @property
+    def failed_at(self) -> datetime:
+        text = self.header(dlq.FAILED_AT)
+        if text:
+            return datetime.fromisoformat(text)
+        return datetime.fromtimestamp(self.timestamp_ms / 1000, UTC)
+
+    @property
+    def original_headers(self) -> Headers:
+        """The headers the record had before it was parked (what a replay sends back)."""
+        return [(k, v) for k, v in self.headers if not k.startswith("choreo_dlq_")]
+
+
+def dlq_topics(settings: dict[str, Any]) -> list[str]:
+    topics = AdminClient(settings).list_topics(timeout=READ_TIMEOUT_S).topics
+    return sorted(name for name in topics if name.startswith(dlq.PREFIX))
+
+
+def read(settings: dict[str, Any], topic: str) -> Iterator[DeadLetter]:
+    """Every record currently in ``topic``, partition by partition, in offset order."""
+    consumer = Consumer({**settings, "group.id": "choreo-dlq-reader", "enable.auto.commit": False})
+    try:
+        metadata = consumer.list_topics(topic, timeout=READ_TIMEOUT_S).topics[topic]
+        for partition in sorted(metadata.partitions):
+            low, high = consumer.get_watermark_offsets(
+                TopicPartition(topic, partition), timeout=READ_TIMEOUT_S
+            )
+            if high <= low:
+                continue
+            consumer.assign([TopicPartition(topic, partition, low)])
+            position = low
+            while position < high:
+                message = consumer.poll(READ_TIMEOUT_S)
+                if message is None:
+                    break
+                if message.error() is not None:
+                    continue
+                offset = cast(int, message.offset())
+                position = offset + 1
+                yield DeadLetter(
+                    topic=topic,
+                    partition=partition,
+                    offset=offset,
+                    key=message.key(),
+                    value=message.value(),
+                    headers=cast(Headers, list(message.headers() or [])),
+                    timestamp_ms=message.timestamp()[1],
+                )
+    finally:
+        consumer.close()
