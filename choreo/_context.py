@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from choreo import _headers
+from choreo._emitter import Outbound
 from choreo._schemas import Event
 from choreo._transport.base import Record
 
@@ -16,13 +19,18 @@ class Context:
     all delivered.
     """
 
-    __slots__ = ("attempt", "emitted", "record", "service")
+    __slots__ = ("attempt", "db", "emitted", "prepared", "record", "service")
 
     def __init__(self, service: str, record: Record | None, attempt: int = 1) -> None:
         self.service = service
         self.record = record
         self.attempt = attempt
         self.emitted: list[tuple[Event, str | None]] = []
+        self.prepared: list[Outbound] | None = None
+        """Encoded emits, when idempotency stored (or replays) them."""
+        self.db: Any = None
+        """With an idempotency store: its connection, inside the transaction that records
+        this event as handled. Write side effects here and they happen exactly once."""
 
     def emit(self, event: Event, *, key: str | None = None) -> None:
         """Publish ``event`` (after the handler succeeds), correlated with this message.

@@ -4,11 +4,21 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from choreo import _headers
 from choreo._runtime.instrument import Instrumentation
 from choreo._schemas import Catalog, Codec, Event
-from choreo._transport.base import Producer
+from choreo._transport.base import Headers, Producer
+
+
+class Outbound(NamedTuple):
+    """An encoded event ready for the producer (kept as is when it must be re-sent)."""
+
+    topic: str
+    key: bytes
+    value: bytes
+    headers: Headers
 
 
 @dataclass(frozen=True)
@@ -51,7 +61,7 @@ class Emitter:
     def topic_of(self, cls: type[Event]) -> str:
         return self._route(cls).topic
 
-    async def send(
+    def prepare(
         self,
         event: Event,
         *,
@@ -59,8 +69,8 @@ class Emitter:
         causation_id: str | None = None,
         key: str | None = None,
         event_id: str | None = None,
-    ) -> asyncio.Future[None]:
-        """Enqueue one event; the future resolves when the broker has it.
+    ) -> Outbound:
+        """The record an event becomes: topic, key, Avro bytes and headers.
 
         An event that starts a transaction is its own correlation id.
         """
@@ -72,9 +82,29 @@ class Emitter:
         if self._instrument is not None:
             self._instrument.inject(headers)
         key_value = key if key is not None else str(getattr(event, route.key_field))
-        return await self._producer.send(
-            route.topic, key_value.encode(), self._codec.encode(event), headers
+        return Outbound(route.topic, key_value.encode(), self._codec.encode(event), headers)
+
+    async def send_prepared(self, record: Outbound) -> asyncio.Future[None]:
+        return await self._producer.send(record.topic, record.key, record.value, record.headers)
+
+    async def send(
+        self,
+        event: Event,
+        *,
+        correlation_id: str | None = None,
+        causation_id: str | None = None,
+        key: str | None = None,
+        event_id: str | None = None,
+    ) -> asyncio.Future[None]:
+        """Enqueue one event; the future resolves when the broker has it."""
+        record = self.prepare(
+            event,
+            correlation_id=correlation_id,
+            causation_id=causation_id,
+            key=key,
+            event_id=event_id,
         )
+        return await self.send_prepared(record)
 
     async def publish(self, event: Event, **kwargs: str | None) -> str:
         """Send and wait for the broker; returns the event id."""

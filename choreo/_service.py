@@ -18,6 +18,7 @@ from choreo._transport.base import Record
 
 if TYPE_CHECKING:
     from choreo._context import Context
+    from choreo._runtime.idempotency import IdempotencyStore
 
 E = TypeVar("E", bound=Event)
 HandlerFn = Callable[[Any, "Context"], Awaitable[None] | None]
@@ -54,11 +55,19 @@ class Handler:
 class Service:
     """A named set of handlers; its name is also its consumer group and ``ce_source``."""
 
-    def __init__(self, name: str, *, retry: RetryPolicy | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        *,
+        retry: RetryPolicy | None = None,
+        idempotency: IdempotencyStore | None = None,
+    ) -> None:
         if not name or not name.replace("-", "").replace("_", "").isalnum():
             raise TopologyError(f"service name {name!r} must be letters, digits, '-' or '_'")
         self.name = name
         self.retry = retry or RetryPolicy()
+        self.idempotency = idempotency
+        """Where handled event ids (and what they emitted) are remembered; see ``ctx.db``."""
         self._handlers: dict[type[Event] | str, Handler] = {}
 
     @property

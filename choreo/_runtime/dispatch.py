@@ -10,13 +10,15 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 from choreo import _headers
 from choreo._context import Context
-from choreo._emitter import Emitter
+from choreo._emitter import Emitter, Outbound
 from choreo._errors import ChoreoError, DecodeError
 from choreo._runtime.dead_letters import DeadLetters
+from choreo._runtime.idempotency import IdempotencyStore
 from choreo._runtime.instrument import Instrumentation, Scope
 from choreo._schemas import Codec, Event
 from choreo._service import Handler, Service
@@ -45,7 +47,9 @@ class Dispatcher:
         *,
         raise_errors: bool = False,
         instrument: Instrumentation | None = None,
+        group: str | None = None,
     ) -> None:
+        self.group = group or service.name
         self.service = service
         self.codec = codec
         self.emitter = emitter
@@ -55,6 +59,8 @@ class Dispatcher:
         self.by_type: dict[bytes, Route] = {}
         self.by_topic: dict[str, Route] = {}
         for handler in service.handlers:
+            if service.idempotency is not None and handler.batching is None:
+                handler = self._once(handler, service.idempotency)
             if handler.event is not None:
                 self.by_type[handler.event.event_type.encode()] = (
                     handler,
@@ -82,15 +88,44 @@ class Dispatcher:
     def scope(self, record: Record, handler: Handler | None) -> Scope | None:
         return None if self.instrument is None else self.instrument.consume(record, handler)
 
-    async def emit_all(self, ctx: Context) -> list[asyncio.Future[None]]:
+    def prepare_all(self, ctx: Context) -> list[Outbound]:
         correlation = ctx.correlation_id
         causation = ctx.event_id
+        prepare = self.emitter.prepare
         return [
-            await self.emitter.send(
-                event, correlation_id=correlation, causation_id=causation, key=key
-            )
+            prepare(event, correlation_id=correlation, causation_id=causation, key=key)
             for event, key in ctx.emitted
         ]
+
+    async def emit_all(self, ctx: Context) -> list[asyncio.Future[None]]:
+        prepared = self.prepare_all(ctx) if ctx.prepared is None else ctx.prepared
+        return [await self.emitter.send_prepared(record) for record in prepared]
+
+    def _once(self, handler: Handler, store: IdempotencyStore) -> Handler:
+        """The handler behind a claim in the idempotency store (see ``idempotency.py``).
+
+        Claims are serialized per process: the store has one connection, and
+        an async handler could otherwise interleave two transactions on it.
+        """
+        fn, is_async, group = handler.fn, handler.is_async, self.group
+        lock = asyncio.Lock()
+
+        async def guarded(event: Any, ctx: Context) -> None:
+            record = ctx.record
+            assert record is not None
+            key = ctx.event_id or f"{record.topic}/{record.partition}/{record.offset}"
+            async with lock:
+                with store.claim(group, key) as claim:
+                    if claim.outputs is not None:
+                        ctx.prepared = claim.outputs  # a redelivery: re-send, do not re-run
+                        return
+                    ctx.db = claim.connection
+                    result = fn(event, ctx)
+                    if is_async:
+                        await result  # type: ignore[misc]
+                    claim.recorded = ctx.prepared = self.prepare_all(ctx)
+
+        return replace(handler, fn=guarded, is_async=True)
 
     async def park(
         self, record: Record, reason: str, error: BaseException, attempts: int

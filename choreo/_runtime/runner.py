@@ -129,6 +129,7 @@ class ServiceRunner:
             dead_letters,
             raise_errors=self.raise_errors,
             instrument=self.instrument,
+            group=self.group_id,
         )
         self._consumer = self.transport.consumer(self.group_id, self.client_id)
         await self._consumer.subscribe(self.topics, self)

@@ -117,13 +117,14 @@ class PartitionWorker:
             except Exception as error:
                 finish(record.offset, await dispatcher.retry(handler, event, record, error, scope))
                 continue
-            if scope is None:
-                finish(record.offset, await dispatcher.emit_all(ctx) if ctx.emitted else ())
-                continue
             try:
-                finish(record.offset, await dispatcher.emit_all(ctx) if ctx.emitted else ())
+                if ctx.emitted or ctx.prepared:
+                    finish(record.offset, await dispatcher.emit_all(ctx))
+                else:
+                    finish(record.offset)
             finally:
-                scope.end(None)
+                if scope is not None:
+                    scope.end(None)
 
     async def _add_to_batch(self, handler: Handler, record: Record, event: Any) -> None:
         assert handler.batching is not None

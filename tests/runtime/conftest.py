@@ -21,10 +21,13 @@ def run_service(kafka: str, tmp_path: Path) -> Iterator[ServiceProcess]:
     """Start ``choreo run MODULE`` as a user would; every process is stopped after the test."""
     started: list[subprocess.Popen[str]] = []
 
-    def start(module: str, schemas: Path, **env: str) -> subprocess.Popen[str]:
+    def start(
+        module: str, schemas: Path, config: Path | None = None, **env: str
+    ) -> subprocess.Popen[str]:
         log = (tmp_path / f"{module.replace('.', '_')}-{len(started)}.log").open("w")
+        extra = ["--config", str(config)] if config else []
         process = subprocess.Popen(
-            [sys.executable, "-m", "choreo._cli.main", "run", module],
+            [sys.executable, "-m", "choreo._cli.main", "run", module, *extra],
             cwd=ROOT,
             env={
                 **os.environ,
