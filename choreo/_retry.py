@@ -8,9 +8,14 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """Exponential backoff with jitter, in place (the partition waits while it retries).
+    """Two stages: a few quick tries in place, then (optionally) delayed retry topics.
 
-    The defaults retry a flaky downstream for about a second in total and then
+    In place, the partition waits while a record is retried with exponential
+    backoff and jitter: fine for a blip, and it keeps order. With ``delays_s``
+    the record then moves to retry topic 1, 2, ... (one per delay) and is tried
+    once more when its delay is up, while its source partition keeps flowing;
+    such records lose their order relative to later ones with the same key.
+    The defaults retry in place for about a second in total and then
     dead-letter the message, so one bad record never blocks a partition for long.
     """
 
@@ -26,12 +31,16 @@ class RetryPolicy:
     """Each wait is scaled by a random factor in [1 - jitter, 1 + jitter]."""
     non_retryable: tuple[type[BaseException], ...] = ()
     """Exceptions that go to the dead-letter topic at once (retrying cannot help)."""
+    delays_s: tuple[float, ...] = ()
+    """Non-blocking stage: one retry topic per delay, one try after each (e.g. ``(5, 60)``)."""
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1:
             raise ValueError(f"max_attempts must be at least 1, got {self.max_attempts}")
         if self.initial_interval_s < 0 or self.multiplier < 1 or not 0 <= self.jitter < 1:
             raise ValueError(f"invalid retry policy: {self}")
+        if any(delay <= 0 for delay in self.delays_s):
+            raise ValueError(f"retry delays must be positive, got {self.delays_s}")
 
     def delay_s(self, attempt: int) -> float:
         """The wait after failed try number ``attempt`` (1-based)."""

@@ -87,18 +87,31 @@ class TestService:
             await self._task
 
     def send(
-        self, event: Event, *, correlation_id: str | None = None, key: str | None = None
+        self,
+        event: Event,
+        *,
+        correlation_id: str | None = None,
+        key: str | None = None,
+        settle: bool = True,
     ) -> str:
-        """Publish ``event`` as another service would, then wait until the service handled it."""
+        """Publish ``event`` as another service would, then wait until the service handled it.
+
+        ``settle=False`` only publishes: send several, then call ``settle()``.
+        """
         assert self._emitter is not None, "use TestService in a 'with' block"
         emitter = self._emitter
 
         async def publish() -> str:
             event_id = await emitter.publish(event, correlation_id=correlation_id, key=key)
-            await self._settle()
+            if settle:
+                await self._settle()
             return event_id
 
         return self._loop.run(publish())
+
+    def settle(self) -> None:
+        """Wait until everything published so far is handled and committed."""
+        self._loop.run(self._settle())
 
     def send_raw(
         self,

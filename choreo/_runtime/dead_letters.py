@@ -12,6 +12,7 @@ import traceback
 from datetime import UTC, datetime
 
 from choreo._runtime.instrument import Instrumentation
+from choreo._runtime.retry_topics import retry_state
 from choreo._transport.base import Headers, Producer, Record
 
 PREFIX = "choreo.dlq."
@@ -54,11 +55,12 @@ class DeadLetters:
         self, record: Record, reason: str, error: BaseException, attempts: int
     ) -> asyncio.Future[None]:
         trace = "".join(traceback.format_exception(error))[-MAX_TRACE_CHARS:]
+        origin = retry_state(record)  # a record from a retry topic is parked under its source
         failure: Headers = [
             (REASON, reason.encode()),
-            (TOPIC, record.topic.encode()),
-            (PARTITION, str(record.partition).encode()),
-            (OFFSET, str(record.offset).encode()),
+            (TOPIC, origin.origin_topic.encode()),
+            (PARTITION, str(origin.origin_partition).encode()),
+            (OFFSET, str(origin.origin_offset).encode()),
             (TIMESTAMP, str(record.timestamp_ms).encode()),
             (GROUP, self._group),
             (ERROR_TYPE, f"{type(error).__module__}.{type(error).__qualname__}".encode()),
@@ -67,9 +69,10 @@ class DeadLetters:
             (ATTEMPTS, str(attempts).encode()),
             (FAILED_AT, datetime.now(UTC).isoformat(timespec="milliseconds").encode()),
         ]
-        headers = [*record.headers, *failure]
+        kept = [(k, v) for k, v in record.headers if not k.startswith("choreo_retry_")]
+        headers = [*kept, *failure]
         if self._instrument is not None:
             self._instrument.inject(headers)  # the dead letter continues the record's trace
         return await self._producer.send(
-            dlq_topic(self._service, record.topic), record.key, record.value, headers
+            dlq_topic(self._service, origin.origin_topic), record.key, record.value, headers
         )

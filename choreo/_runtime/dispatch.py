@@ -20,6 +20,7 @@ from choreo._errors import ChoreoError, DecodeError
 from choreo._runtime.dead_letters import DeadLetters
 from choreo._runtime.idempotency import IdempotencyStore
 from choreo._runtime.instrument import Instrumentation, Scope
+from choreo._runtime.retry_topics import RetryTopics, retry_state
 from choreo._schemas import Codec, Event
 from choreo._service import Handler, Service
 from choreo._transport.base import Record
@@ -44,6 +45,7 @@ class Dispatcher:
         codec: Codec,
         emitter: Emitter,
         dead_letters: DeadLetters,
+        retry_topics: RetryTopics,
         *,
         raise_errors: bool = False,
         instrument: Instrumentation | None = None,
@@ -54,6 +56,7 @@ class Dispatcher:
         self.codec = codec
         self.emitter = emitter
         self.dead_letters = dead_letters
+        self.retry_topics = retry_topics
         self.raise_errors = raise_errors
         self.instrument = instrument
         self.by_type: dict[bytes, Route] = {}
@@ -157,14 +160,17 @@ class Dispatcher:
     async def retry(
         self, handler: Handler, event: Any, record: Record, error: Exception, scope: Scope | None
     ) -> list[asyncio.Future[None]]:
-        """Called after the first try failed: back off and try again, then dead-letter.
+        """Called after a try failed: back off and try again, then a retry topic, then the DLQ.
 
-        Ends ``scope`` whatever happens.
+        A record from a retry topic gets no in-place tries: it had them. Ends
+        ``scope`` whatever happens.
         """
         policy = handler.retry
-        attempt = 1
+        state = retry_state(record)
+        attempt = state.attempts + 1
+        last_in_place = attempt if state.level else policy.max_attempts
         try:
-            while policy.retryable(error) and attempt < policy.max_attempts:
+            while policy.retryable(error) and attempt < last_in_place:
                 if scope is not None:
                     scope.retrying(attempt, error)
                 await asyncio.sleep(policy.delay_s(attempt))
@@ -187,6 +193,11 @@ class Dispatcher:
                     f"{self.service.name}: {handler.name} failed on {record.topic}"
                     f"[{record.partition}]@{record.offset} after {attempt} attempt(s): {error!r}"
                 ) from error
+            if policy.retryable(error) and state.level < len(policy.delays_s):
+                if scope is not None:
+                    scope.retrying(attempt, error)
+                delay = policy.delays_s[state.level]
+                return [await self.retry_topics.schedule(record, state, delay, attempt, error)]
             if scope is not None:
                 scope.parked("handler-error", error)
             return await self.park(record, "handler-error", error, attempt)

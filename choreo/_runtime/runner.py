@@ -18,6 +18,7 @@ from choreo._errors import TopologyError
 from choreo._runtime.dead_letters import DeadLetters, dlq_topic
 from choreo._runtime.dispatch import Dispatcher
 from choreo._runtime.instrument import Instrumentation
+from choreo._runtime.retry_topics import RetryTopics, retry_topic
 from choreo._runtime.worker import PartitionWorker
 from choreo._schemas import Catalog, Codec, check_model
 from choreo._service import Service
@@ -58,6 +59,7 @@ class ServiceRunner:
         self.group_id = config.group_id or service.name
         self.client_id = f"choreo-{service.name}"
         self.raise_errors = raise_errors
+        self._retry_partitions: dict[str, int] = {}
         self.topics = self._subscriptions()
         self.workers: dict[TopicPartition, PartitionWorker] = {}
         self._paused: set[TopicPartition] = set()
@@ -89,6 +91,11 @@ class ServiceRunner:
             self.codec.register(handler.event)
             if spec.name not in topics:
                 topics.append(spec.name)
+            for level in range(1, len(handler.retry.delays_s) + 1):
+                retry = retry_topic(self.service.name, spec.name, level)
+                if retry not in topics:
+                    topics.append(retry)
+                    self._retry_partitions[retry] = spec.partitions
         return topics
 
     def topic_configs(self) -> list[TopicConfig]:
@@ -100,6 +107,11 @@ class ServiceRunner:
         configs += [
             TopicConfig(dlq_topic(self.service.name, topic), 1, DLQ_RETENTION_MS)
             for topic in self.topics
+            if topic not in self._retry_partitions
+        ]
+        configs += [
+            TopicConfig(topic, partitions, DLQ_RETENTION_MS)
+            for topic, partitions in self._retry_partitions.items()
         ]
         return configs
 
@@ -127,6 +139,7 @@ class ServiceRunner:
             self.codec,
             emitter,
             dead_letters,
+            RetryTopics(self._producer, self.service.name, self.instrument),
             raise_errors=self.raise_errors,
             instrument=self.instrument,
             group=self.group_id,

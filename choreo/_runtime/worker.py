@@ -16,6 +16,8 @@ from choreo._context import Context
 from choreo._errors import DecodeError
 from choreo._runtime.dispatch import Dispatcher
 from choreo._runtime.progress import Progress
+from choreo._runtime.retry_topics import PREFIX as RETRY_PREFIX
+from choreo._runtime.retry_topics import due_in_s, retry_state
 from choreo._service import Handler
 from choreo._transport.base import Record, TopicPartition
 
@@ -30,6 +32,7 @@ class PartitionWorker:
         self.progress = Progress()
         self.queued = 0
         """Records fed but not yet handled (for backpressure)."""
+        self.is_retry = tp.topic.startswith(RETRY_PREFIX)
         self._lists: deque[list[Record]] = deque()
         self._wake = asyncio.Event()
         self._stop_now = False
@@ -85,13 +88,14 @@ class PartitionWorker:
         finish = self.progress.finish
         service = dispatcher.service.name
         instrument = dispatcher.instrument
+        is_retry = self.is_retry
         monotonic = time.monotonic
         next_yield = monotonic() + YIELD_EVERY_S
         for record in records:
             if monotonic() >= next_yield:
                 await asyncio.sleep(0)  # let signals, commits and rebalances in
                 next_yield = monotonic() + YIELD_EVERY_S
-            if self._stop_now:
+            if self._stop_now or (is_retry and not await self._until_due(record)):
                 return
             try:
                 routed = route(record)
@@ -109,7 +113,7 @@ class PartitionWorker:
             if self._batch:
                 await self._flush()
             scope = None if instrument is None else instrument.consume(record, handler)
-            ctx = Context(service, record)
+            ctx = Context(service, record, retry_state(record).attempts + 1 if is_retry else 1)
             try:
                 result = handler.fn(event, ctx)
                 if handler.is_async:
@@ -125,6 +129,14 @@ class PartitionWorker:
             finally:
                 if scope is not None:
                     scope.end(None)
+
+    async def _until_due(self, record: Record) -> bool:
+        """Wait (without polling) until a retry record is due; False if stopped meanwhile."""
+        while (delay := due_in_s(record)) > 0 and not self._stop_now:
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), delay)
+        return not self._stop_now
 
     async def _add_to_batch(self, handler: Handler, record: Record, event: Any) -> None:
         assert handler.batching is not None

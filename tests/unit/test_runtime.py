@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 
 import pytest
@@ -249,3 +250,49 @@ def test_two_handlers_for_one_event_in_a_service_is_an_error() -> None:
         @svc.on(OrderPlaced)
         def second(event: OrderPlaced, ctx: choreo.Context) -> None:
             pass
+
+
+def test_delayed_retries_wait_their_delay_without_blocking_the_partition() -> None:
+    svc = choreo.Service("patient")
+    tries: list[tuple[str, int, float]] = []
+    policy = choreo.RetryPolicy(max_attempts=1, delays_s=(0.2, 0.4))
+
+    @svc.on(OrderPlaced, retry=policy)
+    def reserve(event: OrderPlaced, ctx: choreo.Context) -> None:
+        tries.append((event.order_id, ctx.attempt, time.monotonic()))
+        if event.order_id == "slow" and ctx.attempt < 3:
+            raise ConnectionError("carrier API down")
+
+    with TestService(svc, raise_errors=False) as t:
+        t.send(placed("slow"), settle=False)
+        for i in range(5):
+            t.send(placed(f"fast-{i}"), settle=False)
+        t.settle()
+        assert t.dead_letters("shop.orders") == []
+    slow = [(attempt, at) for order, attempt, at in tries if order == "slow"]
+    assert [attempt for attempt, _ in slow] == [1, 2, 3]
+    assert slow[1][1] - slow[0][1] >= 0.2 and slow[2][1] - slow[1][1] >= 0.4
+    fast_done = max(at for order, _, at in tries if order.startswith("fast"))
+    assert fast_done < slow[1][1]  # the other orders did not wait for the retries
+
+
+def test_a_record_that_fails_every_delayed_retry_is_parked_under_its_source_topic() -> None:
+    svc = choreo.Service("hopeless")
+    policy = choreo.RetryPolicy(max_attempts=2, initial_interval_s=0.001, delays_s=(0.05,))
+
+    @svc.on(OrderPlaced, retry=policy)
+    def reserve(event: OrderPlaced, ctx: choreo.Context) -> None:
+        raise ConnectionError(f"down on try {ctx.attempt}")
+
+    with TestService(svc, raise_errors=False) as t:
+        t.send(placed("o-1"))
+        [original] = t.records("shop.orders")
+        [parked] = t.dead_letters("shop.orders")
+        [retried] = t.records("choreo.retry.hopeless.shop.orders.1")
+    assert _header(parked, dlq.ATTEMPTS) == "3"
+    assert _header(parked, dlq.ERROR_MESSAGE) == "down on try 3"
+    assert _header(parked, dlq.TOPIC) == "shop.orders"
+    assert _header(parked, dlq.OFFSET) == str(original.offset)
+    assert _header(retried, "choreo_retry_attempts") == "2"
+    assert _header(retried, "choreo_retry_last_error") == "ConnectionError: down on try 2"
+    assert _header(retried, _headers.ID) == _header(original, _headers.ID)

@@ -1,0 +1,104 @@
+"""The non-blocking retry stage: records wait out their delay in per-service retry topics.
+
+Naming: ``choreo.retry.<service>.<source topic>.<level>``, level 1 for the
+first delay of the policy, 2 for the next... A retry record keeps the original
+key, value and headers (trace context included) plus ``choreo_retry_*``
+headers saying where it came from, how many tries it had, when it first failed,
+the last error and when it is due. The worker of a retry partition waits for
+the head record's due time (no polling loop; records of one level are due in
+the order they were written) and backpressure pauses the partition meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from datetime import UTC, datetime
+from typing import NamedTuple
+
+from choreo._runtime.instrument import Instrumentation
+from choreo._transport.base import Headers, Producer, Record
+
+PREFIX = "choreo.retry."
+LEVEL = "choreo_retry_level"
+ATTEMPTS = "choreo_retry_attempts"
+"""Tries made so far, in place and delayed."""
+FIRST_FAILURE = "choreo_retry_first_failure"
+LAST_ERROR = "choreo_retry_last_error"
+DUE_MS = "choreo_retry_due_ms"
+ORIGIN_TOPIC = "choreo_retry_origin_topic"
+ORIGIN_PARTITION = "choreo_retry_origin_partition"
+ORIGIN_OFFSET = "choreo_retry_origin_offset"
+MAX_ERROR_CHARS = 1000
+
+
+def retry_topic(service: str, topic: str, level: int) -> str:
+    return f"{PREFIX}{service}.{topic}.{level}"
+
+
+class RetryState(NamedTuple):
+    """Where a record stands in the retry stages (level 0: it never failed before)."""
+
+    level: int
+    attempts: int
+    origin_topic: str
+    origin_partition: int
+    origin_offset: int
+    first_failure: str | None
+
+
+def retry_state(record: Record) -> RetryState:
+    level = record.header(LEVEL)
+    if level is None:
+        return RetryState(0, 0, record.topic, record.partition, record.offset, None)
+
+    def text(name: str) -> str:
+        value = record.header(name)
+        return value.decode() if value is not None else ""
+
+    return RetryState(
+        int(level),
+        int(text(ATTEMPTS) or 0),
+        text(ORIGIN_TOPIC),
+        int(text(ORIGIN_PARTITION) or -1),
+        int(text(ORIGIN_OFFSET) or -1),
+        text(FIRST_FAILURE) or None,
+    )
+
+
+def due_in_s(record: Record) -> float:
+    """Seconds until a retry record may be tried (0 when due, or not a retry record)."""
+    due = record.header(DUE_MS)
+    return 0.0 if due is None else max(0.0, int(due) / 1000 - time.time())
+
+
+class RetryTopics:
+    def __init__(
+        self, producer: Producer, service: str, instrument: Instrumentation | None
+    ) -> None:
+        self._producer = producer
+        self._service = service
+        self._instrument = instrument
+
+    async def schedule(
+        self, record: Record, state: RetryState, delay_s: float, attempts: int, error: BaseException
+    ) -> asyncio.Future[None]:
+        """Send ``record`` to the next level's topic, due ``delay_s`` from now."""
+        now = datetime.now(UTC).isoformat(timespec="milliseconds")
+        kept = [(k, v) for k, v in record.headers if not k.startswith("choreo_retry_")]
+        headers: Headers = [
+            *kept,
+            (LEVEL, str(state.level + 1).encode()),
+            (ATTEMPTS, str(attempts).encode()),
+            (FIRST_FAILURE, (state.first_failure or now).encode()),
+            (LAST_ERROR, f"{type(error).__qualname__}: {error}"[:MAX_ERROR_CHARS].encode()),
+            (DUE_MS, str(math.ceil((time.time() + delay_s) * 1000)).encode()),
+            (ORIGIN_TOPIC, state.origin_topic.encode()),
+            (ORIGIN_PARTITION, str(state.origin_partition).encode()),
+            (ORIGIN_OFFSET, str(state.origin_offset).encode()),
+        ]
+        if self._instrument is not None:
+            self._instrument.inject(headers)
+        topic = retry_topic(self._service, state.origin_topic, state.level + 1)
+        return await self._producer.send(topic, record.key, record.value, headers)
