@@ -28,25 +28,24 @@ class _Route:
     event_type: bytes
 
 
-class Emitter:
-    """Publishes events the way every choreo message looks on the wire.
+class EventEncoder:
+    """Turns events into records the way every choreo message looks on the wire.
 
-    Routes are resolved on first use per event class and cached, so emitting
-    costs one dict lookup plus encoding.
+    Shared by direct produces (``Emitter``) and the transactional outbox, so
+    both write the same bytes. Routes are resolved on first use per event
+    class and cached, so encoding costs one dict lookup plus Avro.
     """
 
     def __init__(
         self,
         catalog: Catalog,
         codec: Codec,
-        producer: Producer,
         source: str,
         instrument: Instrumentation | None = None,
     ) -> None:
         self._instrument = instrument
         self._catalog = catalog
         self._codec = codec
-        self._producer = producer
         self._source = source.encode()
         self._routes: dict[type[Event], _Route] = {}
 
@@ -83,6 +82,21 @@ class Emitter:
             self._instrument.inject(headers)
         key_value = key if key is not None else str(getattr(event, route.key_field))
         return Outbound(route.topic, key_value.encode(), self._codec.encode(event), headers)
+
+
+class Emitter(EventEncoder):
+    """An encoder wired to a producer: what handlers' ``ctx.emit`` goes through."""
+
+    def __init__(
+        self,
+        catalog: Catalog,
+        codec: Codec,
+        producer: Producer,
+        source: str,
+        instrument: Instrumentation | None = None,
+    ) -> None:
+        super().__init__(catalog, codec, source, instrument)
+        self._producer = producer
 
     async def send_prepared(self, record: Outbound) -> asyncio.Future[None]:
         return await self._producer.send(record.topic, record.key, record.value, record.headers)

@@ -32,8 +32,9 @@ class DecodeError(ChoreoError):
 
     ``reason`` is a short stable code (``not-avro``, ``unknown-fingerprint``,
     ``truncated``, ``invalid``, ``tombstone``, ``too-large``, ``unknown-type``,
-    ``wrong-type``, ``incompatible``) so DLQ consumers can group failures
-    without parsing prose.
+    ``wrong-type``, ``incompatible``; for CDC topics ``not-json`` and
+    ``not-debezium``) so DLQ consumers can group failures without parsing
+    prose.
     """
 
     def __init__(self, reason: str, message: str) -> None:

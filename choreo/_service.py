@@ -17,6 +17,9 @@ from choreo._schemas import Event
 from choreo._transport.base import Record
 
 if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+    from choreo._cdc.source import CdcSource
     from choreo._context import Context
     from choreo._runtime.idempotency import IdempotencyStore
 
@@ -116,6 +119,23 @@ class Service:
         """
         batching = Batching(max_size, max_wait_s) if max_size else None
         return self._register(topic, retry, batching, decoder)
+
+    def on_change(
+        self,
+        table: str,
+        *,
+        source: CdcSource,
+        model: type[BaseModel] | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> Callable[[F], F]:
+        """Handle row changes of ``table`` ("schema.table") captured by a ``choreo.cdc.CdcSource``.
+
+        The function gets a ``choreo.cdc.Change`` whose rows are dicts, or
+        ``model`` instances; see ``choreo.cdc`` (imported only when used).
+        """
+        from choreo._cdc.subscribe import on_change
+
+        return on_change(self, table, source=source, model=model, retry=retry)
 
     def _register(
         self,

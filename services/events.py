@@ -11,6 +11,55 @@ from uuid import UUID
 from choreo import AvroDecimal, Event, Int32, Record, Timestamp
 
 
+class OrderApproved(Event):
+    """A person approved a high-value order (a human task of the order saga).
+
+    Schema: shop.approvals.OrderApproved v1.
+    """
+
+    event_type: ClassVar[str] = "shop.approvals.OrderApproved"
+
+    order_id: str
+    """Id of the order; the partition key of every shop topic."""
+    approver: str
+    """Who approved."""
+    approved_at: Timestamp
+
+
+class OrderRejected(Event):
+    """A person rejected a high-value order; the saga undoes what was done.
+
+    Schema: shop.approvals.OrderRejected v1.
+    """
+
+    event_type: ClassVar[str] = "shop.approvals.OrderRejected"
+
+    order_id: str
+    """Id of the order; the partition key of every shop topic."""
+    approver: str
+    """Who rejected."""
+    comment: str
+    """Why, in the approver's words."""
+    rejected_at: Timestamp
+
+
+class ReleaseStock(Event):
+    """Command (a saga compensation): give back the stock reserved for the order.
+
+    Schema: shop.inventory.ReleaseStock v1.
+    """
+
+    event_type: ClassVar[str] = "shop.inventory.ReleaseStock"
+
+    order_id: str
+    """Id of the order; the partition key of every shop topic."""
+    reservation_id: UUID
+    """The reservation to release (from StockReserved)."""
+    reason: str
+    """Why the saga is being undone, for people reading the log."""
+    requested_at: Timestamp
+
+
 class StockReleased(Event):
     """A reservation was given back, because the order was cancelled or it expired.
 
@@ -63,6 +112,21 @@ class StockReserved(Event):
     reserved_at: Timestamp
     expires_at: Timestamp
     """Unreleased stock returns to sale after this."""
+
+
+class CancelOrder(Event):
+    """Command (a saga compensation): the order cannot go through; cancel it and tell the customer.
+
+    Schema: shop.orders.CancelOrder v1.
+    """
+
+    event_type: ClassVar[str] = "shop.orders.CancelOrder"
+
+    order_id: str
+    """Id of the order; the partition key of every shop topic."""
+    reason: str
+    """Why the saga is being undone, for people reading the log."""
+    requested_at: Timestamp
 
 
 class CancellationReason(StrEnum):
@@ -226,3 +290,45 @@ class PaymentRefunded(Event):
     currency: str
     """ISO 4217 code, e.g. EUR."""
     refunded_at: Timestamp
+
+
+class RefundPayment(Event):
+    """Command (a saga compensation): give the authorized money back to the customer.
+
+    Schema: shop.payments.RefundPayment v1.
+    """
+
+    event_type: ClassVar[str] = "shop.payments.RefundPayment"
+
+    order_id: str
+    """Id of the order; the partition key of every shop topic."""
+    payment_id: UUID
+    """The payment to refund (from PaymentAuthorized)."""
+    amount: Annotated[Decimal, AvroDecimal(10, 2)]
+    currency: str
+    """ISO 4217 code, e.g. EUR."""
+    reason: str
+    """Why the saga is being undone, for people reading the log."""
+    requested_at: Timestamp
+
+
+class SagaFailed(Event):
+    """A saga's compensation was never confirmed: the tracker parked it and a person must finish the
+    undo by hand.
+
+    Schema: shop.sagas.SagaFailed v1.
+    """
+
+    event_type: ClassVar[str] = "shop.sagas.SagaFailed"
+
+    saga_id: str
+    """The saga's correlation id; the partition key of shop.sagas."""
+    saga: str
+    """Name of the saga definition."""
+    version: Int32
+    """Definition version the saga ran under."""
+    step: str
+    """The step whose compensation was not confirmed."""
+    reason: str
+    """What went wrong, and what the saga was undoing."""
+    failed_at: Timestamp

@@ -33,12 +33,39 @@ class ComponentStatus:
 
 
 def _start_time(pid: int) -> str | None:
-    """The process start time in clock ticks, or None if no such process."""
+    """The process start time in clock ticks, or None if no such process.
+
+    A zombie (killed, not yet reaped) counts as gone: it will never serve again.
+    """
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
-    return stat.rsplit(")", 1)[1].split()[19]
+    fields = stat.rsplit(")", 1)[1].split()
+    if fields[0] == "Z":
+        _reap(pid)
+        return None
+    return fields[19]
+
+
+def _group_alive(pgid: int) -> bool:
+    """Whether any live process (zombies aside) is left in the process group we started.
+
+    The group, not just its leader: PostgreSQL's backends and helpers a
+    component forks must be gone too before ``down`` says it is stopped.
+    """
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pgid, 0)
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if fields[2] == str(pgid) and fields[0] != "Z":
+                return True
+    return False
 
 
 def _port_taken(port: int) -> bool:
@@ -181,12 +208,15 @@ class Stack:
             return
         os.killpg(pid, signal.SIGTERM)
         deadline = time.monotonic() + STOP_TIMEOUT_S
-        while _start_time(pid) is not None and time.monotonic() < deadline:
+        while _group_alive(pid) and time.monotonic() < deadline:
             _reap(pid)
             time.sleep(0.1)
-        if _start_time(pid) is not None:
-            os.killpg(pid, signal.SIGKILL)
-            _reap(pid)
+        if _group_alive(pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)
+            while _group_alive(pid):
+                _reap(pid)
+                time.sleep(0.05)
         self.say(f"{component.name}: stopped (pid {pid})")
 
 

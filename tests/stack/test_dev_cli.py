@@ -68,10 +68,10 @@ def _in_groups(pids: list[str]) -> list[int]:
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                pgid = (entry / "stat").read_text().rsplit(")", 1)[1].split()[2]
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
             except OSError:
                 continue
-            if pgid in pids:
+            if fields[2] in pids and fields[0] != "Z":  # a zombie is not running
                 left.append(int(entry.name))
     return left
 

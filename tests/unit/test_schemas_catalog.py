@@ -37,7 +37,13 @@ def load(tmp_path: Path, files: dict[str, Any], catalog: str = TOPIC) -> Catalog
 def test_example_catalog_loads_with_its_topics_and_versions() -> None:
     catalog = Catalog.load(EXAMPLE)
 
-    assert set(catalog.topics) == {"shop.orders", "shop.inventory", "shop.payments"}
+    assert set(catalog.topics) == {
+        "shop.orders",
+        "shop.inventory",
+        "shop.payments",
+        "shop.approvals",
+        "shop.sagas",
+    }
     orders = catalog.topics["shop.orders"]
     assert orders == TopicSpec(
         name="shop.orders",
@@ -46,6 +52,7 @@ def test_example_catalog_loads_with_its_topics_and_versions() -> None:
             "shop.orders.OrderPlaced",
             "shop.orders.OrderCancelled",
             "shop.orders.OrderCompleted",
+            "shop.orders.CancelOrder",
         ),
         key="order_id",
         partitions=3,

@@ -1,0 +1,98 @@
+"""``choreo saga run | ls | show``: run a saga tracker, and look at what it did."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+from choreo._config import load_config
+from choreo._errors import ConfigError, TopologyError
+from choreo._saga.definition import Saga
+from choreo._saga.inspect import load_states, table, timeline
+from choreo._saga.state import SagaStatus
+from choreo._saga.tracker import SagaTracker
+from choreo._transport.confluent import librdkafka_settings
+
+
+def register(commands: argparse._SubParsersAction[Any]) -> None:
+    saga = commands.add_parser("saga", help="run a saga tracker; list and show saga states")
+    saga.add_argument("--config", type=Path, help="TOML settings file (env CHOREO_* wins)")
+    actions = saga.add_subparsers(dest="action", required=True)
+    run = actions.add_parser("run", help="track the saga(s) defined in MODULE[:ATTRIBUTE]")
+    run.add_argument("target", help="dotted module path, optionally module:attribute")
+    run.add_argument(
+        "--instance", help="stable id of this tracker instance (default: the host name)"
+    )
+    run.set_defaults(handler=_run)
+    ls = actions.add_parser("ls", help="list sagas from the state changelog")
+    ls.add_argument("--saga", help="only sagas of this definition name")
+    ls.add_argument("--state", choices=[s.value for s in SagaStatus], help="only this status")
+    ls.set_defaults(handler=_ls)
+    show = actions.add_parser("show", help="one saga's steps and timeline")
+    show.add_argument("saga_id")
+    show.add_argument("--saga", help="definition name, when ids repeat across sagas")
+    show.set_defaults(handler=_show)
+
+
+def find_sagas(target: str) -> list[Saga]:
+    """The definitions at ``module:attribute`` (a Saga or a list), or every Saga in the module."""
+    module_name, _, attribute = target.partition(":")
+    sys.path.insert(0, str(Path.cwd()))
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as error:
+        raise ConfigError(f"cannot import saga module {module_name!r}: {error}") from None
+    if attribute:
+        found = getattr(module, attribute, None)
+        candidates = list(found) if isinstance(found, list | tuple) else [found]
+    else:
+        candidates = [value for value in vars(module).values() if isinstance(value, Saga)]
+    sagas = [s for s in candidates if isinstance(s, Saga)]
+    if not sagas or len(sagas) != len(candidates):
+        raise TopologyError(f"{target} is not a choreo Saga (or a list of versions of one)")
+    names = {s.name for s in sagas}
+    if len(names) != 1:
+        raise TopologyError(
+            f"{target} defines sagas {', '.join(sorted(names))}; run one tracker per saga "
+            "and name it with MODULE:ATTRIBUTE"
+        )
+    return sagas
+
+
+def _run(args: argparse.Namespace) -> int:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    tracker = SagaTracker(find_sagas(args.target), load_config(args.config), instance=args.instance)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    tracker.run(stop)
+    return 0
+
+
+def _settings(args: argparse.Namespace) -> dict[str, Any]:
+    return librdkafka_settings(load_config(args.config).kafka)
+
+
+def _ls(args: argparse.Namespace) -> int:
+    states = load_states(_settings(args), args.saga)
+    if args.state:
+        states = [s for s in states if s.status.value == args.state]
+    print(table(states))
+    return 0
+
+
+def _show(args: argparse.Namespace) -> int:
+    found = [s for s in load_states(_settings(args), args.saga) if s.saga_id == args.saga_id]
+    if not found:
+        print(f"no saga {args.saga_id} in the state changelog(s)", file=sys.stderr)
+        return 1
+    print("\n\n".join(timeline(state) for state in found))
+    return 0

@@ -1,0 +1,544 @@
+"""The saga state machine: pure functions from (state, event or clock) to (state, emits).
+
+No Kafka, no clock, no I/O: the tracker feeds it decoded events and the time, and writes what it
+returns in one transaction. That keeps every rule below unit-testable and replayable.
+
+Rules:
+
+* ``running`` → ``completed`` when every step succeeded (or was skipped by its ``when``) and,
+  if the definition lists completion events, one of them arrived.
+* A failure event, a step's deadline or the saga's deadline → ``compensating``: the succeeded
+  steps that need compensation are undone one at a time, latest in definition order first
+  (members of a parallel group in reverse listed order). Each compensation is re-emitted after
+  its ``compensation_deadline`` up to ``compensation_retries`` times; still unconfirmed → the
+  saga is parked (``failed``) and the ``parked`` event is emitted. A confirmation arriving
+  later un-parks it and compensation carries on.
+* A success that arrives after compensation began (even after ``compensated``) is compensated
+  too: the saga goes back to ``compensating``. A failure that arrives before an earlier step's
+  success starts compensation at once; the late success is then undone by the same rule.
+* Duplicate events (an already seen ``ce_id``) change nothing.
+* Events whose saga has not started are buffered in a ``waiting`` state for the saga's
+  ``orphan_ttl`` and replayed, in arrival order, when the start arrives; after the TTL they are
+  dropped with a log line. (Across topics Kafka gives no order, so a reply can be read
+  before the event it answers.)
+* Compensation events carry the saga id as correlation id, the triggering event (the failure
+  event; the start event for a deadline) as causation id, and the start event's trace headers.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from choreo._errors import TopologyError
+from choreo._saga.definition import CompensationInput, PlacedStep, Saga, fill
+from choreo._saga.state import (
+    BUFFER_LIMIT,
+    TERMINAL,
+    SagaState,
+    SagaStatus,
+    SeenEvent,
+    StepState,
+    StepStatus,
+)
+from choreo._schemas import Event
+
+_IDS = uuid.UUID("7c1f3a52-2d7e-4b0e-9a55-0c40a8b1e6d3")
+"""Namespace of emitted event ids: the same emission always gets the same ``ce_id``."""
+
+_UNDONE_OR_DONE = frozenset(
+    {StepStatus.SUCCEEDED, StepStatus.SKIPPED, StepStatus.COMPENSATING, StepStatus.COMPENSATED}
+)
+
+
+@dataclass(frozen=True)
+class Incoming:
+    """One decoded input event with the metadata the engine needs."""
+
+    saga_id: str
+    event: Event
+    event_id: str
+    trace: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Emit:
+    """An event the tracker must publish (in the same transaction as the new state)."""
+
+    event: Event
+    event_id: str
+    correlation_id: str
+    causation_id: str | None
+    trace: Mapping[str, str]
+    step: str
+    reason: str
+
+
+@dataclass
+class Outcome:
+    """The result of one input: ``state`` is None when the saga must be forgotten."""
+
+    state: SagaState | None
+    emits: list[Emit] = field(default_factory=list)
+    logs: list[str] = field(default_factory=list)
+    changed: bool = True
+
+
+class Engine:
+    """Applies the rules of the module docstring for all versions of one saga."""
+
+    def __init__(self, definitions: Sequence[Saga]) -> None:
+        if not definitions:
+            raise TopologyError("a saga tracker needs at least one saga definition")
+        names = {d.name for d in definitions}
+        if len(names) != 1:
+            raise TopologyError(f"one tracker runs one saga, got {', '.join(sorted(names))}")
+        self.name = definitions[0].name
+        self.versions: dict[int, Saga] = {}
+        for definition in definitions:
+            if definition.version in self.versions:
+                raise TopologyError(f"saga '{self.name}' v{definition.version} is defined twice")
+            self.versions[definition.version] = definition
+        self.latest = self.versions[max(self.versions)]
+        self.models: dict[str, type[Event]] = {
+            model.event_type: model
+            for d in definitions
+            for model in (*d.event_types(), *d.emitted_types())
+        }
+
+    def accepts(self, event_type: str) -> bool:
+        return event_type in self.models
+
+    def handle(self, state: SagaState | None, incoming: Incoming, now: float) -> Outcome:
+        """Apply one input event to the saga it belongs to (``state`` None: never seen)."""
+        seen = SeenEvent(
+            id=incoming.event_id,
+            type=incoming.event.event_type,
+            payload=incoming.event.model_dump(mode="json"),
+            at=now,
+        )
+        if state is None:
+            state = SagaState(
+                saga_id=incoming.saga_id,
+                saga=self.name,
+                version=self.latest.version,
+                status=SagaStatus.WAITING,
+            )
+        else:
+            if incoming.event_id in state.seen_ids:
+                return Outcome(state, changed=False)
+            state = state.model_copy(deep=True)
+        outcome = Outcome(state)
+        definition = self.versions.get(state.version)
+        if definition is None:
+            outcome.logs.append(
+                f"saga {state.saga_id}: ignoring {seen.type}: definition v{state.version} "
+                f"of '{self.name}' is no longer loaded"
+            )
+            outcome.changed = False
+            return outcome
+        if state.status is SagaStatus.WAITING:
+            if seen.type == definition.start.event_type:
+                self._start(definition, state, incoming, seen, now, outcome)
+            else:
+                self._buffer(definition, state, seen, now)
+        else:
+            self._apply(definition, state, seen, now, outcome)
+        self._finish(definition, state, now)
+        return outcome
+
+    def tick(self, state: SagaState, now: float) -> Outcome:
+        """Fire every deadline of ``state`` that is due at ``now``."""
+        if state.wake_at is None or state.wake_at > now:
+            return Outcome(state, changed=False)
+        definition = self.versions.get(state.version)
+        if definition is None:
+            return Outcome(state, changed=False)
+        state = state.model_copy(deep=True)
+        outcome = Outcome(state)
+        if state.status is SagaStatus.WAITING:
+            outcome.state = None
+            outcome.logs.append(
+                f"saga {state.saga_id}: dropped {len(state.buffer)} event(s) whose start "
+                f"({definition.start.event_type}) never arrived within {definition.orphan_ttl}"
+            )
+            return outcome
+        if state.status is SagaStatus.RUNNING:
+            self._running_deadlines(definition, state, now, outcome)
+        elif state.status is SagaStatus.COMPENSATING:
+            self._compensation_deadline(definition, state, now, outcome)
+        self._finish(definition, state, now)
+        return outcome
+
+    # -- transitions ---------------------------------------------------------------------------
+
+    def _start(
+        self,
+        definition: Saga,
+        state: SagaState,
+        incoming: Incoming,
+        seen: SeenEvent,
+        now: float,
+        outcome: Outcome,
+    ) -> None:
+        buffered = state.buffer
+        state.buffer = []
+        state.expires_at = None
+        state.status = SagaStatus.RUNNING
+        state.started_at = now
+        state.start = seen
+        state.trace = dict(incoming.trace)
+        state.cause_id = seen.id
+        if definition.deadline is not None:
+            state.deadline_at = now + definition.deadline.total_seconds()
+        for placed in definition.placed:
+            condition = placed.step.when
+            skip = condition is not None and not condition(incoming.event)
+            state.steps[placed.step.name] = StepState(
+                status=StepStatus.SKIPPED if skip else StepStatus.PENDING
+            )
+        skipped = [n for n, s in state.steps.items() if s.status is StepStatus.SKIPPED]
+        state.note(
+            now,
+            seen.type,
+            f"started under v{definition.version}"
+            + (f"; skipped {', '.join(skipped)}" if skipped else ""),
+            event_id=seen.id,
+        )
+        state.remember(seen.id)
+        self._activate(definition, state, now)
+        # The start event may also settle a step (e.g. the order step of an order saga).
+        self._apply(definition, state, seen, now, outcome, already_noted=True)
+        for event in buffered:
+            state.note(
+                now,
+                event.type,
+                "replaying an event that arrived before the start",
+                event_id=event.id,
+            )
+            self._apply(definition, state, event, now, outcome)
+
+    def _buffer(self, definition: Saga, state: SagaState, seen: SeenEvent, now: float) -> None:
+        if state.expires_at is None:
+            state.expires_at = now + definition.orphan_ttl.total_seconds()
+        if len(state.buffer) < BUFFER_LIMIT:
+            state.buffer.append(seen)
+            state.note(
+                now, seen.type, "buffered: the saga's start has not arrived yet", event_id=seen.id
+            )
+        else:
+            state.note(
+                now,
+                seen.type,
+                f"dropped: over {BUFFER_LIMIT} events before the start",
+                event_id=seen.id,
+            )
+        state.remember(seen.id)
+
+    def _apply(
+        self,
+        definition: Saga,
+        state: SagaState,
+        seen: SeenEvent,
+        now: float,
+        outcome: Outcome,
+        *,
+        already_noted: bool = False,
+    ) -> None:
+        """Route one event of a started saga by its role in the definition."""
+        state.remember(seen.id)
+        role, placed = _role(definition, seen.type)
+        name = placed.step.name if placed else None
+
+        def note(action: str) -> None:
+            state.note(now, seen.type, action, event_id=seen.id, step=name)
+
+        if placed is None:
+            if role == "completion":
+                if state.status is SagaStatus.RUNNING:
+                    state.completion_id = seen.id
+                    note("completion event received")
+                else:
+                    note(f"ignored: the saga is {state.status}")
+            elif not already_noted:
+                note(f"ignored: the saga has already started ({role or 'unknown'} event)")
+            return
+        step = state.steps[placed.step.name]
+        if role == "success":
+            self._succeeded(definition, state, placed, step, seen, now, note)
+        elif role == "failure":
+            if state.status is SagaStatus.RUNNING and step.status is not StepStatus.SUCCEEDED:
+                step.status = StepStatus.FAILED
+                note("step failed")
+                self._begin_compensation(
+                    state, f"step '{placed.step.name}' failed ({seen.type})", seen.id, now
+                )
+            else:
+                note(f"ignored: step is {step.status}, saga is {state.status}")
+        elif role == "compensated":
+            if step.status is StepStatus.COMPENSATING:
+                step.status = StepStatus.COMPENSATED
+                step.compensation_due_at = None
+                note("compensation confirmed")
+                if state.status is SagaStatus.FAILED:
+                    state.status = SagaStatus.COMPENSATING
+                    note("un-parked: the confirmation arrived after all")
+            else:
+                note(f"ignored: no compensation in flight for this step ({step.status})")
+        self._compensate_next(definition, state, now, outcome)
+
+    def _succeeded(
+        self,
+        definition: Saga,
+        state: SagaState,
+        placed: PlacedStep,
+        step: StepState,
+        seen: SeenEvent,
+        now: float,
+        note: Any,
+    ) -> None:
+        if step.status in _UNDONE_OR_DONE:
+            note(f"ignored: step is already {step.status}")
+            return
+        step.status = StepStatus.SUCCEEDED
+        step.result = seen
+        step.due_at = None
+        if state.status is SagaStatus.RUNNING:
+            note("step succeeded")
+            self._activate(definition, state, now)
+        elif state.status is SagaStatus.COMPLETED:
+            note("ignored: the saga has completed")
+        elif placed.step.compensate is None:
+            note(f"step succeeded while the saga is {state.status}; nothing to undo")
+        else:
+            note(f"step succeeded while the saga is {state.status}: it will be compensated")
+            if state.status is SagaStatus.COMPENSATED:
+                state.status = SagaStatus.COMPENSATING
+
+    def _activate(self, definition: Saga, state: SagaState, now: float) -> None:
+        """Start the deadlines of the first stage that is not done yet."""
+        for stage in sorted({p.stage for p in definition.placed}):
+            members = [p for p in definition.placed if p.stage == stage]
+            open_members = [
+                p
+                for p in members
+                if state.steps[p.step.name].status not in (StepStatus.SUCCEEDED, StepStatus.SKIPPED)
+            ]
+            if not open_members:
+                continue
+            for p in open_members:
+                step = state.steps[p.step.name]
+                if step.due_at is None and p.step.deadline is not None:
+                    step.due_at = now + p.step.deadline.total_seconds()
+            return
+
+    def _begin_compensation(self, state: SagaState, reason: str, cause_id: str, now: float) -> None:
+        state.status = SagaStatus.COMPENSATING
+        state.reason = reason
+        state.cause_id = cause_id
+        state.note(now, "compensate", f"compensating: {reason}")
+
+    def _compensate_next(
+        self, definition: Saga, state: SagaState, now: float, outcome: Outcome
+    ) -> None:
+        """One compensation at a time: emit the next if none is awaiting confirmation."""
+        if state.status is not SagaStatus.COMPENSATING:
+            return
+        if any(s.status is StepStatus.COMPENSATING for s in state.steps.values()):
+            return
+        for placed in reversed(definition.placed):
+            step = state.steps[placed.step.name]
+            if step.status is StepStatus.SUCCEEDED and placed.step.compensate is not None:
+                step.status = StepStatus.COMPENSATING
+                self._emit_compensation(definition, state, placed, now, outcome)
+                return
+        state.status = SagaStatus.COMPENSATED
+        state.note(now, "compensate", "compensated: every completed step was undone")
+
+    def _emit_compensation(
+        self, definition: Saga, state: SagaState, placed: PlacedStep, now: float, outcome: Outcome
+    ) -> None:
+        step = state.steps[placed.step.name]
+        compensate = placed.step.compensate
+        assert compensate is not None and step.result is not None and state.start is not None
+        step.attempts += 1
+        step.compensation_due_at = now + placed.step.compensation_deadline.total_seconds()
+        reason = state.reason or "compensating"
+        at = datetime.fromtimestamp(now, UTC)
+        start = self.models[state.start.type].model_validate(state.start.payload)
+        result = self.models[step.result.type].model_validate(step.result.payload)
+        if placed.step.build is not None:
+            event = placed.step.build(CompensationInput(state.saga_id, start, result, reason, at))
+        else:
+            event = fill(
+                compensate,
+                [{"reason": reason}, dict(result), dict(start)],
+                at,
+            )
+        outcome.emits.append(
+            Emit(
+                event=event,
+                event_id=_event_id(state.saga_id, placed.step.name, step.attempts),
+                correlation_id=state.saga_id,
+                causation_id=state.cause_id,
+                trace=dict(state.trace),
+                step=placed.step.name,
+                reason=reason,
+            )
+        )
+        attempt = f" (attempt {step.attempts})" if step.attempts > 1 else ""
+        state.note(
+            now, "compensate", f"emitted {compensate.event_type}{attempt}", step=placed.step.name
+        )
+
+    def _running_deadlines(
+        self, definition: Saga, state: SagaState, now: float, outcome: Outcome
+    ) -> None:
+        if state.deadline_at is not None and state.deadline_at <= now:
+            state.note(now, "deadline", "the saga's deadline passed")
+            self._begin_compensation(state, "the saga's deadline passed", _start_id(state), now)
+        else:
+            for placed in definition.placed:
+                step = state.steps[placed.step.name]
+                if (
+                    step.status is StepStatus.PENDING
+                    and step.due_at is not None
+                    and (step.due_at <= now)
+                ):
+                    step.status = StepStatus.TIMED_OUT
+                    step.due_at = None
+                    state.note(now, "deadline", "the step's deadline passed", step=placed.step.name)
+                    self._begin_compensation(
+                        state,
+                        f"step '{placed.step.name}' missed its deadline",
+                        _start_id(state),
+                        now,
+                    )
+                    break
+        self._compensate_next(definition, state, now, outcome)
+
+    def _compensation_deadline(
+        self, definition: Saga, state: SagaState, now: float, outcome: Outcome
+    ) -> None:
+        for placed in definition.placed:
+            step = state.steps[placed.step.name]
+            due = step.compensation_due_at
+            if step.status is not StepStatus.COMPENSATING or due is None or due > now:
+                continue
+            if step.attempts <= placed.step.compensation_retries:
+                state.note(
+                    now,
+                    "deadline",
+                    "compensation not confirmed in time: re-emitting",
+                    step=placed.step.name,
+                )
+                self._emit_compensation(definition, state, placed, now, outcome)
+            else:
+                self._park(definition, state, placed, now, outcome)
+            return
+
+    def _park(
+        self, definition: Saga, state: SagaState, placed: PlacedStep, now: float, outcome: Outcome
+    ) -> None:
+        step = state.steps[placed.step.name]
+        step.compensation_due_at = None
+        state.status = SagaStatus.FAILED
+        compensate = placed.step.compensate
+        assert compensate is not None
+        reason = (
+            f"{compensate.event_type} for step '{placed.step.name}' was not confirmed after "
+            f"{step.attempts} attempt(s); the saga was compensating because {state.reason}"
+        )
+        state.note(now, "deadline", f"parked: {reason}", step=placed.step.name)
+        outcome.logs.append(
+            f"saga '{definition.name}' {state.saga_id} parked: {reason}. To finish by hand: undo "
+            f"step '{placed.step.name}' and the completed steps before it, or publish one of "
+            f"{', '.join(e.event_type for e in placed.step.compensated)} with correlation id "
+            f"{state.saga_id} to let the tracker carry on; `choreo saga show {state.saga_id}` "
+            "shows what was done"
+        )
+        if definition.parked is None:
+            return
+        event = fill(
+            definition.parked,
+            [
+                {
+                    "saga_id": state.saga_id,
+                    "saga": definition.name,
+                    "version": definition.version,
+                    "step": placed.step.name,
+                    "reason": reason,
+                }
+            ],
+            datetime.fromtimestamp(now, UTC),
+        )
+        outcome.emits.append(
+            Emit(
+                event=event,
+                event_id=_event_id(state.saga_id, f"parked:{placed.step.name}", step.attempts),
+                correlation_id=state.saga_id,
+                causation_id=state.cause_id,
+                trace=dict(state.trace),
+                step=placed.step.name,
+                reason=reason,
+            )
+        )
+
+    def _finish(self, definition: Saga, state: SagaState, now: float) -> None:
+        """Complete when everything is done, and work out the next moment a timer matters."""
+        if (
+            state.status is SagaStatus.RUNNING
+            and all(
+                s.status in (StepStatus.SUCCEEDED, StepStatus.SKIPPED) for s in state.steps.values()
+            )
+            and (not definition.completed or state.completion_id is not None)
+        ):
+            state.status = SagaStatus.COMPLETED
+            state.note(now, "complete", "completed: every step succeeded")
+        state.updated_at = now
+        state.wake_at = _wake_at(state)
+
+
+def _role(definition: Saga, event_type: str) -> tuple[str | None, PlacedStep | None]:
+    for placed in definition.placed:
+        step = placed.step
+        for role, events in (
+            ("success", step.success),
+            ("failure", step.failure),
+            ("compensated", step.compensated),
+        ):
+            if any(e.event_type == event_type for e in events):
+                return role, placed
+    if any(e.event_type == event_type for e in definition.completed):
+        return "completion", None
+    if event_type == definition.start.event_type:
+        return "start", None
+    return None, None
+
+
+def _wake_at(state: SagaState) -> float | None:
+    if state.status is SagaStatus.WAITING:
+        return state.expires_at
+    candidates: list[float | None] = []
+    if state.status is SagaStatus.RUNNING:
+        candidates.append(state.deadline_at)
+        candidates += [s.due_at for s in state.steps.values() if s.status is StepStatus.PENDING]
+    elif state.status is SagaStatus.COMPENSATING:
+        candidates += [s.compensation_due_at for s in state.steps.values()]
+    due = [c for c in candidates if c is not None]
+    return min(due) if due else None
+
+
+def _start_id(state: SagaState) -> str:
+    return state.start.id if state.start is not None else state.saga_id
+
+
+def _event_id(saga_id: str, what: str, attempt: int) -> str:
+    return str(uuid.uuid5(_IDS, f"{saga_id}/{what}/{attempt}"))
+
+
+def is_terminal(state: SagaState) -> bool:
+    return state.status in TERMINAL

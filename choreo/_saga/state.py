@@ -1,0 +1,122 @@
+"""The durable state of one saga instance, as stored (JSON) in the changelog topic.
+
+Everything the tracker needs to carry on after a crash lives here: statuses, the results a
+compensation is built from, the deadlines (so timers survive restarts), the event ids already
+seen (duplicates), events that arrived before their saga's start, and a bounded history for
+``choreo saga show``. Times are epoch seconds: cheap to compare, exact in JSON.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+HISTORY_LIMIT = 60
+SEEN_LIMIT = 200
+BUFFER_LIMIT = 100
+
+
+class SagaStatus(StrEnum):
+    WAITING = "waiting"
+    """Events arrived but not the start yet; kept for the saga's ``orphan_ttl``."""
+    RUNNING = "running"
+    COMPLETED = "completed"
+    COMPENSATING = "compensating"
+    COMPENSATED = "compensated"
+    FAILED = "failed"
+    """Parked: a compensation was never confirmed; a person must finish the undo."""
+
+
+TERMINAL = frozenset({SagaStatus.COMPLETED, SagaStatus.COMPENSATED, SagaStatus.FAILED})
+
+
+class StepStatus(StrEnum):
+    PENDING = "pending"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    TIMED_OUT = "timed-out"
+    SKIPPED = "skipped"
+    COMPENSATING = "compensating"
+    """Its compensation was emitted; waiting for the confirmation."""
+    COMPENSATED = "compensated"
+
+
+class SeenEvent(BaseModel):
+    """An input event as stored: enough to rebuild the model and to explain it later."""
+
+    id: str
+    type: str
+    payload: dict[str, Any]
+    at: float
+
+
+class StepState(BaseModel):
+    status: StepStatus = StepStatus.PENDING
+    due_at: float | None = None
+    """The step's own deadline, set when the step becomes due."""
+    result: SeenEvent | None = None
+    """The success event: what the compensation is built from."""
+    attempts: int = 0
+    """Compensation emissions so far."""
+    compensation_due_at: float | None = None
+
+
+class HistoryEntry(BaseModel):
+    at: float
+    trigger: str
+    """The event type that arrived, or ``deadline``."""
+    event_id: str | None = None
+    step: str | None = None
+    action: str
+
+
+class SagaState(BaseModel):
+    saga_id: str
+    saga: str
+    version: int
+    status: SagaStatus
+    started_at: float | None = None
+    deadline_at: float | None = None
+    start: SeenEvent | None = None
+    trace: dict[str, str] = Field(default_factory=dict)
+    """``traceparent``/``tracestate`` of the start event, copied onto compensations."""
+    steps: dict[str, StepState] = Field(default_factory=dict)
+    completion_id: str | None = None
+    reason: str | None = None
+    """Why the saga is being compensated."""
+    cause_id: str | None = None
+    """The event that triggered compensation: the causation id of every compensation."""
+    seen_ids: list[str] = Field(default_factory=list)
+    buffer: list[SeenEvent] = Field(default_factory=list)
+    expires_at: float | None = None
+    wake_at: float | None = None
+    """The earliest deadline that matters in the current status (for the timer loop)."""
+    updated_at: float = 0.0
+    history: list[HistoryEntry] = Field(default_factory=list)
+
+    def note(
+        self,
+        at: float,
+        trigger: str,
+        action: str,
+        *,
+        event_id: str | None = None,
+        step: str | None = None,
+    ) -> None:
+        self.history.append(
+            HistoryEntry(at=at, trigger=trigger, event_id=event_id, step=step, action=action)
+        )
+        del self.history[:-HISTORY_LIMIT]
+
+    def remember(self, event_id: str) -> None:
+        self.seen_ids.append(event_id)
+        del self.seen_ids[:-SEEN_LIMIT]
+
+    def to_bytes(self) -> bytes:
+        return self.model_dump_json().encode()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> SagaState:
+        return cls.model_validate_json(data)

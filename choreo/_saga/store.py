@@ -1,0 +1,153 @@
+"""Saga state: an in-memory map per partition, backed by a compacted changelog topic.
+
+The changelog is the truth; memory is a cache rebuilt from it when the tracker is given a
+partition. Writes go through the tracker's transaction and reach memory only after it
+committed, so the cache never holds a state the changelog lost in an aborted transaction.
+Changelog partition *p* holds the sagas whose events arrive on input partition *p*.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
+
+import confluent_kafka as ck
+
+from choreo._errors import TransportError
+from choreo._saga.state import SagaState
+
+_log = logging.getLogger("choreo.saga.store")
+
+RESTORE_TIMEOUT_S = 60.0
+
+
+def changelog_topic(saga: str) -> str:
+    return f"choreo.saga.{saga}.state"
+
+
+StateKey = tuple[int, str]
+"""(partition, saga id)."""
+
+
+class StateStore:
+    """The states of the partitions this tracker owns."""
+
+    def __init__(self) -> None:
+        self._partitions: dict[int, dict[str, SagaState]] = {}
+
+    @property
+    def partitions(self) -> set[int]:
+        return set(self._partitions)
+
+    def owns(self, partition: int) -> bool:
+        return partition in self._partitions
+
+    def get(self, partition: int, saga_id: str) -> SagaState | None:
+        return self._partitions[partition].get(saga_id)
+
+    def load(self, partition: int, states: dict[str, SagaState]) -> None:
+        self._partitions[partition] = states
+
+    def drop(self, partition: int) -> None:
+        self._partitions.pop(partition, None)
+
+    def apply(self, changes: Mapping[StateKey, SagaState | None]) -> None:
+        """Make committed changes visible (None deletes)."""
+        for (partition, saga_id), state in changes.items():
+            states = self._partitions.get(partition)
+            if states is None:
+                continue  # the partition moved away after the commit; its new owner restores
+            if state is None:
+                states.pop(saga_id, None)
+            else:
+                states[saga_id] = state
+
+    def items(self) -> Iterator[tuple[StateKey, SagaState]]:
+        for partition, states in self._partitions.items():
+            for saga_id, state in states.items():
+                yield (partition, saga_id), state
+
+
+def read_changelog(
+    settings: Mapping[str, Any], topic: str, partitions: Iterable[int] | None = None
+) -> dict[int, dict[str, SagaState]]:
+    """The latest committed state per saga id, per partition (all partitions when None).
+
+    Reads with ``read_committed`` up to the end (the last stable offset), so states from
+    transactions that were aborted, or are still open in a crashed tracker, are never seen.
+    """
+    consumer = ck.Consumer(
+        {
+            **settings,
+            "group.id": f"choreo-saga-restore-{topic}",
+            "enable.auto.commit": False,
+            "isolation.level": "read_committed",
+            "enable.partition.eof": True,
+            "auto.offset.reset": "earliest",
+        }
+    )
+    try:
+        if partitions is None:
+            metadata = consumer.list_topics(topic, timeout=15)
+            found = metadata.topics.get(topic)
+            if found is None or found.error is not None:
+                return {}
+            partitions = list(found.partitions)
+        wanted = sorted(set(partitions))
+        result: dict[int, dict[str, SagaState]] = {p: {} for p in wanted}
+        pending: set[int] = set()
+        for partition in wanted:
+            low, high = consumer.get_watermark_offsets(
+                ck.TopicPartition(topic, partition), timeout=15
+            )
+            if high > low:
+                pending.add(partition)
+        if not pending:
+            return result
+        consumer.assign([ck.TopicPartition(topic, p, ck.OFFSET_BEGINNING) for p in sorted(pending)])
+        deadline = time.monotonic() + RESTORE_TIMEOUT_S
+        while pending:
+            if time.monotonic() > deadline:
+                raise TransportError(
+                    f"restoring saga state from {topic} partitions {sorted(pending)} took over "
+                    f"{RESTORE_TIMEOUT_S:g}s"
+                )
+            for message in consumer.consume(1000, timeout=0.5):
+                error = message.error()
+                if error is not None:
+                    if error.code() == ck.KafkaError._PARTITION_EOF:
+                        pending.discard(message.partition())
+                    else:
+                        _log.warning("reading %s: %s", topic, error.str())
+                    continue
+                key = message.key()
+                if key is None:
+                    continue
+                states = result[message.partition() or 0]
+                value = message.value()
+                if value is None:
+                    states.pop(key.decode(), None)
+                else:
+                    states[key.decode()] = SagaState.from_bytes(value)
+        return result
+    finally:
+        consumer.close()
+
+
+def _watermarks(consumer: ck.Consumer, partition: ck.TopicPartition) -> tuple[int, int]:
+    """Watermarks, retried while a just-created topic has no leader yet."""
+    deadline = time.monotonic() + RESTORE_TIMEOUT_S
+    while True:
+        try:
+            low, high = consumer.get_watermark_offsets(partition, timeout=15)
+            return int(low), int(high)
+        except ck.KafkaException as exc:
+            error = exc.args[0] if exc.args else None
+            retriable = isinstance(error, ck.KafkaError) and (
+                error.retriable() or error.code() == ck.KafkaError.NOT_LEADER_FOR_PARTITION
+            )
+            if not retriable or time.monotonic() > deadline:
+                raise TransportError(f"cannot read the end of {partition.topic}: {exc}") from None
+            time.sleep(0.2)

@@ -1,0 +1,151 @@
+"""The tracker on the real broker: the tests play the services and watch what it emits."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+import saga_defs as d
+from conftest import World
+
+from choreo import _headers
+from services.events import SagaFailed
+
+pytestmark = pytest.mark.stack
+
+
+def oid(prefix: str = "o") -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+def test_happy_path(shared: World) -> None:
+    o = oid()
+    for event in (d.placed(o), d.reserved(o), d.authorized(o), d.completed(o)):
+        shared.publish(event)
+    state = shared.wait_status(o, "completed")
+    assert state.steps["approval"].status.value == "skipped"
+    assert shared.commands(o) == []
+
+
+@pytest.mark.parametrize(
+    ("total", "script", "expected"),
+    [
+        ("10", ["reservation_failed"], ["CancelOrder"]),
+        ("10", ["reserved", "declined"], ["ReleaseStock", "CancelOrder"]),
+        (
+            "5000",
+            ["reserved", "authorized", "rejected"],
+            ["RefundPayment", "ReleaseStock", "CancelOrder"],
+        ),
+    ],
+    ids=["stock-fails", "payment-declined", "approval-rejected"],
+)
+def test_failure_at_each_step_compensates_in_reverse(
+    shared: World, total: str, script: list[str], expected: list[str]
+) -> None:
+    o = oid()
+    start_id = shared.publish(
+        d.placed(o, total=total), headers={"traceparent": "00-" + "a" * 32 + "-" + "b" * 16 + "-01"}
+    )
+    last = ""
+    for name in script:
+        last = shared.publish(getattr(d, name)(o))
+    shared.wait_status(o, "compensated")
+    assert shared.commands(o) == expected
+    for seen in shared.emitted[o]:
+        assert seen.headers[_headers.CORRELATION] == o
+        assert seen.headers[_headers.CAUSATION] == last
+        assert seen.headers["traceparent"].startswith("00-aaaa")
+        assert "failed" in getattr(seen.event, "reason", "")
+    assert start_id != last
+
+
+def test_step_deadline_compensates(shared: World) -> None:
+    o = oid()
+    start_id = shared.publish(d.placed(o))  # no StockReserved within 4 s
+    state = shared.wait_status(o, "compensated", timeout=15)
+    assert shared.commands(o) == ["CancelOrder"]
+    assert shared.emitted[o][0].headers[_headers.CAUSATION] == start_id
+    assert state.steps["reserve-stock"].status.value == "timed-out"
+
+
+def test_out_of_order_events(shared: World) -> None:
+    o = oid()
+    shared.publish(d.declined(o))  # before the start and before the stock reply
+    shared.publish(d.placed(o))
+    shared.wait_status(o, "compensated")
+    shared.publish(d.reserved(o))  # an earlier step's success after everything was undone
+    shared.wait(lambda: shared.commands(o) == ["CancelOrder", "ReleaseStock"], what="release")
+    shared.wait_status(o, "compensated")
+
+
+def test_duplicates_are_ignored(shared: World) -> None:
+    o = oid()
+    start = shared.publish(d.placed(o))
+    shared.publish(d.placed(o), event_id=start)
+    failure = shared.publish(d.reservation_failed(o))
+    shared.publish(d.reservation_failed(o), event_id=failure)
+    shared.wait_status(o, "compensated")
+    shared.publish(d.cancelled(o))  # a second confirmation changes nothing
+    shared.publish(d.reservation_failed(o), event_id=failure)
+    probe = oid()
+    shared.publish(d.placed(probe))
+    shared.publish(d.reservation_failed(probe))
+    shared.wait_status(probe, "compensated")  # everything before it was processed
+    assert shared.commands(o) == ["CancelOrder"]
+
+
+def test_approval_granted(shared: World) -> None:
+    o = oid()
+    for event in (
+        d.placed(o, "5000"),
+        d.reserved(o),
+        d.authorized(o),
+        d.approved(o),
+        d.completed(o),
+    ):
+        shared.publish(event)
+    shared.wait_status(o, "completed")
+    assert shared.commands(o) == []
+
+
+def test_approval_timed_out(shared: World) -> None:
+    o = oid()
+    for event in (d.placed(o, "5000"), d.reserved(o), d.authorized(o)):
+        shared.publish(event)
+    state = shared.wait_status(o, "compensated", timeout=15)
+    assert state.steps["approval"].status.value == "timed-out"
+    assert shared.commands(o) == ["RefundPayment", "ReleaseStock", "CancelOrder"]
+
+
+def test_unconfirmed_compensation_is_retried_then_parked(shared: World) -> None:
+    o = oid("park")
+    shared.publish(d.placed(o))
+    shared.publish(d.reservation_failed(o))
+    state = shared.wait_status(o, "failed", timeout=15)
+    assert shared.commands(o) == ["CancelOrder", "CancelOrder", "SagaFailed"]
+    parked = shared.emitted[o][-1].event
+    assert isinstance(parked, SagaFailed)
+    assert parked.step == "order" and parked.saga_id == o
+    assert state.steps["order"].attempts == 2
+    assert f"saga '{shared.name}' {o} parked" in shared.logs()
+
+
+def test_cli_lists_and_shows(shared: World) -> None:
+    o = oid()
+    shared.publish(d.placed(o))
+    shared.publish(d.reservation_failed(o))
+    shared.wait_status(o, "compensated")
+    listing = shared.cli("ls", "--saga", shared.name, "--state", "compensated")
+    assert listing.returncode == 0, listing.stderr
+    assert o in listing.stdout and "step 'reserve-stock' failed" in listing.stdout
+    shown = shared.cli("show", o, "--saga", shared.name)
+    assert shown.returncode == 0, shown.stderr
+    for text in (
+        "started under v1",
+        "emitted shop.orders.CancelOrder",
+        "compensation confirmed",
+        "reserve-stock",
+    ):
+        assert text in shown.stdout
+    assert shared.cli("show", "nope", "--saga", shared.name).returncode == 1
