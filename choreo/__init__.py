@@ -17,8 +17,10 @@ from choreo._errors import (
     TopologyError,
     TransportError,
 )
+from choreo._guards import CircuitBreaker, RateLimit
 from choreo._publisher import Publisher
 from choreo._retry import RetryPolicy
+from choreo._runtime.idempotency import PostgresIdempotency, SqliteIdempotency
 from choreo._schemas import (
     AvroDecimal,
     Catalog,
@@ -37,6 +39,7 @@ __all__ = [
     "AvroDecimal",
     "Catalog",
     "ChoreoError",
+    "CircuitBreaker",
     "ConfigError",
     "Context",
     "Date",
@@ -47,12 +50,15 @@ __all__ = [
     "Int64",
     "KafkaConfig",
     "LocalTimestamp",
+    "PostgresIdempotency",
     "Publisher",
+    "RateLimit",
     "Record",
     "RetryPolicy",
     "SchemaError",
     "Service",
     "ServiceConfig",
+    "SqliteIdempotency",
     "Time",
     "Timestamp",
     "TopologyError",

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from choreo._errors import TopologyError
+from choreo._guards import Guard
 from choreo._retry import RetryPolicy
 from choreo._schemas import Event
 from choreo._transport.base import Record
@@ -53,6 +54,8 @@ class Handler:
     batching: Batching | None = None
     topic: str | None = None
     decoder: Callable[[Record], Any] | None = None
+    guards: tuple[Guard, ...] = ()
+    """Circuit breakers and rate limits passed before every call."""
 
 
 class Service:
@@ -81,9 +84,19 @@ class Service:
         """The handler of an event class, or of a topic for topic handlers."""
         return self._handlers.get(event)
 
-    def on(self, event: type[E], *, retry: RetryPolicy | None = None) -> Callable[[F], F]:
-        """Run the decorated function (sync or async) for each ``event``."""
-        return self._register(event, retry, None)
+    def on(
+        self,
+        event: type[E],
+        *,
+        retry: RetryPolicy | None = None,
+        guards: Sequence[Guard] = (),
+    ) -> Callable[[F], F]:
+        """Run the decorated function (sync or async) for each ``event``.
+
+        ``guards`` (a ``CircuitBreaker``, a ``RateLimit``) are passed before each
+        call; while one is shut the partition waits instead of calling.
+        """
+        return self._register(event, retry, None, guards=tuple(guards))
 
     def on_batch(
         self,
@@ -143,6 +156,7 @@ class Service:
         retry: RetryPolicy | None,
         batching: Batching | None,
         decoder: Callable[[Record], Any] | None = None,
+        guards: tuple[Guard, ...] = (),
     ) -> Callable[[F], F]:
         if isinstance(key, str):
             event, topic, label = None, key, f"topic {key}"
@@ -166,6 +180,7 @@ class Service:
                 batching=batching,
                 topic=topic,
                 decoder=decoder,
+                guards=guards,
             )
             return fn
 

@@ -176,13 +176,19 @@ class Dispatcher:
                 await asyncio.sleep(policy.delay_s(attempt))
                 attempt += 1
                 ctx = Context(self.service.name, record, attempt)
+                for guard in handler.guards:
+                    await guard.admit()  # an open breaker waits here instead of burning tries
                 try:
                     result = handler.fn(event, ctx)
                     if handler.is_async:
                         await result  # type: ignore[misc]
                 except Exception as again:
+                    for guard in handler.guards:
+                        guard.record(False)
                     error = again
                     continue
+                for guard in handler.guards:
+                    guard.record(True)
                 deliveries = await self.emit_all(ctx)
                 if scope is not None:
                     scope.end(None)

@@ -114,13 +114,20 @@ class PartitionWorker:
                 await self._flush()
             scope = None if instrument is None else instrument.consume(record, handler)
             ctx = Context(service, record, retry_state(record).attempts + 1 if is_retry else 1)
+            guards = handler.guards
+            for guard in guards:
+                await guard.admit()
             try:
                 result = handler.fn(event, ctx)
                 if handler.is_async:
                     await result  # type: ignore[misc]
             except Exception as error:
+                for guard in guards:
+                    guard.record(False)
                 finish(record.offset, await dispatcher.retry(handler, event, record, error, scope))
                 continue
+            for guard in guards:
+                guard.record(True)
             try:
                 if ctx.emitted or ctx.prepared:
                     finish(record.offset, await dispatcher.emit_all(ctx))
