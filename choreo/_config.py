@@ -59,6 +59,9 @@ class ServiceConfig(BaseModel):
     """Records buffered or being handled before partitions are paused (backpressure)."""
     max_poll_records: int = 500
     """Records fetched per poll."""
+    key_concurrency: int = 0
+    """0: one record of a partition at a time. N: up to N keys of a partition at once,
+    each key still in order (for slow, I/O-bound handlers; not with batch handlers)."""
     commit_interval_s: float = 1.0
     """How often finished offsets are committed (and always on revoke and shutdown)."""
     shutdown_grace_s: float = 30.0

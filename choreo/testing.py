@@ -42,7 +42,11 @@ class TestService:
         schemas: Path | str = "schemas",
         raise_errors: bool = True,
         settle_timeout_s: float = 10.0,
+        config: ServiceConfig | None = None,
     ) -> None:
+        self.config = (config or ServiceConfig()).model_copy(
+            update={"commit_interval_s": 0.0, "shutdown_grace_s": 5.0}
+        )
         self.service = service
         self.catalog = Catalog.load(Path(schemas))
         self.transport = MemoryTransport()
@@ -72,9 +76,8 @@ class TestService:
             self._loop.close()
 
     async def _start(self) -> None:
-        config = ServiceConfig(commit_interval_s=0.0, shutdown_grace_s=5.0)
         self._runner = ServiceRunner(
-            self.service, config, self.transport, self.catalog, raise_errors=self.raise_errors
+            self.service, self.config, self.transport, self.catalog, raise_errors=self.raise_errors
         )
         await self._runner.start()
         self._producer = self.transport.producer("choreo-testing")

@@ -51,6 +51,11 @@ class Progress:
             pending.popleft()
         return self.next_offset
 
+    def abandon(self, offset: int) -> None:
+        """Forget ``offset`` and everything after it: never started, to be read again."""
+        while self._pending and self._pending[-1][0] >= offset:
+            self._pending.pop()
+
     async def settle(self) -> None:
         """Wait for every outstanding delivery (shutdown, revocation)."""
         for _, deliveries in list(self._pending):

@@ -73,6 +73,10 @@ class ServiceRunner:
         """Topics from the handlers' event types; every model is checked against its schema."""
         if not self.service.handlers:
             raise TopologyError(f"service {self.service.name!r} has no handlers")
+        if self.config.key_concurrency and any(h.batching for h in self.service.handlers):
+            raise TopologyError(
+                f"{self.service.name}: key_concurrency cannot be combined with batch handlers"
+            )
         topics: list[str] = []
         for handler in self.service.handlers:
             if handler.event is None:
@@ -153,7 +157,7 @@ class ServiceRunner:
         assert self._dispatcher is not None
         for tp in partitions:
             if tp not in self.workers:
-                worker = PartitionWorker(tp, self._dispatcher)
+                worker = PartitionWorker(tp, self._dispatcher, self.config.key_concurrency)
                 worker.task.add_done_callback(self._worker_ended)
                 self.workers[tp] = worker
         log.info("%s: assigned %s", self.service.name, _names(partitions))

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import time
 from collections import deque
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from choreo._context import Context
@@ -25,10 +26,27 @@ YIELD_EVERY_S = 0.05
 """Sync handlers never await; give the event loop a turn at least this often."""
 
 
+Finish = Callable[..., None]
+
+
 class PartitionWorker:
-    def __init__(self, tp: TopicPartition, dispatcher: Dispatcher) -> None:
+    """Handles one partition in offset order, or per key with ``key_concurrency`` lanes.
+
+    With key lanes, each key's records are handled in order by its own task
+    (up to ``key_concurrency`` keys at once) while ``Progress`` still gets one
+    entry per record in offset order, resolved when that record is done, so the
+    commit point never passes an unfinished record.
+    """
+
+    def __init__(
+        self, tp: TopicPartition, dispatcher: Dispatcher, key_concurrency: int = 0
+    ) -> None:
         self.tp = tp
         self.dispatcher = dispatcher
+        self.key_concurrency = key_concurrency
+        self._lanes: dict[bytes | None, deque[tuple[Record, asyncio.Future[None]]]] = {}
+        self._lane_tasks: set[asyncio.Task[None]] = set()
+        self._lane_freed = asyncio.Event()
         self.progress = Progress()
         self.queued = 0
         """Records fed but not yet handled (for backpressure)."""
@@ -63,8 +81,11 @@ class PartitionWorker:
         while True:
             if self._lists and not self._stop_now:
                 records = self._lists.popleft()
-                await self._handle(records)
-                self.queued -= len(records)
+                if self.key_concurrency:
+                    await self._spread(records)
+                else:
+                    await self._handle(records, self.progress.finish)
+                    self.queued -= len(records)
                 continue
             if self._batch:
                 wait = self._batch_deadline - time.monotonic()
@@ -76,16 +97,66 @@ class PartitionWorker:
                     await asyncio.wait_for(self._wake.wait(), wait)
                 continue
             if self._stop_now:
+                await self._end_lanes()
                 self.queued = 0
                 return
             self._wake.clear()
             await self._wake.wait()
 
-    async def _handle(self, records: list[Record]) -> None:
+    async def _spread(self, records: list[Record]) -> None:
+        """Key-lane mode: queue each record on its key's lane, opening lanes up to the limit."""
+        loop = asyncio.get_running_loop()
+        for record in records:
+            lane = self._lanes.get(record.key)
+            while lane is None and len(self._lanes) >= self.key_concurrency:
+                if self._stop_now:
+                    return
+                self._lane_freed.clear()
+                await self._lane_freed.wait()
+                lane = self._lanes.get(record.key)
+            if self._stop_now:
+                return
+            done: asyncio.Future[None] = loop.create_future()
+            self.progress.finish(record.offset, (done,))
+            if lane is None:
+                lane = self._lanes[record.key] = deque()
+                task = asyncio.create_task(self._run_lane(record.key, lane))
+                self._lane_tasks.add(task)
+                task.add_done_callback(self._lane_tasks.discard)
+            lane.append((record, done))
+
+    async def _run_lane(
+        self, key: bytes | None, lane: deque[tuple[Record, asyncio.Future[None]]]
+    ) -> None:
+        try:
+            while lane and not self._stop_now:
+                record, done = lane[0]
+                await self._handle([record], _resolver(done))
+                lane.popleft()
+                self.queued -= 1
+        finally:
+            if not lane:
+                del self._lanes[key]
+            self._lane_freed.set()
+
+    async def _end_lanes(self) -> None:
+        """After a stop: wait for the lanes' records in hand, forget the ones never started."""
+        self._lane_freed.set()
+        lanes = list(self._lane_tasks)
+        results = await asyncio.gather(*lanes, return_exceptions=True)
+        unstarted = [done for lane in self._lanes.values() for _, done in lane if not done.done()]
+        if unstarted:
+            first = min(record.offset for lane in self._lanes.values() for record, _ in lane)
+            self.progress.abandon(first)
+        self._lanes.clear()
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+
+    async def _handle(self, records: list[Record], finish: Finish) -> None:
         """The hot path: decode, call, remember deliveries; no awaits unless needed."""
         dispatcher = self.dispatcher
         route = dispatcher.route
-        finish = self.progress.finish
         service = dispatcher.service.name
         instrument = dispatcher.instrument
         is_retry = self.is_retry
@@ -175,3 +246,24 @@ class PartitionWorker:
             done.set_exception(failed[0].exception() or asyncio.CancelledError())
         else:
             done.set_result(None)
+
+
+def _resolver(done: asyncio.Future[None]) -> Finish:
+    """A ``finish`` for one lane record: ``done`` resolves once its deliveries have."""
+
+    def finish(offset: int, deliveries: Sequence[asyncio.Future[None]] = ()) -> None:
+        if not deliveries:
+            done.set_result(None)
+            return
+
+        def settled(gathered: asyncio.Future[list[None]]) -> None:
+            if gathered.cancelled():
+                done.set_exception(asyncio.CancelledError())
+            elif (error := gathered.exception()) is not None:
+                done.set_exception(error)
+            else:
+                done.set_result(None)
+
+        asyncio.gather(*deliveries).add_done_callback(settled)
+
+    return finish

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 
@@ -296,3 +297,43 @@ def test_a_record_that_fails_every_delayed_retry_is_parked_under_its_source_topi
     assert _header(retried, "choreo_retry_attempts") == "2"
     assert _header(retried, "choreo_retry_last_error") == "ConnectionError: down on try 2"
     assert _header(retried, _headers.ID) == _header(original, _headers.ID)
+
+
+def test_key_lanes_handle_keys_of_one_partition_concurrently_and_each_key_in_order() -> None:
+    svc = choreo.Service("lanes")
+    running: dict[int, int] = {}
+    peak: dict[int, int] = {}
+    seen: list[tuple[str, str]] = []
+
+    @svc.on(OrderPlaced)
+    async def slow(event: OrderPlaced, ctx: choreo.Context) -> None:
+        assert ctx.record is not None
+        partition = ctx.record.partition
+        running[partition] = running.get(partition, 0) + 1
+        peak[partition] = max(peak.get(partition, 0), running[partition])
+        await asyncio.sleep(0.05)
+        seen.append((event.order_id, event.items[0].sku))
+        running[partition] -= 1
+
+    config = choreo.ServiceConfig(key_concurrency=8)
+    with TestService(svc, config=config) as t:
+        for round_ in range(3):
+            for key in range(12):
+                t.send(placed(f"k-{key}", sku=f"SKU-{round_}"), settle=False)
+        t.settle()
+        committed_all = t.transport.lag(svc.name) == 0
+    assert len(seen) == 36 and committed_all
+    assert max(peak.values()) > 1  # several keys of one partition at once
+    for key in range(12):
+        assert [sku for order, sku in seen if order == f"k-{key}"] == ["SKU-0", "SKU-1", "SKU-2"]
+
+
+def test_key_lanes_refuse_batch_handlers() -> None:
+    svc = choreo.Service("lanes-batch")
+
+    @svc.on_batch(OrderPlaced)
+    def load(events: list[OrderPlaced], ctx: choreo.Context) -> None:
+        pass
+
+    with pytest.raises(choreo.TopologyError, match="key_concurrency"):
+        TestService(svc, config=choreo.ServiceConfig(key_concurrency=4)).__enter__()
