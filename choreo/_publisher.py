@@ -7,6 +7,7 @@ from types import TracebackType
 
 from choreo._config import ServiceConfig
 from choreo._emitter import Emitter
+from choreo._runtime.instrument import Instrumentation
 from choreo._schemas import Catalog, Codec, Event
 from choreo._transport.base import Producer
 from choreo._transport.registry import make_transport
@@ -25,7 +26,9 @@ class Publisher:
         source: str,
         config: ServiceConfig | None = None,
         catalog: Catalog | None = None,
+        instrument: Instrumentation | None = None,
     ) -> None:
+        self.instrument = instrument
         self.config = config or ServiceConfig()
         self.catalog = catalog or Catalog.load(Path(self.config.schemas_dir))
         self.source = source
@@ -36,7 +39,7 @@ class Publisher:
         transport = make_transport(self.config.transport, self.config.kafka)
         self._producer = transport.producer(f"choreo-publisher-{self.source}")
         codec = Codec(self.catalog, max_bytes=self.config.max_record_bytes)
-        self._emitter = Emitter(self.catalog, codec, self._producer, self.source)
+        self._emitter = Emitter(self.catalog, codec, self._producer, self.source, self.instrument)
         return self
 
     async def __aexit__(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib
-import logging
+import os
 import signal
 import sys
 from pathlib import Path
@@ -13,6 +13,7 @@ from typing import Any
 
 from choreo._config import ServiceConfig, load_config
 from choreo._errors import ConfigError, TopologyError
+from choreo._observability import Observability, install_logging
 from choreo._runtime.runner import ServiceRunner
 from choreo._schemas import Catalog
 from choreo._service import Service
@@ -23,6 +24,14 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
     run = commands.add_parser("run", help="run a service module (e.g. services.inventory)")
     run.add_argument("module", help="dotted module path, optionally module:attribute")
     run.add_argument("--config", type=Path, help="TOML settings file (env CHOREO_* wins)")
+    run.add_argument(
+        "--metrics-port",
+        type=int,
+        help="serve /metrics, /healthz and /readyz on this port (env CHOREO_METRICS_PORT)",
+    )
+    run.add_argument(
+        "--metrics-host", help="address to bind them to (env CHOREO_METRICS_HOST; 127.0.0.1)"
+    )
     run.set_defaults(handler=_run)
 
 
@@ -75,23 +84,55 @@ def summary(runner: ServiceRunner) -> str:
     return "\n".join(lines)
 
 
-async def serve(service: Service, config: ServiceConfig) -> None:
-    """Start, then run until a signal; a second signal is not needed: grace is bounded."""
+async def serve(
+    service: Service,
+    config: ServiceConfig,
+    *,
+    metrics_port: int | None = None,
+    metrics_host: str | None = None,
+) -> None:
+    """Start, then run until a signal; a second signal is not needed: grace is bounded.
+
+    Tracing and metrics are on as the environment says (see
+    ``choreo._observability``); spans still batched are flushed on the way out.
+    """
     catalog = Catalog.load(config.schemas_dir)
-    runner = ServiceRunner(service, config, make_transport(config.transport, config.kafka), catalog)
+    observability = Observability.from_env(
+        service.name,
+        config.group_id or service.name,
+        metrics_port=metrics_port,
+        metrics_host=metrics_host,
+    )
+    runner = ServiceRunner(
+        service,
+        config,
+        make_transport(config.transport, config.kafka),
+        catalog,
+        instrument=observability.instrument,
+    )
     print(summary(runner), flush=True)
-    await runner.start()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await runner.run(stop)
+    try:
+        await runner.start()
+        observability.start(runner)
+        print(observability.describe(), flush=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await runner.run(stop)
+    finally:
+        observability.close()
 
 
 def _run(args: argparse.Namespace) -> int:
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    install_logging(os.environ.get("CHOREO_LOG_FORMAT") or "text")
     service = find_service(args.module)
-    asyncio.run(serve(service, load_config(args.config)))
+    asyncio.run(
+        serve(
+            service,
+            load_config(args.config),
+            metrics_port=args.metrics_port,
+            metrics_host=args.metrics_host,
+        )
+    )
     return 0

@@ -101,6 +101,7 @@ class Dispatcher:
         ]
 
     async def emit_all(self, ctx: Context) -> list[asyncio.Future[None]]:
+        """Send what the handler emitted (encoded already, unless a batch handler's)."""
         prepared = self.prepare_all(ctx) if ctx.prepared is None else ctx.prepared
         return [await self.emitter.send_prepared(record) for record in prepared]
 
@@ -182,6 +183,8 @@ class Dispatcher:
                     result = handler.fn(event, ctx)
                     if handler.is_async:
                         await result  # type: ignore[misc]
+                    if ctx.emitted and ctx.prepared is None:
+                        ctx.prepared = self.prepare_all(ctx)
                 except Exception as again:
                     for guard in handler.guards:
                         guard.record(False)

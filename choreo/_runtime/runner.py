@@ -68,6 +68,8 @@ class ServiceRunner:
         self._producer: Producer | None = None
         self._dispatcher: Dispatcher | None = None
         self._failure: BaseException | None = None
+        self.polled_at = 0.0
+        """``time.monotonic()`` when the loop last returned from a poll (for readiness probes)."""
 
     def _subscriptions(self) -> list[str]:
         """Topics from the handlers' event types; every model is checked against its schema."""
@@ -182,6 +184,7 @@ class ServiceRunner:
         try:
             while not stop.is_set() and self._failure is None:
                 records = await consumer.poll(self.config.max_poll_records, POLL_TIMEOUT_S)
+                self.polled_at = time.monotonic()
                 if records:
                     self._feed(records)
                     self._apply_backpressure(consumer)
@@ -217,6 +220,16 @@ class ServiceRunner:
 
     def in_flight(self) -> int:
         return sum(worker.queued for worker in self.workers.values())
+
+    def committed(self) -> dict[TopicPartition, int]:
+        """The offsets this member last committed, per partition it still owns (for lag)."""
+        return dict(self._committed)
+
+    async def high_watermarks(self) -> dict[TopicPartition, int]:
+        """Log end offsets of the assigned partitions (for lag); empty before ``start``."""
+        if self._consumer is None or not self.workers:
+            return {}
+        return await self._consumer.high_watermarks(list(self.workers))
 
     def _apply_backpressure(self, consumer: Consumer) -> None:
         """Pause busy partitions above ``max_in_flight``; resume them below half of it."""

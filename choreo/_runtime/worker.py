@@ -192,21 +192,27 @@ class PartitionWorker:
                 result = handler.fn(event, ctx)
                 if handler.is_async:
                     await result  # type: ignore[misc]
+                if ctx.emitted and ctx.prepared is None:
+                    ctx.prepared = dispatcher.prepare_all(ctx)  # an unencodable emit is its error
             except Exception as error:
                 for guard in guards:
                     guard.record(False)
                 finish(record.offset, await dispatcher.retry(handler, event, record, error, scope))
                 continue
+            except BaseException as error:  # cancelled mid-handler: the record stays unfinished
+                if scope is not None:
+                    scope.end(error)
+                raise
             for guard in guards:
                 guard.record(True)
             try:
-                if ctx.emitted or ctx.prepared:
-                    finish(record.offset, await dispatcher.emit_all(ctx))
-                else:
-                    finish(record.offset)
-            finally:
+                finish(record.offset, await dispatcher.emit_all(ctx) if ctx.prepared else ())
+            except BaseException as error:
                 if scope is not None:
-                    scope.end(None)
+                    scope.end(error)
+                raise
+            if scope is not None:
+                scope.end(None)
 
     async def _until_due(self, record: Record) -> bool:
         """Wait (without polling) until a retry record is due; False if stopped meanwhile."""

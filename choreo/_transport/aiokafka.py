@@ -22,6 +22,7 @@ from typing import Any
 from choreo._config import KafkaConfig
 from choreo._errors import ConfigError, TransportError
 from choreo._transport.base import (
+    WATERMARKS_TIMEOUT_S,
     Headers,
     RebalanceListener,
     Record,
@@ -344,6 +345,16 @@ class AiokafkaConsumer:
         if self._consumer is None or self._closed:
             return []
         return _ours(self._consumer.assignment())
+
+    async def high_watermarks(
+        self, partitions: Sequence[TopicPartition]
+    ) -> dict[TopicPartition, int]:
+        try:
+            async with asyncio.timeout(WATERMARKS_TIMEOUT_S):
+                ends = await self._client().end_offsets(_aio(partitions))
+        except (KafkaError, TimeoutError):
+            return {}  # lag is left unknown for this scrape
+        return {TopicPartition(tp.topic, tp.partition): offset for tp, offset in ends.items()}
 
     async def close(self) -> None:
         """Revoke first, as librdkafka does, so the listener commits; then leave the group."""

@@ -15,6 +15,9 @@ from typing import NamedTuple, Protocol
 
 Headers = list[tuple[str, bytes]]
 
+WATERMARKS_TIMEOUT_S = 2.0
+"""Budget of one ``Consumer.high_watermarks`` call: a metrics scrape must not hang on it."""
+
 
 class TopicPartition(NamedTuple):
     topic: str
@@ -103,6 +106,16 @@ class Consumer(Protocol):
     def resume(self, partitions: Iterable[TopicPartition]) -> None: ...
 
     def assignment(self) -> list[TopicPartition]: ...
+
+    async def high_watermarks(
+        self, partitions: Sequence[TopicPartition]
+    ) -> dict[TopicPartition, int]:
+        """The log end offset (next offset to be written) of each partition, from the broker.
+
+        Read-only, for consumer-lag metrics; a partition the broker does not
+        answer for within ``WATERMARKS_TIMEOUT_S`` is left out rather than raised.
+        """
+        ...
 
     async def close(self) -> None: ...
 

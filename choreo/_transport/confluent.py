@@ -28,11 +28,13 @@ from typing import Any, TypeVar
 
 import confluent_kafka as ck
 from confluent_kafka.admin import AdminClient
+from confluent_kafka.admin._listoffsets import OffsetSpec  # public as admin.OffsetSpec, untyped
 from confluent_kafka.cimpl import NewTopic
 
 from choreo._config import KafkaConfig
 from choreo._errors import ConfigError, TransportError
 from choreo._transport.base import (
+    WATERMARKS_TIMEOUT_S,
     Headers,
     RebalanceListener,
     Record,
@@ -47,6 +49,7 @@ from choreo._transport.registry import (
 )
 
 _log = logging.getLogger("choreo.transport.confluent")
+_LATEST = OffsetSpec.latest()  # type: ignore[no-untyped-call]  # the high watermark
 
 ADMIN_TIMEOUT_S = 15.0
 FLUSH_STEP_S = 0.5
@@ -161,7 +164,7 @@ class ConfluentTransport:
                 "enable.auto.offset.store": False,
             },
         )
-        return ConfluentConsumer(settings, group_id, client_id, self._errors)
+        return ConfluentConsumer(settings, group_id, client_id, self._errors, self._admin_client)
 
     def producer(self, client_id: str) -> ConfluentProducer:
         settings = self._client_settings(
@@ -328,9 +331,15 @@ class ConfluentConsumer:
     """A librdkafka consumer whose every call runs on its own worker thread."""
 
     def __init__(
-        self, settings: dict[str, Any], group_id: str, client_id: str, errors: ThrottledLog
+        self,
+        settings: dict[str, Any],
+        group_id: str,
+        client_id: str,
+        errors: ThrottledLog,
+        admin: Callable[[], AdminClient],
     ) -> None:
         self._group = group_id
+        self._admin = admin  # the transport's, for read-only queries off this client
         self._incremental = _incremental(settings)
         self._errors = errors
         try:
@@ -529,6 +538,29 @@ class ConfluentConsumer:
 
     def assignment(self) -> list[TopicPartition]:
         return list(self._assigned)
+
+    async def high_watermarks(
+        self, partitions: Sequence[TopicPartition]
+    ) -> dict[TopicPartition, int]:
+        """Asked through the transport's admin client, not this consumer.
+
+        The consumer's connection may hold a fetch that waits for data
+        (``fetch.wait.max.ms``) and the broker answers in order, so a query
+        there would wait behind it, on the worker thread that commits.
+        """
+        futures = self._admin().list_offsets(
+            {ck.TopicPartition(tp.topic, tp.partition): _LATEST for tp in partitions},
+            request_timeout=WATERMARKS_TIMEOUT_S,
+        )
+        ends: dict[TopicPartition, int] = {}
+        for tp, future in futures.items():
+            try:
+                found = await asyncio.wait_for(asyncio.wrap_future(future), WATERMARKS_TIMEOUT_S)
+            except (ck.KafkaException, TimeoutError) as error:
+                _log.debug("group %s: no watermark for %s: %s", self._group, tp, error)
+                continue
+            ends[TopicPartition(tp.topic, tp.partition)] = found.offset
+        return ends
 
     async def close(self) -> None:
         """Leave the group; librdkafka calls ``on_revoked`` first (on the worker thread)."""

@@ -269,6 +269,16 @@ class MemoryConsumer:
     def assignment(self) -> list[TopicPartition]:
         return list(self._assigned or ())
 
+    async def high_watermarks(
+        self, partitions: Sequence[TopicPartition]
+    ) -> dict[TopicPartition, int]:
+        logs = self._broker._logs
+        return {
+            tp: len(logs[tp.topic][tp.partition])
+            for tp in partitions
+            if tp.partition < len(logs.get(tp.topic, ()))
+        }
+
     async def close(self) -> None:
         """Revoke (so the listener can commit), leave the group, hand partitions on."""
         if self._closed:

@@ -119,7 +119,7 @@ def test_a_taken_port_names_the_component_and_leaves_nothing_running(state: Path
         squatter.bind(("127.0.0.1", PORTS["KAFKA"]))
         squatter.listen()
         result = _choreo(state, "up")
-    assert result.returncode == 1
+    assert result.returncode == 1, result.stdout + result.stderr
     assert f"kafka: port {PORTS['KAFKA']} is taken" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert _our_processes(state) == []
@@ -127,7 +127,7 @@ def test_a_taken_port_names_the_component_and_leaves_nothing_running(state: Path
 
 def test_a_missing_jdk_names_the_tool_and_leaves_nothing_running(state: Path) -> None:
     result = _choreo(state, "up", path=str(Path(sys.executable).parent))
-    assert result.returncode == 1
+    assert result.returncode == 1, result.stdout + result.stderr
     assert "java" in result.stderr and "kafka" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert _our_processes(state) == []

@@ -337,3 +337,26 @@ def test_key_lanes_refuse_batch_handlers() -> None:
 
     with pytest.raises(choreo.TopologyError, match="key_concurrency"):
         TestService(svc, config=choreo.ServiceConfig(key_concurrency=4)).__enter__()
+
+
+def test_an_event_that_cannot_be_emitted_is_a_handler_error_not_a_crash() -> None:
+    class Unrouted(choreo.Event):
+        event_type = "shop.nowhere.Unrouted"
+        order_id: str
+
+    svc = choreo.Service("misrouted")
+    handled: list[str] = []
+
+    @svc.on(OrderPlaced, retry=FAST)
+    def reserve(event: OrderPlaced, ctx: choreo.Context) -> None:
+        if event.order_id == "bad":
+            ctx.emit(Unrouted(order_id=event.order_id))
+        handled.append(event.order_id)
+
+    with TestService(svc, raise_errors=False) as t:
+        t.send(placed("bad"))
+        t.send(placed("good"))
+        [parked] = t.dead_letters("shop.orders")
+    assert _header(parked, dlq.ERROR_TYPE) == "choreo._errors.TopologyError"
+    assert "shop.nowhere.Unrouted" in _header(parked, dlq.ERROR_MESSAGE)
+    assert handled == ["bad", "bad", "bad", "good"]
