@@ -59,6 +59,12 @@ class ServiceConfig(BaseModel):
     """Records buffered or being handled before partitions are paused (backpressure)."""
     max_poll_records: int = 500
     """Records fetched per poll."""
+    exactly_once: bool = False
+    """Consume, emit and commit in one Kafka transaction (confluent transport); outputs are
+    visible to ``read_committed`` readers once, even across crashes."""
+    instance_id: str | None = None
+    """Stable per instance (default: the host name): names the transactional id, so a
+    restarted instance fences and aborts its predecessor's open transaction at once."""
     key_concurrency: int = 0
     """0: one record of a partition at a time. N: up to N keys of a partition at once,
     each key still in order (for slow, I/O-bound handlers; not with batch handlers)."""

@@ -8,7 +8,9 @@ record that was not handled and whose outputs were not acknowledged.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import socket
 import time
 from collections.abc import Iterable
 
@@ -28,6 +30,7 @@ from choreo._transport.base import (
     Record,
     TopicConfig,
     TopicPartition,
+    TransactionalProducer,
     Transport,
 )
 
@@ -68,6 +71,10 @@ class ServiceRunner:
         self._producer: Producer | None = None
         self._dispatcher: Dispatcher | None = None
         self._failure: BaseException | None = None
+        self._transaction: TransactionalProducer | None = None
+        self._gate = asyncio.Event()
+        """Exactly-once: cleared while a transaction commits; workers wait at record starts."""
+        self._gate.set()
         self.polled_at = 0.0
         """``time.monotonic()`` when the loop last returned from a poll (for readiness probes)."""
 
@@ -133,7 +140,15 @@ class ServiceRunner:
                 f"consumer group {self.group_id!r} already has members of another service "
                 f"({', '.join(sorted(set(strangers)))}); give each service its own group"
             )
-        self._producer = self.transport.producer(self.client_id)
+        if self.config.exactly_once:
+            instance = self.config.instance_id or socket.gethostname()
+            self._transaction = self.transport.transactional_producer(
+                self.client_id, f"choreo-{self.group_id}-{instance}"
+            )
+            await self._transaction.begin()  # fences this instance's previous incarnation
+            self._producer = self._transaction
+        else:
+            self._producer = self.transport.producer(self.client_id)
         emitter = Emitter(
             self.catalog, self.codec, self._producer, self.service.name, self.instrument
         )
@@ -159,7 +174,12 @@ class ServiceRunner:
         assert self._dispatcher is not None
         for tp in partitions:
             if tp not in self.workers:
-                worker = PartitionWorker(tp, self._dispatcher, self.config.key_concurrency)
+                worker = PartitionWorker(
+                    tp,
+                    self._dispatcher,
+                    self.config.key_concurrency,
+                    self._gate if self.config.exactly_once else None,
+                )
                 worker.task.add_done_callback(self._worker_ended)
                 self.workers[tp] = worker
         log.info("%s: assigned %s", self.service.name, _names(partitions))
@@ -247,14 +267,52 @@ class ServiceRunner:
     async def commit(self, workers: Iterable[PartitionWorker] | None = None) -> None:
         """Commit every partition whose commit point moved since the last commit."""
         assert self._consumer is not None
-        offsets: dict[TopicPartition, int] = {}
-        for worker in self.workers.values() if workers is None else workers:
-            point = worker.progress.commit_point()
-            if point is not None and self._committed.get(worker.tp) != point:
-                offsets[worker.tp] = point
+        if self._transaction is not None:
+            await self._commit_transaction(workers)
+            return
+        offsets = self._moved(self.workers.values() if workers is None else workers)
         if offsets:
             await self._consumer.commit(offsets)
             self._committed.update(offsets)
+
+    def _moved(self, workers: Iterable[PartitionWorker]) -> dict[TopicPartition, int]:
+        offsets: dict[TopicPartition, int] = {}
+        for worker in workers:
+            point = worker.progress.commit_point()
+            if point is not None and self._committed.get(worker.tp) != point:
+                offsets[worker.tp] = point
+        return offsets
+
+    async def _commit_transaction(self, extra: Iterable[PartitionWorker] | None) -> None:
+        """Exactly-once: stop every worker at a record boundary, then commit the
+        transaction holding what they emitted with the offsets of what they handled.
+
+        Stopping first is what makes the pair exact: no record's outputs are in
+        a transaction that does not also carry its offset. A failure aborts and
+        stops the service; the records are read again and their aborted outputs
+        were never visible to ``read_committed`` readers.
+        """
+        producer, gate, consumer = self._transaction, self._gate, self._consumer
+        assert producer is not None and consumer is not None
+        workers = {**{w.tp: w for w in extra or ()}, **self.workers}.values()
+        gate.clear()
+        try:
+            while any(worker.busy for worker in workers):
+                await asyncio.sleep(0.001)
+            await producer.flush()
+            offsets = self._moved(workers)
+            if not offsets:
+                return
+            try:
+                await producer.commit(offsets, consumer)
+            except Exception:
+                with contextlib.suppress(Exception):
+                    await producer.abort()
+                raise
+            self._committed.update(offsets)
+            await producer.begin()
+        finally:
+            gate.set()
 
     def _worker_ended(self, task: asyncio.Task[None]) -> None:
         if not task.cancelled() and task.exception() is not None and self._failure is None:
@@ -284,6 +342,9 @@ class ServiceRunner:
         await self._finish(workers, timeout_s=self.config.shutdown_grace_s)
         if self._consumer is not None:
             await self._consumer.close()
+        if self._transaction is not None and self._failure is None:
+            with contextlib.suppress(Exception):
+                await self._transaction.abort()  # the empty one begun after the last commit
         if self._producer is not None:
             await self._producer.flush()
             await self._producer.close()

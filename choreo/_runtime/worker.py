@@ -39,9 +39,17 @@ class PartitionWorker:
     """
 
     def __init__(
-        self, tp: TopicPartition, dispatcher: Dispatcher, key_concurrency: int = 0
+        self,
+        tp: TopicPartition,
+        dispatcher: Dispatcher,
+        key_concurrency: int = 0,
+        gate: asyncio.Event | None = None,
     ) -> None:
         self.tp = tp
+        self.gate = gate
+        """Exactly-once: records start only while it is set (see the runner's commit)."""
+        self.busy = 0
+        """Records being handled right now (lanes may handle several)."""
         self.dispatcher = dispatcher
         self.key_concurrency = key_concurrency
         self._lanes: dict[bytes | None, deque[tuple[Record, asyncio.Future[None]]]] = {}
@@ -154,6 +162,19 @@ class PartitionWorker:
                 raise result
 
     async def _handle(self, records: list[Record], finish: Finish) -> None:
+        if self.gate is None:
+            await self._handle_all(records, finish)
+            return
+        for record in records:  # exactly-once: each record starts only while the gate is open
+            if not self.gate.is_set():
+                await self.gate.wait()
+            self.busy += 1
+            try:
+                await self._handle_all([record], finish)
+            finally:
+                self.busy -= 1
+
+    async def _handle_all(self, records: list[Record], finish: Finish) -> None:
         """The hot path: decode, call, remember deliveries; no awaits unless needed."""
         dispatcher = self.dispatcher
         route = dispatcher.route

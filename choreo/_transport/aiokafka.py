@@ -152,6 +152,12 @@ class AiokafkaTransport:
         )
         return AiokafkaConsumer(kwargs, group_id, self._servers)
 
+    def transactional_producer(self, client_id: str, transactional_id: str) -> Any:
+        """Exactly-once mode is built on confluent-kafka's transactional producer."""
+        raise ConfigError(
+            "exactly_once needs the confluent transport (CHOREO_TRANSPORT=confluent), not aiokafka"
+        )
+
     def producer(self, client_id: str) -> AiokafkaProducer:
         kwargs = self._kwargs(
             AIOKafkaProducer,

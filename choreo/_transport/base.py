@@ -138,6 +138,22 @@ class Producer(Protocol):
     async def close(self) -> None: ...
 
 
+class TransactionalProducer(Producer, Protocol):
+    """A producer whose sends and the consumer's offsets commit together (exactly-once).
+
+    Between ``begin`` and ``commit`` every send belongs to one Kafka
+    transaction; ``commit`` adds the offsets (with the consumer's group
+    metadata, so a zombie member of an older generation is fenced) and
+    commits. Readers with ``read_committed`` see all of it or none.
+    """
+
+    async def begin(self) -> None: ...
+
+    async def commit(self, offsets: Mapping[TopicPartition, int], consumer: Consumer) -> None: ...
+
+    async def abort(self) -> None: ...
+
+
 class Transport(Protocol):
     """A factory for one client library's consumers, producers and admin calls."""
 
@@ -146,6 +162,12 @@ class Transport(Protocol):
     def consumer(self, group_id: str, client_id: str) -> Consumer: ...
 
     def producer(self, client_id: str) -> Producer: ...
+
+    def transactional_producer(
+        self, client_id: str, transactional_id: str
+    ) -> TransactionalProducer:
+        """Raise ``ConfigError`` if the client library cannot do transactions."""
+        ...
 
     async def ensure_topics(self, topics: Sequence[TopicConfig]) -> None:
         """Create the missing topics; existing ones are left as they are."""

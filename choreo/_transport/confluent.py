@@ -35,6 +35,7 @@ from choreo._config import KafkaConfig
 from choreo._errors import ConfigError, TransportError
 from choreo._transport.base import (
     WATERMARKS_TIMEOUT_S,
+    Consumer,
     Headers,
     RebalanceListener,
     Record,
@@ -55,6 +56,7 @@ ADMIN_TIMEOUT_S = 15.0
 FLUSH_STEP_S = 0.5
 """``flush`` waits in steps so a cancelled flush frees its thread soon after."""
 PRODUCER_POLL_S = 0.1
+TRANSACTION_TIMEOUT_S = 30.0
 WAIT_SLICE_S = 0.1
 """Longest a queued consumer job (commit, pause) waits while a poll waits for records."""
 
@@ -178,6 +180,15 @@ class ConfluentTransport:
             **{"client.id": client_id},
         )
         return ConfluentProducer(settings, client_id)
+
+    def transactional_producer(
+        self, client_id: str, transactional_id: str
+    ) -> ConfluentTransactionalProducer:
+        settings = self._client_settings(
+            {"acks": "all", "linger.ms": 5, "partitioner": "murmur2_random"},
+            **{"client.id": client_id, "transactional.id": transactional_id},
+        )
+        return ConfluentTransactionalProducer(settings, client_id)
 
     def _admin_client(self) -> AdminClient:
         if self._admin is None:
@@ -499,6 +510,10 @@ class ConfluentConsumer:
         if error is not None:
             raise error
 
+    async def group_metadata(self) -> Any:
+        """What a transactional producer sends with the offsets, on the consumer's thread."""
+        return await self._call(self._consumer.consumer_group_metadata)
+
     async def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
         if offsets:
             tps = [ck.TopicPartition(tp.topic, tp.partition, o) for tp, o in offsets.items()]
@@ -691,3 +706,51 @@ class ConfluentProducer:
                 self._producer.poll(0)  # the purged records' reports fail their futures
             if self._loop is asyncio.get_running_loop():
                 self._settle()
+
+
+class ConfluentTransactionalProducer(ConfluentProducer):
+    """Sends inside Kafka transactions; ``commit`` also commits the consumer's offsets.
+
+    A failed transaction is aborted and raised as ``TransportError``: the
+    runtime then stops without committing, and the records are read again by
+    whoever owns them next (their outputs were never visible).
+    """
+
+    def __init__(self, settings: dict[str, Any], client_id: str) -> None:
+        super().__init__(settings, client_id)
+        self._initialised = False
+
+    async def begin(self) -> None:
+        if not self._initialised:
+            await self._blocking("init", self._producer.init_transactions, TRANSACTION_TIMEOUT_S)
+            self._initialised = True
+        await self._blocking("begin", self._producer.begin_transaction)
+
+    async def commit(self, offsets: Mapping[TopicPartition, int], consumer: Consumer) -> None:
+        if not isinstance(consumer, ConfluentConsumer):
+            raise ConfigError("exactly-once needs a confluent consumer beside the producer")
+        await self.flush()
+        if offsets:
+            metadata = await consumer.group_metadata()
+            tps = [
+                ck.TopicPartition(tp.topic, tp.partition, offset) for tp, offset in offsets.items()
+            ]
+            await self._blocking(
+                "send offsets",
+                self._producer.send_offsets_to_transaction,
+                tps,
+                metadata,
+                TRANSACTION_TIMEOUT_S,
+            )
+        await self._blocking("commit", self._producer.commit_transaction, TRANSACTION_TIMEOUT_S)
+
+    async def abort(self) -> None:
+        await self._blocking("abort", self._producer.abort_transaction, TRANSACTION_TIMEOUT_S)
+
+    async def _blocking(self, what: str, call: Callable[..., Any], *args: Any) -> None:
+        try:
+            await asyncio.to_thread(call, *args)
+        except ck.KafkaException as error:
+            raise TransportError(
+                f"producer {self._client_id}: transaction {what} failed: {_describe(error)}"
+            ) from None

@@ -33,8 +33,9 @@ import asyncio
 import itertools
 import time
 from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
-from choreo._errors import TransportError
+from choreo._errors import ConfigError, TransportError
 from choreo._transport.base import (
     Headers,
     RebalanceListener,
@@ -116,6 +117,12 @@ class MemoryTransport:
 
     def consumer(self, group_id: str, client_id: str) -> MemoryConsumer:
         return MemoryConsumer(self, group_id, client_id)
+
+    def transactional_producer(self, client_id: str, transactional_id: str) -> Any:
+        """Exactly-once mode is built on confluent-kafka's transactional producer."""
+        raise ConfigError(
+            "exactly_once needs the confluent transport (CHOREO_TRANSPORT=confluent), not memory"
+        )
 
     def producer(self, client_id: str) -> MemoryProducer:
         return MemoryProducer(self, client_id)
