@@ -125,9 +125,20 @@ class ConnectClient:
     def resume(self, name: str) -> None:
         self._call("PUT", f"/connectors/{name}/resume", name)
 
-    def delete(self, name: str, *, missing_ok: bool = False) -> bool:
-        """Remove the connector (its replication slot stays: see ``choreo.cdc.drop_slot``)."""
+    def delete(self, name: str, *, missing_ok: bool = False, timeout_s: float = 30.0) -> bool:
+        """Remove the connector and return once Connect no longer reports it.
+
+        Connect answers the DELETE before its status endpoint forgets the
+        connector, so waiting here keeps a following ``status`` (or a
+        re-create) from seeing a ghost. Its replication slot stays: see
+        ``choreo.cdc.drop_slot``.
+        """
         gone = self._call("DELETE", f"/connectors/{name}", name, missing_ok=missing_ok)
+        deadline = time.monotonic() + timeout_s
+        while gone is not None and self.status(name) is not None:
+            if time.monotonic() > deadline:
+                raise TransportError(f"connector {name}: still listed {timeout_s:.0f}s later")
+            time.sleep(0.2)
         return gone is not None
 
     def names(self) -> list[str]:
