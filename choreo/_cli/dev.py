@@ -18,9 +18,9 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
     actions.add_parser("up", help="start every component, reusing those already up").set_defaults(
         handler=_up
     )
-    actions.add_parser("down", help="stop the components this project started").set_defaults(
-        handler=_down
-    )
+    down = actions.add_parser("down", help="stop the components this project started")
+    down.add_argument("names", nargs="*", help="only these components (default: all)")
+    down.set_defaults(handler=_down)
     actions.add_parser("status", help="a table of component, port, pid, healthy").set_defaults(
         handler=_status
     )
@@ -42,7 +42,10 @@ def _up(args: argparse.Namespace) -> int:
 
 
 def _down(args: argparse.Namespace) -> int:
-    local_stack().down()
+    try:
+        local_stack().down(args.names)
+    except ComponentError as error:
+        raise ChoreoError(str(error)) from None
     return 0
 
 

@@ -129,9 +129,14 @@ class Stack:
                 self._stop(component)
             raise
 
-    def down(self) -> None:
+    def down(self, names: Sequence[str] = ()) -> None:
+        """Stop the named components (all when none are named), dependents first."""
+        unknown = set(names) - {c.name for c in self.components}
+        if unknown:
+            raise ComponentError(f"no such component: {', '.join(sorted(unknown))}")
         for component in reversed(self.components):
-            self._stop(component)
+            if not names or component.name in names:
+                self._stop(component)
 
     def _install(self, components: list[Component]) -> None:
         lanes: dict[str, list[Component]] = {}

@@ -16,7 +16,7 @@ from collections.abc import Iterable
 
 from choreo._config import ServiceConfig
 from choreo._emitter import Emitter
-from choreo._errors import TopologyError
+from choreo._errors import TopologyError, TransportError
 from choreo._runtime.dead_letters import DeadLetters, dlq_topic
 from choreo._runtime.dispatch import Dispatcher
 from choreo._runtime.instrument import Instrumentation
@@ -271,9 +271,17 @@ class ServiceRunner:
             await self._commit_transaction(workers)
             return
         offsets = self._moved(self.workers.values() if workers is None else workers)
-        if offsets:
+        if not offsets:
+            return
+        try:
             await self._consumer.commit(offsets)
-            self._committed.update(offsets)
+        except TransportError as error:
+            # Broker away, coordinator moving, group rebalancing: the offsets stay
+            # uncommitted and are tried again next time (or the records are read
+            # again by their next owner): at-least-once holds either way.
+            log.warning("%s: commit failed, retrying at the next one: %s", self.service.name, error)
+            return
+        self._committed.update(offsets)
 
     def _moved(self, workers: Iterable[PartitionWorker]) -> dict[TopicPartition, int]:
         offsets: dict[TopicPartition, int] = {}
