@@ -9,10 +9,7 @@ with ``MODULE:ATTRIBUTE``).
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
-import sys
-from pathlib import Path
 from typing import Any
 
 from choreo._cdc.connect import DEFAULT_URL, ConnectClient, ConnectorState
@@ -21,6 +18,7 @@ from choreo._cdc.relay import OutboxRelay
 from choreo._cdc.slots import connect as connect_db
 from choreo._cdc.slots import drop_slot
 from choreo._cdc.source import PostgresConnector
+from choreo._cli.targets import import_target
 from choreo._errors import ConfigError, TopologyError
 
 
@@ -66,12 +64,7 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
 
 def find_connectors(target: str) -> list[PostgresConnector]:
     """The connectors a module declares (or the named attribute), in declaration order."""
-    module_name, _, attribute = target.partition(":")
-    sys.path.insert(0, str(Path.cwd()))
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as error:
-        raise ConfigError(f"cannot import module {module_name!r}: {error}") from None
+    module, attribute = import_target(target, "connector")
     if attribute:
         found = getattr(module, attribute, None)
         if not isinstance(found, PostgresConnector):
@@ -79,7 +72,7 @@ def find_connectors(target: str) -> list[PostgresConnector]:
         return [found]
     connectors = [v for v in vars(module).values() if isinstance(v, PostgresConnector)]
     if not connectors:
-        raise TopologyError(f"{module_name} declares no CdcSource or OutboxRelay")
+        raise TopologyError(f"{module.__name__} declares no CdcSource or OutboxRelay")
     return connectors
 
 

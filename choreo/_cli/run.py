@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib
 import os
 import signal
-import sys
 from pathlib import Path
 from typing import Any
 
+from choreo._cli.targets import import_target
 from choreo._config import ServiceConfig, load_config
-from choreo._errors import ConfigError, TopologyError
+from choreo._errors import TopologyError
 from choreo._observability import Observability, install_logging
 from choreo._runtime.runner import ServiceRunner
 from choreo._schemas import Catalog
@@ -37,12 +36,8 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
 
 def find_service(target: str) -> Service:
     """The module's one ``Service`` (or the named attribute), with errors naming the module."""
-    module_name, _, attribute = target.partition(":")
-    sys.path.insert(0, str(Path.cwd()))
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as error:
-        raise ConfigError(f"cannot import service module {module_name!r}: {error}") from None
+    module, attribute = import_target(target, "service")
+    module_name = module.__name__
     if attribute:
         found = getattr(module, attribute, None)
         if not isinstance(found, Service):

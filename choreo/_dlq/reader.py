@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, Message, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from choreo._runtime import dead_letters as dlq
@@ -68,31 +68,33 @@ def dlq_topics(settings: dict[str, Any]) -> list[str]:
     return sorted(name for name in topics if name.startswith(dlq.PREFIX))
 
 
+def read_partition(consumer: Consumer, topic: str, partition: int) -> Iterator[Message]:
+    """What the partition holds now, from its low to its high watermark (assigned, no group)."""
+    low, high = consumer.get_watermark_offsets(
+        TopicPartition(topic, partition), timeout=READ_TIMEOUT_S
+    )
+    consumer.assign([TopicPartition(topic, partition, low)])
+    position = low
+    while position < high:
+        message = consumer.poll(READ_TIMEOUT_S)
+        if message is None:
+            return
+        if message.error() is None:
+            position = cast(int, message.offset()) + 1
+            yield message
+
+
 def read(settings: dict[str, Any], topic: str) -> Iterator[DeadLetter]:
     """Every record currently in ``topic``, partition by partition, in offset order."""
     consumer = Consumer({**settings, "group.id": "choreo-dlq-reader", "enable.auto.commit": False})
     try:
         metadata = consumer.list_topics(topic, timeout=READ_TIMEOUT_S).topics[topic]
         for partition in sorted(metadata.partitions):
-            low, high = consumer.get_watermark_offsets(
-                TopicPartition(topic, partition), timeout=READ_TIMEOUT_S
-            )
-            if high <= low:
-                continue
-            consumer.assign([TopicPartition(topic, partition, low)])
-            position = low
-            while position < high:
-                message = consumer.poll(READ_TIMEOUT_S)
-                if message is None:
-                    break
-                if message.error() is not None:
-                    continue
-                offset = cast(int, message.offset())
-                position = offset + 1
+            for message in read_partition(consumer, topic, partition):
                 yield DeadLetter(
                     topic=topic,
                     partition=partition,
-                    offset=offset,
+                    offset=cast(int, message.offset()),
                     key=message.key(),
                     value=message.value(),
                     headers=cast(Headers, list(message.headers() or [])),

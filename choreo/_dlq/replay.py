@@ -13,13 +13,13 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any
 
-from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, Producer
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
-from choreo._dlq.reader import READ_TIMEOUT_S, DeadLetter, read
+from choreo._dlq.reader import READ_TIMEOUT_S, DeadLetter, read, read_partition
 from choreo._errors import TransportError
 
 LEDGER_TOPIC = "choreo.dlq-replays"
@@ -94,17 +94,7 @@ def replayed_keys(settings: dict[str, Any], dlq_topic: str) -> set[str]:
     prefix = f"{dlq_topic}/".encode()
     keys: set[str] = set()
     try:
-        tp = TopicPartition(LEDGER_TOPIC, 0)
-        low, high = consumer.get_watermark_offsets(tp, timeout=READ_TIMEOUT_S)
-        consumer.assign([TopicPartition(LEDGER_TOPIC, 0, low)])
-        position = low
-        while position < high:
-            message = consumer.poll(READ_TIMEOUT_S)
-            if message is None:
-                break
-            if message.error() is not None:
-                continue
-            position = cast(int, message.offset()) + 1
+        for message in read_partition(consumer, LEDGER_TOPIC, 0):
             key = message.key() or b""
             if key.startswith(prefix):
                 keys.add(key.decode())
