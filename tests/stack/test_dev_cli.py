@@ -16,16 +16,30 @@ from choreo._dev.postgres import Postgres
 
 pytestmark = pytest.mark.stack
 
-PORTS = {
-    "KAFKA": 39092,
-    "KAFKA_CONTROLLER": 39093,
-    "POSTGRES": 35432,
-    "CONNECT": 38083,
-    "JAEGER": 46686,
-    "OTLP_GRPC": 44317,
-    "OTLP_HTTP": 44318,
-    "JAEGER_GRPC": 46685,
-}
+NAMES = (
+    "KAFKA",
+    "KAFKA_CONTROLLER",
+    "POSTGRES",
+    "CONNECT",
+    "JAEGER",
+    "OTLP_GRPC",
+    "OTLP_HTTP",
+    "JAEGER_GRPC",
+)
+
+
+def _free_ports(count: int) -> list[int]:
+    """Ports the kernel just handed out, so the second stack never meets another listener."""
+    sockets = [socket.socket() for _ in range(count)]
+    for sock in sockets:
+        sock.bind(("127.0.0.1", 0))
+    ports = [sock.getsockname()[1] for sock in sockets]
+    for sock in sockets:
+        sock.close()
+    return ports
+
+
+PORTS = dict(zip(NAMES, _free_ports(len(NAMES)), strict=True))
 
 
 def _env(state: Path, path: str | None = None) -> dict[str, str]:
