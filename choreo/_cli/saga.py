@@ -13,6 +13,7 @@ from typing import Any
 
 from choreo._config import load_config
 from choreo._errors import ConfigError, TopologyError
+from choreo._observability import tracer_provider_from_env
 from choreo._saga.definition import Saga
 from choreo._saga.inspect import load_states, table, timeline
 from choreo._saga.state import SagaStatus
@@ -69,11 +70,24 @@ def _run(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    tracker = SagaTracker(find_sagas(args.target), load_config(args.config), instance=args.instance)
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
-    tracker.run(stop)
+    sagas = find_sagas(args.target)
+    # Traces as `choreo run` turns them on (OTEL_* variables), as service choreo-saga-<saga>:
+    # the source of the events the tracker emits.
+    provider = tracer_provider_from_env(f"choreo-saga-{sagas[0].name}")
+    try:
+        tracker = SagaTracker(
+            sagas, load_config(args.config), instance=args.instance, tracer_provider=provider
+        )
+        logging.getLogger("choreo.saga").info(
+            "traces %s", "off (set OTEL_EXPORTER_OTLP_ENDPOINT)" if provider is None else "on"
+        )
+        stop = threading.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stop.set())
+        tracker.run(stop)
+    finally:
+        if provider is not None:
+            provider.shutdown()  # export the batched spans: the last ones explain the exit
     return 0
 
 

@@ -87,7 +87,7 @@ class Tracing:
             name = self._names[id(handler)] = f"{self.service} handle {what}"
         return name
 
-    def _attributes(self, topic: str, partition: int, verb: str) -> Attributes:
+    def messaging_attributes(self, topic: str, partition: int, verb: str) -> Attributes:
         attributes: Attributes = {
             SYSTEM: "kafka",
             DESTINATION: topic,
@@ -105,7 +105,7 @@ class Tracing:
             name, verb = f"{self.service} receive {record.topic}", "receive"
         else:
             name, verb = self._name(handler), "handle"
-        attributes = self._attributes(record.topic, record.partition, verb)
+        attributes = self.messaging_attributes(record.topic, record.partition, verb)
         attributes[OFFSET] = record.offset
         if record.key is not None:
             attributes[KEY] = record.key.decode("utf-8", "replace")
@@ -125,7 +125,7 @@ class Tracing:
         producers = (trace.get_current_span(c).get_span_context() for c in contexts)
         links = [Link(producer) for producer in producers if producer.is_valid]
         first = records[0]
-        attributes = self._attributes(first.topic, first.partition, "handle")
+        attributes = self.messaging_attributes(first.topic, first.partition, "handle")
         attributes[BATCH_COUNT] = len(records)
         span = self.tracer.start_span(
             self._name(handler), contexts[0], SpanKind.CONSUMER, attributes, links

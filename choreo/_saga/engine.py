@@ -22,7 +22,8 @@ Rules:
   dropped with a log line. (Across topics Kafka gives no order, so a reply can be read
   before the event it answers.)
 * Compensation events carry the saga id as correlation id, the triggering event (the failure
-  event; the start event for a deadline) as causation id, and the start event's trace headers.
+  event; the start event for a deadline) as causation id, and the start event's trace headers
+  (the tracker replaces those with its decision span's context when tracing is on).
 """
 
 from __future__ import annotations
@@ -111,6 +112,14 @@ class Engine:
 
     def accepts(self, event_type: str) -> bool:
         return event_type in self.models
+
+    def step_of(self, state: SagaState | None, event_type: str) -> str | None:
+        """The step an event settles or confirms under ``state``'s definition (for traces)."""
+        definition = self.latest if state is None else self.versions.get(state.version)
+        if definition is None:
+            return None
+        _, placed = _role(definition, event_type)
+        return None if placed is None else placed.step.name
 
     def handle(self, state: SagaState | None, incoming: Incoming, now: float) -> Outcome:
         """Apply one input event to the saga it belongs to (``state`` None: never seen)."""

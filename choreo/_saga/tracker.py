@@ -19,6 +19,17 @@ Partitions are assigned with the ``range`` strategy, which gives one instance pa
 every input topic: that is what lets state live per partition (see ``topology``). The deadline
 timer runs in the same loop every ``tick_s``; deadlines that passed while no tracker ran fire
 as soon as the state is restored.
+
+Tracing (with a ``tracer_provider``; none means no spans and no tracing cost): each input event
+of the saga gets a CONSUMER span ``saga-tracker <saga> <Event>``, child of the context its
+producer left in the headers, with the messaging attributes the runtime's spans carry plus
+``choreo.saga.id``, ``choreo.saga.step`` and ``choreo.saga.decision`` (a record without trace
+context continues the start event's trace instead); a fired deadline gets a
+``saga-tracker <saga> deadline`` span, child of the start event's stored context. Each emitted
+compensation carries the context of the span whose decision emitted it, so the service that
+handles it joins the same trace. Spans end once the transaction committed (or aborted, then
+marked as errors: the batch is decided again). Without tracing, compensations carry the start
+event's ``traceparent``/``tracestate``.
 """
 
 from __future__ import annotations
@@ -33,17 +44,31 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import confluent_kafka as ck
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+from opentelemetry.util.types import AttributeValue
 
 from choreo import _headers
 from choreo._config import ServiceConfig
 from choreo._emitter import EventEncoder
 from choreo._errors import DecodeError, TransportError
+from choreo._observability import carrier
+from choreo._observability.common import short_type
+from choreo._observability.tracing import (
+    CORRELATION_ID,
+    KEY,
+    MESSAGE_ID,
+    OFFSET,
+    Tracing,
+)
 from choreo._saga.definition import Saga
 from choreo._saga.engine import Emit, Engine, Incoming, Outcome
-from choreo._saga.state import SagaState
+from choreo._saga.state import SagaState, SagaStatus
 from choreo._saga.store import StateKey, StateStore, read_changelog
 from choreo._saga.topology import Topology, check_broker, plan
 from choreo._schemas import Catalog, Codec
+from choreo._transport.base import Headers
 from choreo._transport.confluent import ConfluentTransport, librdkafka_settings
 
 _log = logging.getLogger("choreo.saga")
@@ -54,26 +79,187 @@ STEP_HEADER = "choreo_saga_step"
 REASON_HEADER = "choreo_saga_reason"
 BATCH_SIZE = 500
 
+SAGA_ID = "choreo.saga.id"
+SAGA_NAME = "choreo.saga.name"
+SAGA_STEP = "choreo.saga.step"
+"""The step the input event settles or confirms; for a deadline, the step it undoes first."""
+SAGA_DECISION = "choreo.saga.decision"
+"""compensate, park, complete, compensated, wait, buffer, ignore or drop."""
+SAGA_STATUS = "choreo.saga.status"
+"""The saga's status after the decision."""
+SAGA_ACTION = "choreo.saga.action"
+"""What the tracker noted in the saga's history for this event (``choreo saga show``)."""
+SAGA_REASON = "choreo.saga.reason"
+EMIT_EVENT = "choreo.saga.emit"
+"""Span event per emitted compensation (or parked event)."""
+EVENT_TYPE = "choreo.event_type"
+
 
 @dataclass
 class _Batch:
     """What one transaction will write, and where to rewind if it aborts."""
 
     changes: dict[StateKey, SagaState | None] = field(default_factory=dict)
-    emits: list[tuple[int, Emit]] = field(default_factory=list)
+    emits: list[tuple[int, Emit, Context | None]] = field(default_factory=list)
+    """With the trace context each emit carries (None: tracing off, copy the start's)."""
     first_offsets: dict[tuple[str, int], int] = field(default_factory=dict)
+    spans: list[Span] = field(default_factory=list)
+    """Decision spans, ended when the transaction committed or aborted."""
 
     def state(self, store: StateStore, key: StateKey) -> SagaState | None:
         if key in self.changes:
             return self.changes[key]
         return store.get(*key)
 
-    def record(self, partition: int, key: StateKey, outcome: Outcome) -> None:
+    def record(
+        self, partition: int, key: StateKey, outcome: Outcome, context: Context | None = None
+    ) -> None:
         for line in outcome.logs:
             _log.warning("%s", line)
         if outcome.changed:
             self.changes[key] = outcome.state
-        self.emits += [(partition, emit) for emit in outcome.emits]
+        self.emits += [(partition, emit, context) for emit in outcome.emits]
+
+
+class _SagaTracing:
+    """The tracker's spans: one per decision, over the runtime's messaging attributes."""
+
+    def __init__(self, engine: Engine, provider: trace.TracerProvider, group_id: str) -> None:
+        self._prefix = f"saga-tracker {engine.name}"
+        self._runtime = Tracing(self._prefix, provider, group_id)
+        self._tracer = self._runtime.tracer
+        self._saga = engine.name
+        self._engine = engine
+        self._parked = {
+            d.parked.event_type for d in engine.versions.values() if d.parked is not None
+        }
+
+    def consumed(
+        self,
+        message: Any,
+        headers: Headers,
+        event_type: str,
+        saga_id: str,
+        event_id: str,
+        state: SagaState | None,
+    ) -> tuple[Span, Context]:
+        """Started before the engine decides: child of the record's producer.
+
+        A record without trace context (a producer that is not traced) continues the saga's
+        trace instead, as a child of its start event's context: one saga, one trace.
+        """
+        parent = carrier.extract(headers)
+        if state is not None and state.trace and not _has_span(parent):
+            parent = _stored(state)
+        topic, partition = message.topic(), message.partition()
+        attributes = self._runtime.messaging_attributes(topic, partition, "track")
+        attributes[OFFSET] = message.offset()
+        key = message.key()
+        if key is not None:
+            attributes[KEY] = key.decode("utf-8", "replace")
+        attributes[MESSAGE_ID] = event_id
+        attributes[EVENT_TYPE] = event_type
+        self._saga_attributes(attributes, saga_id)
+        step = self._engine.step_of(state, event_type)
+        if step is not None:
+            attributes[SAGA_STEP] = step
+        name = f"{self._prefix} {short_type(event_type)}"
+        span = self._tracer.start_span(name, parent, SpanKind.CONSUMER, attributes)
+        return span, trace.set_span_in_context(span, parent)
+
+    def deadline(self, state: SagaState) -> tuple[Span, Context]:
+        """No record to follow: child of the start event's context, stored with the state."""
+        parent = _stored(state)
+        attributes: dict[str, AttributeValue] = {}
+        self._saga_attributes(attributes, state.saga_id)
+        span = self._tracer.start_span(
+            f"{self._prefix} deadline", parent, SpanKind.INTERNAL, attributes
+        )
+        return span, trace.set_span_in_context(span, parent)
+
+    def _saga_attributes(self, attributes: dict[str, AttributeValue], saga_id: str) -> None:
+        attributes[CORRELATION_ID] = saga_id
+        attributes[SAGA_ID] = saga_id
+        attributes[SAGA_NAME] = self._saga
+
+    def decided(
+        self,
+        span: Span,
+        before: SagaState | None,
+        outcome: Outcome,
+        event_id: str | None = None,
+    ) -> None:
+        after = outcome.state
+        span.set_attribute(SAGA_DECISION, _decision(before, outcome, self._parked, event_id))
+        if after is not None:
+            span.set_attribute(SAGA_STATUS, after.status.value)
+            action = _action(after, event_id)
+            if action is not None:
+                span.set_attribute(SAGA_ACTION, action)
+        if event_id is None and outcome.emits:
+            span.set_attribute(SAGA_STEP, outcome.emits[0].step)
+        for emit in outcome.emits:
+            span.add_event(
+                EMIT_EVENT,
+                {
+                    EVENT_TYPE: emit.event.event_type,
+                    MESSAGE_ID: emit.event_id,
+                    SAGA_STEP: emit.step,
+                    SAGA_REASON: emit.reason,
+                },
+            )
+
+
+def _stored(state: SagaState) -> Context:
+    """The start event's trace context, as stored with the saga."""
+    return carrier.extract([(name, value.encode()) for name, value in state.trace.items()])
+
+
+def _has_span(context: Context) -> bool:
+    return trace.get_current_span(context).get_span_context().is_valid
+
+
+def _decision(
+    before: SagaState | None, outcome: Outcome, parked: set[str], event_id: str | None
+) -> str:
+    """One word for what the tracker did with an input (or a deadline), for the span."""
+    after = outcome.state
+    if not outcome.changed:
+        return "ignore"
+    if after is None:
+        return "drop"
+    if any(emit.event.event_type in parked for emit in outcome.emits):
+        return "park"
+    if outcome.emits:
+        return "compensate"
+    was = None if before is None else before.status
+    if after.status is SagaStatus.WAITING:
+        return "buffer"
+    if after.status is not was and after.status is SagaStatus.COMPLETED:
+        return "complete"
+    if after.status is not was and after.status is SagaStatus.COMPENSATED:
+        return "compensated"
+    action = _action(after, event_id)
+    if action is not None and action.startswith("ignored"):
+        return "ignore"
+    return "wait"
+
+
+def _action(state: SagaState, event_id: str | None) -> str | None:
+    """The latest history line about ``event_id`` (or the latest line, for a deadline)."""
+    for entry in reversed(state.history):
+        if event_id is None or entry.event_id == event_id:
+            return entry.action
+    return None
+
+
+def _end_spans(spans: list[Span], committed: bool) -> None:
+    for span in spans:
+        if not committed:
+            span.set_status(
+                Status(StatusCode.ERROR, "transaction aborted: the batch is decided again")
+            )
+        span.end()
 
 
 class SagaTracker:
@@ -89,6 +275,7 @@ class SagaTracker:
         tick_s: float = 0.2,
         transaction_timeout_ms: int = 10_000,
         session_timeout_ms: int = 10_000,
+        tracer_provider: trace.TracerProvider | None = None,
     ) -> None:
         self.engine = Engine(definitions)
         self.catalog = catalog or Catalog.load(config.schemas_dir)
@@ -106,6 +293,12 @@ class SagaTracker:
         self._last_tick = 0.0
         self._consumer: ck.Consumer | None = None
         self._producer: ck.Producer | None = None
+        self._source = f"choreo-saga-{self.engine.name}".encode()
+        self._tracing = (
+            None
+            if tracer_provider is None
+            else _SagaTracing(self.engine, tracer_provider, self.group_id)
+        )
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -207,14 +400,21 @@ class SagaTracker:
         assert consumer is not None
         messages = consumer.consume(BATCH_SIZE, timeout=self.tick_s)
         batch = _Batch()
-        for message in messages:
-            self._handle(message, batch)
-        now = time.time()
-        if now - self._last_tick >= self.tick_s:
-            self._last_tick = now
-            self._fire_due(batch, now)
-        if batch.changes or batch.emits or batch.first_offsets:
-            self._commit(batch)
+        committed = False
+        try:
+            for message in messages:
+                self._handle(message, batch)
+            now = time.time()
+            if now - self._last_tick >= self.tick_s:
+                self._last_tick = now
+                self._fire_due(batch, now)
+            if batch.changes or batch.emits or batch.first_offsets:
+                committed = self._commit(batch)
+            else:
+                committed = True
+        finally:
+            if batch.spans:
+                _end_spans(batch.spans, committed)
 
     def _handle(self, message: Any, batch: _Batch) -> None:
         error = message.error()
@@ -247,14 +447,24 @@ class SagaTracker:
                 _headers.ID,
             )
             return
-        trace = {
+        start_trace = {
             name: value for name in TRACE_HEADERS if (value := _text(headers.get(name))) is not None
         }
         key = (partition, saga_id)
-        incoming = Incoming(saga_id, event, event_id, trace)
-        batch.record(
-            partition, key, self.engine.handle(batch.state(self.store, key), incoming, time.time())
+        incoming = Incoming(saga_id, event, event_id, start_trace)
+        state = batch.state(self.store, key)
+        tracing = self._tracing
+        if tracing is None or headers.get(_headers.SOURCE) == self._source:
+            # Its own compensations come back on its input topics: no span for those.
+            batch.record(partition, key, self.engine.handle(state, incoming, time.time()))
+            return
+        span, context = tracing.consumed(
+            message, message.headers() or [], event_type, saga_id, event_id, state
         )
+        batch.spans.append(span)
+        outcome = self.engine.handle(state, incoming, time.time())
+        tracing.decided(span, state, outcome, event_id)
+        batch.record(partition, key, outcome, context)
 
     def _fire_due(self, batch: _Batch, now: float) -> None:
         due = [
@@ -267,12 +477,22 @@ class SagaTracker:
             for key, state in batch.changes.items()
             if state is not None and state.wake_at is not None and state.wake_at <= now
         ]
+        tracing = self._tracing
         for key in due:
             state = batch.state(self.store, key)
-            if state is not None:
+            if state is None:
+                continue
+            if tracing is None:
                 batch.record(key[0], key, self.engine.tick(state, now))
+                continue
+            span, context = tracing.deadline(state)
+            batch.spans.append(span)
+            outcome = self.engine.tick(state, now)
+            tracing.decided(span, state, outcome)
+            batch.record(key[0], key, outcome, context)
 
-    def _commit(self, batch: _Batch) -> None:
+    def _commit(self, batch: _Batch) -> bool:
+        """True once committed; False when the transaction was aborted (the batch is re-read)."""
         producer, consumer = self._producer, self._consumer
         assert producer is not None and consumer is not None
         try:
@@ -284,8 +504,8 @@ class SagaTracker:
                     value=None if state is None else state.to_bytes(),
                     partition=partition,
                 )
-            for _, emit in batch.emits:
-                self._produce(producer, emit)
+            for _, emit, context in batch.emits:
+                self._produce(producer, emit, context)
             offsets = self._offsets(consumer, batch)
             if offsets:
                 producer.send_offsets_to_transaction(
@@ -294,9 +514,9 @@ class SagaTracker:
             producer.commit_transaction(30)
         except ck.KafkaException as exc:
             self._recover(exc, batch)
-            return
+            return False
         self.store.apply(batch.changes)
-        for _, emit in batch.emits:
+        for _, emit, _ in batch.emits:
             _log.info(
                 "saga %s: emitted %s for step '%s' (%s)",
                 emit.correlation_id,
@@ -304,6 +524,7 @@ class SagaTracker:
                 emit.step,
                 emit.reason,
             )
+        return True
 
     def _offsets(self, consumer: ck.Consumer, batch: _Batch) -> list[ck.TopicPartition]:
         """The position of every owned input partition: a timer-only transaction carries them
@@ -312,16 +533,20 @@ class SagaTracker:
         positions = consumer.position(assigned) if assigned else []
         return [tp for tp in positions if tp.offset >= 0]
 
-    def _produce(self, producer: ck.Producer, emit: Emit) -> None:
+    def _produce(self, producer: ck.Producer, emit: Emit, context: Context | None) -> None:
+        """``context``: the decision span's (tracing on), else the start event's trace headers."""
         record = self._encoder.prepare(
             emit.event,
             correlation_id=emit.correlation_id,
             causation_id=emit.causation_id,
             event_id=emit.event_id,
         )
-        headers = [
-            *record.headers,
-            *((name, value.encode()) for name, value in emit.trace.items()),
+        headers: Headers = list(record.headers)
+        if context is None:
+            headers += [(name, value.encode()) for name, value in emit.trace.items()]
+        else:
+            carrier.inject(headers, context)
+        headers += [
             (SAGA_HEADER, self.engine.name.encode()),
             (STEP_HEADER, emit.step.encode()),
             (REASON_HEADER, emit.reason.encode()),
