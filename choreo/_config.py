@@ -65,7 +65,7 @@ class ServiceConfig(BaseModel):
     instance_id: str | None = None
     """Stable per instance (default: the host name): names the transactional id, so a
     restarted instance fences and aborts its predecessor's open transaction at once."""
-    key_concurrency: int = 0
+    key_concurrency: int = Field(default=0, ge=0)
     """0: one record of a partition at a time. N: up to N keys of a partition at once,
     each key still in order (for slow, I/O-bound handlers; not with batch handlers)."""
     commit_interval_s: float = 1.0

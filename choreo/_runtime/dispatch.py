@@ -20,6 +20,7 @@ from choreo._errors import ChoreoError, DecodeError
 from choreo._runtime.dead_letters import DeadLetters
 from choreo._runtime.idempotency import IdempotencyStore
 from choreo._runtime.instrument import Instrumentation, Scope
+from choreo._runtime.retry_topics import PREFIX as RETRY_PREFIX
 from choreo._runtime.retry_topics import RetryTopics, retry_state
 from choreo._schemas import Codec, Event
 from choreo._service import Handler, Service
@@ -59,6 +60,8 @@ class Dispatcher:
         self.retry_topics = retry_topics
         self.raise_errors = raise_errors
         self.instrument = instrument
+        self._claims = asyncio.Lock()
+        """One store connection: one claim at a time across all idempotent handlers."""
         self.by_type: dict[bytes, Route] = {}
         self.by_topic: dict[str, Route] = {}
         for handler in service.handlers:
@@ -81,6 +84,8 @@ class Dispatcher:
         """
         if self.by_topic:
             found = self.by_topic.get(record.topic)
+            if found is None and record.topic.startswith(RETRY_PREFIX):
+                found = self.by_topic.get(retry_state(record).origin_topic)
             if found is not None:
                 return found
         event_type = record.header(_headers.TYPE)
@@ -112,7 +117,7 @@ class Dispatcher:
         an async handler could otherwise interleave two transactions on it.
         """
         fn, is_async, group = handler.fn, handler.is_async, self.group
-        lock = asyncio.Lock()
+        lock = self._claims
 
         async def guarded(event: Any, ctx: Context) -> None:
             record = ctx.record

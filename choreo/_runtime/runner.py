@@ -23,7 +23,7 @@ from choreo._runtime.instrument import Instrumentation
 from choreo._runtime.retry_topics import RetryTopics, retry_topic
 from choreo._runtime.worker import PartitionWorker
 from choreo._schemas import Catalog, Codec, check_model
-from choreo._service import Service
+from choreo._service import Handler, Service
 from choreo._transport.base import (
     Consumer,
     Producer,
@@ -86,11 +86,16 @@ class ServiceRunner:
             raise TopologyError(
                 f"{self.service.name}: key_concurrency cannot be combined with batch handlers"
             )
+        if self.config.key_concurrency and self.config.exactly_once:
+            raise TopologyError(
+                f"{self.service.name}: key_concurrency cannot be combined with exactly_once"
+            )
         topics: list[str] = []
         for handler in self.service.handlers:
             if handler.event is None:
                 if handler.topic is not None and handler.topic not in topics:
                     topics.append(handler.topic)
+                    self._add_retry_topics(topics, handler, handler.topic, partitions=1)
                 continue
             event_type = handler.event.event_type
             try:
@@ -104,12 +109,18 @@ class ServiceRunner:
             self.codec.register(handler.event)
             if spec.name not in topics:
                 topics.append(spec.name)
-            for level in range(1, len(handler.retry.delays_s) + 1):
-                retry = retry_topic(self.service.name, spec.name, level)
-                if retry not in topics:
-                    topics.append(retry)
-                    self._retry_partitions[retry] = spec.partitions
+            self._add_retry_topics(topics, handler, spec.name, spec.partitions)
         return topics
+
+    def _add_retry_topics(
+        self, topics: list[str], handler: Handler, source: str, partitions: int
+    ) -> None:
+        """One retry topic per delay of the handler's policy, read by this service."""
+        for level in range(1, len(handler.retry.delays_s) + 1):
+            retry = retry_topic(self.service.name, source, level)
+            if retry not in topics:
+                topics.append(retry)
+                self._retry_partitions[retry] = partitions
 
     def topic_configs(self) -> list[TopicConfig]:
         """What this service needs to exist: the catalog topics it reads and emits, its DLQs."""
@@ -252,17 +263,36 @@ class ServiceRunner:
         return await self._consumer.high_watermarks(list(self.workers))
 
     def _apply_backpressure(self, consumer: Consumer) -> None:
-        """Pause busy partitions above ``max_in_flight``; resume them below half of it."""
+        """Pause busy partitions above ``max_in_flight``; resume them below half of it.
+
+        Retry partitions hold records waiting for their due time; they are not
+        counted against the source partitions (which must keep flowing) and
+        are paused on their own once a poll's worth of records waits there.
+        """
         limit = self.config.max_in_flight
-        in_flight = self.in_flight()
+        batch = self.config.max_poll_records
+        sources = [w for w in self.workers.values() if not w.is_retry]
+        in_flight = sum(w.queued for w in sources)
+        pause = {w.tp for w in self.workers.values() if w.is_retry and w.queued > batch}
         if in_flight > limit:
-            busy = {tp for tp, w in self.workers.items() if w.queued} - self._paused
-            if busy:
-                consumer.pause(busy)
-                self._paused |= busy
-        elif self._paused and in_flight <= limit // 2:
-            consumer.resume(self._paused)
-            self._paused.clear()
+            pause |= {w.tp for w in sources if w.queued}
+        pause -= self._paused
+        if pause:
+            consumer.pause(pause)
+            self._paused |= pause
+        resume = {
+            tp
+            for tp in self._paused
+            if tp in self.workers
+            and (
+                self.workers[tp].queued <= batch // 2
+                if self.workers[tp].is_retry
+                else in_flight <= limit // 2
+            )
+        }
+        if resume:
+            consumer.resume(resume)
+            self._paused -= resume
 
     async def commit(self, workers: Iterable[PartitionWorker] | None = None) -> None:
         """Commit every partition whose commit point moved since the last commit."""
@@ -323,21 +353,36 @@ class ServiceRunner:
             gate.set()
 
     def _worker_ended(self, task: asyncio.Task[None]) -> None:
-        if not task.cancelled() and task.exception() is not None and self._failure is None:
+        """A worker that ends on its own (an error, or a CancelledError leaking from a
+        handler's library) leaves its partition unhandled: the service must stop."""
+        if self._failure is not None:
+            return
+        stopped = any(w.task is task and w.stopped for w in self.workers.values())
+        if task.cancelled():
+            if not stopped and any(w.task is task for w in self.workers.values()):
+                self._failure = TransportError(
+                    f"{self.service.name}: a partition worker was cancelled"
+                )
+        elif task.exception() is not None:
             self._failure = task.exception()
+        if self._failure is not None:
             log.error("%s: stopping: %r", self.service.name, self._failure)
 
     async def _finish(self, workers: list[PartitionWorker], timeout_s: float) -> None:
         """Let workers end (cancel the ones past the deadline), settle deliveries, commit."""
         if not workers:
             return
+        deadline = time.monotonic() + timeout_s
         tasks = [w.task for w in workers]
         _, late = await asyncio.wait(tasks, timeout=timeout_s)
         for task in late:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        for worker in workers:
-            await worker.progress.settle()
+        for worker in workers:  # deliveries still out at the deadline stay uncommitted
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    worker.progress.settle(), max(0.1, deadline - time.monotonic())
+                )
         try:
             await self.commit(workers)
         except Exception as error:  # a failed delivery: commit nothing more, report it
@@ -354,8 +399,12 @@ class ServiceRunner:
             with contextlib.suppress(Exception):
                 await self._transaction.abort()  # the empty one begun after the last commit
         if self._producer is not None:
-            await self._producer.flush()
-            await self._producer.close()
+            try:  # bounded: a broker that is gone must not keep the process alive
+                await asyncio.wait_for(self._producer.close(), self.config.shutdown_grace_s)
+            except TimeoutError:
+                log.error(
+                    "%s: unsent records dropped at exit (broker unreachable)", self.service.name
+                )
 
 
 def _names(partitions: Iterable[TopicPartition]) -> str:

@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 from choreo._context import Context
@@ -66,6 +66,8 @@ class PartitionWorker:
         self._batch_handler: Handler | None = None
         self._batch_done: asyncio.Future[None] | None = None
         self._batch_deadline = 0.0
+        self._next_yield = 0.0
+        self._lane_error: BaseException | None = None
         self.task = asyncio.create_task(
             self._run(), name=f"choreo-partition-{tp.topic}-{tp.partition}"
         )
@@ -85,7 +87,27 @@ class PartitionWorker:
         self._stop_now = True
         self._wake.set()
 
+    @property
+    def stopped(self) -> bool:
+        return self._stop_now
+
     async def _run(self) -> None:
+        try:
+            await self._loop()
+        finally:
+            self._forget_unfinished()
+
+    def _forget_unfinished(self) -> None:
+        """Cancelled past the grace period (or failed): drop what lanes and an open batch
+        hold from the commit point, so settling never waits for records never finished."""
+        held = [record.offset for lane in self._lanes.values() for record, _ in lane]
+        held += [record.offset for record, _ in self._batch]
+        if held:
+            self.progress.abandon(min(held))
+        self._lanes.clear()
+        self._batch, self._batch_handler, self._batch_done = [], None, None
+
+    async def _loop(self) -> None:
         while True:
             if self._lists and not self._stop_now:
                 records = self._lists.popleft()
@@ -98,7 +120,7 @@ class PartitionWorker:
             if self._batch:
                 wait = self._batch_deadline - time.monotonic()
                 if wait <= 0 or self._stop_now:
-                    await self._flush()
+                    await self._gated(self._flush())
                     continue
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
@@ -130,7 +152,7 @@ class PartitionWorker:
                 lane = self._lanes[record.key] = deque()
                 task = asyncio.create_task(self._run_lane(record.key, lane))
                 self._lane_tasks.add(task)
-                task.add_done_callback(self._lane_tasks.discard)
+                task.add_done_callback(self._lane_ended)
             lane.append((record, done))
 
     async def _run_lane(
@@ -147,32 +169,42 @@ class PartitionWorker:
                 del self._lanes[key]
             self._lane_freed.set()
 
+    def _lane_ended(self, task: asyncio.Task[None]) -> None:
+        """A lane that failed stops the whole partition; ``_end_lanes`` raises its error."""
+        self._lane_tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None and self._lane_error is None:
+            self._lane_error = task.exception()
+            self.stop()
+
     async def _end_lanes(self) -> None:
         """After a stop: wait for the lanes' records in hand, forget the ones never started."""
         self._lane_freed.set()
-        lanes = list(self._lane_tasks)
-        results = await asyncio.gather(*lanes, return_exceptions=True)
-        unstarted = [done for lane in self._lanes.values() for _, done in lane if not done.done()]
-        if unstarted:
-            first = min(record.offset for lane in self._lanes.values() for record, _ in lane)
-            self.progress.abandon(first)
-        self._lanes.clear()
-        for result in results:
-            if isinstance(result, BaseException):
-                raise result
+        await asyncio.gather(*list(self._lane_tasks), return_exceptions=True)
+        self._forget_unfinished()
+        if self._lane_error is not None:
+            raise self._lane_error
 
     async def _handle(self, records: list[Record], finish: Finish) -> None:
         if self.gate is None:
             await self._handle_all(records, finish)
             return
         for record in records:  # exactly-once: each record starts only while the gate is open
-            if not self.gate.is_set():
-                await self.gate.wait()
-            self.busy += 1
-            try:
-                await self._handle_all([record], finish)
-            finally:
-                self.busy -= 1
+            if self.is_retry and not await self._until_due(record):
+                return  # waiting for a due time must not hold up a transaction commit
+            await self._gated(self._handle_all([record], finish))
+
+    async def _gated(self, work: Coroutine[Any, Any, None]) -> None:
+        """Exactly-once: run ``work`` only while no transaction commits, and count it as busy."""
+        if self.gate is None:
+            await work
+            return
+        if not self.gate.is_set():
+            await self.gate.wait()
+        self.busy += 1
+        try:
+            await work
+        finally:
+            self.busy -= 1
 
     async def _handle_all(self, records: list[Record], finish: Finish) -> None:
         """The hot path: decode, call, remember deliveries; no awaits unless needed."""
@@ -182,11 +214,10 @@ class PartitionWorker:
         instrument = dispatcher.instrument
         is_retry = self.is_retry
         monotonic = time.monotonic
-        next_yield = monotonic() + YIELD_EVERY_S
         for record in records:
-            if monotonic() >= next_yield:
+            if monotonic() >= self._next_yield:  # kept on the worker: lanes call one at a time
                 await asyncio.sleep(0)  # let signals, commits and rebalances in
-                next_yield = monotonic() + YIELD_EVERY_S
+                self._next_yield = monotonic() + YIELD_EVERY_S
             if self._stop_now or (is_retry and not await self._until_due(record)):
                 return
             try:
@@ -221,6 +252,8 @@ class PartitionWorker:
                 finish(record.offset, await dispatcher.retry(handler, event, record, error, scope))
                 continue
             except BaseException as error:  # cancelled mid-handler: the record stays unfinished
+                for guard in guards:
+                    guard.record(False)  # a breaker's probe must not stay taken
                 if scope is not None:
                     scope.end(error)
                 raise
@@ -266,6 +299,9 @@ class PartitionWorker:
             if deliveries:
                 await asyncio.wait(deliveries)
             failed = [d for d in deliveries if d.cancelled() or d.exception() is not None]
+        except asyncio.CancelledError:
+            self.progress.abandon(items[0][0].offset)  # never finished: read again, not failed
+            raise
         except BaseException as error:
             done.set_exception(error)
             raise

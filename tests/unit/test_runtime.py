@@ -360,3 +360,36 @@ def test_an_event_that_cannot_be_emitted_is_a_handler_error_not_a_crash() -> Non
     assert _header(parked, dlq.ERROR_TYPE) == "choreo._errors.TopologyError"
     assert "shop.nowhere.Unrouted" in _header(parked, dlq.ERROR_MESSAGE)
     assert handled == ["bad", "bad", "bad", "good"]
+
+
+def test_a_failing_handler_in_a_key_lane_surfaces_instead_of_stalling_the_partition() -> None:
+    svc = choreo.Service("lane-error")
+
+    @svc.on(OrderPlaced, retry=FAST)
+    async def broken(event: OrderPlaced, ctx: choreo.Context) -> None:
+        raise RuntimeError("lane bug")
+
+    with (
+        pytest.raises(HandlerFailed, match="lane bug"),
+        TestService(svc, config=choreo.ServiceConfig(key_concurrency=4)) as t,
+    ):
+        t.send(placed("o-1"))
+
+
+def test_a_topic_handler_gets_its_delayed_retries_too() -> None:
+    svc = choreo.Service("raw-retry")
+    tries: list[int] = []
+
+    def raw(record: Record) -> bytes:
+        return record.value or b""
+
+    @svc.on_topic("raw.things", raw, retry=choreo.RetryPolicy(max_attempts=1, delays_s=(0.05,)))
+    def handle(value: bytes, ctx: choreo.Context) -> None:
+        tries.append(ctx.attempt)
+        if ctx.attempt == 1:
+            raise ConnectionError("once")
+
+    with TestService(svc, raise_errors=False) as t:
+        t.send_raw("raw.things", b"payload", key=b"k")
+        assert t.dead_letters("raw.things") == []
+    assert tries == [1, 2]
