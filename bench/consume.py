@@ -20,7 +20,6 @@ import io
 import json
 import os
 import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -187,7 +186,9 @@ def child(args: argparse.Namespace) -> None:
     else:
         run_choreo(args.bootstrap, args.topic, args.count, args.contender.split("-", 1)[1])
     wall, cpu = time.perf_counter() - began_wall, time.process_time() - began_cpu
-    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    from contenders._common import peak_rss_mb  # VmHWM: ru_maxrss survives execve
+
+    rss_mb = peak_rss_mb()
     print(json.dumps({"wall": wall, "cpu": cpu, "rss_mb": rss_mb}))
 
 

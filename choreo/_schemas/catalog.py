@@ -55,9 +55,10 @@ class Catalog:
         )
 
     @classmethod
-    def load(cls, schemas_dir: Path) -> Catalog:
+    def load(cls, schemas_dir: Path | str) -> Catalog:
         """Parse and cross-check everything; raises :class:`SchemaError` for schema files and
         the config file, :class:`TopologyError` for topics that cannot carry their events."""
+        schemas_dir = Path(schemas_dir)
         config_path = schemas_dir / CATALOG_FILE
         try:
             config = tomllib.loads(config_path.read_text(encoding="utf-8"))

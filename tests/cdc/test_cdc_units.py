@@ -327,4 +327,4 @@ def test_the_cli_prints_the_outbox_ddl_and_fails_in_one_line_on_a_missing_module
     assert main(["cdc", "outbox-ddl", "--table", "app.outbox"]) == 0
     assert 'CREATE TABLE IF NOT EXISTS "app"."outbox"' in capsys.readouterr().out
     assert main(["cdc", "status", "no_such_module_here"]) == 1
-    assert "cannot import module 'no_such_module_here'" in capsys.readouterr().err
+    assert "cannot import connector module 'no_such_module_here'" in capsys.readouterr().err
