@@ -39,6 +39,7 @@ BENCH = ROOT / "bench"
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(BENCH))
 
+from consume import fill  # noqa: E402
 from venvs import VenvError, ensure  # noqa: E402
 
 PARTITIONS = 3
@@ -99,50 +100,6 @@ def rich_event(i: int) -> Any:
         placed_at=datetime(2026, 11, 21, 12, 0, tzinfo=UTC),
         coupon_code="WINTER-2026" if i % 3 else None,
     )
-
-
-def fill(bootstrap: str, topic: str, count: int) -> int:
-    """Produce ``count`` events exactly as choreo emits them; returns the mean value size."""
-    from confluent_kafka import Producer
-    from confluent_kafka.admin import AdminClient, NewTopic
-    from consume import bench_schemas
-
-    from choreo import _headers
-    from choreo._schemas import Catalog, Codec
-
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    for future in admin.create_topics([NewTopic(topic, PARTITIONS, 1)]).values():
-        future.result(30)
-    codec = Codec(Catalog.load(bench_schemas(topic)))
-    producer = Producer(
-        {
-            "bootstrap.servers": bootstrap,
-            "linger.ms": 50,
-            "batch.size": 1_000_000,
-            "queue.buffering.max.messages": 500_000,
-            "compression.type": "lz4",
-        }
-    )
-    templates = [rich_event(i) for i in range(1000)]
-    values = [codec.encode(event) for event in templates]
-    size = 0
-    for i in range(count):
-        value = values[i % 1000]
-        size += len(value)
-        headers = _headers.event_headers(
-            b"shop.orders.OrderPlaced", b"bench", str(uuid.uuid4()), f"saga-{i}", None
-        )
-        while True:
-            try:
-                producer.produce(
-                    topic, key=templates[i % 1000].order_id.encode(), value=value, headers=headers
-                )
-                break
-            except BufferError:
-                producer.poll(0.1)
-        producer.poll(0)
-    producer.flush(120)
-    return size // count
 
 
 def measure(args: argparse.Namespace, contender: Contender) -> dict[str, float]:
@@ -266,7 +223,7 @@ def main() -> None:
                 c.failure = f"install: {exc}"
     args.topic = f"bench-compare-{uuid.uuid4().hex[:8]}"
     print(f"filling {args.topic} with {args.count:,} events ...", flush=True)
-    size = fill(args.bootstrap, args.topic, args.count)
+    size = fill(args.bootstrap, args.topic, args.count, rich_event)
     for round_no in range(1, args.rounds + 1):
         for c in rows:
             if c.failure.startswith("install"):

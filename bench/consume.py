@@ -25,6 +25,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -71,8 +72,14 @@ def bench_schemas(topic: str) -> Path:
     return target
 
 
-def fill(bootstrap: str, topic: str, count: int) -> int:
-    """Produce ``count`` events exactly as choreo emits them; returns the mean value size."""
+def fill(
+    bootstrap: str, topic: str, count: int, make_event: Callable[[int], Any] | None = None
+) -> int:
+    """Produce ``count`` events exactly as choreo emits them; returns the mean value size.
+
+    1,000 distinct events (``make_event(i)``, ``sample_event`` by default) are
+    encoded once and cycled, so filling is not what the run measures.
+    """
     from confluent_kafka import Producer
     from confluent_kafka.admin import AdminClient, NewTopic
 
@@ -92,18 +99,18 @@ def fill(bootstrap: str, topic: str, count: int) -> int:
             "compression.type": "lz4",
         }
     )
+    templates = [(make_event or sample_event)(i) for i in range(1000)]
+    encoded = [(event.order_id.encode(), codec.encode(event)) for event in templates]
     size = 0
-    templates = [sample_event(i) for i in range(1000)]
     for i in range(count):
-        event = templates[i % 1000]
-        value = codec.encode(event)
+        key, value = encoded[i % 1000]
         size += len(value)
         headers = _headers.event_headers(
             b"shop.orders.OrderPlaced", b"bench", str(uuid.uuid4()), f"saga-{i}", None
         )
         while True:
             try:
-                producer.produce(topic, key=event.order_id.encode(), value=value, headers=headers)
+                producer.produce(topic, key=key, value=value, headers=headers)
                 break
             except BufferError:
                 producer.poll(0.1)
