@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from collections.abc import Callable
 from typing import Any
 
 from choreo._cdc.connect import DEFAULT_URL, ConnectClient, ConnectorState
@@ -109,18 +110,21 @@ def describe(name: str, state: ConnectorState | None) -> str:
 
 
 def _pause(args: argparse.Namespace) -> int:
-    client = ConnectClient(args.connect)
-    for connector in find_connectors(args.module):
-        client.pause(connector.name)
-        print(f"{connector.name}: pausing")
-    return 0
+    return _each(args, ConnectClient.pause, "pausing")
 
 
 def _resume(args: argparse.Namespace) -> int:
+    return _each(args, ConnectClient.resume, "resuming")
+
+
+def _each(
+    args: argparse.Namespace, action: Callable[[ConnectClient, str], object], verb: str
+) -> int:
+    """Apply a one-call Connect action to every connector of the module."""
     client = ConnectClient(args.connect)
     for connector in find_connectors(args.module):
-        client.resume(connector.name)
-        print(f"{connector.name}: resuming")
+        action(client, connector.name)
+        print(f"{connector.name}: {verb}")
     return 0
 
 

@@ -10,12 +10,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from builders import placed
-from confluent_kafka.admin import AdminClient, NewTopic
+from runtime_kit import fast_failover, fill_orders
 
-import choreo
-from choreo._schemas import Catalog, Codec
-from services.events import OrderPlaced
+from choreo._schemas import Catalog
 
 pytestmark = pytest.mark.stack
 COUNT = 20_000
@@ -45,31 +42,11 @@ def test_kill_9_mid_run_then_restart_loses_nothing_and_applies_nothing_twice(
     tmp_path: Path,
     run_service: Callable[..., subprocess.Popen[str]],
 ) -> None:
-    from confluent_kafka import Producer
 
-    catalog = Catalog.load(isolated_schemas)
-    codec = Codec(catalog)
-    topic = catalog.topic_of(OrderPlaced.event_type).name
-    admin = AdminClient({"bootstrap.servers": kafka})
-    for future in admin.create_topics([NewTopic(topic, 3, 1)]).values():
-        future.result(30)
-    producer = Producer({"bootstrap.servers": kafka, "linger.ms": 20})
-    template = placed("x")
-    for i in range(COUNT):
-        event = template.model_copy(update={"order_id": f"o-{i}"})
-        headers = choreo._headers.event_headers(  # type: ignore[attr-defined]
-            b"shop.orders.OrderPlaced", b"test", f"id-{i}", f"id-{i}", None
-        )
-        producer.produce(
-            topic, key=event.order_id.encode(), value=codec.encode(event), headers=headers
-        )
-        producer.poll(0)
-    assert producer.flush(60) == 0
+    fill_orders(kafka, Catalog.load(isolated_schemas), COUNT, id_prefix="id")
 
     db = tmp_path / "once.db"
-    # A killed member keeps its partitions until its session times out (45 s by default).
-    config = tmp_path / "service.toml"
-    config.write_text('[kafka.client_options]\n"session.timeout.ms" = "6000"\n')
+    config = fast_failover(tmp_path)
     # Commits every 60 s: the kill certainly lands on handled-but-uncommitted events.
     env = {"ONCE_DB": str(db), "CHOREO_COMMIT_INTERVAL_S": "60"}
     first = run_service("once_service", isolated_schemas, config, **env)

@@ -10,13 +10,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from builders import placed
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Consumer
 from confluent_kafka.admin import AdminClient, NewTopic
+from runtime_kit import fast_failover, fill_orders
 
 from choreo import _headers
-from choreo._schemas import Catalog, Codec
-from services.events import OrderPlaced, StockReservationFailed
+from choreo._schemas import Catalog
+from services.events import StockReservationFailed
 
 pytestmark = pytest.mark.stack
 COUNT = 20_000
@@ -58,28 +58,14 @@ def test_kill_9_in_exactly_once_mode_shows_every_output_exactly_once(
     run_service: Callable[..., subprocess.Popen[str]],
 ) -> None:
     catalog = Catalog.load(isolated_schemas)
-    codec = Codec(catalog)
-    inputs = catalog.topic_of(OrderPlaced.event_type).name
     outputs = catalog.topic_of(StockReservationFailed.event_type).name
     admin = AdminClient({"bootstrap.servers": kafka})
-    for future in admin.create_topics([NewTopic(t, 3, 1) for t in (inputs, outputs)]).values():
+    for future in admin.create_topics([NewTopic(outputs, 3, 1)]).values():
         future.result(30)
-    producer = Producer({"bootstrap.servers": kafka, "linger.ms": 20})
-    template = placed("x")
-    for i in range(COUNT):
-        event = template.model_copy(update={"order_id": f"o-{i}"})
-        headers = _headers.event_headers(
-            b"shop.orders.OrderPlaced", b"test", f"in-{i}", f"in-{i}", None
-        )
-        producer.produce(
-            inputs, key=event.order_id.encode(), value=codec.encode(event), headers=headers
-        )
-        producer.poll(0)
-    assert producer.flush(60) == 0
+    fill_orders(kafka, catalog, COUNT, id_prefix="in")
 
     ledger = tmp_path / "ledger.txt"
-    config = tmp_path / "service.toml"
-    config.write_text('[kafka.client_options]\n"session.timeout.ms" = "6000"\n')
+    config = fast_failover(tmp_path)
     env = {
         "LEDGER_FILE": str(ledger),
         "CHOREO_EXACTLY_ONCE": "true",
