@@ -6,6 +6,7 @@ with retries and dead letters; see the README for the tour.
 
 from __future__ import annotations
 
+from choreo._batch import BatchContext
 from choreo._config import KafkaConfig, ServiceConfig, load_config
 from choreo._context import Context
 from choreo._errors import (
@@ -37,6 +38,7 @@ from choreo._service import Service
 
 __all__ = [
     "AvroDecimal",
+    "BatchContext",
     "Catalog",
     "ChoreoError",
     "CircuitBreaker",

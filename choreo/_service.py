@@ -140,15 +140,27 @@ class Service:
         source: CdcSource,
         model: type[BaseModel] | None = None,
         retry: RetryPolicy | None = None,
+        max_size: int | None = None,
+        max_wait_s: float = 0.5,
     ) -> Callable[[F], F]:
         """Handle row changes of ``table`` ("schema.table") captured by a ``choreo.cdc.CdcSource``.
 
         The function gets a ``choreo.cdc.Change`` whose rows are dicts, or
         ``model`` instances; see ``choreo.cdc`` (imported only when used).
+        With ``max_size`` it gets lists of changes and a ``choreo.BatchContext``
+        (bulk loads), batched as with ``on_batch``.
         """
         from choreo._cdc.subscribe import on_change
 
-        return on_change(self, table, source=source, model=model, retry=retry)
+        return on_change(
+            self,
+            table,
+            source=source,
+            model=model,
+            retry=retry,
+            max_size=max_size,
+            max_wait_s=max_wait_s,
+        )
 
     def _register(
         self,

@@ -123,14 +123,19 @@ class TestService:
         *,
         key: bytes | None = None,
         headers: Headers | None = None,
+        settle: bool = True,
     ) -> None:
-        """Publish arbitrary bytes (poison messages, foreign producers), then settle."""
+        """Publish arbitrary bytes (poison messages, foreign producers), then settle.
+
+        ``settle=False`` only publishes (several records for one batch, say).
+        """
         assert self._producer is not None, "use TestService in a 'with' block"
         producer = self._producer
 
         async def publish() -> None:
             await (await producer.send(topic, key, value, headers or []))
-            await self._settle()
+            if settle:
+                await self._settle()
 
         self._loop.run(publish())
 

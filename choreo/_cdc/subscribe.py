@@ -33,38 +33,67 @@ def on_change(
     source: CdcSource,
     model: type[BaseModel] | None = None,
     retry: RetryPolicy | None = None,
+    max_size: int | None = None,
+    max_wait_s: float = 0.5,
 ) -> Callable[[F], F]:
     """Register the decorated function for changes of ``table`` captured by ``source``.
 
-    Tombstones decode to None and never reach the function.
+    With ``max_size`` the function gets lists of up to that many changes
+    (batches as with ``on_batch``) and a ``BatchContext``. Tombstones decode
+    to None and never reach the function: they are left out of a batch, and
+    a batch of nothing but tombstones is not handed over at all.
     """
     if not isinstance(source, CdcSource):
         raise TopologyError(
             f"{service.name}: on_change({table!r}) needs source=CdcSource(...), got {source!r}"
         )
-    register = service.on_topic(source.topic_of(table), change_decoder(model), retry=retry)
+    if max_size is not None and (max_size < 1 or max_wait_s <= 0):
+        raise ValueError(f"on_change({table!r}) needs max_size >= 1 and max_wait_s > 0")
+    register = service.on_topic(
+        source.topic_of(table),
+        change_decoder(model),
+        retry=retry,
+        max_size=max_size,
+        max_wait_s=max_wait_s,
+    )
+    prepare = _single if max_size is None else _batch
 
     def decorate(fn: F) -> F:
-        register(_skipping_tombstones(fn))
+        register(_skipping_tombstones(fn, prepare))
         return fn
 
     return decorate
 
 
-def _skipping_tombstones(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """The handler, not called for None; stays async if it was (the runtime awaits by that)."""
+def _single(change: Any) -> Any:
+    return change
+
+
+def _batch(changes: list[Any]) -> list[Any] | None:
+    return [change for change in changes if change is not None] or None
+
+
+def _skipping_tombstones(
+    fn: Callable[..., Any], prepare: Callable[[Any], Any]
+) -> Callable[..., Any]:
+    """The handler, given ``prepare(arg)`` and not called when that is None.
+
+    Stays async if it was (the runtime awaits by that).
+    """
     if inspect.iscoroutinefunction(fn):
 
         @functools.wraps(fn)
-        async def handle_async(change: Any, ctx: Context) -> None:
-            if change is not None:
-                await fn(change, ctx)
+        async def handle_async(arg: Any, ctx: Context) -> None:
+            prepared = prepare(arg)
+            if prepared is not None:
+                await fn(prepared, ctx)
 
         return handle_async
 
     @functools.wraps(fn)
-    def handle(change: Any, ctx: Context) -> None:
-        if change is not None:
-            fn(change, ctx)
+    def handle(arg: Any, ctx: Context) -> None:
+        prepared = prepare(arg)
+        if prepared is not None:
+            fn(prepared, ctx)
 
     return handle

@@ -14,6 +14,7 @@ from dataclasses import replace
 from typing import Any
 
 from choreo import _headers
+from choreo._batch import REJECTED, BatchContext
 from choreo._context import Context
 from choreo._emitter import Emitter, Outbound
 from choreo._errors import ChoreoError, DecodeError
@@ -235,12 +236,15 @@ class Dispatcher:
         try:
             while True:
                 attempt += 1
-                ctx = Context(self.service.name, None, attempt)
+                ctx = BatchContext(self.service.name, items, attempt)
                 try:
                     result = handler.fn(events, ctx)
                     if handler.is_async:
                         await result  # type: ignore[misc]
-                    return await self.emit_all(ctx)
+                    deliveries = await self.emit_all(ctx)
+                    for record, rejection in ctx.rejected:
+                        deliveries += await self.park(record, REJECTED, rejection, attempt)
+                    return deliveries
                 except Exception as error:
                     failure = error
                     if policy.retryable(error) and attempt < policy.max_attempts:

@@ -149,6 +149,47 @@ def test_changes_reach_the_handler_tombstones_do_not_and_poison_is_dead_lettered
     assert parked.value == b"garbage"
 
 
+def test_batched_changes_come_as_lists_without_tombstones_and_rejects_are_dead_lettered() -> None:
+    svc = choreo.Service("order-loader")
+    batches: list[list[tuple[str, str]]] = []
+
+    @svc.on_change("public.orders", source=SOURCE, model=Order, max_size=3, max_wait_s=0.05)
+    def load(changes: list[Change[Order]], ctx: choreo.BatchContext) -> None:
+        batches.append([(c.op, c.row.id) for c in changes])
+        for change in changes:
+            if change.row.status == "bad":
+                ctx.reject(change, ValueError(f"status of {change.row.id} is bad"))
+
+    with TestService(svc) as t:  # a rejection is a decision, not a handler error: it parks
+        for op, row, key in (
+            ("c", {"id": "o-1", "status": "new"}, b'{"id":"o-1"}'),
+            ("c", {"id": "o-2", "status": "bad"}, b'{"id":"o-2"}'),
+            (None, None, b'{"id":"o-9"}'),
+            ("c", {"id": "o-3", "status": "new"}, b'{"id":"o-3"}'),
+            ("d", {"id": "o-1", "status": "new"}, b'{"id":"o-1"}'),
+        ):
+            value = (
+                None if op is None else envelope(op, *((row, None) if op == "d" else (None, row)))
+            )
+            t.send_raw(TOPIC, value, key=key, settle=False)
+        t.settle()
+        [parked] = t.dead_letters(TOPIC)
+    assert batches == [
+        [("create", "o-1"), ("create", "o-2")],
+        [("create", "o-3"), ("delete", "o-1")],
+    ]
+    assert parked.key == b'{"id":"o-2"}'
+    assert parked.header(dlq.REASON) == b"rejected"
+    assert parked.header(dlq.ERROR_TYPE) == b"builtins.ValueError"
+    assert parked.header(dlq.ERROR_MESSAGE) == b"status of o-2 is bad"
+
+
+def test_only_an_element_of_the_batch_can_be_rejected() -> None:
+    ctx = choreo.BatchContext("loader", [(record(b"{}"), Order(id="o-1", status="new"))])
+    with pytest.raises(ValueError, match="element of this batch"):
+        ctx.reject(Order(id="o-1", status="new"), ValueError("bad"))
+
+
 def test_a_mapper_turns_a_change_into_a_domain_event_to_emit() -> None:
     svc = choreo.Service("order-events")
     to_cancelled = mapper(
