@@ -42,6 +42,32 @@ class KafkaConfig(BaseModel):
     """Raw options passed to the client library as they are (escape hatch)."""
 
 
+class IngressConfig(BaseModel):
+    """How ``choreo ingress`` turns signed HTTP requests into events (its ``[ingress]`` table)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    host: str = "127.0.0.1"
+    """Address to listen on (a container needs 0.0.0.0)."""
+    port: int = Field(default=8080, ge=0, le=65535)
+    """Port to listen on; 0 lets the kernel pick one (printed at start-up)."""
+    routes: dict[str, str] = Field(default_factory=dict)
+    """``"POST /orders" = "shop.orders.OrderReceived"``: the body of each route is that event."""
+    models: str | None = None
+    """Module holding the event models (default: the catalog's ``[codegen] module``)."""
+    secret: SecretStr | None = None
+    """Shared HMAC-SHA256 key of the signed requests (hidden in repr and logs; set it with
+    ``CHOREO_INGRESS__SECRET`` rather than in a file)."""
+    tolerance_s: float = Field(default=300.0, gt=0)
+    """How far a request's timestamp may be from now; older ones are replays."""
+    max_body_bytes: int = Field(default=262_144, gt=0)
+    """Larger bodies get 413 before they are read in full."""
+    publish_timeout_s: float = Field(default=10.0, gt=0)
+    """How long a request waits for the broker's acknowledgement before it gets 503."""
+    source: str = "ingress"
+    """``ce_source`` of the events published."""
+
+
 class ServiceConfig(BaseModel):
     """How ``choreo run`` runs one service."""
 
@@ -76,18 +102,25 @@ class ServiceConfig(BaseModel):
     """Larger records are dead-lettered without decoding."""
     create_topics: bool = True
     """Create the catalog's topics (and the service's DLQ topics) when missing."""
+    ingress: IngressConfig = Field(default_factory=IngressConfig)
+    """Settings of ``choreo ingress`` (unused by ``choreo run``)."""
+
+
+_NESTED = ("kafka", "ingress")
+"""Settings tables that env vars reach with a double underscore."""
 
 
 def _env_overrides(environ: dict[str, str]) -> dict[str, Any]:
-    """``CHOREO_TRANSPORT`` → transport; ``CHOREO_KAFKA__SASL_USERNAME`` → kafka.sasl_username."""
+    """``CHOREO_TRANSPORT`` → transport; ``CHOREO_KAFKA__SASL_USERNAME`` → kafka.sasl_username
+    (likewise ``CHOREO_INGRESS__PORT`` → ingress.port)."""
     overrides: dict[str, Any] = {}
     for name, value in environ.items():
         if not name.startswith("CHOREO_"):
             continue
         path = name.removeprefix("CHOREO_").lower().split("__")
-        if path[0] == "kafka" and len(path) == 2:
-            overrides.setdefault("kafka", {})[path[1]] = value
-        elif len(path) == 1 and path[0] in ServiceConfig.model_fields and path[0] != "kafka":
+        if path[0] in _NESTED and len(path) == 2:
+            overrides.setdefault(path[0], {})[path[1]] = value
+        elif len(path) == 1 and path[0] in ServiceConfig.model_fields and path[0] not in _NESTED:
             overrides[path[0]] = value
     if "BOOTSTRAP_SERVERS" in {n.removeprefix("CHOREO_") for n in environ}:
         overrides.setdefault("kafka", {})["bootstrap_servers"] = environ["CHOREO_BOOTSTRAP_SERVERS"]
@@ -103,8 +136,8 @@ def load_config(path: Path | None = None, environ: dict[str, str] | None = None)
         except (OSError, tomllib.TOMLDecodeError) as error:
             raise ConfigError(f"cannot read config file {path}: {error}") from None
     overrides = _env_overrides(dict(os.environ if environ is None else environ))
-    kafka = {**data.get("kafka", {}), **overrides.pop("kafka", {})}
-    merged = {**data, **overrides, "kafka": kafka}
+    nested = {name: {**data.get(name, {}), **overrides.pop(name, {})} for name in _NESTED}
+    merged = {**data, **overrides, **nested}
     try:
         return ServiceConfig.model_validate(merged)
     except ValidationError as error:

@@ -1,0 +1,31 @@
+"""Signed webhooks into events: ``choreo ingress`` and the helper senders use to sign requests.
+
+Run it with routes from event types to paths::
+
+    CHOREO_INGRESS__SECRET=... choreo ingress --route 'POST /orders=shop.orders.OrderReceived'
+
+A sender signs the exact body bytes it sends::
+
+    body = json.dumps(order).encode()
+    headers = choreo.ingress.sign(secret, body)   # X-Choreo-Timestamp, X-Choreo-Signature
+    # POST body with headers and Content-Type: application/json
+
+``X-Choreo-Signature`` is ``v1=`` and the hex HMAC-SHA256, keyed with the shared
+secret, of ``"<timestamp>." + body`` (``X-Choreo-Timestamp``: Unix seconds).
+Answers: 202 once the broker acknowledged the event (JSON with ``event_id``,
+``correlation_id``, ``topic``); 400 for a body that is not JSON; 401 for a
+missing or wrong signature or a timestamp further than the tolerance (5
+minutes by default) from the ingress's clock; 409 for a request already
+received (a replay); 413 for a body above the size cap; 422 naming each wrong
+field (``fields``: path → problem); 503 when the broker did not acknowledge in
+time. Only a 202 publishes anything. ``X-Correlation-Id`` is honoured when
+sent (it becomes the event's correlation id) and always returned; a W3C
+``traceparent`` is carried on to the event's headers.
+"""
+
+from __future__ import annotations
+
+from choreo._ingress.app import CORRELATION_HEADER
+from choreo._ingress.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign, signature
+
+__all__ = ["CORRELATION_HEADER", "SIGNATURE_HEADER", "TIMESTAMP_HEADER", "sign", "signature"]
