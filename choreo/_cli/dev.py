@@ -55,9 +55,13 @@ def _status(args: argparse.Namespace) -> int:
     for row in rows:
         pid = str(row.pid) if row.pid else "-"
         print(f"{row.name:<10} {row.port:>6} {pid:>8}  {'yes' if row.healthy else 'no'}")
+    for row in rows:
+        if row.stale:
+            print(f"{row.name}: {row.stale}")
     settings = StackSettings()
     print(
-        f"\nkafka {settings.bootstrap_servers}  postgres {settings.postgres_dsn}\n"
+        f"\nkafka {settings.bootstrap_servers} (SASL_SSL {settings.secure_bootstrap_servers})"
+        f"  postgres {settings.postgres_dsn}\n"
         f"connect {settings.connect_url}  jaeger {settings.jaeger_query_url}"
     )
     return 0 if all(row.healthy for row in rows) else 1

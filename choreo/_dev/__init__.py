@@ -18,7 +18,11 @@ def local_stack(settings: StackSettings | None = None, paths: StackPaths | None 
         paths or default_paths(),
         [
             Postgres(port=s.postgres_port),
-            Kafka(port=s.kafka_port, controller_port=s.kafka_controller_port),
+            Kafka(
+                port=s.kafka_port,
+                controller_port=s.kafka_controller_port,
+                secure_port=s.kafka_secure_port,
+            ),
             Connect(port=s.connect_port, kafka_port=s.kafka_port),
             Jaeger(
                 port=s.jaeger_port,

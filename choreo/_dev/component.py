@@ -10,7 +10,7 @@ import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 
 @dataclass(frozen=True)
@@ -81,3 +81,11 @@ class Component(Protocol):
 
     def after_start(self, paths: StackPaths) -> None:
         """One-off setup that needs the process up (roles, databases)."""
+
+
+@runtime_checkable
+class MayBeStale(Protocol):
+    """A component whose running process can lag behind its config (an older start)."""
+
+    def stale(self) -> str | None:
+        """What the running process lacks and how to fix it, or None when it matches."""

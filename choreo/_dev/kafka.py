@@ -4,6 +4,16 @@ No tarball and no Docker: ``infra/kafka/pom.xml`` fetches the broker jars and
 the broker runs as ``java -cp <jars>/* kafka.Kafka``. The readiness probe
 speaks the Kafka protocol with the standard library, because the stack
 manager has to work before any Kafka client library is installed.
+
+Two client listeners: PLAINTEXT (the quick tests) and SASL_SSL (PLAIN, SCRAM
+and unsecured-JWT OAUTHBEARER over TLS, with a CA made at first start; see
+``tls.py``), and the StandardAuthorizer on. The PLAINTEXT listener's principal
+is ``User:ANONYMOUS``, listed in ``super.users``, so that listener stays fully
+open while principals on the secure listener get only what ACLs grant them
+(``allow.everyone.if.no.acl.found`` stays false: no ACL means denied there).
+Turning on ``allow.everyone.if.no.acl.found`` instead would leave secure
+principals unrestricted on topics without ACLs, and close topics with ACLs to
+the PLAINTEXT tests.
 """
 
 from __future__ import annotations
@@ -17,6 +27,7 @@ from pathlib import Path
 
 from choreo._dev.component import ComponentError, Launch, StackPaths
 from choreo._dev.maven import fetch_jars, require_tool
+from choreo._dev.tls import BROKER_FILE, CA_FILE, ensure_broker_keystore
 
 KAFKA_VERSION = "4.3.1"
 """Debezium 3.7 (infra/connect/pom.xml) is built against this Kafka, so Connect matches it."""
@@ -24,6 +35,15 @@ JVM_HEAP = ["-Xms256m", "-Xmx1g"]
 JVM_FLAGS = ["-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20", "-Djava.awt.headless=true"]
 BROKER_MAIN = "kafka.Kafka"
 STORAGE_TOOL_MAIN = "kafka.tools.StorageTool"
+CONFIG_COMMAND_MAIN = "kafka.admin.ConfigCommand"
+AUTHORIZER = "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
+
+ADMIN_USER = "admin"
+ADMIN_PASSWORD = "admin-secret"
+"""The secure listener's super user (PLAIN and SCRAM): loopback development only."""
+SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER")
+_SCRAM_DONE = "scram-users.done"
+"""In the data dir: the SCRAM credentials are in the cluster metadata (lost with the data)."""
 
 _API_VERSIONS = 18
 _PRODUCE = 0
@@ -74,14 +94,21 @@ class Kafka:
     name = "kafka"
     install_lane = "maven"
 
-    def __init__(self, port: int = 9092, controller_port: int = 9093) -> None:
+    def __init__(
+        self, port: int = 9092, controller_port: int = 9093, secure_port: int = 9094
+    ) -> None:
         self.port = port
         self.controller_port = controller_port
-        self.ports = (port, controller_port)
+        self.secure_port = secure_port
+        self.ports = (port, controller_port, secure_port)
 
     @property
     def bootstrap(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    @property
+    def secure_bootstrap(self) -> str:
+        return f"127.0.0.1:{self.secure_port}"
 
     def install(self, paths: StackPaths) -> None:
         fetch_kafka_jars(paths)
@@ -94,7 +121,8 @@ class Kafka:
         data = paths.data(self.name)
         log_dir = data / "log"
         data.mkdir(parents=True, exist_ok=True)
-        self._config(paths).write_text(self._properties(log_dir))
+        ensure_broker_keystore(tls_dir(paths))
+        self._config(paths).write_text(self._properties(log_dir, tls_dir(paths)))
         if (log_dir / "meta.properties").exists():
             return
         id_file = data / "cluster.id"
@@ -110,18 +138,25 @@ class Kafka:
         if done.returncode:
             raise ComponentError(f"kafka: formatting the KRaft storage failed; log: {log}")
 
-    def _properties(self, log_dir: Path) -> str:
+    def _properties(self, log_dir: Path, tls: Path) -> str:
         controller = f"127.0.0.1:{self.controller_port}"
+        listeners = (
+            f"PLAINTEXT://{self.bootstrap},SASL_SSL://{self.secure_bootstrap},"
+            f"CONTROLLER://{controller}"
+        )
         settings = {
             # KRaft, one node in both roles; --standalone formatting makes it the sole voter.
             "process.roles": "broker,controller",
             "node.id": "1",
             "controller.quorum.bootstrap.servers": controller,
             "controller.listener.names": "CONTROLLER",
-            "listeners": f"PLAINTEXT://{self.bootstrap},CONTROLLER://{controller}",
-            "advertised.listeners": f"PLAINTEXT://{self.bootstrap},CONTROLLER://{controller}",
+            "listeners": listeners,
+            "advertised.listeners": listeners,
             "inter.broker.listener.name": "PLAINTEXT",
-            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "listener.security.protocol.map": (
+                "PLAINTEXT:PLAINTEXT,SASL_SSL:SASL_SSL,CONTROLLER:PLAINTEXT"
+            ),
+            **_secure_listener(tls),
             "log.dirs": str(log_dir),
             # One replica of everything, or internal topics (groups, transactions) never appear.
             "default.replication.factor": "1",
@@ -157,8 +192,78 @@ class Kafka:
         except OSError:
             return False
 
+    def stale(self) -> str | None:
+        """A broker started from an older config (no secure listener) says how to restart it."""
+        if not self.healthy() or _accepts(self.secure_port):
+            return None
+        return (
+            f"no SASL_SSL listener on {self.secure_bootstrap} (this broker was started with an "
+            "older config); restart it to get one: choreo dev down kafka && choreo dev up"
+        )
+
     def after_start(self, paths: StackPaths) -> None:
-        """Nothing to do: topics are created by the services that use them."""
+        """Create the super user's SCRAM credentials once (kept in the cluster metadata).
+
+        Done through the PLAINTEXT listener with Kafka's own ConfigCommand, so it
+        also works on a storage formatted before the secure listener existed.
+        Topics are created by the services that use them.
+        """
+        done = paths.data(self.name) / _SCRAM_DONE
+        if done.exists():
+            return
+        log = paths.log("kafka-scram")
+        for mechanism in (m for m in SASL_MECHANISMS if m.startswith("SCRAM")):
+            # One mechanism per run: the broker refuses two changes to one user in one request.
+            args = ["--bootstrap-server", self.bootstrap, "--alter", "--add-config"]
+            args += [f"{mechanism}=[password={ADMIN_PASSWORD}]"]
+            args += ["--entity-type", "users", "--entity-name", ADMIN_USER]
+            argv = java_argv(paths, CONFIG_COMMAND_MAIN, *args, heap=["-Xmx256m"])
+            with log.open("a") as out:
+                ran = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out)
+            if ran.returncode:
+                raise ComponentError(
+                    f"kafka: creating the SCRAM user {ADMIN_USER} failed; log: {log}"
+                )
+        done.write_text(f"{ADMIN_USER}\n")
+
+
+def tls_dir(paths: StackPaths) -> Path:
+    """The local CA (``ca.pem``) and the broker's key and certificate."""
+    return paths.data("kafka") / "tls"
+
+
+def _secure_listener(tls: Path) -> dict[str, str]:
+    """SASL_SSL: TLS from a PEM key store, the SASL mechanisms, ACLs on (see the module doc)."""
+    jaas = {
+        "plain": "org.apache.kafka.common.security.plain.PlainLoginModule required "
+        f'user_{ADMIN_USER}="{ADMIN_PASSWORD}";',
+        "scram-sha-256": "org.apache.kafka.common.security.scram.ScramLoginModule required;",
+        "scram-sha-512": "org.apache.kafka.common.security.scram.ScramLoginModule required;",
+        "oauthbearer": (
+            "org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required;"
+        ),
+    }
+    return {
+        "sasl.enabled.mechanisms": ",".join(SASL_MECHANISMS),
+        **{f"listener.name.sasl_ssl.{name}.sasl.jaas.config": v for name, v in jaas.items()},
+        "ssl.keystore.type": "PEM",
+        "ssl.keystore.location": str(tls / BROKER_FILE),
+        "ssl.truststore.type": "PEM",
+        "ssl.truststore.location": str(tls / CA_FILE),
+        # A client certificate is checked against the CA when one is presented (mutual TLS).
+        "listener.name.sasl_ssl.ssl.client.auth": "requested",
+        "authorizer.class.name": AUTHORIZER,
+        "super.users": f"User:ANONYMOUS;User:{ADMIN_USER}",
+        "allow.everyone.if.no.acl.found": "false",
+    }
+
+
+def _accepts(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=_PROBE_TIMEOUT_S):
+            return True
+    except OSError:
+        return False
 
 
 def _api_versions_ok(host: str, port: int) -> bool:

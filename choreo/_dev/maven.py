@@ -22,6 +22,7 @@ MARKER = ".choreo-fetched"
 _INSTALL_HINT = {
     "mvn": "apt-get install maven",
     "java": "apt-get install openjdk-17-jdk-headless",
+    "openssl": "apt-get install openssl",
 }
 
 

@@ -32,6 +32,8 @@ class StackSettings:
 
     kafka_port: int = field(default_factory=lambda: _port("KAFKA", 9092))
     """Kafka's client listener (PLAINTEXT, loopback only)."""
+    kafka_secure_port: int = field(default_factory=lambda: _port("KAFKA_SECURE", 9094))
+    """Kafka's SASL_SSL listener (PLAIN, SCRAM, OAUTHBEARER over TLS; ACLs apply)."""
     kafka_controller_port: int = field(default_factory=lambda: _port("KAFKA_CONTROLLER", 9093))
     """Kafka's KRaft controller listener."""
     postgres_port: int = field(default_factory=lambda: _port("POSTGRES", 5432))
@@ -50,6 +52,10 @@ class StackSettings:
     @property
     def bootstrap_servers(self) -> str:
         return f"127.0.0.1:{self.kafka_port}"
+
+    @property
+    def secure_bootstrap_servers(self) -> str:
+        return f"127.0.0.1:{self.kafka_secure_port}"
 
     @property
     def postgres_dsn(self) -> str:

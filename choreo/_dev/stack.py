@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from choreo._dev.component import Component, ComponentError, StackPaths
+from choreo._dev.component import Component, ComponentError, MayBeStale, StackPaths
 
 READY_TIMEOUT_S = 180.0
 STOP_TIMEOUT_S = 30.0
@@ -30,6 +30,8 @@ class ComponentStatus:
     port: int
     pid: int | None
     healthy: bool
+    stale: str | None = None
+    """Set when the running process lacks part of its config (see ``MayBeStale``)."""
 
 
 def _start_time(pid: int) -> str | None:
@@ -105,7 +107,13 @@ class Stack:
 
     def status(self) -> list[ComponentStatus]:
         return [
-            ComponentStatus(c.name, c.port, pid := self.pid(c), pid is not None and c.healthy())
+            ComponentStatus(
+                c.name,
+                c.port,
+                pid := self.pid(c),
+                healthy := pid is not None and c.healthy(),
+                _stale(c) if healthy else None,
+            )
             for c in self.components
         ]
 
@@ -124,6 +132,8 @@ class Stack:
                 else:
                     self._await_ready(component)
                     self.say(f"{component.name}: already running (pid {self.pid(component)})")
+                    if (stale := _stale(component)) is not None:
+                        self.say(f"{component.name}: {stale}")
         except ComponentError:
             for component in reversed(started):
                 self._stop(component)
@@ -223,6 +233,10 @@ class Stack:
                 _reap(pid)
                 time.sleep(0.05)
         self.say(f"{component.name}: stopped (pid {pid})")
+
+
+def _stale(component: Component) -> str | None:
+    return component.stale() if isinstance(component, MayBeStale) else None
 
 
 @contextlib.contextmanager

@@ -19,6 +19,7 @@ pytestmark = pytest.mark.stack
 NAMES = (
     "KAFKA",
     "KAFKA_CONTROLLER",
+    "KAFKA_SECURE",
     "POSTGRES",
     "CONNECT",
     "JAEGER",

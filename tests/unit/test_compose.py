@@ -31,7 +31,7 @@ def test_compose_publishes_the_local_stack_ports_on_loopback(
         monkeypatch.delenv(name)  # compare with the defaults, not this run's overrides
     settings = StackSettings()
     services = _services()
-    assert _published(services["kafka"]) == {settings.kafka_port}
+    assert _published(services["kafka"]) == {settings.kafka_port, settings.kafka_secure_port}
     assert _published(services["postgres"]) == {settings.postgres_port}
     assert _published(services["connect"]) == {settings.connect_port}
     assert _published(services["jaeger"]) == {
@@ -65,3 +65,16 @@ def test_compose_postgres_and_connect_match_local_credentials_and_topics() -> No
         connect_env[k]
         for k in ("CONFIG_STORAGE_TOPIC", "OFFSET_STORAGE_TOPIC", "STATUS_STORAGE_TOPIC")
     } == {f"{connect.TOPIC_PREFIX}_{kind}" for kind in ("configs", "offsets", "status")}
+
+
+def test_compose_kafka_has_the_local_secure_listener_and_authorizer(tmp_path: Path) -> None:
+    """Same mechanisms, super users and authorizer as the broker ``choreo dev up`` writes."""
+    env = _services()["kafka"]["environment"]
+    props = kafka.Kafka()._properties(tmp_path / "log", tmp_path / "tls")
+    local = dict(line.split("=", 1) for line in props.splitlines() if "=" in line)
+    assert env["KAFKA_SASL_ENABLED_MECHANISMS"] == local["sasl.enabled.mechanisms"]
+    assert env["KAFKA_SUPER_USERS"] == local["super.users"]
+    assert env["KAFKA_AUTHORIZER_CLASS_NAME"] == local["authorizer.class.name"]
+    jaas = local["listener.name.sasl_ssl.plain.sasl.jaas.config"]
+    assert env["KAFKA_LISTENER_NAME_SASL__SSL_PLAIN_SASL_JAAS_CONFIG"] == jaas
+    assert "SASL_SSL://127.0.0.1:9094" in env["KAFKA_ADVERTISED_LISTENERS"]
