@@ -12,13 +12,25 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
 from choreo._errors import ConfigError
 
+SECRET_WORDS = ("password", "secret", "token", "jaas", "credential")
+"""A client option whose name holds one of these carries a secret (``ssl.key.password``...)."""
+
+
+def is_secret_option(name: str) -> bool:
+    return any(word in name.lower() for word in SECRET_WORDS)
+
 
 class KafkaConfig(BaseModel):
-    """How to reach the brokers; the same fields map onto every transport's own options."""
+    """How to reach the brokers; the same fields map onto every transport's own options.
+
+    Every secret (passwords, the OAuth client secret, secret-looking
+    ``client_options``) is hidden in ``repr`` and listed by ``secrets()`` so
+    logs and dead letters can be scrubbed of it.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -29,17 +41,70 @@ class KafkaConfig(BaseModel):
     sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"] | None = None
     """SASL mechanism when the protocol is SASL_*."""
     sasl_username: str | None = None
-    """SASL user name."""
+    """SASL user name (PLAIN, SCRAM)."""
     sasl_password: SecretStr | None = None
     """SASL password (hidden in repr and logs)."""
+    oauth_token_endpoint_url: str | None = None
+    """OAUTHBEARER: the OIDC token endpoint tokens are fetched from (client credentials grant)."""
+    oauth_client_id: str | None = None
+    """OAUTHBEARER: the client id sent to the token endpoint."""
+    oauth_client_secret: SecretStr | None = None
+    """OAUTHBEARER: the client secret sent to the token endpoint (hidden)."""
+    oauth_scope: str | None = None
+    """OAUTHBEARER: the scope asked for, if the identity provider wants one."""
     ssl_cafile: Path | None = None
-    """CA bundle that signed the brokers' certificates."""
+    """CA bundle that signed the brokers' certificates (default: the system's)."""
     ssl_certfile: Path | None = None
-    """Client certificate for mutual TLS."""
+    """Client certificate for mutual TLS (PEM; may hold the key too)."""
     ssl_keyfile: Path | None = None
-    """Client private key for mutual TLS."""
+    """Client private key for mutual TLS (PEM)."""
+    ssl_key_password: SecretStr | None = None
+    """Password of an encrypted ``ssl_keyfile`` (hidden)."""
+    ssl_check_hostname: bool = True
+    """Check that the broker's certificate names the host connected to."""
     client_options: dict[str, str] = Field(default_factory=dict)
     """Raw options passed to the client library as they are (escape hatch)."""
+
+    @model_validator(mode="after")
+    def _complete(self) -> KafkaConfig:
+        """Settings that cannot work fail here, naming the field, before any connection."""
+        sasl = self.security_protocol.startswith("SASL")
+        if sasl and self.sasl_mechanism is None:
+            raise ValueError(f"security_protocol {self.security_protocol} needs a sasl_mechanism")
+        password_mechanism = self.sasl_mechanism in ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+        if sasl and password_mechanism and (not self.sasl_username or self.sasl_password is None):
+            raise ValueError(f"{self.sasl_mechanism} needs sasl_username and sasl_password")
+        if sasl and self.sasl_mechanism == "OAUTHBEARER":
+            oidc = (self.oauth_token_endpoint_url, self.oauth_client_id, self.oauth_client_secret)
+            raw = any("oauthbearer" in name for name in self.client_options)
+            if None in oidc and not raw:
+                raise ValueError(
+                    "OAUTHBEARER needs oauth_token_endpoint_url, oauth_client_id and "
+                    "oauth_client_secret (or the client's own sasl.oauthbearer.* client_options)"
+                )
+        if "SSL" in self.security_protocol:
+            for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
+                path = getattr(self, name)
+                if path is not None and not path.is_file():
+                    raise ValueError(f"{name} {path} is not a readable file")
+        return self
+
+    def secrets(self) -> list[str]:
+        """Every secret value set here, for scrubbing text that might quote one."""
+        values = [
+            secret.get_secret_value()
+            for secret in (self.sasl_password, self.oauth_client_secret, self.ssl_key_password)
+            if secret is not None
+        ]
+        values += [v for k, v in self.client_options.items() if is_secret_option(k)]
+        return [v for v in values if v]
+
+    def __repr_args__(self) -> Any:
+        """``client_options`` values that look secret show as ``'**********'``, like SecretStr."""
+        for name, value in super().__repr_args__():
+            if name == "client_options":
+                value = {k: "**********" if is_secret_option(k) else v for k, v in value.items()}
+            yield name, value
 
 
 class IngressConfig(BaseModel):

@@ -27,6 +27,15 @@ class TransportError(ChoreoError):
     """The broker could not be reached or refused an operation."""
 
 
+class SecurityError(TransportError):
+    """The broker refused who we are (authentication) or what we asked (authorization).
+
+    Retrying cannot help until someone changes credentials or ACLs, so the
+    runtime stops instead of retrying; the message names the principal's
+    setting or the topic/group, and the fix.
+    """
+
+
 class DecodeError(ChoreoError):
     """A record that cannot become an event: a poison message.
 

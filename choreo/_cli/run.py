@@ -10,11 +10,12 @@ from pathlib import Path
 from typing import Any
 
 from choreo._cli.targets import import_target
-from choreo._config import ServiceConfig, load_config
+from choreo._config import KafkaConfig, ServiceConfig, load_config
 from choreo._errors import TopologyError
 from choreo._observability import Observability, install_logging
 from choreo._runtime.runner import ServiceRunner
 from choreo._schemas import Catalog
+from choreo._security.redact import Redactor, redact_logs
 from choreo._service import Service
 from choreo._transport.registry import make_transport
 
@@ -60,6 +61,7 @@ def summary(runner: ServiceRunner) -> str:
         f"  group      {runner.group_id}",
         f"  transport  {config.transport} -> {config.kafka.bootstrap_servers}"
         f" ({config.kafka.security_protocol})",
+        f"  security   {security_line(config.kafka)}",
         f"  in flight  up to {config.max_in_flight} records;"
         f" commit every {config.commit_interval_s}s; shutdown grace {config.shutdown_grace_s}s",
         "  handlers",
@@ -77,6 +79,23 @@ def summary(runner: ServiceRunner) -> str:
         )
     lines.append(f"  dead letters  choreo.dlq.{runner.service.name}.<topic>")
     return "\n".join(lines)
+
+
+def security_line(kafka: KafkaConfig) -> str:
+    """Who the service connects as and what it trusts; never a secret, only where secrets are."""
+    parts: list[str] = [kafka.security_protocol]
+    if kafka.sasl_mechanism == "OAUTHBEARER":
+        who = kafka.oauth_client_id or "client options"
+        parts.append(f"OAUTHBEARER as client {who!r} via {kafka.oauth_token_endpoint_url}")
+    elif kafka.sasl_mechanism is not None:
+        parts.append(f"{kafka.sasl_mechanism} as {kafka.sasl_username!r} (password set)")
+    if "SSL" in kafka.security_protocol:
+        parts.append(f"CA {kafka.ssl_cafile or 'system'}")
+        if kafka.ssl_certfile is not None:
+            parts.append(f"client certificate {kafka.ssl_certfile}")
+        if not kafka.ssl_check_hostname:
+            parts.append("hostname NOT checked")
+    return ", ".join(parts)
 
 
 async def serve(
@@ -122,10 +141,12 @@ async def serve(
 def _run(args: argparse.Namespace) -> int:
     install_logging(os.environ.get("CHOREO_LOG_FORMAT") or "text")
     service = find_service(args.module)
+    config = load_config(args.config)
+    redact_logs(Redactor(config.kafka.secrets()))
     asyncio.run(
         serve(
             service,
-            load_config(args.config),
+            config,
             metrics_port=args.metrics_port,
             metrics_host=args.metrics_host,
         )

@@ -23,6 +23,7 @@ from choreo._runtime.instrument import Instrumentation
 from choreo._runtime.retry_topics import RetryTopics, retry_topic
 from choreo._runtime.worker import PartitionWorker
 from choreo._schemas import Catalog, Codec, check_model
+from choreo._security.redact import Redactor, ScrubbingProducer
 from choreo._service import Handler, Service
 from choreo._transport.base import (
     Consumer,
@@ -163,15 +164,15 @@ class ServiceRunner:
         emitter = Emitter(
             self.catalog, self.codec, self._producer, self.service.name, self.instrument
         )
-        dead_letters = DeadLetters(
-            self._producer, self.service.name, self.group_id, self.instrument
-        )
+        redact = Redactor(self.config.kafka.secrets())
+        failures: Producer = ScrubbingProducer(self._producer, redact) if redact else self._producer
+        dead_letters = DeadLetters(failures, self.service.name, self.group_id, self.instrument)
         self._dispatcher = Dispatcher(
             self.service,
             self.codec,
             emitter,
             dead_letters,
-            RetryTopics(self._producer, self.service.name, self.instrument),
+            RetryTopics(failures, self.service.name, self.instrument),
             raise_errors=self.raise_errors,
             instrument=self.instrument,
             group=self.group_id,

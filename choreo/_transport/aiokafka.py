@@ -21,6 +21,8 @@ from typing import Any
 
 from choreo._config import KafkaConfig
 from choreo._errors import ConfigError, TransportError
+from choreo._security.diagnose import refused_or_unreachable
+from choreo._security.tls_files import check_client_tls
 from choreo._transport.base import (
     WATERMARKS_TIMEOUT_S,
     Headers,
@@ -37,6 +39,8 @@ try:
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
     from aiokafka.errors import KafkaError, for_code
     from aiokafka.helpers import create_ssl_context
+
+    from choreo._transport.aiokafka_oauth import ClientCredentialsTokens
 except ImportError as missing:  # pragma: no cover - depends on the environment
     raise ConfigError(
         f"the aiokafka transport needs the aiokafka package ({missing}): pip install aiokafka"
@@ -54,19 +58,36 @@ def aiokafka_settings(config: KafkaConfig) -> dict[str, Any]:
         "security_protocol": config.security_protocol,
     }
     if config.sasl_mechanism == "OAUTHBEARER":
-        raise ConfigError(
-            "the aiokafka transport cannot take an OAUTHBEARER token from settings; "
-            "use transport = 'confluent'"
+        url, client, secret = (
+            config.oauth_token_endpoint_url,
+            config.oauth_client_id,
+            config.oauth_client_secret,
         )
-    if config.sasl_mechanism is not None:
+        if url is None or client is None or secret is None:
+            raise ConfigError(
+                "the aiokafka transport takes OAUTHBEARER tokens from oauth_token_endpoint_url "
+                "with oauth_client_id and oauth_client_secret (sasl.oauthbearer.* options are "
+                "librdkafka's: use transport = 'confluent' for those)"
+            )
+        settings["sasl_mechanism"] = "OAUTHBEARER"
+        settings["sasl_oauth_token_provider"] = ClientCredentialsTokens(
+            url, client, secret, config.oauth_scope
+        )
+    elif config.sasl_mechanism is not None:
         settings["sasl_mechanism"] = config.sasl_mechanism
         settings["sasl_plain_username"] = config.sasl_username
         if config.sasl_password is not None:
             settings["sasl_plain_password"] = config.sasl_password.get_secret_value()
     if config.security_protocol in ("SSL", "SASL_SSL"):
-        settings["ssl_context"] = create_ssl_context(
-            cafile=config.ssl_cafile, certfile=config.ssl_certfile, keyfile=config.ssl_keyfile
+        password = config.ssl_key_password
+        context = create_ssl_context(
+            cafile=config.ssl_cafile,
+            certfile=config.ssl_certfile,
+            keyfile=config.ssl_keyfile,
+            password=None if password is None else password.get_secret_value(),
         )
+        context.check_hostname = config.ssl_check_hostname
+        settings["ssl_context"] = context
     return settings
 
 
@@ -134,6 +155,8 @@ class AiokafkaTransport:
     name = "aiokafka"
 
     def __init__(self, config: KafkaConfig) -> None:
+        check_client_tls(config)
+        self._config = config
         self._servers = config.bootstrap_servers
         self._settings = aiokafka_settings(config)
         self._options = client_options(config.client_options)
@@ -175,7 +198,7 @@ class AiokafkaTransport:
             await admin.start()
         except (KafkaError, OSError) as error:
             await admin.close()
-            raise unreachable(self._servers, str(error)) from None
+            raise refused_or_unreachable(self._servers, str(error), self._config) from None
         return admin
 
     async def ensure_topics(self, topics: Sequence[TopicConfig]) -> None:

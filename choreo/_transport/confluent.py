@@ -30,9 +30,12 @@ import confluent_kafka as ck
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.admin._listoffsets import OffsetSpec  # public as admin.OffsetSpec, untyped
 from confluent_kafka.cimpl import NewTopic
+from pydantic import SecretStr
 
 from choreo._config import KafkaConfig
-from choreo._errors import ConfigError, TransportError
+from choreo._errors import ConfigError, SecurityError, TransportError
+from choreo._security.diagnose import AUTHORIZATION_HINT, explain, refused_or_unreachable
+from choreo._security.tls_files import check_client_tls
 from choreo._transport.base import (
     WATERMARKS_TIMEOUT_S,
     Consumer,
@@ -69,16 +72,47 @@ def librdkafka_settings(config: KafkaConfig) -> dict[str, Any]:
         "bootstrap.servers": config.bootstrap_servers,
         "security.protocol": config.security_protocol.lower(),
     }
+    key = config.ssl_keyfile or config.ssl_certfile  # a PEM file may hold both
     optional: dict[str, Any] = {
         "sasl.mechanism": config.sasl_mechanism,
         "sasl.username": config.sasl_username,
-        "sasl.password": config.sasl_password and config.sasl_password.get_secret_value(),
+        "sasl.password": _secret(config.sasl_password),
         "ssl.ca.location": config.ssl_cafile and str(config.ssl_cafile),
         "ssl.certificate.location": config.ssl_certfile and str(config.ssl_certfile),
-        "ssl.key.location": config.ssl_keyfile and str(config.ssl_keyfile),
+        "ssl.key.location": key and str(key),
+        "ssl.key.password": _secret(config.ssl_key_password),
     }
+    if "SSL" in config.security_protocol:
+        check = "https" if config.ssl_check_hostname else "none"
+        optional["ssl.endpoint.identification.algorithm"] = check
+    if config.sasl_mechanism == "OAUTHBEARER" and config.oauth_token_endpoint_url:
+        optional |= {
+            "sasl.oauthbearer.method": "oidc",
+            "sasl.oauthbearer.token.endpoint.url": config.oauth_token_endpoint_url,
+            "sasl.oauthbearer.client.id": config.oauth_client_id,
+            "sasl.oauthbearer.client.secret": _secret(config.oauth_client_secret),
+            "sasl.oauthbearer.scope": config.oauth_scope,
+        }
     settings.update({name: value for name, value in optional.items() if value is not None})
     return settings
+
+
+def _secret(value: SecretStr | None) -> str | None:
+    return None if value is None else value.get_secret_value()
+
+
+_DENIED = {
+    ck.KafkaError.TOPIC_AUTHORIZATION_FAILED,
+    ck.KafkaError.GROUP_AUTHORIZATION_FAILED,
+    ck.KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+    ck.KafkaError.CLUSTER_AUTHORIZATION_FAILED,
+}
+"""Broker answers no retry can change: the principal lacks an ACL."""
+
+
+def denied(what: str, error: ck.KafkaError) -> SecurityError:
+    """The one wording for an authorization error, naming what was refused and the fix."""
+    return SecurityError(f"{what}: not authorized ({error.str()}); {AUTHORIZATION_HINT}")
 
 
 def _describe(error: ck.KafkaError | BaseException | None) -> str:
@@ -130,8 +164,11 @@ class ConfluentTransport:
     name = "confluent"
 
     def __init__(self, config: KafkaConfig) -> None:
+        check_client_tls(config)
+        self._config = config
         self._servers = config.bootstrap_servers
         self._settings = librdkafka_settings(config)
+        self._last_error: str | None = None
         self._options: dict[str, Any] = dict(config.client_options)
         self._errors = ThrottledLog(_log)
         self._librdkafka_log = _LibrdkafkaLog()
@@ -139,7 +176,8 @@ class ConfluentTransport:
 
     def _on_error(self, error: ck.KafkaError) -> None:
         """librdkafka's ``error_cb``: it retries on its own, so log (throttled), never raise."""
-        text = f"kafka client error ({self._servers}): {error.str()}"
+        self._last_error = error.str()
+        text = f"kafka client error ({self._servers}): {explain(error.str(), self._config)}"
         if error.fatal():
             _log.error("%s (fatal: this client is unusable)", text)
         else:
@@ -234,11 +272,14 @@ class ConfluentTransport:
                     ) from None
 
     async def check_reachable(self, timeout_s: float) -> None:
+        """A refused login or TLS handshake is named (with the setting to fix), not a timeout."""
         admin = self._admin_client()
         try:
             await asyncio.to_thread(admin.list_topics, timeout=timeout_s)
         except ck.KafkaException as error:
-            raise unreachable(self._servers, f"{_describe(error)} ({timeout_s:g}s)") from None
+            admin.poll(0)  # serve error_cb: it holds why the connection failed
+            detail = self._last_error or f"{_describe(error)} ({timeout_s:g}s)"
+            raise refused_or_unreachable(self._servers, detail, self._config) from None
 
     async def group_members(self, group_id: str) -> list[str]:
         futures = self._admin_client().describe_consumer_groups(
@@ -456,6 +497,8 @@ class ConfluentConsumer:
 
     def _message_error(self, message: ck.Message, error: ck.KafkaError) -> None:
         where = f"group {self._group}, topic {message.topic()}[{message.partition()}]"
+        if error.code() in _DENIED:
+            raise denied(f"reading {where}", error)
         if error.fatal():
             raise TransportError(f"{where}: fatal consumer error: {error.str()}")
         self._errors((self._group, error.code()), logging.WARNING, f"{where}: {error.str()}")
@@ -647,11 +690,14 @@ class ConfluentProducer:
         self, delivered: asyncio.Future[None], error: ck.KafkaError | None, message: ck.Message
     ) -> None:
         """A librdkafka thread (poller or flush): queue the report for the loop."""
-        failure = None
+        failure: TransportError | None = None
         if error is not None:
             topic, partition = message.topic(), message.partition()
             where = topic if partition is None or partition < 0 else f"{topic}[{partition}]"
-            failure = TransportError(f"delivery to topic {where} failed: {error.str()}")
+            if error.code() in _DENIED:
+                failure = denied(f"producer {self._client_id}: writing to topic {where}", error)
+            else:
+                failure = TransportError(f"delivery to topic {where} failed: {error.str()}")
         self._reports.append((delivered, failure))
 
     def _serve_reports(self) -> None:
