@@ -22,11 +22,14 @@ compensation. See ``choreo._saga.engine`` for the exact rules.
         completed=[OrderCompleted],
         parked=SagaFailed,
     )
+
+Another saga can be one step: ``SubSaga(payment_saga)`` tracks its steps as
+``payment/<step>``, compensated in reverse with the rest (see :class:`SubSaga`).
 """
 
 from __future__ import annotations
 
-from choreo._saga.definition import CompensationInput, Parallel, Saga, Step
+from choreo._saga.definition import CompensationInput, Parallel, Saga, Step, SubSaga
 from choreo._saga.engine import Emit, Engine, Incoming, Outcome
 from choreo._saga.state import SagaState, SagaStatus, StepStatus
 from choreo._saga.tracker import SagaTracker
@@ -44,4 +47,5 @@ __all__ = [
     "SagaTracker",
     "Step",
     "StepStatus",
+    "SubSaga",
 ]

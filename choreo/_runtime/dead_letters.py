@@ -36,6 +36,33 @@ def dlq_topic(service: str, topic: str) -> str:
     return f"{PREFIX}{service}.{topic}"
 
 
+def failure_headers(
+    reason: str,
+    topic: str,
+    partition: int,
+    offset: int,
+    timestamp_ms: int | None,
+    group: bytes,
+    error: BaseException,
+    attempts: int,
+) -> Headers:
+    """The headers that say where a dead letter came from and why it could not be handled."""
+    trace = "".join(traceback.format_exception(error))[-MAX_TRACE_CHARS:]
+    return [
+        (REASON, reason.encode()),
+        (TOPIC, topic.encode()),
+        (PARTITION, str(partition).encode()),
+        (OFFSET, str(offset).encode()),
+        (TIMESTAMP, str(timestamp_ms).encode()),
+        (GROUP, group),
+        (ERROR_TYPE, f"{type(error).__module__}.{type(error).__qualname__}".encode()),
+        (ERROR_MESSAGE, str(error)[:MAX_TRACE_CHARS].encode()),
+        (STACKTRACE, trace.encode()),
+        (ATTEMPTS, str(attempts).encode()),
+        (FAILED_AT, datetime.now(UTC).isoformat(timespec="milliseconds").encode()),
+    ]
+
+
 class DeadLetters:
     """Produces the original key, value and headers plus the failure's headers."""
 
@@ -54,21 +81,17 @@ class DeadLetters:
     async def park(
         self, record: Record, reason: str, error: BaseException, attempts: int
     ) -> asyncio.Future[None]:
-        trace = "".join(traceback.format_exception(error))[-MAX_TRACE_CHARS:]
         origin = retry_state(record)  # a record from a retry topic is parked under its source
-        failure: Headers = [
-            (REASON, reason.encode()),
-            (TOPIC, origin.origin_topic.encode()),
-            (PARTITION, str(origin.origin_partition).encode()),
-            (OFFSET, str(origin.origin_offset).encode()),
-            (TIMESTAMP, str(record.timestamp_ms).encode()),
-            (GROUP, self._group),
-            (ERROR_TYPE, f"{type(error).__module__}.{type(error).__qualname__}".encode()),
-            (ERROR_MESSAGE, str(error)[:MAX_TRACE_CHARS].encode()),
-            (STACKTRACE, trace.encode()),
-            (ATTEMPTS, str(attempts).encode()),
-            (FAILED_AT, datetime.now(UTC).isoformat(timespec="milliseconds").encode()),
-        ]
+        failure = failure_headers(
+            reason,
+            origin.origin_topic,
+            origin.origin_partition,
+            origin.origin_offset,
+            record.timestamp_ms,
+            self._group,
+            error,
+            attempts,
+        )
         kept = [(k, v) for k, v in record.headers if not k.startswith("choreo_retry_")]
         headers = [*kept, *failure]
         if self._instrument is not None:

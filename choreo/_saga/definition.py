@@ -5,6 +5,10 @@ on their own (choreography); the tracker watches those events and steps in only 
 when something fails or takes too long. So a step names the events it is waiting for, never a
 command to start it; the one command a step carries is its compensation.
 
+A saga can use another saga as one of its steps (:class:`SubSaga`): its steps are tracked as
+part of the outer saga under qualified names (``payment/charge``), so compensation, deadlines
+and timelines treat them like the outer saga's own steps.
+
 Everything that can be wrong with a definition is checked by :meth:`Saga.validate` against the
 catalog when the tracker starts, with errors naming the saga and the step.
 """
@@ -13,7 +17,7 @@ from __future__ import annotations
 
 import typing
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -25,6 +29,7 @@ from choreo._schemas import Catalog, Event
 DEFAULT_COMPENSATION_DEADLINE = timedelta(seconds=30)
 DEFAULT_COMPENSATION_RETRIES = 3
 DEFAULT_ORPHAN_TTL = timedelta(seconds=60)
+DEFAULT_RETENTION = timedelta(days=1)
 
 
 @dataclass(frozen=True)
@@ -83,12 +88,61 @@ class Parallel:
 
 
 @dataclass(frozen=True)
+class SubSaga:
+    """Another saga definition used as one step of this one.
+
+    Its steps become steps of the outer saga, named ``<name>/<step>`` (``name`` defaults to
+    the sub-saga's name), run in its order where the ``SubSaga`` stands, and are compensated
+    in reverse like any other step when the outer saga compensates. The sub-saga fails (so the
+    outer step failed) when one of its steps fails or misses its deadline, or when its own
+    ``deadline`` passes, counted from when it becomes due. It succeeds when all its steps did
+    and, if it lists ``completed`` events, one of them arrived. It starts with the outer
+    saga, so its ``start`` must be the outer saga's start event type (its ``when`` conditions
+    and compensation builders get that event). ``when`` skips the whole sub-saga. Its
+    ``parked`` event is not used: the outer saga parks. A saga in flight keeps the sub-saga
+    version its outer version embedded when it started.
+    """
+
+    saga: Saga
+    name: str | None = None
+    when: Condition | None = None
+
+    @property
+    def label(self) -> str:
+        return self.name or self.saga.name
+
+
+@dataclass(frozen=True)
 class PlacedStep:
-    """A step with its position: ``stage`` orders groups, ``index`` orders all steps."""
+    """A step with its position: ``stage`` orders groups, ``index`` orders all steps.
+
+    ``parts``: the qualified names of the sub-sagas the step belongs to, outermost first.
+    """
 
     step: Step
     stage: int
     index: int
+    parts: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class PlacedPart:
+    """A sub-saga inside a definition: its qualified name and the steps it consists of."""
+
+    name: str
+    saga: Saga
+    steps: tuple[str, ...]
+    depth: int
+
+
+@dataclass(frozen=True)
+class Role:
+    """What an input event means for a definition: ``kind`` is start, success, failure,
+    compensated, completion (of the saga, or of the sub-saga ``part``)."""
+
+    kind: str
+    placed: PlacedStep | None = None
+    part: str | None = None
 
 
 @dataclass(frozen=True)
@@ -101,30 +155,85 @@ class Saga:
     ``parked``: the event emitted when a compensation is never confirmed (fields filled by
     name from saga_id, saga, version, step, reason and a timestamp), e.g. ``SagaFailed``.
     ``orphan_ttl``: how long events that arrive before their saga's start are kept.
+    ``retention``: how long a finished (completed, compensated or failed) saga's state is kept
+    for ``choreo saga show`` before it is deleted from the changelog; an event for it arriving
+    later is treated like one whose start was never seen.
     """
 
     name: str
     version: int
     start: type[Event]
-    steps: Sequence[Step | Parallel]
+    steps: Sequence[Step | Parallel | SubSaga]
     deadline: timedelta | None = None
     completed: Sequence[type[Event]] = ()
     parked: type[Event] | None = None
     orphan_ttl: timedelta = DEFAULT_ORPHAN_TTL
+    retention: timedelta = DEFAULT_RETENTION
     _placed: tuple[PlacedStep, ...] = field(init=False, repr=False, compare=False)
+    _parts: tuple[PlacedPart, ...] = field(init=False, repr=False, compare=False)
+    _stages: tuple[tuple[PlacedStep, ...], ...] = field(init=False, repr=False, compare=False)
+    _roles: dict[str, Role] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         placed: list[PlacedStep] = []
-        for stage, item in enumerate(self.steps):
+        parts: list[PlacedPart] = []
+        stage = 0
+        for item in self.steps:
+            if isinstance(item, SubSaga):
+                stage = _place_sub_saga(item, stage, placed, parts)
+                continue
             members = item.steps if isinstance(item, Parallel) else [item]
             for step in members:
                 placed.append(PlacedStep(step, stage, len(placed)))
+            stage += 1
+        stages: dict[int, list[PlacedStep]] = {}
+        for p in placed:
+            stages.setdefault(p.stage, []).append(p)
         object.__setattr__(self, "_placed", tuple(placed))
+        object.__setattr__(self, "_parts", tuple(parts))
+        object.__setattr__(self, "_stages", tuple(tuple(s) for _, s in sorted(stages.items())))
+        object.__setattr__(self, "_roles", self._index_roles())
+
+    def _index_roles(self) -> dict[str, Role]:
+        """Event type → role, first claim wins (``validate`` rejects a second claim)."""
+        roles: dict[str, Role] = {}
+        for p in self._placed:
+            for kind, events in (
+                ("success", p.step.success),
+                ("failure", p.step.failure),
+                ("compensated", p.step.compensated),
+            ):
+                for event in events:
+                    roles.setdefault(event.event_type, Role(kind, p))
+        for part in self._parts:
+            for event in part.saga.completed:
+                roles.setdefault(event.event_type, Role("completion", part=part.name))
+        for event in self.completed:
+            roles.setdefault(event.event_type, Role("completion"))
+        roles.setdefault(self.start.event_type, Role("start"))
+        return roles
 
     @property
     def placed(self) -> tuple[PlacedStep, ...]:
         """Every step in definition order (members of a group in their listed order)."""
         return self._placed
+
+    @property
+    def parts(self) -> tuple[PlacedPart, ...]:
+        """Every sub-saga, nested ones included, in definition order."""
+        return self._parts
+
+    @property
+    def stages(self) -> tuple[tuple[PlacedStep, ...], ...]:
+        """The steps grouped by stage, in order: a stage is due once the ones before are done."""
+        return self._stages
+
+    def part_versions(self) -> dict[str, int]:
+        """The version of each embedded sub-saga: stored with a saga to pin what it runs."""
+        return {part.name: part.saga.version for part in self._parts}
+
+    def role_of(self, event_type: str) -> Role | None:
+        return self._roles.get(event_type)
 
     def step(self, name: str) -> PlacedStep:
         for placed in self._placed:
@@ -132,10 +241,18 @@ class Saga:
                 return placed
         raise KeyError(name)
 
+    def part(self, name: str) -> PlacedPart:
+        for part in self._parts:
+            if part.name == name:
+                return part
+        raise KeyError(name)
+
     def event_types(self) -> Iterator[type[Event]]:
         """Every event type the tracker consumes for this saga (its input)."""
         yield self.start
         yield from self.completed
+        for part in self._parts:
+            yield from part.saga.completed
         for placed in self._placed:
             yield from placed.step.success
             yield from placed.step.failure
@@ -171,9 +288,66 @@ class Saga:
         owner: dict[str, str] = {}
         for placed in self._placed:
             _validate_step(catalog, where, self.start, placed.step, owner)
+        for part in self._parts:
+            _validate_part(catalog, where, self, part, owner)
 
-    def all_members_of(self, stage: int) -> list[PlacedStep]:
-        return [p for p in self._placed if p.stage == stage]
+
+def _place_sub_saga(
+    sub: SubSaga, stage: int, placed: list[PlacedStep], parts: list[PlacedPart]
+) -> int:
+    """Append ``sub``'s (already flattened) steps under ``<name>/``; returns the next stage."""
+    name = sub.label
+    parts.append(
+        PlacedPart(name, sub.saga, tuple(f"{name}/{p.step.name}" for p in sub.saga.placed), 1)
+    )
+    for inner in sub.saga.placed:
+        step = replace(
+            inner.step, name=f"{name}/{inner.step.name}", when=_both(sub.when, inner.step.when)
+        )
+        within = (name, *(f"{name}/{part}" for part in inner.parts))
+        placed.append(PlacedStep(step, stage + inner.stage, len(placed), within))
+    parts += [
+        PlacedPart(
+            f"{name}/{part.name}",
+            part.saga,
+            tuple(f"{name}/{step}" for step in part.steps),
+            part.depth + 1,
+        )
+        for part in sub.saga.parts
+    ]
+    return stage + len(sub.saga.stages)
+
+
+def _both(first: Condition | None, second: Condition | None) -> Condition | None:
+    """A sub-saga's condition and its step's own: the step runs only when both hold."""
+    if first is None or second is None:
+        return first or second
+    return lambda start: first(start) and second(start)
+
+
+def _validate_part(
+    catalog: Catalog, where: str, outer: Saga, part: PlacedPart, owner: dict[str, str]
+) -> None:
+    at = f"{where} sub-saga '{part.name}' ('{part.saga.name}' v{part.saga.version})"
+    if not part.steps:
+        raise TopologyError(f"{at} has no steps")
+    if part.saga.start is not outer.start:
+        raise TopologyError(
+            f"{at} starts with {part.saga.start.event_type}, but a sub-saga starts with its "
+            f"outer saga, which starts with {outer.start.event_type}"
+        )
+    for event in part.saga.completed:
+        _in_catalog(catalog, f"{at}: completion event", event)
+        if event in outer.completed:
+            raise TopologyError(
+                f"{at}: {event.event_type} also completes the outer saga; a sub-saga's "
+                "completion event must be its own"
+            )
+        if event.event_type in owner:
+            raise TopologyError(
+                f"{at}: {event.event_type} is already used by step '{owner[event.event_type]}'"
+            )
+        owner[event.event_type] = part.name
 
 
 def _validate_step(

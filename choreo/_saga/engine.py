@@ -21,6 +21,19 @@ Rules:
   ``orphan_ttl`` and replayed, in arrival order, when the start arrives; after the TTL they are
   dropped with a log line. (Across topics Kafka gives no order, so a reply can be read
   before the event it answers.)
+* A sub-saga's steps are steps of the outer saga (``<sub-saga>/<step>``), compensated in the
+  same reverse order. One of them failing or timing out, or the sub-saga's own deadline
+  (counted from when it becomes due), fails the sub-saga and so the outer saga. It succeeds
+  when its steps did and its completion event (if it lists any) arrived.
+* A saga runs to the end under the definition version it started with, and the sub-saga
+  versions that version embedded then; its events are ignored, with a log line, while that
+  version is not loaded.
+* User code that raises (a step's ``when`` at start, a compensation's ``build``) parks the
+  saga (``failed``, the ``parked`` event, a log line saying what to do); the tracker goes on.
+  A failed ``build`` leaves its step waiting for the confirmation, which a person can publish
+  after undoing the step by hand, and the saga carries on from there.
+* A finished saga (completed, compensated or failed) is forgotten ``retention`` after its last
+  change; an event for it after that is treated as one whose start was never seen.
 * Compensation events carry the saga id as correlation id, the triggering event (the failure
   event; the start event for a deadline) as causation id, and the start event's trace headers
   (the tracker replaces those with its decision span's context when tracing is on).
@@ -31,11 +44,11 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from choreo._errors import TopologyError
-from choreo._saga.definition import CompensationInput, PlacedStep, Saga, fill
+from choreo._saga.definition import CompensationInput, PlacedPart, PlacedStep, Saga, fill
 from choreo._saga.state import (
     BUFFER_LIMIT,
     TERMINAL,
@@ -109,17 +122,33 @@ class Engine:
             for d in definitions
             for model in (*d.event_types(), *d.emitted_types())
         }
+        self._inputs = frozenset(e.event_type for d in definitions for e in d.event_types())
 
     def accepts(self, event_type: str) -> bool:
-        return event_type in self.models
+        """An input of this saga (its own compensations coming back on its topics are not)."""
+        return event_type in self._inputs
 
     def step_of(self, state: SagaState | None, event_type: str) -> str | None:
         """The step an event settles or confirms under ``state``'s definition (for traces)."""
         definition = self.latest if state is None else self.versions.get(state.version)
-        if definition is None:
+        role = None if definition is None else definition.role_of(event_type)
+        if role is None:
             return None
-        _, placed = _role(definition, event_type)
-        return None if placed is None else placed.step.name
+        return role.placed.step.name if role.placed is not None else role.part
+
+    def _definition(self, state: SagaState) -> tuple[Saga | None, str]:
+        """The definition ``state`` started under, or None and why it cannot be used."""
+        definition = self.versions.get(state.version)
+        if definition is None:
+            return None, f"definition v{state.version} of '{self.name}' is no longer loaded"
+        embedded = definition.part_versions()
+        if state.status is not SagaStatus.WAITING and state.sub_versions != embedded:
+            return None, (
+                f"it started with sub-saga versions {_versions(state.sub_versions)} but the "
+                f"loaded v{state.version} of '{self.name}' embeds {_versions(embedded)}; "
+                "load the definition it started with"
+            )
+        return definition, ""
 
     def handle(self, state: SagaState | None, incoming: Incoming, now: float) -> Outcome:
         """Apply one input event to the saga it belongs to (``state`` None: never seen)."""
@@ -141,12 +170,9 @@ class Engine:
                 return Outcome(state, changed=False)
             state = state.model_copy(deep=True)
         outcome = Outcome(state)
-        definition = self.versions.get(state.version)
+        definition, why = self._definition(state)
         if definition is None:
-            outcome.logs.append(
-                f"saga {state.saga_id}: ignoring {seen.type}: definition v{state.version} "
-                f"of '{self.name}' is no longer loaded"
-            )
+            outcome.logs.append(f"saga {state.saga_id}: ignoring {seen.type}: {why}")
             outcome.changed = False
             return outcome
         if state.status is SagaStatus.WAITING:
@@ -163,7 +189,9 @@ class Engine:
         """Fire every deadline of ``state`` that is due at ``now``."""
         if state.wake_at is None or state.wake_at > now:
             return Outcome(state, changed=False)
-        definition = self.versions.get(state.version)
+        if state.status in TERMINAL:
+            return Outcome(None)  # its retention passed: the changelog gets a tombstone
+        definition, _ = self._definition(state)
         if definition is None:
             return Outcome(state, changed=False)
         state = state.model_copy(deep=True)
@@ -201,23 +229,33 @@ class Engine:
         state.start = seen
         state.trace = dict(incoming.trace)
         state.cause_id = seen.id
+        state.sub_versions = definition.part_versions()
+        state.remember(seen.id)
         if definition.deadline is not None:
             state.deadline_at = now + definition.deadline.total_seconds()
+        skipped = self._decide(definition, state, incoming.event, seen, now, outcome)
+        if skipped is None:
+            for event in buffered:
+                state.note(now, event.type, "recorded only: the saga is parked", event_id=event.id)
+            return
         for placed in definition.placed:
-            condition = placed.step.when
-            skip = condition is not None and not condition(incoming.event)
+            for part in placed.parts:
+                state.steps.setdefault(part, StepState())
             state.steps[placed.step.name] = StepState(
-                status=StepStatus.SKIPPED if skip else StepStatus.PENDING
+                status=StepStatus.SKIPPED if placed.step.name in skipped else StepStatus.PENDING
             )
-        skipped = [n for n, s in state.steps.items() if s.status is StepStatus.SKIPPED]
+        for placed_part in definition.parts:
+            if all(name in skipped for name in placed_part.steps):
+                state.steps[placed_part.name].status = StepStatus.SKIPPED
+        versions = state.sub_versions
         state.note(
             now,
             seen.type,
             f"started under v{definition.version}"
+            + (f" (sub-sagas {_versions(versions)})" if versions else "")
             + (f"; skipped {', '.join(skipped)}" if skipped else ""),
             event_id=seen.id,
         )
-        state.remember(seen.id)
         self._activate(definition, state, now)
         # The start event may also settle a step (e.g. the order step of an order saga).
         self._apply(definition, state, seen, now, outcome, already_noted=True)
@@ -229,6 +267,38 @@ class Engine:
                 event_id=event.id,
             )
             self._apply(definition, state, event, now, outcome)
+
+    def _decide(
+        self,
+        definition: Saga,
+        state: SagaState,
+        start: Event,
+        seen: SeenEvent,
+        now: float,
+        outcome: Outcome,
+    ) -> list[str] | None:
+        """The steps whose ``when`` is false; None (and the saga parked) if one raised."""
+        skipped: list[str] = []
+        for placed in definition.placed:
+            condition = placed.step.when
+            try:
+                if condition is not None and not condition(start):
+                    skipped.append(placed.step.name)
+            except Exception as error:  # user code: park this saga, not the tracker
+                state.note(now, seen.type, "started, but a step condition raised", event_id=seen.id)
+                self._park(
+                    definition,
+                    state,
+                    placed.step.name,
+                    f"the condition (when=) of step '{placed.step.name}' raised {_describe(error)}",
+                    "The tracker no longer acts on this saga: fix the condition, then check "
+                    "and finish the saga's steps by hand",
+                    "start",
+                    now,
+                    outcome,
+                )
+                return None
+        return skipped
 
     def _buffer(self, definition: Saga, state: SagaState, seen: SeenEvent, now: float) -> None:
         if state.expires_at is None:
@@ -259,19 +329,20 @@ class Engine:
     ) -> None:
         """Route one event of a started saga by its role in the definition."""
         state.remember(seen.id)
-        role, placed = _role(definition, seen.type)
-        name = placed.step.name if placed else None
+        found = definition.role_of(seen.type)
+        role = None if found is None else found.kind
+        placed = None if found is None else found.placed
+        name = placed.step.name if placed else (found.part if found else None)
 
         def note(action: str) -> None:
             state.note(now, seen.type, action, event_id=seen.id, step=name)
 
+        if name is not None and name not in state.steps:
+            note(f"recorded only: the saga is {state.status} and its steps were never decided")
+            return
         if placed is None:
             if role == "completion":
-                if state.status is SagaStatus.RUNNING:
-                    state.completion_id = seen.id
-                    note("completion event received")
-                else:
-                    note(f"ignored: the saga is {state.status}")
+                self._completion(state, name, seen, note)
             elif not already_noted:
                 note(f"ignored: the saga has already started ({role or 'unknown'} event)")
             return
@@ -282,9 +353,9 @@ class Engine:
             if state.status is SagaStatus.RUNNING and step.status is not StepStatus.SUCCEEDED:
                 step.status = StepStatus.FAILED
                 note("step failed")
-                self._begin_compensation(
-                    state, f"step '{placed.step.name}' failed ({seen.type})", seen.id, now
-                )
+                reason = f"step '{placed.step.name}' failed ({seen.type})"
+                _fail_parts(state, placed, reason, now)
+                self._begin_compensation(state, reason, seen.id, now)
             else:
                 note(f"ignored: step is {step.status}, saga is {state.status}")
         elif role == "compensated":
@@ -298,6 +369,19 @@ class Engine:
             else:
                 note(f"ignored: no compensation in flight for this step ({step.status})")
         self._compensate_next(definition, state, now, outcome)
+
+    def _completion(self, state: SagaState, part: str | None, seen: SeenEvent, note: Any) -> None:
+        """The saga's completion event (``part`` None) or a sub-saga's."""
+        if state.status is not SagaStatus.RUNNING:
+            note(f"ignored: the saga is {state.status}")
+        elif part is None:
+            state.completion_id = seen.id
+            note("completion event received")
+        elif state.steps[part].status is StepStatus.PENDING:
+            state.steps[part].result = seen
+            note("sub-saga completion event received")
+        else:
+            note(f"ignored: the sub-saga is {state.steps[part].status}")
 
     def _succeeded(
         self,
@@ -328,9 +412,8 @@ class Engine:
                 state.status = SagaStatus.COMPENSATING
 
     def _activate(self, definition: Saga, state: SagaState, now: float) -> None:
-        """Start the deadlines of the first stage that is not done yet."""
-        for stage in sorted({p.stage for p in definition.placed}):
-            members = [p for p in definition.placed if p.stage == stage]
+        """Start the deadlines of the first stage that is not done yet (and of its sub-sagas)."""
+        for members in definition.stages:
             open_members = [
                 p
                 for p in members
@@ -339,9 +422,9 @@ class Engine:
             if not open_members:
                 continue
             for p in open_members:
-                step = state.steps[p.step.name]
-                if step.due_at is None and p.step.deadline is not None:
-                    step.due_at = now + p.step.deadline.total_seconds()
+                _arm(state.steps[p.step.name], p.step.deadline, now)
+                for part in p.parts:
+                    _arm(state.steps[part], definition.part(part).saga.deadline, now)
             return
 
     def _begin_compensation(self, state: SagaState, reason: str, cause_id: str, now: float) -> None:
@@ -374,19 +457,35 @@ class Engine:
         compensate = placed.step.compensate
         assert compensate is not None and step.result is not None and state.start is not None
         step.attempts += 1
-        step.compensation_due_at = now + placed.step.compensation_deadline.total_seconds()
         reason = state.reason or "compensating"
         at = datetime.fromtimestamp(now, UTC)
-        start = self.models[state.start.type].model_validate(state.start.payload)
-        result = self.models[step.result.type].model_validate(step.result.payload)
-        if placed.step.build is not None:
-            event = placed.step.build(CompensationInput(state.saga_id, start, result, reason, at))
-        else:
-            event = fill(
-                compensate,
-                [{"reason": reason}, dict(result), dict(start)],
-                at,
+        try:
+            start = self.models[state.start.type].model_validate(state.start.payload)
+            result = self.models[step.result.type].model_validate(step.result.payload)
+            if placed.step.build is not None:
+                event = placed.step.build(
+                    CompensationInput(state.saga_id, start, result, reason, at)
+                )
+            else:
+                event = fill(compensate, [{"reason": reason}, dict(result), dict(start)], at)
+            if not isinstance(event, compensate):
+                raise TypeError(f"it returned {type(event).__name__}, not {compensate.__name__}")
+        except Exception as error:  # user code: park this saga, not the tracker
+            step.compensation_due_at = None
+            self._park(
+                definition,
+                state,
+                placed.step.name,
+                f"building {compensate.event_type} for step '{placed.step.name}' raised "
+                f"{_describe(error)}; the saga was compensating because {reason}",
+                "Fix the step's build= (the steps before it will need it too). "
+                + _finish_by_hand(state, placed),
+                "compensate",
+                now,
+                outcome,
             )
+            return
+        step.compensation_due_at = now + placed.step.compensation_deadline.total_seconds()
         outcome.emits.append(
             Emit(
                 event=event,
@@ -420,14 +519,25 @@ class Engine:
                     step.status = StepStatus.TIMED_OUT
                     step.due_at = None
                     state.note(now, "deadline", "the step's deadline passed", step=placed.step.name)
-                    self._begin_compensation(
-                        state,
-                        f"step '{placed.step.name}' missed its deadline",
-                        _start_id(state),
-                        now,
-                    )
+                    reason = f"step '{placed.step.name}' missed its deadline"
+                    _fail_parts(state, placed, reason, now)
+                    self._begin_compensation(state, reason, _start_id(state), now)
                     break
+            else:
+                self._part_deadlines(definition, state, now)
         self._compensate_next(definition, state, now, outcome)
+
+    def _part_deadlines(self, definition: Saga, state: SagaState, now: float) -> None:
+        for part in definition.parts:
+            entry = state.steps[part.name]
+            due = entry.due_at
+            if entry.status is StepStatus.PENDING and due is not None and due <= now:
+                entry.status = StepStatus.TIMED_OUT
+                entry.due_at = None
+                state.note(now, "deadline", "the sub-saga's deadline passed", step=part.name)
+                reason = f"sub-saga '{part.name}' missed its deadline"
+                self._begin_compensation(state, reason, _start_id(state), now)
+                return
 
     def _compensation_deadline(
         self, definition: Saga, state: SagaState, now: float, outcome: Outcome
@@ -446,31 +556,43 @@ class Engine:
                 )
                 self._emit_compensation(definition, state, placed, now, outcome)
             else:
-                self._park(definition, state, placed, now, outcome)
+                step.compensation_due_at = None
+                assert placed.step.compensate is not None
+                self._park(
+                    definition,
+                    state,
+                    placed.step.name,
+                    f"{placed.step.compensate.event_type} for step '{placed.step.name}' was not "
+                    f"confirmed after {step.attempts} attempt(s); the saga was compensating "
+                    f"because {state.reason}",
+                    _finish_by_hand(state, placed),
+                    "deadline",
+                    now,
+                    outcome,
+                )
             return
 
     def _park(
-        self, definition: Saga, state: SagaState, placed: PlacedStep, now: float, outcome: Outcome
+        self,
+        definition: Saga,
+        state: SagaState,
+        step_name: str,
+        reason: str,
+        advice: str,
+        trigger: str,
+        now: float,
+        outcome: Outcome,
     ) -> None:
-        step = state.steps[placed.step.name]
-        step.compensation_due_at = None
+        """Hand the saga to a person: ``failed``, a log line with ``advice``, the parked event."""
         state.status = SagaStatus.FAILED
-        compensate = placed.step.compensate
-        assert compensate is not None
-        reason = (
-            f"{compensate.event_type} for step '{placed.step.name}' was not confirmed after "
-            f"{step.attempts} attempt(s); the saga was compensating because {state.reason}"
-        )
-        state.note(now, "deadline", f"parked: {reason}", step=placed.step.name)
+        state.note(now, trigger, f"parked: {reason}", step=step_name)
         outcome.logs.append(
-            f"saga '{definition.name}' {state.saga_id} parked: {reason}. To finish by hand: undo "
-            f"step '{placed.step.name}' and the completed steps before it, or publish one of "
-            f"{', '.join(e.event_type for e in placed.step.compensated)} with correlation id "
-            f"{state.saga_id} to let the tracker carry on; `choreo saga show {state.saga_id}` "
-            "shows what was done"
+            f"saga '{definition.name}' {state.saga_id} parked: {reason}. {advice}; "
+            f"`choreo saga show {state.saga_id}` shows what was done"
         )
         if definition.parked is None:
             return
+        attempt = state.steps[step_name].attempts if step_name in state.steps else 0
         event = fill(
             definition.parked,
             [
@@ -478,7 +600,7 @@ class Engine:
                     "saga_id": state.saga_id,
                     "saga": definition.name,
                     "version": definition.version,
-                    "step": placed.step.name,
+                    "step": step_name,
                     "reason": reason,
                 }
             ],
@@ -487,17 +609,18 @@ class Engine:
         outcome.emits.append(
             Emit(
                 event=event,
-                event_id=_event_id(state.saga_id, f"parked:{placed.step.name}", step.attempts),
+                event_id=_event_id(state.saga_id, f"parked:{step_name}", attempt),
                 correlation_id=state.saga_id,
                 causation_id=state.cause_id,
                 trace=dict(state.trace),
-                step=placed.step.name,
+                step=step_name,
                 reason=reason,
             )
         )
 
     def _finish(self, definition: Saga, state: SagaState, now: float) -> None:
         """Complete when everything is done, and work out the next moment a timer matters."""
+        _settle_parts(definition, state, now)
         if (
             state.status is SagaStatus.RUNNING
             and all(
@@ -508,28 +631,77 @@ class Engine:
             state.status = SagaStatus.COMPLETED
             state.note(now, "complete", "completed: every step succeeded")
         state.updated_at = now
+        if state.status in TERMINAL:
+            state.expires_at = now + definition.retention.total_seconds()
+        elif state.status is not SagaStatus.WAITING:
+            state.expires_at = None
         state.wake_at = _wake_at(state)
 
 
-def _role(definition: Saga, event_type: str) -> tuple[str | None, PlacedStep | None]:
-    for placed in definition.placed:
-        step = placed.step
-        for role, events in (
-            ("success", step.success),
-            ("failure", step.failure),
-            ("compensated", step.compensated),
-        ):
-            if any(e.event_type == event_type for e in events):
-                return role, placed
-    if any(e.event_type == event_type for e in definition.completed):
-        return "completion", None
-    if event_type == definition.start.event_type:
-        return "start", None
-    return None, None
+def _arm(step: StepState, deadline: timedelta | None, now: float) -> None:
+    if step.status is StepStatus.PENDING and step.due_at is None and deadline is not None:
+        step.due_at = now + deadline.total_seconds()
+
+
+def _fail_parts(state: SagaState, placed: PlacedStep, reason: str, now: float) -> None:
+    """A step that failed or timed out fails every sub-saga it belongs to."""
+    for part in placed.parts:
+        entry = state.steps[part]
+        if entry.status is StepStatus.PENDING:
+            entry.status = StepStatus.FAILED
+            entry.due_at = None
+            state.note(now, "sub-saga", f"sub-saga failed: {reason}", step=part)
+
+
+def _settle_parts(definition: Saga, state: SagaState, now: float) -> None:
+    """Sub-sagas whose steps are all done succeed; succeeded ones whose undo is done are
+    compensated. Innermost first, so an outer sub-saga sees its inner ones settled."""
+    for part in sorted(definition.parts, key=lambda p: -p.depth):
+        entry = state.steps.get(part.name)
+        if entry is None:
+            continue  # parked before its steps were decided
+        if entry.status is StepStatus.PENDING and state.status is SagaStatus.RUNNING:
+            if _all_done(state, part) and (not part.saga.completed or entry.result is not None):
+                entry.status = StepStatus.SUCCEEDED
+                entry.due_at = None
+                state.note(now, "sub-saga", "sub-saga completed", step=part.name)
+        elif entry.status is StepStatus.SUCCEEDED and state.status is not SagaStatus.RUNNING:
+            inner = [definition.step(name) for name in part.steps]
+            statuses = [state.steps[p.step.name].status for p in inner]
+            undone = StepStatus.COMPENSATED in statuses
+            left = any(
+                status is StepStatus.COMPENSATING
+                or (status is StepStatus.SUCCEEDED and p.step.compensate is not None)
+                for p, status in zip(inner, statuses, strict=True)
+            )
+            if undone and not left:
+                entry.status = StepStatus.COMPENSATED
+                state.note(now, "sub-saga", "sub-saga compensated", step=part.name)
+
+
+def _all_done(state: SagaState, part: PlacedPart) -> bool:
+    done = (StepStatus.SUCCEEDED, StepStatus.SKIPPED)
+    return all(state.steps[name].status in done for name in part.steps)
+
+
+def _finish_by_hand(state: SagaState, placed: PlacedStep) -> str:
+    return (
+        f"To finish by hand: undo step '{placed.step.name}' and the completed steps before it, "
+        f"or publish one of {', '.join(e.event_type for e in placed.step.compensated)} with "
+        f"correlation id {state.saga_id} to let the tracker carry on"
+    )
+
+
+def _describe(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}"
+
+
+def _versions(versions: Mapping[str, int]) -> str:
+    return ", ".join(f"{name} v{version}" for name, version in sorted(versions.items())) or "none"
 
 
 def _wake_at(state: SagaState) -> float | None:
-    if state.status is SagaStatus.WAITING:
+    if state.status is SagaStatus.WAITING or state.status in TERMINAL:
         return state.expires_at
     candidates: list[float | None] = []
     if state.status is SagaStatus.RUNNING:

@@ -79,6 +79,8 @@ def timeline(state: SagaState) -> str:
     lines.append("  steps")
     for name, step_state in state.steps.items():
         extra = f", {step_state.attempts} compensation attempt(s)" if step_state.attempts else ""
+        if name in state.sub_versions:
+            extra += f" (sub-saga v{state.sub_versions[name]})"
         lines.append(f"    {name:<24} {step_state.status.value}{extra}")
     lines.append("  history")
     for entry in state.history:

@@ -53,6 +53,9 @@ class SeenEvent(BaseModel):
 
 
 class StepState(BaseModel):
+    """A step's progress; a sub-saga has one too (named as the sub-saga), holding its own
+    deadline in ``due_at`` and its completion event in ``result``."""
+
     status: StepStatus = StepStatus.PENDING
     due_at: float | None = None
     """The step's own deadline, set when the step becomes due."""
@@ -91,6 +94,9 @@ class SagaState(BaseModel):
     seen_ids: list[str] = Field(default_factory=list)
     buffer: list[SeenEvent] = Field(default_factory=list)
     expires_at: float | None = None
+    """When a waiting saga's buffered events, or a finished saga's state, are dropped."""
+    sub_versions: dict[str, int] = Field(default_factory=dict)
+    """The version of each sub-saga the definition embedded when this saga started."""
     wake_at: float | None = None
     """The earliest deadline that matters in the current status (for the timer loop)."""
     updated_at: float = 0.0

@@ -18,10 +18,17 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from choreo._errors import TopologyError
+from choreo._runtime.dead_letters import dlq_topic
+from choreo._runtime.runner import DLQ_RETENTION_MS
 from choreo._saga.definition import Saga
 from choreo._saga.store import changelog_topic
 from choreo._schemas import Catalog
 from choreo._transport.base import TopicConfig
+
+
+def tracker_name(saga: str) -> str:
+    """The tracker's consumer group, event source and, like a service's name, DLQ prefix."""
+    return f"choreo-saga-{saga}"
 
 
 @dataclass(frozen=True)
@@ -32,6 +39,10 @@ class Topology:
     partitions: int
     changelog: str
 
+    def dead_letters(self, topic: str) -> str:
+        """Where an input record the tracker cannot read goes, as for any consumer."""
+        return dlq_topic(tracker_name(self.saga), topic)
+
     def topic_configs(self, catalog: Catalog) -> list[TopicConfig]:
         """Every topic the tracker needs, for ``ensure_topics``."""
         configs = [
@@ -40,6 +51,9 @@ class Topology:
             for spec in [catalog.topics[name]]
         ]
         configs.append(TopicConfig(self.changelog, self.partitions, compacted=True))
+        configs += [
+            TopicConfig(self.dead_letters(name), 1, DLQ_RETENTION_MS) for name in self.inputs
+        ]
         return configs
 
 

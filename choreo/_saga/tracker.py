@@ -15,10 +15,17 @@ instance taking over partitions is protected by the group generation carried in 
 zombie's commit fails), and waits at most ``transaction.timeout.ms`` for a dead instance's
 open transaction.
 
+Input records the tracker cannot read (not Avro, an unknown schema, no correlation or event id
+header) go to ``choreo.dlq.choreo-saga-<saga>.<topic>`` with the runtime's DLQ headers, in the
+same transaction, so ``choreo dlq`` shows and replays them like any consumer's. Records of
+event types the saga does not use are skipped: they are other consumers' business.
+
 Partitions are assigned with the ``range`` strategy, which gives one instance partition *p* of
 every input topic: that is what lets state live per partition (see ``topology``). The deadline
-timer runs in the same loop every ``tick_s``; deadlines that passed while no tracker ran fire
-as soon as the state is restored.
+timer runs in the same loop every ``tick_s`` and pops only what is due from a heap of wake
+times (``timers``), rebuilt from the restored states on assignment; deadlines that passed
+while no tracker ran fire as soon as the state is restored. Finished sagas get a tombstone in
+the changelog once their definition's ``retention`` has passed.
 
 Tracing (with a ``tracer_provider``; none means no spans and no tracing cost): each input event
 of the saga gets a CONSUMER span ``saga-tracker <saga> <Event>``, child of the context its
@@ -52,7 +59,7 @@ from opentelemetry.util.types import AttributeValue
 from choreo import _headers
 from choreo._config import ServiceConfig
 from choreo._emitter import EventEncoder
-from choreo._errors import DecodeError, TransportError
+from choreo._errors import DecodeError, SchemaError, TransportError
 from choreo._observability import carrier
 from choreo._observability.common import short_type
 from choreo._observability.tracing import (
@@ -62,11 +69,13 @@ from choreo._observability.tracing import (
     OFFSET,
     Tracing,
 )
+from choreo._runtime.dead_letters import failure_headers
 from choreo._saga.definition import Saga
 from choreo._saga.engine import Emit, Engine, Incoming, Outcome
 from choreo._saga.state import SagaState, SagaStatus
 from choreo._saga.store import StateKey, StateStore, read_changelog
-from choreo._saga.topology import Topology, check_broker, plan
+from choreo._saga.timers import Timers
+from choreo._saga.topology import Topology, check_broker, plan, tracker_name
 from choreo._schemas import Catalog, Codec
 from choreo._transport.base import Headers
 from choreo._transport.confluent import ConfluentTransport, librdkafka_settings
@@ -105,6 +114,8 @@ class _Batch:
     first_offsets: dict[tuple[str, int], int] = field(default_factory=dict)
     spans: list[Span] = field(default_factory=list)
     """Decision spans, ended when the transaction committed or aborted."""
+    dead_letters: list[tuple[str, Any, str, Exception]] = field(default_factory=list)
+    """(DLQ topic, the record, reason code, error) for input the tracker cannot read."""
 
     def state(self, store: StateStore, key: StateKey) -> SagaState | None:
         if key in self.changes:
@@ -285,15 +296,16 @@ class SagaTracker:
         self.instance = instance or socket.gethostname()
         self.tick_s = tick_s
         self.store = StateStore()
-        self.group_id = f"choreo-saga-{self.engine.name}"
+        self.timers = Timers()
+        self.group_id = tracker_name(self.engine.name)
         self._settings = librdkafka_settings(config.kafka)
-        self._encoder = EventEncoder(self.catalog, self.codec, f"choreo-saga-{self.engine.name}")
+        self._encoder = EventEncoder(self.catalog, self.codec, self.group_id)
         self._transaction_timeout_ms = transaction_timeout_ms
         self._session_timeout_ms = session_timeout_ms
         self._last_tick = 0.0
         self._consumer: ck.Consumer | None = None
         self._producer: ck.Producer | None = None
-        self._source = f"choreo-saga-{self.engine.name}".encode()
+        self._source = self.group_id.encode()
         self._tracing = (
             None
             if tracer_provider is None
@@ -381,6 +393,7 @@ class SagaTracker:
         restored = read_changelog(self._settings, self.topology.changelog, numbers)
         for number, states in restored.items():
             self.store.load(number, states)
+            self.timers.load(((number, saga_id), state) for saga_id, state in states.items())
         _log.info(
             "restored %d saga(s) of partition(s) %s in %.2fs",
             sum(len(s) for s in restored.values()),
@@ -392,6 +405,7 @@ class SagaTracker:
         # No transaction is open here: each one commits before the next poll.
         for number in {tp.partition for tp in partitions}:
             self.store.drop(number)
+            self.timers.drop_partition(number)
 
     # -- the loop ---------------------------------------------------------------------------
 
@@ -429,23 +443,22 @@ class SagaTracker:
         try:
             event_type = self.codec.event_type_of(message.value())
             if not self.engine.accepts(event_type):
-                return
+                return  # another consumer's event on a topic the saga reads
             event = self.codec.decode(message.value(), self.engine.models[event_type])
-        except DecodeError as exc:
-            _log.warning("skipping %s[%d]@%d: %s", topic, partition, offset, exc)
+        except (DecodeError, SchemaError) as exc:
+            reason = exc.reason if isinstance(exc, DecodeError) else "incompatible"
+            self._dead_letter(batch, message, reason, exc)
             return
         saga_id = _text(headers.get(_headers.CORRELATION))
         event_id = _text(headers.get(_headers.ID))
         if saga_id is None or event_id is None:
-            _log.warning(
-                "skipping %s %s[%d]@%d: no %s/%s header",
-                event_type,
-                topic,
-                partition,
-                offset,
-                _headers.CORRELATION,
-                _headers.ID,
+            missing = _headers.CORRELATION if saga_id is None else _headers.ID
+            unreadable = DecodeError(
+                "missing-header",
+                f"{event_type} has no {missing} header: the tracker cannot tell which saga "
+                "or which event it is",
             )
+            self._dead_letter(batch, message, unreadable.reason, unreadable)
             return
         start_trace = {
             name: value for name in TRACE_HEADERS if (value := _text(headers.get(name))) is not None
@@ -466,12 +479,21 @@ class SagaTracker:
         tracing.decided(span, state, outcome, event_id)
         batch.record(partition, key, outcome, context)
 
+    def _dead_letter(self, batch: _Batch, message: Any, reason: str, error: Exception) -> None:
+        topic, partition, offset = message.topic(), message.partition(), message.offset()
+        _log.warning(
+            "%s[%d]@%d cannot be tracked (%s): %s; sent to %s",
+            topic,
+            partition,
+            offset,
+            reason,
+            error,
+            self.topology.dead_letters(topic),
+        )
+        batch.dead_letters.append((self.topology.dead_letters(topic), message, reason, error))
+
     def _fire_due(self, batch: _Batch, now: float) -> None:
-        due = [
-            key
-            for key, state in self.store.items()
-            if state.wake_at is not None and state.wake_at <= now and key not in batch.changes
-        ]
+        due = [key for key in self.timers.due(now) if key not in batch.changes]
         due += [
             key
             for key, state in batch.changes.items()
@@ -506,6 +528,8 @@ class SagaTracker:
                 )
             for _, emit, context in batch.emits:
                 self._produce(producer, emit, context)
+            for topic, message, reason, error in batch.dead_letters:
+                self._produce_dead_letter(producer, topic, message, reason, error)
             offsets = self._offsets(consumer, batch)
             if offsets:
                 producer.send_offsets_to_transaction(
@@ -516,6 +540,8 @@ class SagaTracker:
             self._recover(exc, batch)
             return False
         self.store.apply(batch.changes)
+        for key, state in batch.changes.items():
+            self.timers.set(key, state)
         for _, emit, _ in batch.emits:
             _log.info(
                 "saga %s: emitted %s for step '%s' (%s)",
@@ -554,6 +580,23 @@ class SagaTracker:
         wire: list[tuple[str, str | bytes | None]] = list(headers)
         producer.produce(record.topic, key=record.key, value=record.value, headers=wire)
 
+    def _produce_dead_letter(
+        self, producer: ck.Producer, topic: str, message: Any, reason: str, error: Exception
+    ) -> None:
+        _, timestamp = message.timestamp()
+        failure = failure_headers(
+            reason,
+            message.topic(),
+            message.partition(),
+            message.offset(),
+            timestamp,
+            self.group_id.encode(),
+            error,
+            attempts=1,
+        )
+        wire: list[tuple[str, str | bytes | None]] = [*(message.headers() or []), *failure]
+        producer.produce(topic, key=message.key(), value=message.value(), headers=wire)
+
     def _recover(self, exc: ck.KafkaException, batch: _Batch) -> None:
         """Abort and rewind, so the batch is processed again from the committed state."""
         producer, consumer = self._producer, self._consumer
@@ -572,6 +615,9 @@ class SagaTracker:
         for (topic, partition), offset in batch.first_offsets.items():
             if self.store.owns(partition):
                 consumer.seek(ck.TopicPartition(topic, partition, offset))
+        # The deadlines this batch popped were not acted on: take them all from the store again.
+        self.timers.clear()
+        self.timers.load(self.store.items())
 
 
 def _text(value: bytes | str | None) -> str | None:

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import os
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-from choreo.saga import Parallel, Saga, Step
+from choreo.saga import CompensationInput, Parallel, Saga, Step, SubSaga
 from services.events import (
     Address,
     CancellationReason,
@@ -101,6 +102,69 @@ parallel_saga = Saga(
     parked=SagaFailed,
 )
 """v2 of the same saga: stock and payment at the same time."""
+
+fulfilment_v1 = Saga(
+    "fulfilment",
+    version=1,
+    start=OrderPlaced,
+    deadline=timedelta(seconds=300 if SLOW else 10),
+    steps=[stock_step, charge_step],
+)
+"""A saga of its own, used as one step of the composed order saga below."""
+
+fulfilment_v2 = replace(fulfilment_v1, version=2, steps=[Parallel([stock_step, charge_step])])
+"""Stock and payment at the same time."""
+
+composed_saga = Saga(
+    NAME,
+    version=3,
+    start=OrderPlaced,
+    deadline=timedelta(seconds=300 if SLOW else 30),
+    steps=[order_step, SubSaga(fulfilment_v1), approval_step],
+    completed=[OrderCompleted],
+    parked=SagaFailed,
+)
+"""order → fulfilment (reserve stock → charge) → approval if over 1000."""
+
+composed_v4 = replace(composed_saga, version=4, steps=[order_step, SubSaga(fulfilment_v2)])
+composed_versions = [composed_saga, composed_v4]
+"""v3 in flight keeps fulfilment v1; new sagas run v4 with fulfilment v2."""
+
+BOOM = "666"
+"""An order total that makes the fragile saga's user code raise."""
+RETENTION = timedelta(seconds=8)
+
+
+def _needs_approval(placed: OrderPlaced) -> bool:
+    if placed.total == Decimal(BOOM):
+        raise ValueError("no approval rule for this total")
+    return placed.total > HIGH_VALUE
+
+
+def _release(given: CompensationInput) -> ReleaseStock:
+    if given.start.total == Decimal(BOOM) + 1:  # type: ignore[attr-defined]
+        raise LookupError("warehouse unknown")
+    reserved = given.result
+    assert isinstance(reserved, StockReserved)
+    return ReleaseStock(
+        order_id=reserved.order_id,
+        reservation_id=reserved.reservation_id,
+        reason=given.reason,
+        requested_at=given.now,
+    )
+
+
+fragile_saga = replace(
+    order_saga,
+    steps=[
+        order_step,
+        replace(stock_step, build=_release),
+        charge_step,
+        replace(approval_step, when=_needs_approval),
+    ],
+    retention=RETENTION,
+)
+"""The order saga with user code that raises for some totals, and a short retention."""
 
 
 def placed(order_id: str, total: str = "19.98") -> OrderPlaced:

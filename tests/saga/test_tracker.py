@@ -123,6 +123,8 @@ def test_unconfirmed_compensation_is_retried_then_parked(shared: World) -> None:
     shared.publish(d.placed(o))
     shared.publish(d.reservation_failed(o))
     state = shared.wait_status(o, "failed", timeout=15)
+    # The state is read from the changelog, the events by another consumer: it may lag.
+    shared.wait(lambda: len(shared.commands(o)) >= 3, what="the parked event")
     assert shared.commands(o) == ["CancelOrder", "CancelOrder", "SagaFailed"]
     parked = shared.emitted[o][-1].event
     assert isinstance(parked, SagaFailed)

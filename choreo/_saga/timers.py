@@ -1,0 +1,67 @@
+"""When each saga in memory next needs the clock: a heap, so a tick looks only at what is due.
+
+The tracker calls :meth:`Timers.set` whenever a committed state changes (and for every state
+it restores), and :meth:`Timers.due` each tick. Old heap entries are not removed when a
+saga's wake time changes; they are skipped when popped (the map holds the current time), and
+the heap is rebuilt from the map when stale entries outnumber live ones.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterable
+
+from choreo._saga.state import SagaState
+from choreo._saga.store import StateKey
+
+COMPACT_MIN = 1024
+"""Below this many heap entries, stale ones are left to be skipped when popped."""
+
+
+class Timers:
+    def __init__(self) -> None:
+        self._heap: list[tuple[float, StateKey]] = []
+        self._at: dict[StateKey, float] = {}
+
+    def __len__(self) -> int:
+        return len(self._at)
+
+    def set(self, key: StateKey, state: SagaState | None) -> None:
+        """Track ``state``'s wake time (None, or no wake time: forget the saga)."""
+        at = None if state is None else state.wake_at
+        if at is None:
+            self._at.pop(key, None)
+            return
+        if self._at.get(key) == at:
+            return
+        self._at[key] = at
+        heapq.heappush(self._heap, (at, key))
+        if len(self._heap) > max(COMPACT_MIN, 2 * len(self._at)):
+            self._heap = [(when, k) for k, when in self._at.items()]
+            heapq.heapify(self._heap)
+
+    def load(self, states: Iterable[tuple[StateKey, SagaState]]) -> None:
+        for key, state in states:
+            self.set(key, state)
+
+    def drop_partition(self, partition: int) -> None:
+        """The partition moved away: its heap entries become stale."""
+        for key in [k for k in self._at if k[0] == partition]:
+            del self._at[key]
+
+    def due(self, now: float) -> list[StateKey]:
+        """The sagas whose wake time is ``now`` or earlier, each once: they are forgotten until
+        :meth:`set` tracks their new state (after the commit; the tracker reloads all timers
+        from the store when a transaction aborts)."""
+        found: list[StateKey] = []
+        heap = self._heap
+        while heap and heap[0][0] <= now:
+            at, key = heapq.heappop(heap)
+            if self._at.get(key) == at:
+                found.append(key)
+                del self._at[key]
+        return found
+
+    def clear(self) -> None:
+        self._heap.clear()
+        self._at.clear()

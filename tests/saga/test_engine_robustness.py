@@ -1,0 +1,106 @@
+"""User code that raises parks one saga, finished sagas are forgotten, timers pop what is due."""
+
+from __future__ import annotations
+
+import saga_defs as d
+from engine_run import Run
+
+from choreo._saga.timers import Timers
+from choreo.saga import SagaState, SagaStatus, StepStatus
+from services.events import CancelOrder, ReleaseStock, SagaFailed
+
+
+def test_a_condition_that_raises_parks_the_saga() -> None:
+    run = Run(d.fragile_saga).send(d.reserved("o-1")).send(d.placed("o-1", total=d.BOOM))
+    assert run.status is SagaStatus.FAILED
+    [parked] = run.emitted
+    assert isinstance(parked, SagaFailed) and parked.step == "approval"
+    assert "ValueError: no approval rule for this total" in parked.reason
+    [line] = run.logs
+    assert "condition (when=) of step 'approval' raised" in line
+    assert "fix the condition" in line and "choreo saga show o-1" in line
+    assert run.state is not None
+    assert run.state.history[-1].action == "recorded only: the saga is parked"  # the buffered one
+    run.send(d.declined("o-1"))  # later events are kept in the history, nothing is emitted
+    assert run.state.history[-1].action.startswith("recorded only")
+    assert run.types() == [SagaFailed]
+
+
+def test_a_compensation_builder_that_raises_parks_until_a_person_confirms() -> None:
+    total = str(int(d.BOOM) + 1)
+    run = Run(d.fragile_saga).send(d.placed("o-1", total=total)).send(d.reserved("o-1"))
+    run.send(d.declined("o-1"))
+    assert run.status is SagaStatus.FAILED
+    assert run.types() == [SagaFailed]
+    assert run.step("reserve-stock") is StepStatus.COMPENSATING
+    assert any(
+        "building shop.inventory.ReleaseStock for step 'reserve-stock' raised LookupError" in line
+        and "publish one of shop.inventory.StockReleased" in line
+        for line in run.logs
+    )
+    run.advance(5)  # no retries of a compensation that cannot be built
+    assert run.types() == [SagaFailed]
+    run.send(d.released("o-1"))  # released by hand: the tracker carries on
+    assert run.types() == [SagaFailed, CancelOrder]
+    run.send(d.cancelled("o-1"))
+    assert run.status is SagaStatus.COMPENSATED
+
+
+def test_a_builder_returning_the_wrong_event_parks_too() -> None:
+    from dataclasses import replace
+
+    wrong = replace(d.stock_step, build=lambda given: d.cancelled(given.saga_id))
+    saga = replace(d.order_saga, steps=[d.order_step, wrong, d.charge_step])
+    run = Run(saga).send(d.placed("o-1")).send(d.reserved("o-1")).send(d.declined("o-1"))
+    assert run.status is SagaStatus.FAILED
+    assert any("returned OrderCancelled, not ReleaseStock" in line for line in run.logs)
+    assert ReleaseStock not in run.types()
+
+
+def test_finished_sagas_are_forgotten_after_their_retention() -> None:
+    run = Run(d.fragile_saga).send(d.placed("o-1")).send(d.reservation_failed("o-1"))
+    run.send(d.cancelled("o-1"))
+    assert run.status is SagaStatus.COMPENSATED
+    run.advance(d.RETENTION.total_seconds() - 0.1)
+    assert run.status is SagaStatus.COMPENSATED
+    run.advance(0.2)
+    assert run.state is None  # a tombstone in the changelog
+    run.send(d.released("o-1"))  # a straggler now counts as an orphan
+    assert run.status is SagaStatus.WAITING
+
+
+def test_retention_counts_from_the_last_change() -> None:
+    run = Run(d.fragile_saga).send(d.placed("o-1")).send(d.reservation_failed("o-1"))
+    run.send(d.cancelled("o-1")).advance(5)
+    run.send(d.reserved("o-1"))  # a late success: the saga is compensating again
+    assert run.status is SagaStatus.COMPENSATING
+    run.send(d.released("o-1")).advance(d.RETENTION.total_seconds() - 1)
+    assert run.status is SagaStatus.COMPENSATED
+
+
+def _state(saga_id: str, wake_at: float | None) -> SagaState:
+    return SagaState(
+        saga_id=saga_id, saga="s", version=1, status=SagaStatus.RUNNING, wake_at=wake_at
+    )
+
+
+def test_timers_pop_only_what_is_due_with_its_latest_time() -> None:
+    timers = Timers()
+    timers.set((0, "a"), _state("a", 10))
+    timers.set((1, "b"), _state("b", 5))
+    timers.set((0, "a"), _state("a", 20))  # moved later: the entry at 10 is stale
+    timers.set((2, "c"), _state("c", None))
+    assert timers.due(4) == []
+    assert timers.due(15) == [(1, "b")]
+    assert timers.due(15) == []  # popped once
+    timers.drop_partition(0)
+    assert timers.due(100) == []
+    assert len(timers) == 0
+
+
+def test_timers_stay_bounded_when_wake_times_keep_moving() -> None:
+    timers = Timers()
+    for i in range(10_000):
+        timers.set((0, "a"), _state("a", 1_000_000 + i))
+    assert len(timers._heap) <= 1024 + 1
+    assert timers.due(2_000_000) == [(0, "a")]
