@@ -67,6 +67,7 @@ class Service:
         *,
         retry: RetryPolicy | None = None,
         idempotency: IdempotencyStore | None = None,
+        emits: Sequence[type[Event]] = (),
     ) -> None:
         if not name or not name.replace("-", "").replace("_", "").isalnum():
             raise TopologyError(f"service name {name!r} must be letters, digits, '-' or '_'")
@@ -74,6 +75,9 @@ class Service:
         self.retry = retry or RetryPolicy()
         self.idempotency = idempotency
         """Where handled event ids (and what they emitted) are remembered; see ``ctx.db``."""
+        self.emits = tuple(emits)
+        """The event types its handlers emit: ``choreo acl plan`` grants write on their topics
+        (and only those), so on a cluster with ACLs an undeclared emit is refused."""
         self._handlers: dict[type[Event] | str, Handler] = {}
 
     @property

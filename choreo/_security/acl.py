@@ -1,0 +1,136 @@
+"""Least-privilege ACLs derived from what services and saga trackers declare, and the diff
+against what a cluster has.
+
+A service's principal may read the topics its handlers subscribe to (retry
+topics included) with its consumer group, and write the topics of the events
+it declares in ``Service(emits=...)`` plus its own retry and dead-letter
+topics; with exactly-once, also use its transactional ids
+(``choreo-<group>-<instance>``, granted by prefix). A saga tracker may read its
+input topics with its group, write the topics of its compensations and parked
+events, read and write its state changelog, and use its transactional ids
+(``choreo-saga-<saga>-<instance>``). Nothing else: no CREATE (topics come from
+``choreo acl apply``, run as an admin), no cluster rights.
+
+Read and write imply describe, which is all the runtime's start-up checks need
+(metadata, ``describe_consumer_groups``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from choreo._config import ServiceConfig
+from choreo._errors import TopologyError
+from choreo._runtime.dead_letters import dlq_topic
+from choreo._runtime.retry_topics import PREFIX as RETRY_PREFIX
+from choreo._runtime.runner import ServiceRunner
+from choreo._saga.definition import Saga
+from choreo._saga.topology import plan
+from choreo._schemas import Catalog
+from choreo._service import Service
+from choreo._transport.base import TopicConfig
+from choreo._transport.memory import MemoryTransport
+
+ResourceType = Literal["topic", "group", "transactional_id"]
+Operation = Literal["READ", "WRITE"]
+
+
+@dataclass(frozen=True, order=True)
+class Acl:
+    """One ALLOW rule for one principal, on any host."""
+
+    principal: str
+    resource: ResourceType
+    name: str
+    operation: Operation
+    prefixed: bool = False
+    """The name is a prefix (transactional ids carry the instance id after it)."""
+
+    def __str__(self) -> str:
+        pattern = "prefix " if self.prefixed else ""
+        return f"{self.principal:<28} {self.operation:<5} {self.resource} {pattern}{self.name}"
+
+
+@dataclass(frozen=True)
+class Grant:
+    """What one service or tracker needs: its principal's ACLs and the topics to create."""
+
+    owner: str
+    """The service name, or ``saga <name>`` for a tracker."""
+    principal: str
+    acls: tuple[Acl, ...]
+    topics: tuple[TopicConfig, ...]
+
+
+def default_principal(owner: str) -> str:
+    """``User:<service name>``; a tracker's is ``User:choreo-saga-<saga>``."""
+    return f"User:{owner}"
+
+
+def service_grant(
+    service: Service, config: ServiceConfig, catalog: Catalog, principal: str | None = None
+) -> Grant:
+    """The service's ACLs, computed from the same subscription logic ``choreo run`` uses."""
+    runner = ServiceRunner(service, config, MemoryTransport(), catalog)
+    who = principal or default_principal(service.name)
+    retries = {t for t in runner.topics if t.startswith(RETRY_PREFIX)}
+    sources = [t for t in runner.topics if t not in retries]
+    emitted = []
+    for event in service.emits:
+        try:
+            emitted.append(catalog.topic_of(event.event_type).name)
+        except TopologyError:
+            raise TopologyError(
+                f"{service.name}: emits {event.event_type}, but no topic in the catalog carries it"
+            ) from None
+    writes = {*emitted, *retries, *(dlq_topic(service.name, t) for t in sources)}
+    acls = [Acl(who, "topic", t, "READ") for t in runner.topics]
+    acls += [Acl(who, "topic", t, "WRITE") for t in writes]
+    acls.append(Acl(who, "group", runner.group_id, "READ"))
+    if config.exactly_once:
+        acls.append(Acl(who, "transactional_id", f"choreo-{runner.group_id}-", "WRITE", True))
+    return Grant(service.name, who, tuple(sorted(set(acls))), tuple(runner.topic_configs()))
+
+
+def tracker_grant(sagas: Sequence[Saga], catalog: Catalog, principal: str | None = None) -> Grant:
+    """A saga tracker's ACLs (see ``choreo._saga.tracker`` for its group and transactional ids)."""
+    topology = plan(sagas, catalog)
+    group = f"choreo-saga-{topology.saga}"
+    who = principal or default_principal(group)
+    acls = [Acl(who, "topic", t, "READ") for t in (*topology.inputs, topology.changelog)]
+    acls += [Acl(who, "topic", t, "WRITE") for t in (*topology.outputs, topology.changelog)]
+    acls += [
+        Acl(who, "group", group, "READ"),
+        Acl(who, "transactional_id", f"{group}-", "WRITE", prefixed=True),
+    ]
+    return Grant(
+        f"saga {topology.saga}",
+        who,
+        tuple(sorted(set(acls))),
+        tuple(topology.topic_configs(catalog)),
+    )
+
+
+@dataclass(frozen=True)
+class AclDiff:
+    add: tuple[Acl, ...]
+    remove: tuple[Acl, ...]
+    keep: tuple[Acl, ...]
+
+    def lines(self) -> list[str]:
+        """``+`` to create, ``-`` to delete, `` `` already there; sorted by principal."""
+        marked = [("+", a) for a in self.add] + [("-", a) for a in self.remove]
+        marked += [(" ", a) for a in self.keep]
+        return [f"{mark} {acl}" for mark, acl in sorted(marked, key=lambda m: (m[1], m[0]))]
+
+
+def diff(wanted: Iterable[Acl], existing: Iterable[Acl]) -> AclDiff:
+    """Per principal in ``wanted``: what to add, and which of its other ACLs to remove."""
+    want, have = set(wanted), set(existing)
+    principals = {acl.principal for acl in want}
+    have = {acl for acl in have if acl.principal in principals}
+    return AclDiff(
+        tuple(sorted(want - have)), tuple(sorted(have - want)), tuple(sorted(want & have))
+    )
