@@ -6,14 +6,14 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from choreo._cli import acl, cdc, dev, dlq, ingress, run, saga, schemas
+from choreo._cli import acl, cdc, dev, dlq, docs, ingress, run, saga, schemas
 from choreo._errors import ChoreoError
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="choreo", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    for group in (acl, cdc, dev, dlq, ingress, run, saga, schemas):
+    for group in (acl, cdc, dev, dlq, docs, ingress, run, saga, schemas):
         group.register(commands)
     return parser
 
