@@ -36,7 +36,7 @@ class Application:
     kind: str
     """"ingress", "saga tracker" or "service"."""
     module: str
-    """Where it is defined ("" for the ingress, configured by routes)."""
+    """What ``choreo run`` / ``choreo saga run`` takes ("" for the ingress: it has routes)."""
     handles: tuple[Handling, ...]
     emits: tuple[str, ...]
     """Event types, sorted."""
@@ -55,15 +55,20 @@ class System:
 def discover(package: str, catalog: Catalog, ingress_routes: dict[str, str]) -> System:
     """Every Service and Saga in ``package`` and its sub-packages, plus the ingress routes."""
     services: dict[str, Service] = {}
+    holders: dict[str, list[str]] = {}
     sagas: dict[tuple[str, int], tuple[str, Saga]] = {}
     for module_name in _modules(package):
         module, _ = import_target(module_name, "docs")
         for value in vars(module).values():
             if isinstance(value, Service):
                 services.setdefault(value.name, value)
+                holders.setdefault(value.name, []).append(module_name)
             elif isinstance(value, Saga):
                 sagas.setdefault((value.name, value.version), (module_name, value))
-    applications = [_service(service, catalog) for service in services.values()]
+    applications = [
+        _service(_runnable(service, holders[name]), service, catalog)
+        for name, service in services.items()
+    ]
     newest = {name: found for (name, _), found in sorted(sagas.items())}
     applications += [_tracker(module, saga, catalog) for module, saga in newest.values()]
     if ingress_routes:
@@ -84,7 +89,15 @@ def _modules(package: str) -> list[str]:
     return sorted(names)
 
 
-def _service(service: Service, catalog: Catalog) -> Application:
+def _runnable(service: Service, holders: list[str]) -> str:
+    """The module to ``choreo run``: where the handlers are defined if it holds the Service
+    (not one that merely imports it), else the first that does (a package built by a factory).
+    """
+    defined = next((h.fn.__module__ for h in service.handlers), None)
+    return defined if defined in holders else holders[0]
+
+
+def _service(module: str, service: Service, catalog: Catalog) -> Application:
     handles: list[Handling] = []
     emits: set[str] = set()
     for handler in service.handlers:
@@ -94,8 +107,6 @@ def _service(service: Service, catalog: Catalog) -> Application:
         else:
             handles.append(Handling(handler.name, handler.topic or "", None))
         emits |= {event.event_type for event in emitted_events(handler.fn)}
-    # The module whose functions handle: where the service is defined, not where it is imported.
-    module = next((h.fn.__module__ for h in service.handlers), "")
     return Application(
         service.name,
         "service",

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import yaml
 
+from choreo import load_config
 from choreo._dev import connect, jaeger, kafka, postgres
 from choreo._dev.settings import StackSettings
+from choreo._docs.model import discover
+from choreo._schemas import Catalog
 
 COMPOSE = Path(__file__).parents[2] / "docker-compose.yml"
 
@@ -78,3 +83,99 @@ def test_compose_kafka_has_the_local_secure_listener_and_authorizer(tmp_path: Pa
     jaas = local["listener.name.sasl_ssl.plain.sasl.jaas.config"]
     assert env["KAFKA_LISTENER_NAME_SASL__SSL_PLAIN_SASL_JAAS_CONFIG"] == jaas
     assert "SASL_SSL://127.0.0.1:9094" in env["KAFKA_ADVERTISED_LISTENERS"]
+
+
+# The project's own processes: one image, one container per service, tracker and ingress.
+
+ROOT = COMPOSE.parent
+DOCKERFILE = ROOT / "Dockerfile"
+
+
+def _apps() -> dict[str, dict[str, Any]]:
+    """The compose services built from the project's Dockerfile."""
+    return {name: s for name, s in _services().items() if s.get("build") == "."}
+
+
+def test_compose_runs_every_service_module_the_saga_trackers_and_the_ingress(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.chdir(ROOT)  # services/ is imported from the project root, as the CLI does
+    system = discover("services", Catalog.load(ROOT / "schemas"), {})
+    by_kind = {
+        kind: {a.module for a in system.applications if a.kind == kind}
+        for kind in ("service", "saga tracker")
+    }
+    commands = [app["command"] for app in _apps().values()]
+    assert {c[2] for c in commands if c[:2] == ["choreo", "run"]} == by_kind["service"]
+    assert {c[3] for c in commands if c[:3] == ["choreo", "saga", "run"]} == by_kind["saga tracker"]
+    [ingress] = [c for c in commands if c[:2] == ["choreo", "ingress"]]
+    routes = load_config(ROOT / ingress[ingress.index("--config") + 1], environ={}).ingress
+    assert routes.routes, "the ingress config routes nothing"
+    assert _published(_apps()["ingress"]) == {routes.port}
+
+
+def test_compose_apps_reach_the_stack_as_the_local_stack_does(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in [n for n in os.environ if n.startswith("CHOREO_") and n.endswith("_PORT")]:
+        monkeypatch.delenv(name)
+    settings = StackSettings()
+    services = _services()
+    internal = services["kafka"]["environment"]["KAFKA_ADVERTISED_LISTENERS"]
+    for name, app in _apps().items():
+        env = app["environment"]
+        assert f"INTERNAL://{env['CHOREO_BOOTSTRAP_SERVERS']}" in internal, name
+        assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == f"http://jaeger:{settings.otlp_http_port}"
+        for dsn in (env["SHOP_DSN"], env["CATALOG_SYNC_DSN"]):
+            url = urlsplit(dsn)
+            assert (url.username, url.password, url.path) == (
+                postgres.USER,
+                postgres.PASSWORD,
+                f"/{postgres.DATABASE}",
+            )
+            assert (url.hostname, url.port) == ("postgres", settings.postgres_port)
+        assert str(env.get("CHOREO_INGRESS__SECRET", "${")).startswith("${"), "secret in file"
+        assert set(app["depends_on"]) <= set(services)
+
+
+def _instructions(text: str) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) of a Dockerfile, continuation lines joined, comments left out."""
+    lines = text.replace("\\\n", " ").splitlines()
+    found = [line.strip().split(None, 1) for line in lines]
+    return [(p[0].upper(), p[1] if len(p) > 1 else "") for p in found if p and p[0][0] != "#"]
+
+
+def test_the_image_is_multi_stage_non_root_with_a_healthcheck_and_runs_a_service() -> None:
+    steps = _instructions(DOCKERFILE.read_text())
+    stages = [i for i, (op, _) in enumerate(steps) if op == "FROM"]
+    assert len(stages) >= 2 and all("-slim" in steps[i][1] for i in stages)
+    final = steps[stages[-1] :]
+    [user] = [arg for op, arg in final if op == "USER"]
+    assert user not in ("root", "0")
+    [health] = [arg for op, arg in final if op == "HEALTHCHECK"]
+    assert "CHOREO_HEALTH_URL" in health
+    env = " ".join(arg for op, arg in final if op == "ENV")
+    assert "CHOREO_HEALTH_URL=http://127.0.0.1:9464/healthz" in env
+    assert all(app["environment"]["CHOREO_METRICS_PORT"] == "9464" for app in _apps().values())
+    [command] = [json.loads(arg) for op, arg in final if op == "CMD"]
+    assert command[:2] == ["choreo", "run"]
+    assert (ROOT / (command[2].replace(".", "/") + ".py")).is_file()
+
+
+def test_everything_the_image_copies_exists_and_is_not_docker_ignored() -> None:
+    ignored = {
+        line.strip()
+        for line in (ROOT / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    }
+    sources = [
+        part
+        for op, arg in _instructions(DOCKERFILE.read_text())
+        if op == "COPY" and not arg.startswith("--from")
+        for part in arg.split()[:-1]
+    ]
+    assert sources
+    for source in sources:
+        assert (ROOT / source).exists(), source
+        assert source not in ignored, source
+    assert {".git", ".venv", ".choreo", "tests"} <= ignored
