@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from choreo import _headers
@@ -25,21 +26,23 @@ class Context:
         self.service = service
         self.record = record
         self.attempt = attempt
-        self.emitted: list[tuple[Event, str | None]] = []
+        self.emitted: list[tuple[Event, str | None, datetime | None]] = []
         self.prepared: list[Outbound] | None = None
         """Encoded emits, when idempotency stored (or replays) them."""
         self.db: Any = None
         """With an idempotency store: its connection, inside the transaction that records
         this event as handled. Write side effects here and they happen exactly once."""
 
-    def emit(self, event: Event, *, key: str | None = None) -> None:
+    def emit(self, event: Event, *, key: str | None = None, at: datetime | None = None) -> None:
         """Publish ``event`` (after the handler succeeds), correlated with this message.
 
-        ``key`` overrides the topic's key field (rarely needed).
+        ``key`` overrides the topic's key field (rarely needed). ``at`` (an aware datetime)
+        delays handling until then, for topics declared ``scheduled = true``: the record is
+        written now, so the timer survives any restart, and consumers hold it until due.
         """
         if not isinstance(event, Event):
             raise TypeError(f"emit() takes an Event, got {type(event).__name__}")
-        self.emitted.append((event, key))
+        self.emitted.append((event, key, at))
 
     def _header(self, name: str) -> str | None:
         if self.record is None:

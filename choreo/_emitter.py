@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import math
 from dataclasses import dataclass
+from datetime import datetime
 from typing import NamedTuple
 
 from choreo import _headers
+from choreo._errors import TopologyError
 from choreo._runtime.instrument import Instrumentation
 from choreo._schemas import Catalog, Codec, Event
 from choreo._transport.base import Headers, Producer
@@ -26,6 +29,7 @@ class _Route:
     topic: str
     key_field: str
     event_type: bytes
+    scheduled: bool
 
 
 class EventEncoder:
@@ -48,12 +52,14 @@ class EventEncoder:
         self._codec = codec
         self._source = source.encode()
         self._routes: dict[type[Event], _Route] = {}
+        self.scheduled_topics = frozenset(n for n, t in catalog.topics.items() if t.scheduled)
+        """Topics whose records may carry a delivery time, which their consumers wait for."""
 
     def _route(self, cls: type[Event]) -> _Route:
         route = self._routes.get(cls)
         if route is None:
             spec = self._catalog.topic_of(cls.event_type)
-            route = _Route(spec.name, spec.key, cls.event_type.encode())
+            route = _Route(spec.name, spec.key, cls.event_type.encode(), spec.scheduled)
             self._routes[cls] = route
         return route
 
@@ -68,6 +74,7 @@ class EventEncoder:
         causation_id: str | None = None,
         key: str | None = None,
         event_id: str | None = None,
+        deliver_at: datetime | None = None,
     ) -> Outbound:
         """The record an event becomes: topic, key, Avro bytes and headers.
 
@@ -78,10 +85,24 @@ class EventEncoder:
         headers = _headers.event_headers(
             route.event_type, self._source, event_id, correlation_id or event_id, causation_id
         )
+        if deliver_at is not None:
+            headers.append((_headers.DELIVER_AT_MS, _deliver_at_ms(route, deliver_at)))
         if self._instrument is not None:
             self._instrument.inject(headers)
         key_value = key if key is not None else str(getattr(event, route.key_field))
         return Outbound(route.topic, key_value.encode(), self._codec.encode(event), headers)
+
+
+def _deliver_at_ms(route: _Route, at: datetime) -> bytes:
+    if not route.scheduled:
+        raise TopologyError(
+            f"{route.event_type.decode()} goes to topic '{route.topic}', which is not scheduled: "
+            "add scheduled = true to it in catalog.toml (its consumers then hold each record "
+            "until its time)"
+        )
+    if at.tzinfo is None:
+        raise ValueError(f"the delivery time {at} has no time zone; use an aware datetime")
+    return str(math.ceil(at.timestamp() * 1000)).encode()
 
 
 class Emitter(EventEncoder):

@@ -20,6 +20,8 @@ CORRELATION = "choreo_correlation_id"
 """The business transaction (saga) this event belongs to."""
 CAUSATION = "choreo_causation_id"
 """The ``ce_id`` of the event whose handler emitted this one."""
+DELIVER_AT_MS = "choreo_deliver_at_ms"
+"""On a scheduled topic: epoch milliseconds before which consumers must not handle the event."""
 
 _SPEC = b"1.0"
 

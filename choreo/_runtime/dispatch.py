@@ -61,6 +61,7 @@ class Dispatcher:
         self.retry_topics = retry_topics
         self.raise_errors = raise_errors
         self.instrument = instrument
+        self.scheduled_topics = emitter.scheduled_topics
         self._claims = asyncio.Lock()
         """One store connection: one claim at a time across all idempotent handlers."""
         self.by_type: dict[bytes, Route] = {}
@@ -102,8 +103,10 @@ class Dispatcher:
         causation = ctx.event_id
         prepare = self.emitter.prepare
         return [
-            prepare(event, correlation_id=correlation, causation_id=causation, key=key)
-            for event, key in ctx.emitted
+            prepare(
+                event, correlation_id=correlation, causation_id=causation, key=key, deliver_at=at
+            )
+            for event, key, at in ctx.emitted
         ]
 
     async def emit_all(self, ctx: Context) -> list[asyncio.Future[None]]:

@@ -17,6 +17,7 @@ import time
 from datetime import UTC, datetime
 from typing import NamedTuple
 
+from choreo._headers import DELIVER_AT_MS
 from choreo._runtime.instrument import Instrumentation
 from choreo._transport.base import Headers, Producer, Record
 
@@ -68,8 +69,8 @@ def retry_state(record: Record) -> RetryState:
 
 
 def due_in_s(record: Record) -> float:
-    """Seconds until a retry record may be tried (0 when due, or not a retry record)."""
-    due = record.header(DUE_MS)
+    """Seconds until a retry or scheduled record may be handled (0 when due or neither)."""
+    due = record.header(DUE_MS) or record.header(DELIVER_AT_MS)
     return 0.0 if due is None else max(0.0, int(due) / 1000 - time.time())
 
 

@@ -59,6 +59,8 @@ class PartitionWorker:
         self.queued = 0
         """Records fed but not yet handled (for backpressure)."""
         self.is_retry = tp.topic.startswith(RETRY_PREFIX)
+        self.holds = self.is_retry or tp.topic in dispatcher.scheduled_topics
+        """Records here may carry a due time (a retry's backoff, a scheduled delivery)."""
         self._lists: deque[list[Record]] = deque()
         self._wake = asyncio.Event()
         self._stop_now = False
@@ -189,7 +191,7 @@ class PartitionWorker:
             await self._handle_all(records, finish)
             return
         for record in records:  # exactly-once: each record starts only while the gate is open
-            if self.is_retry and not await self._until_due(record):
+            if self.holds and not await self._until_due(record):
                 return  # waiting for a due time must not hold up a transaction commit
             await self._gated(self._handle_all([record], finish))
 
@@ -213,12 +215,13 @@ class PartitionWorker:
         service = dispatcher.service.name
         instrument = dispatcher.instrument
         is_retry = self.is_retry
+        holds = self.holds
         monotonic = time.monotonic
         for record in records:
             if monotonic() >= self._next_yield:  # kept on the worker: lanes call one at a time
                 await asyncio.sleep(0)  # let signals, commits and rebalances in
                 self._next_yield = monotonic() + YIELD_EVERY_S
-            if self._stop_now or (is_retry and not await self._until_due(record)):
+            if self._stop_now or (holds and not await self._until_due(record)):
                 return
             try:
                 routed = route(record)
@@ -269,7 +272,7 @@ class PartitionWorker:
                 scope.end(None)
 
     async def _until_due(self, record: Record) -> bool:
-        """Wait (without polling) until a retry record is due; False if stopped meanwhile."""
+        """Wait (without polling) until a held record is due; False if stopped meanwhile."""
         while (delay := due_in_s(record)) > 0 and not self._stop_now:
             self._wake.clear()
             with contextlib.suppress(TimeoutError):

@@ -22,7 +22,7 @@ CATALOG_FILE = "catalog.toml"
 COMPATIBILITY_RULES = ("backward", "forward", "full", "none")
 DEFAULT_COMPATIBILITY = "backward"
 
-_TOPIC_KEYS = {"events", "key", "partitions", "retention_ms", "compatibility"}
+_TOPIC_KEYS = {"events", "key", "partitions", "retention_ms", "compatibility", "scheduled"}
 
 
 @dataclass(frozen=True)
@@ -35,6 +35,10 @@ class TopicSpec:
     partitions: int = 1
     retention_ms: int | None = None
     compatibility: str = DEFAULT_COMPATIBILITY
+    scheduled: bool = False
+    """Records may carry a delivery time (``ctx.emit(event, at=...)``) and consumers hold each
+    one until then. A held record holds up the partition behind it, so a scheduled topic
+    should carry only delayed events with about the same delay."""
 
 
 class Catalog:
@@ -152,7 +156,10 @@ def _topic(config_path: Path, name: str, table: Any) -> TopicSpec:
         raise TopologyError(f"{where}: 'partitions' must be a positive integer")
     if retention_ms is not None and not (_positive_int(retention_ms) or retention_ms == -1):
         raise TopologyError(f"{where}: 'retention_ms' must be a positive integer or -1")
-    return TopicSpec(name, tuple(events), key, partitions, retention_ms, compatibility)
+    scheduled = table.get("scheduled", False)
+    if not isinstance(scheduled, bool):
+        raise TopologyError(f"{where}: 'scheduled' must be true or false")
+    return TopicSpec(name, tuple(events), key, partitions, retention_ms, compatibility, scheduled)
 
 
 def _positive_int(value: object) -> bool:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from builders import placed
-from confluent_kafka import Producer
+from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
+import choreo
 from choreo import _headers
 from choreo._schemas import Catalog, Codec
 from services.events import OrderPlaced
@@ -42,3 +44,35 @@ def fast_failover(tmp_path: Path) -> Path:
     config = tmp_path / "service.toml"
     config.write_text('[kafka.client_options]\n"session.timeout.ms" = "6000"\n')
     return config
+
+
+async def publish(kafka: str, schemas: Path, events: list[choreo.Event]) -> list[str]:
+    """Publish ``events`` as a producer outside any service would; returns their ids."""
+    config = choreo.ServiceConfig(
+        kafka=choreo.KafkaConfig(bootstrap_servers=kafka), schemas_dir=schemas
+    )
+    async with choreo.Publisher("test", config) as publisher:
+        return [await publisher.publish(event) for event in events]
+
+
+def read_topic(
+    kafka: str, topic: str, expected: int, timeout_s: float = 60
+) -> list[tuple[bytes, list[tuple[str, bytes]]]]:
+    """Up to ``expected`` records (value, headers) of ``topic`` from the start."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": kafka,
+            "group.id": f"reader-{time.time_ns()}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+        }
+    )
+    consumer.subscribe([topic])
+    found: list[tuple[bytes, list[tuple[str, bytes]]]] = []
+    deadline = time.monotonic() + timeout_s
+    while len(found) < expected and time.monotonic() < deadline:
+        for message in consumer.consume(500, 0.5):
+            if message.error() is None:
+                found.append((message.value(), message.headers() or []))
+    consumer.close()
+    return found

@@ -14,44 +14,14 @@ from pathlib import Path
 import pytest
 from builders import received
 from confluent_kafka import Consumer, TopicPartition
+from runtime_kit import publish, read_topic
 
-import choreo
 from choreo import _headers
 from choreo._schemas import Catalog, Codec
 from services.events import OrderPlaced, StockReservationFailed, StockReserved
 
 pytestmark = pytest.mark.stack
 ROOT = Path(__file__).resolve().parents[2]
-
-
-async def _publish(kafka: str, schemas: Path, events: list[choreo.Event]) -> list[str]:
-    config = choreo.ServiceConfig(
-        kafka=choreo.KafkaConfig(bootstrap_servers=kafka), schemas_dir=schemas
-    )
-    async with choreo.Publisher("test", config) as publisher:
-        return [await publisher.publish(event) for event in events]
-
-
-def _read_all(
-    kafka: str, topic: str, expected: int, timeout_s: float = 60
-) -> list[tuple[bytes, list[tuple[str, bytes]]]]:
-    consumer = Consumer(
-        {
-            "bootstrap.servers": kafka,
-            "group.id": f"reader-{time.time_ns()}",
-            "auto.offset.reset": "earliest",
-            "enable.auto.commit": False,
-        }
-    )
-    consumer.subscribe([topic])
-    found: list[tuple[bytes, list[tuple[str, bytes]]]] = []
-    deadline = time.monotonic() + timeout_s
-    while len(found) < expected and time.monotonic() < deadline:
-        for message in consumer.consume(500, 0.5):
-            if message.error() is None:
-                found.append((message.value(), message.headers() or []))
-    consumer.close()
-    return found
 
 
 def _committed(kafka: str, group: str, topic: str, partitions: int) -> dict[int, int]:
@@ -83,10 +53,10 @@ def test_two_services_choreograph_an_order_flow(
     events = [
         received(f"order-{i}", sku="OOS-1" if i % 10 == 0 else f"SKU-{i}") for i in range(200)
     ]
-    ids = asyncio.run(_publish(kafka, isolated_schemas, events))
+    ids = asyncio.run(publish(kafka, isolated_schemas, events))
 
     inventory_topic = catalog.topic_of(StockReserved.event_type).name
-    outcomes = _read_all(kafka, inventory_topic, expected=200)
+    outcomes = read_topic(kafka, inventory_topic, expected=200)
     codec = Codec(catalog)
     types = Counter(codec.event_type_of(value) for value, _ in outcomes)
     assert types == {StockReserved.event_type: 180, StockReservationFailed.event_type: 20}
@@ -111,7 +81,7 @@ def test_sigterm_drains_commits_what_was_handled_and_a_restart_loses_nothing(
     topic = Catalog.load(isolated_schemas).topic_of(OrderPlaced.event_type).name
     from builders import placed
 
-    asyncio.run(_publish(kafka, isolated_schemas, [placed(f"o-{i}") for i in range(300)]))
+    asyncio.run(publish(kafka, isolated_schemas, [placed(f"o-{i}") for i in range(300)]))
     service = run_service("ledger_service", isolated_schemas, **env)
     _wait_for(
         lambda: ledger.exists() and len(ledger.read_text().splitlines()) >= 30, 60, "30 handled"
@@ -161,7 +131,7 @@ def test_a_second_service_in_the_same_group_is_refused(
 ) -> None:
     group = f"shared-{time.time_ns()}"
     first = run_service("services.orders", isolated_schemas, CHOREO_GROUP_ID=group)
-    asyncio.run(_publish(kafka, isolated_schemas, [received("warm-up")]))
+    asyncio.run(publish(kafka, isolated_schemas, [received("warm-up")]))
     time.sleep(3)  # let the first member join
     result = _run_to_exit(
         "services.inventory",

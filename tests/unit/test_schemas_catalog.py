@@ -42,13 +42,19 @@ def test_example_catalog_loads_with_its_topics_and_versions() -> None:
         "shop.inventory",
         "shop.payments",
         "shop.approvals",
+        "shop.fraud",
+        "shop.shipping",
+        "shop.notifications",
+        "shop.followups",
         "shop.sagas",
     }
+    assert [n for n, t in catalog.topics.items() if t.scheduled] == ["shop.followups"]
     orders = catalog.topics["shop.orders"]
     assert orders == TopicSpec(
         name="shop.orders",
         events=(
             "shop.orders.OrderReceived",
+            "shop.orders.OrderInvalid",
             "shop.orders.OrderPlaced",
             "shop.orders.OrderCancelled",
             "shop.orders.OrderCompleted",
@@ -186,3 +192,8 @@ def test_versions_of_an_unknown_event_type(tmp_path: Path) -> None:
 
     with pytest.raises(SchemaError, match=r"no schema for event type t\.orders\.Nope"):
         catalog.latest("t.orders.Nope")
+
+
+def test_a_scheduled_flag_that_is_not_a_boolean_names_the_topic(tmp_path: Path) -> None:
+    with pytest.raises(TopologyError, match="topic 't.orders': 'scheduled' must be true or false"):
+        load(tmp_path, {}, TOPIC + 'scheduled = "yes"\n')

@@ -1,0 +1,102 @@
+"""Scheduled delivery (``ctx.emit(event, at=...)``): a durable timer written to Kafka at once."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from subprocess import Popen
+
+import pytest
+from builders import placed
+from runtime_kit import fast_failover, publish, read_topic
+
+import choreo
+from choreo import _headers
+from choreo._schemas import Catalog, Codec
+from choreo.testing import TestService
+from services.events import (
+    CancellationReason,
+    ConfirmationSent,
+    OrderCancelled,
+    OrderPlaced,
+    ShipmentCreated,
+    SurveyDue,
+    SurveySent,
+)
+
+DELAY_S = 4
+
+
+def _shipped(order_id: str) -> ShipmentCreated:
+    return ShipmentCreated(
+        order_id=order_id,
+        shipment_id=uuid.uuid4(),
+        carrier="parcelco",
+        tracking_number="PC1",
+        created_at=datetime.now(UTC),
+    )
+
+
+@pytest.mark.stack
+def test_a_scheduled_survey_survives_a_kill_and_arrives_after_its_time(
+    kafka: str,
+    postgres: str,
+    isolated_schemas: Path,
+    tmp_path: Path,
+    run_service: Callable[..., Popen[str]],
+) -> None:
+    catalog = Catalog.load(isolated_schemas)
+    codec = Codec(catalog)
+    topic = {e: catalog.topic_of(e.event_type).name for e in (SurveyDue, SurveySent)}
+    env = {"SHOP_FOLLOW_UP_DELAY_S": str(DELAY_S), "SHOP_DSN": postgres}
+    config = fast_failover(tmp_path)  # the restarted member gets the partitions at once
+    service = run_service("services.notifications", isolated_schemas, config, **env)
+    cancelled = OrderCancelled(
+        order_id="o-2",
+        reason=CancellationReason.OTHER,
+        detail="picking failed",
+        cancelled_at=datetime.now(UTC),
+    )
+    asyncio.run(
+        publish(
+            kafka,
+            isolated_schemas,
+            [placed("o-1"), placed("o-2"), _shipped("o-1"), _shipped("o-2"), cancelled],
+        )
+    )
+    due = [codec.decode(v, SurveyDue) for v, _ in read_topic(kafka, topic[SurveyDue], 2)]
+    assert sorted(d.order_id for d in due) == ["o-1", "o-2"]
+    service.kill()  # the timers are in Kafka now, not in the process
+    service.wait()
+    assert datetime.now(UTC) < min(d.due_at for d in due), "killed after the due time"
+    run_service("services.notifications", isolated_schemas, config, **env)
+
+    # Both surveys are due at about the same time: once o-1's is out, o-2's would be too.
+    read_topic(kafka, topic[SurveySent], expected=3, timeout_s=60)
+    notifications = read_topic(kafka, topic[SurveySent], expected=4, timeout_s=3)
+    kinds = [dict(headers)[_headers.TYPE].decode() for _, headers in notifications]
+    assert sorted(kinds) == sorted([ConfirmationSent.event_type] * 2 + [SurveySent.event_type])
+    [sent] = [
+        codec.decode(v, SurveySent)
+        for v, h in notifications
+        if dict(h)[_headers.TYPE] == SurveySent.event_type.encode()
+    ]
+    [o1_due] = [d for d in due if d.order_id == "o-1"]
+    assert sent.order_id == "o-1"
+    assert sent.sent_at >= o1_due.due_at - timedelta(milliseconds=1)
+
+
+early = choreo.Service("early")
+
+
+@early.on(OrderPlaced)
+def emit_later(event: OrderPlaced, ctx: choreo.Context) -> None:
+    ctx.emit(event, at=datetime.now(UTC) + timedelta(minutes=1))
+
+
+def test_a_delivery_time_on_a_topic_that_is_not_scheduled_is_refused_naming_the_fix() -> None:
+    with pytest.raises(Exception, match="scheduled = true"), TestService(early) as t:
+        t.send(placed("o-1"))
