@@ -11,6 +11,25 @@ from uuid import UUID
 from choreo import AvroDecimal, Event, Int32, Record, Timestamp
 
 
+class ApprovalRequested(Event):
+    """A high-value order passed every check and waits for a person to approve or reject it.
+
+    Schema: shop.approvals.ApprovalRequested v1.
+    """
+
+    event_type: ClassVar[str] = "shop.approvals.ApprovalRequested"
+
+    order_id: str
+    """Id of the order; the partition key of every shop topic."""
+    customer_id: str
+    total: Annotated[Decimal, AvroDecimal(10, 2)]
+    currency: str
+    """ISO 4217 code, e.g. EUR."""
+    requested_at: Timestamp
+    expires_at: Timestamp
+    """When the saga stops waiting and cancels the order."""
+
+
 class OrderApproved(Event):
     """A person approved a high-value order (a human task of the order saga).
 
@@ -43,6 +62,52 @@ class OrderRejected(Event):
     rejected_at: Timestamp
 
 
+class SurveyDue(Event):
+    """A follow-up survey scheduled for later; consumers hold it until its delivery time.
+
+    Schema: shop.followups.SurveyDue v1.
+    """
+
+    event_type: ClassVar[str] = "shop.followups.SurveyDue"
+
+    order_id: str
+    """Id of the order; the partition key of every shop topic."""
+    customer_id: str
+    due_at: Timestamp
+
+
+class FraudCleared(Event):
+    """The fraud check scored the order as safe to fulfil.
+
+    Schema: shop.fraud.FraudCleared v1.
+    """
+
+    event_type: ClassVar[str] = "shop.fraud.FraudCleared"
+
+    order_id: str
+    """Id of the order; the partition key of every shop topic."""
+    score: Int32
+    """0 (safe) to 100 (certainly fraud)."""
+    checked_at: Timestamp
+
+
+class FraudSuspected(Event):
+    """The fraud check scored the order too risky to fulfil.
+
+    Schema: shop.fraud.FraudSuspected v1.
+    """
+
+    event_type: ClassVar[str] = "shop.fraud.FraudSuspected"
+
+    order_id: str
+    """Id of the order; the partition key of every shop topic."""
+    score: Int32
+    """0 (safe) to 100 (certainly fraud)."""
+    signals: list[str]
+    """What raised the score."""
+    checked_at: Timestamp
+
+
 class ReleaseStock(Event):
     """Command (a saga compensation): give back the stock reserved for the order.
 
@@ -58,6 +123,36 @@ class ReleaseStock(Event):
     reason: str
     """Why the saga is being undone, for people reading the log."""
     requested_at: Timestamp
+
+
+class StockCommitFailed(Event):
+    """Picking failed (e.g. the units were found damaged); the order cannot ship.
+
+    Schema: shop.inventory.StockCommitFailed v1.
+    """
+
+    event_type: ClassVar[str] = "shop.inventory.StockCommitFailed"
+
+    order_id: str
+    """Id of the order; the partition key of every shop topic."""
+    sku: str
+    """The line that could not be picked."""
+    reason: str
+    failed_at: Timestamp
+
+
+class StockCommitted(Event):
+    """The reserved units were picked for the shipment and leave the stock for good.
+
+    Schema: shop.inventory.StockCommitted v1.
+    """
+
+    event_type: ClassVar[str] = "shop.inventory.StockCommitted"
+
+    order_id: str
+    """Id of the order; the partition key of every shop topic."""
+    reservation_id: UUID
+    committed_at: Timestamp
 
 
 class StockReleased(Event):
@@ -114,6 +209,36 @@ class StockReserved(Event):
     """Unreleased stock returns to sale after this."""
 
 
+class ConfirmationSent(Event):
+    """The customer was told the order is confirmed and on its way.
+
+    Schema: shop.notifications.ConfirmationSent v1.
+    """
+
+    event_type: ClassVar[str] = "shop.notifications.ConfirmationSent"
+
+    order_id: str
+    """Id of the order; the partition key of every shop topic."""
+    customer_id: str
+    channel: str
+    """email, sms, ..."""
+    sent_at: Timestamp
+
+
+class SurveySent(Event):
+    """The follow-up survey went out, a week after the confirmation.
+
+    Schema: shop.notifications.SurveySent v1.
+    """
+
+    event_type: ClassVar[str] = "shop.notifications.SurveySent"
+
+    order_id: str
+    """Id of the order; the partition key of every shop topic."""
+    customer_id: str
+    sent_at: Timestamp
+
+
 class CancelOrder(Event):
     """Command (a saga compensation): the order cannot go through; cancel it and tell the customer.
 
@@ -168,6 +293,21 @@ class OrderCompleted(Event):
     reservation_id: UUID
     payment_id: UUID
     completed_at: Timestamp
+
+
+class OrderInvalid(Event):
+    """The order cannot be processed as submitted (e.g. no items, unknown currency).
+
+    Schema: shop.orders.OrderInvalid v1.
+    """
+
+    event_type: ClassVar[str] = "shop.orders.OrderInvalid"
+
+    order_id: str
+    """Id of the order; the partition key of every shop topic."""
+    problem: str
+    """What is wrong, for the customer."""
+    rejected_at: Timestamp
 
 
 class LineItem(Record):
@@ -231,6 +371,21 @@ class OrderReceived(Event):
     received_at: Timestamp
 
 
+class AuthorizationVoided(Event):
+    """The hold on the customer's payment method was released (or the payment was already captured
+    and refunded).
+
+    Schema: shop.payments.AuthorizationVoided v1.
+    """
+
+    event_type: ClassVar[str] = "shop.payments.AuthorizationVoided"
+
+    order_id: str
+    """Id of the order; the partition key of every shop topic."""
+    payment_id: UUID
+    voided_at: Timestamp
+
+
 class PaymentMethod(StrEnum):
     """How the customer pays."""
 
@@ -255,6 +410,23 @@ class PaymentAuthorized(Event):
     """ISO 4217 code, e.g. EUR."""
     method: PaymentMethod
     authorized_at: Timestamp
+
+
+class PaymentCaptured(Event):
+    """The authorized amount was charged; a refund is the only way back.
+
+    Schema: shop.payments.PaymentCaptured v1.
+    """
+
+    event_type: ClassVar[str] = "shop.payments.PaymentCaptured"
+
+    order_id: str
+    """Id of the order; the partition key of every shop topic."""
+    payment_id: UUID
+    amount: Annotated[Decimal, AvroDecimal(10, 2)]
+    currency: str
+    """ISO 4217 code, e.g. EUR."""
+    captured_at: Timestamp
 
 
 class PaymentDeclined(Event):
@@ -312,6 +484,24 @@ class RefundPayment(Event):
     requested_at: Timestamp
 
 
+class VoidAuthorization(Event):
+    """Command (a saga compensation): release the hold of an authorization that will never be
+    captured.
+
+    Schema: shop.payments.VoidAuthorization v1.
+    """
+
+    event_type: ClassVar[str] = "shop.payments.VoidAuthorization"
+
+    order_id: str
+    """Id of the order; the partition key of every shop topic."""
+    payment_id: UUID
+    """The authorization to void (from PaymentAuthorized)."""
+    reason: str
+    """Why the saga is being undone, for people reading the log."""
+    requested_at: Timestamp
+
+
 class SagaFailed(Event):
     """A saga's compensation was never confirmed: the tracker parked it and a person must finish the
     undo by hand.
@@ -331,4 +521,68 @@ class SagaFailed(Event):
     """The step whose compensation was not confirmed."""
     reason: str
     """What went wrong, and what the saga was undoing."""
+    failed_at: Timestamp
+
+
+class CancelShipment(Event):
+    """Command (a saga compensation): cancel the booked shipment.
+
+    Schema: shop.shipping.CancelShipment v1.
+    """
+
+    event_type: ClassVar[str] = "shop.shipping.CancelShipment"
+
+    order_id: str
+    """Id of the order; the partition key of every shop topic."""
+    shipment_id: UUID
+    """The shipment to cancel (from ShipmentCreated)."""
+    carrier: str
+    reason: str
+    """Why the saga is being undone, for people reading the log."""
+    requested_at: Timestamp
+
+
+class ShipmentCancelled(Event):
+    """The carrier confirmed the booking is cancelled.
+
+    Schema: shop.shipping.ShipmentCancelled v1.
+    """
+
+    event_type: ClassVar[str] = "shop.shipping.ShipmentCancelled"
+
+    order_id: str
+    """Id of the order; the partition key of every shop topic."""
+    shipment_id: UUID
+    cancelled_at: Timestamp
+
+
+class ShipmentCreated(Event):
+    """The carrier accepted the parcel; it leaves once stock is committed and payment captured.
+
+    Schema: shop.shipping.ShipmentCreated v1.
+    """
+
+    event_type: ClassVar[str] = "shop.shipping.ShipmentCreated"
+
+    order_id: str
+    """Id of the order; the partition key of every shop topic."""
+    shipment_id: UUID
+    carrier: str
+    tracking_number: str
+    created_at: Timestamp
+
+
+class ShipmentFailed(Event):
+    """No shipment could be booked (e.g. the carrier's API stayed down through every retry).
+
+    Schema: shop.shipping.ShipmentFailed v1.
+    """
+
+    event_type: ClassVar[str] = "shop.shipping.ShipmentFailed"
+
+    order_id: str
+    """Id of the order; the partition key of every shop topic."""
+    carrier: str
+    reason: str
+    attempts: Int32
     failed_at: Timestamp

@@ -1,4 +1,4 @@
-"""The orders service: turns a received order into a placed (or rejected) one.
+"""The orders service: validates received orders and cancels them when the saga says so.
 
 Run it with ``choreo run services.orders``.
 """
@@ -9,27 +9,34 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 import choreo
-from services.events import CancellationReason, OrderCancelled, OrderPlaced, OrderReceived
+from services.events import (
+    CancellationReason,
+    CancelOrder,
+    OrderCancelled,
+    OrderInvalid,
+    OrderPlaced,
+    OrderReceived,
+)
 
 svc = choreo.Service("orders")
 
 SUPPORTED_CURRENCIES = frozenset({"EUR", "USD", "GBP"})
 
+_REASONS = (
+    ("StockReservationFailed", CancellationReason.OUT_OF_STOCK),
+    ("PaymentDeclined", CancellationReason.PAYMENT_DECLINED),
+    ("FraudSuspected", CancellationReason.FRAUD_SUSPECTED),
+)
+"""The saga's reason names the event that failed the order; the customer sees a category."""
+
 
 @svc.on(OrderReceived)
 def validate_order(event: OrderReceived, ctx: choreo.Context) -> None:
-    """Reject what no later step could fix (empty order, unknown currency); place the rest."""
+    """Turn away what no later step could fix (empty order, unknown currency); place the rest."""
     now = datetime.now(UTC)
     problem = _problem(event)
     if problem:
-        ctx.emit(
-            OrderCancelled(
-                order_id=event.order_id,
-                reason=CancellationReason.OTHER,
-                detail=problem,
-                cancelled_at=now,
-            )
-        )
+        ctx.emit(OrderInvalid(order_id=event.order_id, problem=problem, rejected_at=now))
         return
     total = sum((line.unit_price * line.quantity for line in event.items), Decimal("0.00"))
     ctx.emit(
@@ -41,6 +48,20 @@ def validate_order(event: OrderReceived, ctx: choreo.Context) -> None:
             currency=event.currency,
             shipping_address=event.shipping_address,
             placed_at=now,
+        )
+    )
+
+
+@svc.on(CancelOrder)
+def cancel_order(event: CancelOrder, ctx: choreo.Context) -> None:
+    """The saga's last compensation: the order is off, with a reason the customer understands."""
+    reason = next((r for name, r in _REASONS if name in event.reason), CancellationReason.OTHER)
+    ctx.emit(
+        OrderCancelled(
+            order_id=event.order_id,
+            reason=reason,
+            detail=event.reason,
+            cancelled_at=datetime.now(UTC),
         )
     )
 

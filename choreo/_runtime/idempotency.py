@@ -20,10 +20,11 @@ import json
 import sqlite3
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -158,11 +159,19 @@ class SqliteIdempotency(_SqlStore):
 
 
 class PostgresIdempotency(_SqlStore):
-    """A store every instance of a scaled-out service shares (psycopg 3)."""
+    """A store every instance of a scaled-out service shares (psycopg 3).
+
+    Connects on first use, not when the service module is imported, so tools that only read
+    the module (``choreo docs``, unit tests) need no database. ``setup`` holds the DDL of the
+    service's own tables (``CREATE TABLE IF NOT EXISTS ...``), run once on connect, so
+    handlers can write to them through ``ctx.db``.
+    """
 
     mark = "%s"
 
-    def __init__(self, dsn: str, *, window: timedelta = timedelta(days=7)) -> None:
+    def __init__(
+        self, dsn: str, *, window: timedelta = timedelta(days=7), setup: Sequence[str] = ()
+    ) -> None:
         super().__init__(window)
         try:
             import psycopg
@@ -170,10 +179,16 @@ class PostgresIdempotency(_SqlStore):
             raise ConfigError(
                 "PostgresIdempotency needs psycopg: pip install 'choreo[postgres]'"
             ) from None
-        self._connection = psycopg.connect(dsn, autocommit=True)
-        self._connection.execute(_DDL)
+        self._connect = partial(psycopg.connect, dsn, autocommit=True)
+        self._setup = (_DDL, *setup)
+        self._connection: Any = None
 
     @contextmanager
     def _transaction(self) -> Iterator[Any]:
+        if self._connection is None:
+            connection = self._connect()
+            for statement in self._setup:
+                connection.execute(statement)
+            self._connection = connection
         with self._connection.transaction(), self._connection.cursor() as cursor:
             yield cursor

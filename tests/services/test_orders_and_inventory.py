@@ -7,8 +7,8 @@ from builders import placed, received
 from choreo.testing import TestService
 from services import inventory, orders
 from services.events import (
-    CancellationReason,
     OrderCancelled,
+    OrderInvalid,
     OrderPlaced,
     StockReservationFailed,
     StockReserved,
@@ -24,12 +24,11 @@ def test_a_valid_order_is_placed_with_its_total() -> None:
     assert t.emitted(OrderCancelled) == []
 
 
-def test_an_unsupported_currency_cancels_the_order_with_the_reason() -> None:
+def test_an_unsupported_currency_makes_the_order_invalid_with_the_reason() -> None:
     with TestService(orders.svc) as t:
         t.send(received("o-2", currency="XXX"))
-        [cancelled] = t.emitted(OrderCancelled)
-    assert cancelled.reason is CancellationReason.OTHER
-    assert cancelled.detail == "currency XXX is not supported"
+        [invalid] = t.emitted(OrderInvalid)
+    assert invalid.problem == "currency XXX is not supported"
     assert t.emitted(OrderPlaced) == []
 
 

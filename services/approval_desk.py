@@ -1,0 +1,63 @@
+"""Where a manager works the approval queue: list, approve, reject.
+
+    python -m services.approval_desk ls
+    python -m services.approval_desk approve ORDER_ID [--by NAME]
+    python -m services.approval_desk reject ORDER_ID --comment "why" [--by NAME]
+
+A decision is an event (``OrderApproved`` / ``OrderRejected``) published with the order's
+saga as correlation, so the tracker and shipping see it like any other step. Orders that are
+not waiting (already decided, cancelled, or never high-value) are refused here, so a stray
+command cannot revive a cancelled order.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import sys
+
+import choreo
+from services.approvals import Pending, decision, pending
+from services.settings import DSN
+
+
+async def publish_decision(
+    order_id: str, approver: str, comment: str | None, config: choreo.ServiceConfig | None = None
+) -> str:
+    """Publish a person's answer for ``order_id`` (whose saga id is the order id)."""
+    async with choreo.Publisher(source="approval-desk", config=config) as publisher:
+        return await publisher.publish(
+            decision(order_id, approver, comment), correlation_id=order_id
+        )
+
+
+def _waiting(order_id: str) -> Pending | None:
+    return next((p for p in pending(DSN) if p.order_id == order_id), None)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m services.approval_desk")
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("ls", help="orders waiting for a decision")
+    for name in ("approve", "reject"):
+        command = commands.add_parser(name)
+        command.add_argument("order_id")
+        command.add_argument("--by", default=getpass.getuser(), help="who decides")
+        command.add_argument("--comment", required=name == "reject")
+    args = parser.parse_args(argv)
+    if args.command == "ls":
+        for p in pending(DSN):
+            print(f"{p.order_id}  {p.customer_id}  {p.total} {p.currency}  since {p.requested_at}")
+        return 0
+    if _waiting(args.order_id) is None:
+        print(f"order {args.order_id} is not waiting for approval", file=sys.stderr)
+        return 1
+    comment = args.comment if args.command == "reject" else None
+    event_id = asyncio.run(publish_decision(args.order_id, args.by, comment))
+    print(f"{args.command} {args.order_id}: published event {event_id}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
