@@ -9,8 +9,12 @@ from __future__ import annotations
 import os
 from datetime import timedelta
 
-DSN = os.environ.get("SHOP_DSN", "postgresql://choreo:choreo@127.0.0.1:5432/choreo")
-"""Where services that keep state (approvals, notifications) keep it, each in its own tables."""
+DSN = os.environ.get(
+    "SHOP_DSN",
+    f"postgresql://choreo:choreo@127.0.0.1:{os.environ.get('CHOREO_POSTGRES_PORT', '5432')}/choreo",
+)
+"""Where services that keep state (approvals, notifications) keep it, each in its own tables;
+by default the local stack's PostgreSQL (``choreo dev up``)."""
 
 
 def _seconds(name: str, default: timedelta) -> timedelta:
