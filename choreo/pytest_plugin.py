@@ -1,10 +1,11 @@
 """pytest fixtures for the real stack, usable in any project that installs choreo.
 
 ``kafka``, ``postgres``, ``connect`` and ``jaeger`` are session-scoped: the
-local stack is started (or reused) once. Where a Docker engine answers and
-``CHOREO_STACK=docker``, Kafka and PostgreSQL come from testcontainers
-instead. ``unique_name`` gives each test its own topic/group names so tests
-never see each other's records.
+local stack is started (or reused) once. ``kafka_secure`` is the same broker's
+SASL_SSL listener (ACLs apply there), with its CA and a way to add SCRAM users.
+Where a Docker engine answers and ``CHOREO_STACK=docker``, Kafka and
+PostgreSQL come from testcontainers instead. ``unique_name`` gives each test
+its own topic/group names so tests never see each other's records.
 """
 
 from __future__ import annotations
@@ -13,9 +14,11 @@ import os
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
+from choreo._config import KafkaConfig
 from choreo._dev.settings import StackSettings
 
 
@@ -27,6 +30,59 @@ class JaegerEndpoints:
     """OTLP/gRPC endpoint."""
     query: str
     """Query API base URL (``/api/traces``)."""
+
+
+@dataclass(frozen=True)
+class SecureKafka:
+    """The local broker's SASL_SSL listener: where it is, what signed it, who administers it."""
+
+    bootstrap_servers: str
+    tls_dir: Path
+    """The local CA (``ca.pem``, ``ca.key``); ``choreo._dev.tls.issue`` makes client certs."""
+    admin_user: str
+    admin_password: str
+
+    @property
+    def ca_file(self) -> Path:
+        return self.tls_dir / "ca.pem"
+
+    def config(self, user: str, password: str, **settings: object) -> KafkaConfig:
+        """SCRAM-SHA-512 over TLS as ``user`` (``settings`` override any field)."""
+        values: dict[str, object] = {
+            "bootstrap_servers": self.bootstrap_servers,
+            "security_protocol": "SASL_SSL",
+            "sasl_mechanism": "SCRAM-SHA-512",
+            "sasl_username": user,
+            "sasl_password": password,
+            "ssl_cafile": self.ca_file,
+        }
+        return KafkaConfig.model_validate(values | settings)
+
+    def admin(self) -> KafkaConfig:
+        """The super user's settings (ACLs do not restrict it)."""
+        return self.config(self.admin_user, self.admin_password)
+
+    def add_user(self, user: str, password: str) -> None:
+        """Create (or reset) a SCRAM-SHA-256 and -512 user through the Admin API."""
+        from confluent_kafka.admin import (  # type: ignore[attr-defined]
+            AdminClient,
+            ScramCredentialInfo,
+            ScramMechanism,
+            UserScramCredentialUpsertion,
+        )
+
+        from choreo._transport.confluent import librdkafka_settings
+
+        admin = AdminClient(librdkafka_settings(self.admin()))
+        upserts = [
+            UserScramCredentialUpsertion(
+                user, ScramCredentialInfo(mechanism, 4096), password.encode()
+            )
+            for mechanism in (ScramMechanism.SCRAM_SHA_256, ScramMechanism.SCRAM_SHA_512)
+        ]
+        for upsert in upserts:  # one change per user per request
+            for future in admin.alter_user_scram_credentials([upsert]).values():
+                future.result(30)
 
 
 def _use_docker() -> bool:
@@ -54,6 +110,31 @@ def kafka(choreo_stack: StackSettings) -> Iterator[str]:
             yield container.get_bootstrap_server()
         return
     yield choreo_stack.bootstrap_servers
+
+
+@pytest.fixture(scope="session")
+def kafka_secure(choreo_stack: StackSettings) -> SecureKafka:
+    """The SASL_SSL listener of the local broker (PLAIN, SCRAM, OAUTHBEARER; ACLs on).
+
+    A broker started before the listener existed fails the test with the
+    restart command rather than timing out.
+    """
+    from choreo._dev import default_paths
+    from choreo._dev.kafka import ADMIN_PASSWORD, ADMIN_USER, Kafka, tls_dir
+
+    if _use_docker():
+        pytest.skip("kafka_secure needs the local stack's broker (CHOREO_STACK is docker)")
+    broker = Kafka(
+        port=choreo_stack.kafka_port,
+        controller_port=choreo_stack.kafka_controller_port,
+        secure_port=choreo_stack.kafka_secure_port,
+    )
+    stale = broker.stale()
+    if stale is not None:
+        pytest.fail(f"kafka: {stale}")
+    return SecureKafka(
+        choreo_stack.secure_bootstrap_servers, tls_dir(default_paths()), ADMIN_USER, ADMIN_PASSWORD
+    )
 
 
 @pytest.fixture(scope="session")

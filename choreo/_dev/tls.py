@@ -53,8 +53,10 @@ def ensure_ca(tls: Path) -> Path:
     return ca
 
 
-def issue(tls: Path, name: str, common_name: str, *, days: int = CERT_DAYS) -> Path:
-    """``tls/<name>.pem``: a key and a certificate signed by the CA, in one PEM file.
+def issue(
+    tls: Path, name: str, common_name: str, *, days: int = CERT_DAYS, into: Path | None = None
+) -> Path:
+    """``<into or tls>/<name>.pem``: a key and a certificate signed by the CA, in one PEM file.
 
     The certificate names ``localhost`` and ``127.0.0.1`` so hostname checks
     pass on loopback. ``days=-1`` makes one that has already expired (tests).
@@ -75,7 +77,7 @@ def issue(tls: Path, name: str, common_name: str, *, days: int = CERT_DAYS) -> P
             "-out", "cert.pem", "-days", str(days), "-extfile", "ext.cnf",
             cwd=work,
         )  # fmt: skip
-        pem = tls / f"{name}.pem"
+        pem = (into or tls) / f"{name}.pem"
         pem.write_text((work / "key.pem").read_text() + (work / "cert.pem").read_text())
     return pem
 

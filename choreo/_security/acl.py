@@ -7,7 +7,8 @@ it declares in ``Service(emits=...)`` plus its own retry and dead-letter
 topics; with exactly-once, also use its transactional ids
 (``choreo-<group>-<instance>``, granted by prefix). A saga tracker may read its
 input topics with its group, write the topics of its compensations and parked
-events, read and write its state changelog, and use its transactional ids
+events and its dead-letter topics, read and write its state changelog, and use its
+transactional ids
 (``choreo-saga-<saga>-<instance>``). Nothing else: no CREATE (topics come from
 ``choreo acl apply``, run as an admin), no cluster rights.
 
@@ -27,7 +28,7 @@ from choreo._runtime.dead_letters import dlq_topic
 from choreo._runtime.retry_topics import PREFIX as RETRY_PREFIX
 from choreo._runtime.runner import ServiceRunner
 from choreo._saga.definition import Saga
-from choreo._saga.topology import plan
+from choreo._saga.topology import plan, tracker_name
 from choreo._schemas import Catalog
 from choreo._service import Service
 from choreo._transport.base import TopicConfig
@@ -97,10 +98,12 @@ def service_grant(
 def tracker_grant(sagas: Sequence[Saga], catalog: Catalog, principal: str | None = None) -> Grant:
     """A saga tracker's ACLs (see ``choreo._saga.tracker`` for its group and transactional ids)."""
     topology = plan(sagas, catalog)
-    group = f"choreo-saga-{topology.saga}"
+    group = tracker_name(topology.saga)
     who = principal or default_principal(group)
+    dead_letters = [topology.dead_letters(t) for t in topology.inputs]
+    writes = (*topology.outputs, topology.changelog, *dead_letters)
     acls = [Acl(who, "topic", t, "READ") for t in (*topology.inputs, topology.changelog)]
-    acls += [Acl(who, "topic", t, "WRITE") for t in (*topology.outputs, topology.changelog)]
+    acls += [Acl(who, "topic", t, "WRITE") for t in writes]
     acls += [
         Acl(who, "group", group, "READ"),
         Acl(who, "transactional_id", f"{group}-", "WRITE", prefixed=True),
