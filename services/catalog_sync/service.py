@@ -18,9 +18,7 @@ from services.catalog_sync.rows import InvalidProduct, ProductRow
 from services.catalog_sync.settings import Settings
 from services.catalog_sync.warehouse import Position, Warehouse
 
-LOAD_RETRY = choreo.RetryPolicy(
-    max_attempts=8, initial_interval_s=0.5, max_interval_s=10, non_retryable=(InvalidProduct,)
-)
+LOAD_RETRY = choreo.RetryPolicy(max_attempts=8, initial_interval_s=0.5, max_interval_s=10)
 """About a minute of tries before a batch is parked: rides out a database restart."""
 
 

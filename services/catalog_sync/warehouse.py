@@ -101,14 +101,6 @@ class Position:
     source_ts: datetime
 
 
-@dataclass(frozen=True, slots=True)
-class Loaded:
-    changes: int
-    """Changes staged (valid ones, deletes included)."""
-    applied: int
-    """Of those, the ones newer than what the table held: counted in the watermark."""
-
-
 class Warehouse:
     """The reporting database; each load is a connection and a transaction of its own.
 
@@ -175,7 +167,7 @@ class Load:
             ),
         )
 
-    async def apply(self, staged: Sequence[Staged], position: Position, rejected: int) -> Loaded:
+    async def apply(self, staged: Sequence[Staged], position: Position, rejected: int) -> None:
         """Upsert, delete, count what was new, move the watermark, log the batch."""
         in_schema = self._sql
         async with self._conn.cursor() as cursor:
@@ -200,7 +192,6 @@ class Load:
             }
             await cursor.execute(in_schema(_WATERMARK), figures)
             await cursor.execute(in_schema(_LOG), figures)
-        return Loaded(len(staged), applied)
 
 
 def _stage_row(row: Staged) -> tuple[object, ...]:

@@ -15,6 +15,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import cast
 
 import psycopg
 import pytest
@@ -117,8 +118,9 @@ def dead_letters(
         while not wanted <= {key for key, _, _ in found} and time.monotonic() < deadline:
             for message in consumer.consume(500, 0.5):
                 if message.error() is None:
-                    headers = dict(message.headers() or [])
-                    found.append((message.key(), headers[dlq.REASON], headers[dlq.ERROR_MESSAGE]))
+                    headers = dict(cast(list[tuple[str, bytes]], message.headers() or []))
+                    key = cast(bytes, message.key())
+                    found.append((key, headers[dlq.REASON], headers[dlq.ERROR_MESSAGE]))
     finally:
         consumer.close()
     return found
