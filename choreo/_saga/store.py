@@ -99,9 +99,7 @@ def read_changelog(
         result: dict[int, dict[str, SagaState]] = {p: {} for p in wanted}
         pending: set[int] = set()
         for partition in wanted:
-            low, high = consumer.get_watermark_offsets(
-                ck.TopicPartition(topic, partition), timeout=15
-            )
+            low, high = _watermarks(consumer, ck.TopicPartition(topic, partition))
             if high > low:
                 pending.add(partition)
         if not pending:

@@ -159,7 +159,9 @@ class World:
 
     # -- the tracker ------------------------------------------------------------------------
 
-    def start_tracker(self, instance: str = "a") -> subprocess.Popen[str]:
+    def start_tracker(
+        self, instance: str = "a", target: str = "saga_defs:order_saga"
+    ) -> subprocess.Popen[str]:
         log = (self.tmp / f"tracker-{instance}-{len(self.processes)}.log").open("w")
         process = subprocess.Popen(
             [
@@ -168,7 +170,7 @@ class World:
                 "choreo._cli.main",
                 "saga",
                 "run",
-                "saga_defs:order_saga",
+                target,
                 "--instance",
                 instance,
             ],
@@ -225,6 +227,19 @@ class World:
         self.wait(check, timeout, f"saga {saga_id} to be {status}")
         return found["s"]
 
+    def wait_step(self, saga_id: str, step: str, status: str = "succeeded") -> None:
+        """Across topics Kafka gives no order: wait before publishing what must come after."""
+
+        def check() -> bool:
+            state = self.states().get(saga_id)
+            return (
+                state is not None
+                and state.steps.get(step) is not None
+                and (state.steps[step].status.value == status)
+            )
+
+        self.wait(check, what=f"step {step} of {saga_id} to be {status}")
+
     def __enter__(self) -> World:
         self._reader.start()
         return self
@@ -270,6 +285,21 @@ def world(kafka: str, tmp_path: Path) -> Iterator[World]:
         yield w
 
 
+def stop(process: subprocess.Popen[str]) -> None:
+    """A clean stop (SIGTERM): the tracker finishes the transaction in hand."""
+    process.send_signal(signal.SIGTERM)
+    process.wait(20)
+
+
+def answer_compensations(world: World) -> None:
+    for name in (
+        "shop.orders.CancelOrder",
+        "shop.inventory.ReleaseStock",
+        "shop.payments.RefundPayment",
+    ):
+        world.responders[name] = confirm_compensations
+
+
 def confirm_compensations(seen: Seen) -> Event | None:
     """Play the services: confirm every compensation, except for sagas named ``park-*``."""
     import saga_defs as d
@@ -286,11 +316,6 @@ def confirm_compensations(seen: Seen) -> Event | None:
 def shared(kafka: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     """One tracker for a module's scenarios; each test uses its own saga ids."""
     with World(kafka, tmp_path_factory.mktemp("saga")) as w:
-        for name in (
-            "shop.orders.CancelOrder",
-            "shop.inventory.ReleaseStock",
-            "shop.payments.RefundPayment",
-        ):
-            w.responders[name] = confirm_compensations
+        answer_compensations(w)
         w.start_tracker()
         yield w

@@ -10,15 +10,10 @@ from pathlib import Path
 
 import pytest
 import saga_defs as d
-from conftest import World, confirm_compensations
+from conftest import World, answer_compensations
 
 pytestmark = pytest.mark.stack
 
-COMPENSATIONS = (
-    "shop.orders.CancelOrder",
-    "shop.inventory.ReleaseStock",
-    "shop.payments.RefundPayment",
-)
 EXPECTED = {
     0: ("completed", []),
     1: ("compensated", ["CancelOrder"]),
@@ -55,15 +50,15 @@ def check_outcomes(world: World, ids: list[str]) -> None:
 
 def test_sigkill_twice_loses_and_repeats_nothing(kafka: str, tmp_path: Path) -> None:
     with World(kafka, tmp_path, CHOREO_TEST_SAGA_SLOW="1") as world:
-        for name in COMPENSATIONS:
-            world.responders[name] = confirm_compensations
+        answer_compensations(world)
         tracker = world.start_tracker("a")
         ids = [f"k{i}-{world.name}" for i in range(600)]
         for i, o in enumerate(ids):
             for event in script(i, o):
                 world.publish(event)  # type: ignore[arg-type]
             if i in (200, 400):
-                time.sleep(1.0)
+                # Killed with live state: a slow start on a busy machine must not make it moot.
+                world.wait(lambda o=o: o in world.states(), timeout=60, what=f"saga {o}")
                 tracker.send_signal(signal.SIGKILL)
                 tracker.wait()
                 tracker = world.start_tracker("a")
@@ -74,8 +69,7 @@ def test_sigkill_twice_loses_and_repeats_nothing(kafka: str, tmp_path: Path) -> 
 
 def test_second_instance_takes_over(kafka: str, tmp_path: Path) -> None:
     with World(kafka, tmp_path, CHOREO_TEST_SAGA_SLOW="1") as world:
-        for name in COMPENSATIONS:
-            world.responders[name] = confirm_compensations
+        answer_compensations(world)
         first = world.start_tracker("a")
         world.start_tracker("b")
         a_log, b_log = world.tmp / "tracker-a-0.log", world.tmp / "tracker-b-1.log"

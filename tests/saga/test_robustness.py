@@ -1,0 +1,146 @@
+"""On the real broker: user code that raises, unreadable input, retention, timers after a stop."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import confluent_kafka as ck
+import pytest
+import saga_defs as d
+from conftest import World, answer_compensations, stop
+
+from choreo import _headers
+from choreo._runtime import dead_letters as dlq
+from services.events import SagaFailed
+
+pytestmark = pytest.mark.stack
+
+
+def oid(prefix: str = "o") -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture(scope="module")
+def fragile(kafka: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    with World(kafka, tmp_path_factory.mktemp("fragile")) as world:
+        answer_compensations(world)
+        world.start_tracker(target="saga_defs:fragile_saga")
+        yield world
+
+
+def healthy_saga_completes(world: World) -> None:
+    """The tracker is still at work after whatever came before."""
+    o = oid()
+    for event in (d.placed(o), d.reserved(o), d.authorized(o), d.completed(o)):
+        world.publish(event)
+    world.wait_status(o, "completed")
+
+
+def test_a_raising_condition_parks_the_saga_and_the_tracker_goes_on(fragile: World) -> None:
+    o = oid()
+    fragile.publish(d.placed(o, total=d.BOOM))
+    state = fragile.wait_status(o, "failed")
+    fragile.wait(lambda: fragile.commands(o) == ["SagaFailed"], what="the parked event")
+    parked = fragile.emitted[o][0].event
+    assert isinstance(parked, SagaFailed) and parked.step == "approval"
+    assert "ValueError" in (state.reason or parked.reason)
+    log = fragile.logs()
+    assert f"{o} parked: the condition (when=) of step 'approval' raised ValueError" in log
+    healthy_saga_completes(fragile)
+
+
+def test_a_raising_builder_parks_until_the_step_is_undone_by_hand(fragile: World) -> None:
+    o = oid()
+    fragile.publish(d.placed(o, total=str(int(d.BOOM) + 1)))
+    fragile.publish(d.reserved(o))
+    fragile.wait_step(o, "reserve-stock")
+    fragile.publish(d.declined(o))
+    fragile.wait_status(o, "failed")
+    assert "building shop.inventory.ReleaseStock for step 'reserve-stock'" in fragile.logs()
+    fragile.publish(d.released(o))  # a person released the stock
+    fragile.wait_status(o, "compensated")
+    assert fragile.commands(o) == ["SagaFailed", "CancelOrder"]
+
+
+def test_unreadable_input_goes_to_the_trackers_dead_letter_topic(fragile: World) -> None:
+    orders = fragile.topics["shop.orders"]
+    o = oid()
+    no_correlation = [
+        (k, v)
+        for k, v in _headers.event_headers(b"shop.orders.OrderPlaced", b"tests", "e-1", o, None)
+        if k != _headers.CORRELATION
+    ]
+    fragile.producer.produce(orders, key=b"junk", value=b"not avro at all")
+    fragile.producer.produce(
+        orders,
+        key=o.encode(),
+        value=fragile.codec.encode(d.placed(o)),
+        headers=no_correlation,  # type: ignore[arg-type]
+    )
+    fragile.producer.flush(10)
+    healthy_saga_completes(fragile)
+    letters = read_all(fragile.kafka, dlq.dlq_topic(fragile.source, orders), 2)
+    reasons = {h[dlq.REASON].decode(): (key, value, h) for key, value, h in letters}
+    assert set(reasons) == {"not-avro", "missing-header"}
+    key, value, headers = reasons["not-avro"]
+    assert (key, value) == (b"junk", b"not avro at all")
+    assert headers[dlq.TOPIC] == orders.encode()
+    assert headers[dlq.GROUP] == fragile.source.encode()
+    assert b"choreo_correlation_id" in reasons["missing-header"][2][dlq.ERROR_MESSAGE]
+    assert o not in fragile.states()
+
+
+def test_finished_sagas_are_shown_then_forgotten(fragile: World) -> None:
+    o = oid()
+    fragile.publish(d.placed(o))
+    fragile.publish(d.reservation_failed(o))
+    fragile.wait_status(o, "compensated")
+    shown = fragile.cli("show", o, "--saga", fragile.name)
+    assert shown.returncode == 0 and "compensated" in shown.stdout, shown.stderr
+    fragile.wait(lambda: o not in fragile.states(), timeout=30, what="the tombstone")
+    assert fragile.cli("show", o, "--saga", fragile.name).returncode == 1
+
+
+def test_a_deadline_that_passes_while_the_tracker_is_stopped_fires_on_restart(
+    kafka: str, tmp_path: Path
+) -> None:
+    with World(kafka, tmp_path) as world:
+        answer_compensations(world)
+        tracker = world.start_tracker()
+        o = oid()
+        world.publish(d.placed(o))  # reserve-stock has 4 s
+        world.wait_status(o, "running")
+        stop(tracker)
+        time.sleep(d.STOCK_DEADLINE.total_seconds() + 1)
+        assert world.commands(o) == []
+        world.start_tracker()
+        state = world.wait_status(o, "compensated")
+        assert state.steps["reserve-stock"].status.value == "timed-out"
+        assert world.commands(o) == ["CancelOrder"]
+
+
+def read_all(kafka: str, topic: str, count: int) -> list[tuple[bytes, bytes, dict[str, bytes]]]:
+    consumer = ck.Consumer(
+        {
+            "bootstrap.servers": kafka,
+            "group.id": f"dlq-reader-{uuid.uuid4().hex}",
+            "isolation.level": "read_committed",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+        }
+    )
+    consumer.assign([ck.TopicPartition(topic, 0, ck.OFFSET_BEGINNING)])
+    found: list[tuple[bytes, bytes, dict[str, bytes]]] = []
+    deadline = time.monotonic() + 20
+    try:
+        while len(found) < count and time.monotonic() < deadline:
+            for message in consumer.consume(100, timeout=0.5):
+                if message.error() is None:
+                    headers = {k: v for k, v in message.headers() or []}
+                    found.append((message.key(), message.value(), headers))
+    finally:
+        consumer.close()
+    return found
