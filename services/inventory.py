@@ -52,7 +52,10 @@ def reserve_stock(event: OrderPlaced, ctx: choreo.Context) -> None:
     now = datetime.now(UTC)
     existing = reservations.get(event.order_id)
     if existing is None:  # a redelivered order keeps its first reservation
-        missing = [line.sku for line in event.items if available(line.sku) < line.quantity]
+        wanted: dict[str, int] = {}  # two lines of one SKU need their sum in stock
+        for line in event.items:
+            wanted[line.sku] = wanted.get(line.sku, 0) + line.quantity
+        missing = [sku for sku, quantity in wanted.items() if available(sku) < quantity]
         if missing:
             ctx.emit(
                 StockReservationFailed(
@@ -63,11 +66,9 @@ def reserve_stock(event: OrderPlaced, ctx: choreo.Context) -> None:
                 )
             )
             return
-        lines: dict[str, int] = {}
-        for line in event.items:
-            stock[line.sku] -= line.quantity
-            lines[line.sku] = lines.get(line.sku, 0) + line.quantity
-        existing = reservations[event.order_id] = Reservation(uuid.uuid4(), lines)
+        for sku, quantity in wanted.items():
+            stock[sku] -= quantity
+        existing = reservations[event.order_id] = Reservation(uuid.uuid4(), wanted)
     ctx.emit(
         StockReserved(
             order_id=event.order_id,
