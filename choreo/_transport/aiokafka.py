@@ -37,6 +37,7 @@ try:
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
     from aiokafka import TopicPartition as AioPartition
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+    from aiokafka.conn import create_conn
     from aiokafka.errors import KafkaError, for_code
     from aiokafka.helpers import create_ssl_context
 
@@ -46,6 +47,8 @@ except ImportError as missing:  # pragma: no cover - depends on the environment
         f"the aiokafka transport needs the aiokafka package ({missing}): pip install aiokafka"
     ) from None
 
+PROBE_TIMEOUT_S = 10.0
+"""How long the one diagnostic connection after a failed bootstrap may take."""
 _TOPIC_ALREADY_EXISTS = 36
 _GROUP_ID_NOT_FOUND = 69
 _CLIENT_CLASSES: tuple[type[Any], ...] = (AIOKafkaConsumer, AIOKafkaProducer, AIOKafkaAdminClient)
@@ -198,8 +201,22 @@ class AiokafkaTransport:
             await admin.start()
         except (KafkaError, OSError) as error:
             await admin.close()
-            raise refused_or_unreachable(self._servers, str(error), self._config) from None
+            detail = await self._connection_error() or str(error)
+            raise refused_or_unreachable(self._servers, detail, self._config) from None
         return admin
+
+    async def _connection_error(self) -> str | None:
+        """Why one connection to the first broker fails (TLS, SASL), which aiokafka's
+        bootstrap only logs before it says "Unable to bootstrap"."""
+        host, _, port = self._servers.split(",")[0].strip().rpartition(":")
+        security = {k: v for k, v in self._settings.items() if k != "bootstrap_servers"}
+        try:
+            async with asyncio.timeout(PROBE_TIMEOUT_S):
+                connection = await create_conn(host, int(port), **security)
+        except (KafkaError, OSError, TimeoutError, ValueError) as error:
+            return f"{type(error).__name__}: {error}"
+        connection.close()
+        return None
 
     async def ensure_topics(self, topics: Sequence[TopicConfig]) -> None:
         admin = await self._admin()

@@ -30,14 +30,15 @@ def _status(kafka: str, saga: str, order_id: str) -> str | None:
     return found[0].status.value if found else None
 
 
-def _publish(kafka: str, schemas: Path, event: choreo.Event, correlation_id: str) -> None:
+def publish_placed(kafka: str, schemas: Path, order_id: str) -> None:
+    """An OrderPlaced for ``order_id`` (also its saga id), through the open PLAINTEXT listener."""
     config = choreo.ServiceConfig(
         kafka=choreo.KafkaConfig(bootstrap_servers=kafka), schemas_dir=schemas
     )
 
     async def send() -> None:
         async with choreo.Publisher("web", config) as publisher:
-            await publisher.publish(event, correlation_id=correlation_id)
+            await publisher.publish(placed(order_id), correlation_id=order_id)
 
     asyncio.run(send())
 
@@ -61,7 +62,7 @@ def test_saga_completes_with_least_privilege_acls(secured: Secured, kafka: str) 
     secured.start("saga", "run", TARGETS[3], "--instance", "a", env=secured.as_user(tracker))
 
     order_id = f"sec-{uuid.uuid4().hex[:10]}"
-    _publish(kafka, secured.schemas, placed(order_id), correlation_id=order_id)
+    publish_placed(kafka, secured.schemas, order_id)
     secured.wait(
         lambda: _status(kafka, secured.saga, order_id) == "completed",
         f"saga {order_id} to complete",
