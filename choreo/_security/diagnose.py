@@ -20,7 +20,7 @@ _Hint = Callable[[KafkaConfig], str]
 def _credentials(config: KafkaConfig) -> str:
     if config.sasl_mechanism == "OAUTHBEARER":
         return (
-            "the broker refused the OAUTHBEARER token: check oauth_client_id, "
+            "no OAUTHBEARER token, or the broker refused it: check oauth_client_id, "
             "oauth_client_secret and oauth_token_endpoint_url"
         )
     return (
@@ -49,7 +49,15 @@ def _wrong_protocol(config: KafkaConfig) -> str:
 
 
 _HINTS: tuple[tuple[tuple[str, ...], _Hint], ...] = (
-    (("authentication failed", "invalid credentials", "saslauthenticationfailed"), _credentials),
+    (
+        (
+            "authentication failed",
+            "invalid credentials",
+            "saslauthenticationfailed",
+            "oauthbearer token",
+        ),
+        _credentials,
+    ),
     (("certificate verify failed",), _untrusted_broker),
     (("alert certificate", "alert unknown ca", "alert bad certificate"), _refused_client_cert),
     (("wrong version number", "ssl handshake failed", "unexpected eof"), _wrong_protocol),

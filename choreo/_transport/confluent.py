@@ -176,7 +176,8 @@ class ConfluentTransport:
 
     def _on_error(self, error: ck.KafkaError) -> None:
         """librdkafka's ``error_cb``: it retries on its own, so log (throttled), never raise."""
-        self._last_error = error.str()
+        if error.code() != ck.KafkaError._ALL_BROKERS_DOWN:  # keep the reason, not the tally
+            self._last_error = error.str()
         text = f"kafka client error ({self._servers}): {explain(error.str(), self._config)}"
         if error.fatal():
             _log.error("%s (fatal: this client is unusable)", text)
