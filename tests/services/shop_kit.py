@@ -36,5 +36,12 @@ def redeliver(t: TestService, record: Record) -> None:
     t.send_raw(record.topic, record.value, key=record.key, headers=record.headers)
 
 
-def event_ids(records: list[Record]) -> list[str]:
-    return [(record.header(_headers.ID) or b"").decode() for record in records]
+def emitted_ids(t: TestService, event_type: type[choreo.Event]) -> list[str]:
+    """The ``ce_id`` of each ``event_type`` the service emitted: a replay keeps its id."""
+    wanted = event_type.event_type.encode()
+    topic = t.catalog.topic_of(event_type.event_type).name
+    return [
+        (record.header(_headers.ID) or b"").decode()
+        for record in t.records(topic)
+        if record.header(_headers.TYPE) == wanted
+    ]

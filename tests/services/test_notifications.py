@@ -1,0 +1,69 @@
+"""The notifications service on the in-memory transport, its state in the real PostgreSQL."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+
+import pytest
+from builders import new_order_id, order_cancelled, placed, shipment_created, survey_due
+from shop_kit import rebuilt
+
+from choreo import _headers
+from choreo.testing import TestService
+from services import notifications
+from services.events import ConfirmationSent, SurveyDue, SurveySent
+from services.settings import FOLLOW_UP_DELAY
+
+pytestmark = [pytest.mark.stack, pytest.mark.usefixtures("shop_db")]
+
+
+def test_a_shipped_order_is_confirmed_and_its_survey_scheduled_a_follow_up_later() -> None:
+    order_id = new_order_id()
+    # The real service would hold the scheduled SurveyDue (for a week) before settling.
+    service = rebuilt(notifications.svc, without=(SurveyDue,))
+    with TestService(service) as t:
+        t.send(placed(order_id, customer_id="c-42"))
+        before_ms = time.time() * 1000
+        t.send(shipment_created(order_id))
+        after_ms = time.time() * 1000
+        [confirmation] = t.emitted(ConfirmationSent)
+        [due] = t.emitted(SurveyDue)
+        [record] = t.records("shop.followups")
+    assert (confirmation.order_id, confirmation.customer_id) == (order_id, "c-42")
+    assert (due.order_id, due.customer_id) == (order_id, "c-42")
+    assert due.due_at - confirmation.sent_at == FOLLOW_UP_DELAY
+    deliver_at_ms = int(record.header(_headers.DELIVER_AT_MS) or 0)
+    delay_ms = FOLLOW_UP_DELAY.total_seconds() * 1000
+    assert before_ms + delay_ms <= deliver_at_ms <= after_ms + delay_ms + 1
+    # Held until the survey's own due time (the event keeps milliseconds, the header rounds up).
+    assert 0 <= deliver_at_ms - round(due.due_at.timestamp() * 1000) <= 1
+
+
+def test_a_due_survey_is_sent() -> None:
+    order_id = new_order_id()
+    with TestService(notifications.svc) as t:
+        t.send(survey_due(order_id))
+        [sent] = t.emitted(SurveySent)
+    assert (sent.order_id, sent.customer_id) == (order_id, "c-1")
+    assert sent.sent_at <= datetime.now(UTC)
+
+
+def test_a_cancelled_order_gets_no_survey_even_one_scheduled_before() -> None:
+    order_id, other = new_order_id(), new_order_id()
+    with TestService(notifications.svc) as t:
+        t.send(order_cancelled(order_id))
+        t.send(order_cancelled(order_id))  # the tracker may cancel twice: harmless
+        t.send(survey_due(order_id))
+        t.send(survey_due(other))
+        [sent] = t.emitted(SurveySent)
+    assert sent.order_id == other
+
+
+def test_a_shipment_before_its_order_is_retried_then_dead_lettered_not_confirmed() -> None:
+    order_id = new_order_id()
+    with TestService(rebuilt(notifications.svc, without=(SurveyDue,)), raise_errors=False) as t:
+        t.send(shipment_created(order_id))
+        [parked] = t.dead_letters("shop.shipping")
+    assert b"no customer yet" in (parked.header("choreo_dlq_error_message") or b"")
+    assert t.emitted(ConfirmationSent) == []
