@@ -541,7 +541,8 @@ class SagaTracker:
             return False
         self.store.apply(batch.changes)
         for key, state in batch.changes.items():
-            self.timers.set(key, state)
+            if self.store.owns(key[0]):  # else the partition moved away meanwhile
+                self.timers.set(key, state)
         for _, emit, _ in batch.emits:
             _log.info(
                 "saga %s: emitted %s for step '%s' (%s)",

@@ -1,0 +1,306 @@
+"""Saga tracker benchmarks: events per second with exactly-once, and memory per open saga.
+
+Run from the project root with the stack up (``make up``); loopback only, bounded::
+
+    .venv/bin/python bench/saga.py throughput --sagas 20000
+    .venv/bin/python bench/saga.py memory --open 100000
+
+``throughput`` fills fresh topics with the events of N sagas (3 in 4 complete: OrderPlaced,
+StockReserved, PaymentAuthorized, OrderCompleted; 1 in 4 fail at the stock step: OrderPlaced,
+StockReservationFailed, then the tracker emits CancelOrder and a responder process answers
+OrderCancelled), then runs the tracker in this process (every batch one Kafka transaction:
+changelog writes, compensations, offsets) and times it from its partition assignment until
+every saga is terminal. Events per second counts the saga events the tracker consumed.
+
+``memory`` writes N open sagas (started, stock reserved, waiting for payment) to a fresh
+changelog topic, then restores them the way a tracker does on assignment (changelog read,
+store, timer heap) and reports the resident memory that added, per 100,000 sagas.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import tomllib
+import uuid
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests" / "saga"))  # the tests' event factories (saga_defs)
+
+BOOTSTRAP = os.environ.get("CHOREO_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
+TIME_LIMIT_S = 600.0
+
+
+def schemas(suffix: str) -> Path:
+    """A copy of schemas/ whose topics are renamed ``<topic>.<suffix>``: fresh and empty."""
+    target = Path(tempfile.mkdtemp(prefix="choreo-bench-saga-")) / "schemas"
+    shutil.copytree(ROOT / "schemas", target)
+    topics = tomllib.loads((ROOT / "schemas" / "catalog.toml").read_text())["topics"]
+    blocks = [
+        f'[topics."{name}.{suffix}"]\nevents = {spec["events"]!r}\nkey = "{spec["key"]}"\n'
+        f"partitions = {spec['partitions']}\n".replace("'", '"')
+        for name, spec in topics.items()
+    ]
+    (target / "catalog.toml").write_text("\n".join(blocks))
+    return target
+
+
+def definition(name: str) -> Any:
+    """The tests' order saga without approval, with deadlines no run reaches."""
+    from dataclasses import replace
+
+    import saga_defs as d
+
+    from choreo.saga import Saga
+
+    slow = {"deadline": None, "compensation_deadline": timedelta(hours=1)}
+    return Saga(
+        name,
+        version=1,
+        start=d.OrderPlaced,
+        deadline=timedelta(hours=1),
+        steps=[replace(step, **slow) for step in (d.order_step, d.stock_step, d.charge_step)],
+        completed=[d.OrderCompleted],
+        parked=d.SagaFailed,
+    )
+
+
+def script(i: int, saga_id: str) -> list[Any]:
+    import saga_defs as d
+
+    if i % 4 == 3:
+        return [d.placed(saga_id), d.reservation_failed(saga_id)]
+    return [d.placed(saga_id), d.reserved(saga_id), d.authorized(saga_id), d.completed(saga_id)]
+
+
+def producer() -> Any:
+    import confluent_kafka as ck
+
+    return ck.Producer(
+        {
+            "bootstrap.servers": BOOTSTRAP,
+            "linger.ms": 20,
+            "queue.buffering.max.messages": 500_000,
+            "partitioner": "murmur2_random",
+        }
+    )
+
+
+def send(out: Any, topic: str, key: bytes, value: bytes, headers: Any) -> None:
+    while True:
+        try:
+            out.produce(topic, key=key, value=value, headers=headers)
+            out.poll(0)
+            return
+        except BufferError:
+            out.poll(0.1)
+
+
+def fill(catalog: Any, sagas: int, prefix: str) -> int:
+    """Every saga's input events (1,000 distinct sagas' encodings, cycled); returns the count."""
+    from choreo import _headers
+    from choreo._schemas import Codec
+
+    codec = Codec(catalog)
+    out = producer()
+    count = 0
+    for i in range(sagas):
+        saga_id = f"{prefix}-{i:07d}"
+        for event in script(i, saga_id):
+            spec = catalog.topic_of(event.event_type)
+            headers = _headers.event_headers(
+                event.event_type.encode(), b"bench", str(uuid.uuid4()), saga_id, None
+            )
+            send(out, spec.name, saga_id.encode(), codec.encode(event), headers)
+            count += 1
+    out.flush(120)
+    return count
+
+
+def respond(schemas_dir: str, source: str) -> None:
+    """The orders service's part: confirm every CancelOrder the tracker emits."""
+    import confluent_kafka as ck
+    import saga_defs as d
+
+    from choreo import _headers
+    from choreo._schemas import Catalog, Codec
+
+    catalog = Catalog.load(Path(schemas_dir))
+    codec = Codec(catalog)
+    orders = catalog.topic_of("shop.orders.CancelOrder").name
+    consumer = ck.Consumer(
+        {
+            "bootstrap.servers": BOOTSTRAP,
+            "group.id": f"bench-responder-{uuid.uuid4().hex[:8]}",
+            "isolation.level": "read_committed",
+            "auto.offset.reset": "earliest",
+        }
+    )
+    consumer.subscribe([orders])
+    out = producer()
+    stop_at = time.monotonic() + TIME_LIMIT_S
+    while time.monotonic() < stop_at:
+        for message in consumer.consume(500, timeout=0.2):
+            headers = dict(message.headers() or [])
+            if message.error() is not None or headers.get(_headers.SOURCE) != source.encode():
+                continue
+            saga_id = headers[_headers.CORRELATION].decode()
+            reply = d.cancelled(saga_id)
+            wire = _headers.event_headers(
+                reply.event_type.encode(), b"bench", str(uuid.uuid4()), saga_id, None
+            )
+            send(out, orders, saga_id.encode(), codec.encode(reply), wire)
+        out.poll(0)
+
+
+def throughput(sagas: int) -> None:
+    from choreo._config import KafkaConfig, ServiceConfig
+    from choreo._saga.state import TERMINAL
+    from choreo._schemas import Catalog
+    from choreo.saga import SagaTracker
+
+    suffix = f"bench-{uuid.uuid4().hex[:6]}"
+    schemas_dir = schemas(suffix)
+    catalog = Catalog.load(schemas_dir)
+    saga = definition(f"bench-{suffix}")
+    config = ServiceConfig(kafka=KafkaConfig(bootstrap_servers=BOOTSTRAP), schemas_dir=schemas_dir)
+    tracker = SagaTracker([saga], config, catalog=catalog, instance="bench")
+    tracker.start()  # creates the topics
+    began = time.monotonic()
+    events = fill(catalog, sagas, suffix)
+    print(f"filled {events:,} events of {sagas:,} sagas in {time.monotonic() - began:.1f}s")
+    expected = events + sagas // 4  # plus one OrderCancelled per failed saga
+    responder = subprocess.Popen(
+        [sys.executable, __file__, "respond", str(schemas_dir), tracker.group_id]
+    )
+    try:
+        while not tracker.store.partitions:
+            tracker.poll_once()
+        started, cpu = time.monotonic(), time.process_time()
+        done, last_check = 0, 0.0
+        while done < sagas:
+            if time.monotonic() - started > TIME_LIMIT_S:
+                raise SystemExit(f"only {done:,} of {sagas:,} sagas finished in {TIME_LIMIT_S}s")
+            tracker.poll_once()
+            if time.monotonic() - last_check > 0.5:
+                last_check = time.monotonic()
+                done = sum(1 for _, s in tracker.store.items() if s.status in TERMINAL)
+        elapsed, cpu = time.monotonic() - started, time.process_time() - cpu
+    finally:
+        responder.terminate()
+        responder.wait(10)
+        tracker.close()
+        delete_topics([c.name for c in tracker.topology.topic_configs(catalog)])
+    print(
+        f"{sagas:,} sagas, {expected:,} saga events in {elapsed:.1f}s: "
+        f"{expected / elapsed:,.0f} events/s, {sagas / elapsed:,.0f} sagas/s "
+        f"(tracker CPU {cpu:.1f}s; exactly-once: one transaction per batch)"
+    )
+
+
+def memory(open_sagas: int) -> None:
+    import saga_defs as d
+
+    from choreo._saga.engine import Engine, Incoming
+    from choreo._saga.store import StateStore, changelog_topic, read_changelog
+    from choreo._saga.timers import Timers
+
+    name = f"bench-{uuid.uuid4().hex[:6]}"
+    engine = Engine([definition(name)])
+    template = "TEMPLATE-SAGA-ID"
+    state = engine.handle(None, Incoming(template, d.placed(template), "e-1"), time.time()).state
+    state = engine.handle(state, Incoming(template, d.reserved(template), "e-2"), time.time()).state
+    assert state is not None
+    raw = state.to_bytes()
+    topic = changelog_topic(name)
+    create_topic(topic)
+    out = producer()
+    for i in range(open_sagas):
+        saga_id = f"{name}-{i:07d}"
+        send(out, topic, saga_id.encode(), raw.replace(template.encode(), saga_id.encode()), None)
+    out.flush(120)
+    print(f"wrote {open_sagas:,} open saga states of {len(raw):,} bytes each")
+    try:
+        gc.collect()
+        before, peak_before = rss_mb(), peak_rss_mb()
+        started = time.monotonic()
+        store, timers = StateStore(), Timers()
+        for partition, states in read_changelog({"bootstrap.servers": BOOTSTRAP}, topic).items():
+            store.load(partition, states)
+            timers.load(((partition, k), s) for k, s in states.items())
+        restore_s = time.monotonic() - started
+        gc.collect()
+        after, peak_after = rss_mb(), peak_rss_mb()
+        held = sum(1 for _ in store.items())
+    finally:
+        delete_topics([topic])
+    per = 100_000 / held
+    print(
+        f"restored {held:,} open sagas in {restore_s:.1f}s; resident +{after - before:,.0f} MB "
+        f"(peak +{peak_after - peak_before:,.0f} MB): {(after - before) * per:,.0f} MB "
+        f"per 100,000 open sagas (peak {(peak_after - peak_before) * per:,.0f} MB); "
+        f"{len(timers):,} timers armed"
+    )
+
+
+def rss_mb() -> float:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def create_topic(topic: str) -> None:
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": BOOTSTRAP})
+    for future in admin.create_topics([NewTopic(topic, 3, 1)]).values():
+        future.result(30)
+
+
+def delete_topics(topics: list[str]) -> None:
+    """The bench's topics go away with it: they are big and nobody reads them again."""
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": BOOTSTRAP})
+    for future in admin.delete_topics(topics).values():
+        try:
+            future.result(30)
+        except Exception as error:  # a missing topic is fine; say anything else
+            print(f"could not delete a bench topic: {error}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    modes = parser.add_subparsers(dest="mode", required=True)
+    run = modes.add_parser("throughput", help="saga events per second, exactly-once")
+    run.add_argument("--sagas", type=int, default=20_000)
+    held = modes.add_parser("memory", help="resident memory per 100,000 open sagas")
+    held.add_argument("--open", type=int, default=100_000)
+    answer = modes.add_parser("respond")  # the responder subprocess of `throughput`
+    answer.add_argument("schemas_dir")
+    answer.add_argument("source")
+    args = parser.parse_args()
+    if args.mode == "throughput":
+        throughput(min(args.sagas, 200_000))
+    elif args.mode == "memory":
+        memory(min(args.open, 500_000))
+    else:
+        respond(args.schemas_dir, args.source)
+
+
+if __name__ == "__main__":
+    main()
