@@ -26,11 +26,11 @@ status: venv
 	@$(BIN)/choreo dev status
 
 demo: up
-	@$(BIN)/choreo dev smoke
+	@$(BIN)/python -m demo
 
 lint: venv
-	@$(BIN)/ruff check choreo tests services bench
-	@$(BIN)/ruff format --check choreo tests services bench
+	@$(BIN)/ruff check choreo tests services bench demo
+	@$(BIN)/ruff format --check choreo tests services bench demo
 	@$(BIN)/mypy
 
 test: up lint

@@ -195,5 +195,5 @@ def test_versions_of_an_unknown_event_type(tmp_path: Path) -> None:
 
 
 def test_a_scheduled_flag_that_is_not_a_boolean_names_the_topic(tmp_path: Path) -> None:
-    with pytest.raises(TopologyError, match="topic 't.orders': 'scheduled' must be true or false"):
+    with pytest.raises(TopologyError, match=r"'t\.orders': 'scheduled' must be true or false"):
         load(tmp_path, {}, TOPIC + 'scheduled = "yes"\n')

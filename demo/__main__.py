@@ -1,0 +1,158 @@
+"""``python -m demo`` (``make demo``): run the order pipeline end to end and report.
+
+Starts every service, the saga tracker and the ingress against the local stack (``choreo dev
+up`` must have run: ``make demo`` does it), sends the orders, approves and rejects what waits
+for a manager, shows progress until every saga has finished, then prints the summary. Exit
+code 0 only if every saga ended as its scenario expects and the poison message was
+dead-lettered.
+"""
+
+from __future__ import annotations
+
+import argparse
+import secrets
+import sys
+import threading
+import time
+from pathlib import Path
+
+import choreo
+from choreo._dev.settings import StackSettings, default_paths
+from choreo._schemas import Catalog
+from demo import scenarios, traffic, view, watch
+from demo.fleet import Fleet, free_port
+from services.catalog_sync import demo as catalog_demo
+from services.catalog_sync.settings import Settings as CatalogSettings
+from services.events import OrderReceived
+from services.order_saga import order_saga
+
+FOLLOW_UP_DELAY_S = 5
+"""A week of waiting for the survey, shortened for the demo."""
+APPROVAL_TIMEOUT_S = 20
+"""How long the demo's high-value orders wait for the manager."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m demo", description=__doc__)
+    parser.add_argument("--orders", type=int, default=300, help="how many orders (default 300)")
+    parser.add_argument("--rate", type=float, default=50.0, help="orders per second (default 50)")
+    parser.add_argument(
+        "--timeout", type=float, default=240.0, help="give up after this many seconds"
+    )
+    parser.add_argument(
+        "--products", type=int, default=3000, help="product changes for the CDC pipeline"
+    )
+    args = parser.parse_args(argv)
+    stack = StackSettings()
+    run_id = time.strftime("demo-%H%M%S")
+    orders = scenarios.plan(args.orders, run_id)
+    secret = secrets.token_hex(16)
+    env = {
+        "CHOREO_BOOTSTRAP_SERVERS": stack.bootstrap_servers,
+        "SHOP_DSN": stack.postgres_dsn,
+        "SHOP_FOLLOW_UP_DELAY_S": str(FOLLOW_UP_DELAY_S),
+        "SHOP_APPROVAL_TIMEOUT_S": str(APPROVAL_TIMEOUT_S),
+        "SHOP_SHIPMENT_TIMEOUT_S": "60",
+        "CHOREO_INGRESS__SECRET": secret,
+        "OTEL_EXPORTER_OTLP_ENDPOINT": stack.otlp_endpoint,
+        "CATALOG_SYNC_DSN": stack.postgres_dsn,
+    }
+    catalog = CatalogSettings.from_env(env)
+    catalog_demo.prepare(catalog, stack.connect_url)  # tables, and the Debezium connector
+    config = choreo.ServiceConfig(
+        kafka=choreo.KafkaConfig(bootstrap_servers=stack.bootstrap_servers)
+    )
+    logs = default_paths().state / "logs" / "demo"
+    print(f"{len(orders)} orders ({run_id}); service logs in {logs}")
+    fleet = Fleet(env, logs, free_port())
+    with fleet:
+        started = time.monotonic()
+        fleet.wait_ready()
+        print(f"{len(fleet.processes)} processes ready in {time.monotonic() - started:.1f}s")
+        dlq_before = watch.dlq_ends(stack.bootstrap_servers)
+        watcher = watch.SagaWatcher(
+            stack.bootstrap_servers, order_saga.name, [o.order_id for o in orders]
+        )
+        desk = traffic.ApprovalDesk(orders, stack.postgres_dsn, config)
+        desk.start()
+        verdicts, elapsed, send_s = _drive(fleet, orders, watcher, desk, stack, secret, args)
+        desk.stop()
+        watcher.close()
+        print(f"\nCDC pipeline: {args.products} product changes in PostgreSQL ...", flush=True)
+        products = catalog_demo.run_demo(args.products, catalog)
+    # After the stop: every process has flushed its spans.
+    added = watch.dlq_added(stack.bootstrap_servers, dlq_before)
+    print(view.summary(verdicts, elapsed, send_s, added, _traces(verdicts, stack)))
+    print(f"\nCDC pipeline (products -> reporting.product_snapshot): {products}")
+    poisoned = added.get(f"choreo.dlq.orders.{_orders_topic()}", 0) >= 1
+    ok = all(v.as_expected for v in verdicts) and poisoned and desk.error is None
+    if not poisoned:
+        print("the poison message did not reach the orders service's dead-letter topic")
+    print("\nEvery saga ended as its scenario expects." if ok else "\nDEMO FAILED")
+    return 0 if ok else 1
+
+
+def _drive(
+    fleet: Fleet,
+    orders: list[scenarios.PlannedOrder],
+    watcher: watch.SagaWatcher,
+    desk: traffic.ApprovalDesk,
+    stack: StackSettings,
+    secret: str,
+    args: argparse.Namespace,
+) -> tuple[list[view.Verdict], float, float]:
+    """Send, then refresh the progress view until every saga finished (or the timeout)."""
+    sent: list[str] = []
+    failure: list[BaseException] = []
+    url = f"http://127.0.0.1:{fleet.ingress_port}/orders"
+
+    def send() -> None:
+        try:
+            traffic.send_orders(orders, url, secret, args.rate, sent)
+        except BaseException as error:
+            failure.append(error)
+
+    started = time.monotonic()
+    sender = threading.Thread(target=send, name="orders", daemon=True)
+    sender.start()
+    traffic.send_poison(stack.bootstrap_servers, _orders_topic(), f"{orders[0].order_id}-poison")
+    progress = view.Progress(len(orders))
+    send_s = 0.0
+    while True:
+        fleet.check_alive()
+        if failure:
+            raise failure[0]
+        if desk.error is not None:
+            raise desk.error
+        verdicts = view.verdicts(orders, watcher.snapshot())
+        elapsed = time.monotonic() - started
+        if not send_s and not sender.is_alive():
+            send_s = elapsed
+        progress.show(verdicts, len(sent), desk.waiting, elapsed)
+        if view.finished(verdicts) or elapsed > args.timeout:
+            return verdicts, elapsed, send_s or elapsed
+        time.sleep(0.5)
+
+
+def _orders_topic() -> str:
+    return Catalog.load(Path("schemas")).topic_of(OrderReceived.event_type).name
+
+
+def _traces(
+    verdicts: list[view.Verdict], stack: StackSettings
+) -> dict[str, tuple[str, int, list[str]]]:
+    """One completed and one compensated saga (the longest of each), with what Jaeger holds."""
+    found: dict[str, tuple[str, int, list[str]]] = {}
+    for status in ("completed", "compensated"):
+        states = [v.state for v in verdicts if v.state and v.status == status]
+        state = max(states, key=lambda s: len(s.history), default=None)
+        trace_id = watch.trace_of(state) if state else None
+        if trace_id is None:
+            continue
+        spans, services = watch.jaeger_trace(stack.jaeger_query_url, trace_id)
+        found[status] = (f"{stack.jaeger_query_url}/trace/{trace_id}", spans, services)
+    return found
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,121 @@
+"""The outside world of the demo: customers posting orders, a poison message, a manager.
+
+Orders go through ``choreo ingress`` as signed webhooks, like a shop front-end would send them;
+the poison message is written straight to the topic (a broken producer); the manager works
+the approval queue with the same function as ``python -m services.approval_desk``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+import confluent_kafka as ck
+
+import choreo
+from choreo import _headers
+from choreo.ingress import CORRELATION_HEADER, sign
+from demo.scenarios import Manager, PlannedOrder
+from services.approval_desk import publish_decision
+from services.approvals import pending
+from services.events import OrderReceived
+
+MANAGER = "demo-manager"
+
+
+def send_orders(
+    orders: Sequence[PlannedOrder], url: str, secret: str, rate: float, sent: list[str]
+) -> None:
+    """POST each order at about ``rate`` per second; raise on any answer but 202."""
+
+    def post(order: PlannedOrder) -> None:
+        body = json.dumps(order.body).encode()
+        request = urllib.request.Request(
+            url,
+            data=body,
+            method="POST",
+            headers={
+                "Content-Type": "application/json",
+                CORRELATION_HEADER: order.order_id,  # the saga id is the order id
+                **sign(secret, body),
+            },
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=30) as reply:
+                status = reply.status
+        except urllib.error.HTTPError as error:
+            raise RuntimeError(
+                f"the ingress answered {error.code} for {order.order_id}: {error.read()!r}"
+            ) from None
+        if status != 202:
+            raise RuntimeError(f"the ingress answered {status} for {order.order_id}")
+        sent.append(order.order_id)
+
+    started = time.monotonic()
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        futures = []
+        for n, order in enumerate(orders):
+            time.sleep(max(0.0, started + n / rate - time.monotonic()))
+            futures.append(pool.submit(post, order))
+        for future in futures:
+            future.result()
+
+
+def send_poison(bootstrap: str, topic: str, key: str) -> None:
+    """A record that says it is an OrderReceived but is not Avro: the orders service's DLQ."""
+    producer = ck.Producer({"bootstrap.servers": bootstrap})
+    headers = _headers.event_headers(
+        OrderReceived.event_type.encode(), b"broken-producer", key, key, None
+    )
+    producer.produce(topic, key=key.encode(), value=b"{not avro at all", headers=list(headers))
+    if producer.flush(30):
+        raise RuntimeError("the poison message was not delivered")
+
+
+class ApprovalDesk(threading.Thread):
+    """Approves or rejects the waiting orders the plan says to; leaves the rest to time out."""
+
+    def __init__(
+        self, orders: Sequence[PlannedOrder], dsn: str, config: choreo.ServiceConfig
+    ) -> None:
+        super().__init__(name="approval-desk", daemon=True)
+        self._mine = {o.order_id for o in orders}
+        self._answers = {
+            o.order_id: o.scenario.manager
+            for o in orders
+            if o.scenario.manager in (Manager.APPROVE, Manager.REJECT)
+        }
+        self._dsn = dsn
+        self._config = config
+        self.decided: dict[str, Manager] = {}
+        self.waiting = 0
+        """Orders of this run in the approval queue right now (decided or not)."""
+        self.error: BaseException | None = None
+        self._halt = threading.Event()
+
+    def run(self) -> None:
+        try:
+            while not self._halt.wait(0.5):
+                queue = [p.order_id for p in pending(self._dsn) if p.order_id in self._mine]
+                self.waiting = len(queue)
+                for order_id in queue:
+                    if order_id in self._answers and order_id not in self.decided:
+                        self._decide(order_id)
+        except BaseException as error:  # reported by the demo, which then fails
+            self.error = error
+
+    def _decide(self, order_id: str) -> None:
+        answer = self._answers[order_id]
+        comment = "order value over the customer's usual" if answer is Manager.REJECT else None
+        asyncio.run(publish_decision(order_id, MANAGER, comment, self._config))
+        self.decided[order_id] = answer
+
+    def stop(self) -> None:
+        self._halt.set()
+        self.join()

@@ -1,0 +1,136 @@
+"""What the demo prints: a live progress bar with sagas by state, then the summary."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from choreo._saga.state import TERMINAL, SagaState, SagaStatus
+from demo.scenarios import PlannedOrder
+
+STATES = ("not seen", *[s.value for s in SagaStatus])
+BAR_WIDTH = 40
+PRINT_EVERY_S = 2.0
+"""Without a terminal (CI logs), at most one progress line this often, and only on change."""
+
+
+@dataclass(frozen=True)
+class Verdict:
+    order: PlannedOrder
+    state: SagaState | None
+
+    @property
+    def status(self) -> str:
+        return self.state.status.value if self.state else "not seen"
+
+    @property
+    def failed_step(self) -> str | None:
+        """The step named in the saga's compensation reason (``step 'x' failed (...)``)."""
+        reason = self.state.reason if self.state else None
+        if not reason or "'" not in reason:
+            return None
+        return reason.split("'")[1]
+
+    @property
+    def as_expected(self) -> bool:
+        scenario = self.order.scenario
+        return self.status == scenario.expected and self.failed_step == scenario.failed_step
+
+
+def verdicts(orders: Sequence[PlannedOrder], states: Mapping[str, SagaState]) -> list[Verdict]:
+    return [Verdict(o, states.get(o.order_id)) for o in orders]
+
+
+def finished(verdicts: Sequence[Verdict]) -> bool:
+    return all(v.state is not None and v.state.status in TERMINAL for v in verdicts)
+
+
+class Progress:
+    """Redraws in place on a terminal; prints a line every few seconds otherwise (CI logs)."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.tty = sys.stdout.isatty()
+        self._drawn = 0
+        self._last_line = ""
+        self._next_print = 0.0
+
+    def show(self, verdicts: Sequence[Verdict], sent: int, waiting: int, elapsed: float) -> None:
+        counts = Counter(v.status for v in verdicts)
+        done = sum(counts[s.value] for s in TERMINAL)
+        filled = BAR_WIDTH * done // self.total
+        bar = f"[{'#' * filled}{'.' * (BAR_WIDTH - filled)}] {done}/{self.total} sagas finished"
+        table = [
+            f"  {state:<13}{counts[state]:>6}"
+            for state in STATES
+            if counts[state] or state != "waiting"
+        ]
+        lines = [
+            f"{bar}  {elapsed:5.1f}s  sent {sent}/{self.total}  awaiting a manager {waiting}",
+            *table,
+        ]
+        if self.tty:
+            if self._drawn:
+                sys.stdout.write(f"\x1b[{self._drawn}F\x1b[J")
+            sys.stdout.write("\n".join(lines) + "\n")
+            sys.stdout.flush()
+            self._drawn = len(lines)
+        else:
+            line = ", ".join(f"{s} {counts[s]}" for s in STATES if counts[s])
+            if line != self._last_line and time.monotonic() >= self._next_print:
+                print(f"{bar}  {elapsed:5.1f}s  {line}", flush=True)
+                self._last_line = line
+                self._next_print = time.monotonic() + PRINT_EVERY_S
+
+
+def summary(
+    verdicts: Sequence[Verdict],
+    elapsed: float,
+    send_s: float,
+    dlq_added: Mapping[str, int],
+    traces: Mapping[str, tuple[str, int, list[str]]],
+) -> str:
+    """The closing report: outcomes by scenario and reason, DLQ, throughput, trace links."""
+    counts = Counter(v.status for v in verdicts)
+    reasons = Counter(v.failed_step for v in verdicts if v.status == "compensated")
+    lines = [
+        "",
+        f"{len(verdicts)} orders: accepted by the ingress in {send_s:.1f}s, every saga finished "
+        f"in {elapsed:.1f}s ({len(verdicts) / elapsed:.1f} sagas/s end to end, waits included)",
+        f"  completed    {counts['completed']:>5}",
+        f"  compensated  {counts['compensated']:>5}   by the step that failed: "
+        + ", ".join(f"{step} {n}" for step, n in sorted(reasons.items(), key=lambda i: -i[1])),
+        f"  failed       {counts['failed']:>5}   (parked for a person)",
+    ]
+    unfinished = len(verdicts) - sum(counts[s.value] for s in TERMINAL)
+    if unfinished:
+        lines.append(f"  unfinished   {unfinished:>5}")
+    lines += ["", f"{'scenario':<32}{'orders':>7}  {'expected':<40}{'as expected':>12}"]
+    by_scenario: dict[str, list[Verdict]] = {}
+    for v in verdicts:
+        by_scenario.setdefault(v.order.scenario.name, []).append(v)
+    for name, group in by_scenario.items():
+        scenario = group[0].order.scenario
+        expected = scenario.expected + (
+            f" ({scenario.failed_step})" if scenario.failed_step else ""
+        )
+        ok = sum(v.as_expected for v in group)
+        lines.append(f"{name:<32}{len(group):>7}  {expected:<40}{ok:>5}/{len(group):<6}")
+    wrong = [v for v in verdicts if not v.as_expected]
+    for v in wrong[:10]:
+        reason = v.state.reason if v.state else "the tracker never saw it"
+        lines.append(
+            f"  UNEXPECTED {v.order.order_id} ({v.order.scenario.name}): {v.status}, {reason}"
+        )
+    lines += ["", "dead-letter topics (records added during the demo):"]
+    lines += [f"  {topic}  +{n}" for topic, n in sorted(dlq_added.items())] or ["  none"]
+    lines += ["", "traces in Jaeger:"]
+    for label, (url, spans, services) in traces.items():
+        lines.append(
+            f"  {label:<12} {url}  ({spans} spans from {len(services)} services: "
+            f"{', '.join(services)})"
+        )
+    return "\n".join(lines)

@@ -1,0 +1,163 @@
+"""What the demo reads back: saga states from the tracker's changelog, DLQ depths, traces.
+
+All of it from the real stack as an operator would see it: the changelog is read with
+``read_committed`` (only states the tracker committed), the DLQ depth is the topics' offsets,
+and a trace is whatever Jaeger's query API returns for it.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import urllib.request
+from collections.abc import Collection
+from typing import Any
+
+import confluent_kafka as ck
+from confluent_kafka.admin import AdminClient
+
+from choreo._runtime.dead_letters import PREFIX as DLQ_PREFIX
+from choreo._saga.state import SagaState
+from choreo._saga.store import changelog_topic
+
+
+class SagaWatcher:
+    """Follows the latest state of the given sagas from the moment it starts."""
+
+    def __init__(self, bootstrap: str, saga: str, saga_ids: Collection[str]) -> None:
+        self.states: dict[str, SagaState] = {}
+        self._ids = frozenset(saga_ids)
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._consumer = ck.Consumer(
+            {
+                "bootstrap.servers": bootstrap,
+                "group.id": f"choreo-demo-watch-{time.time_ns()}",
+                "enable.auto.commit": False,
+                "isolation.level": "read_committed",
+            }
+        )
+        topic = changelog_topic(saga)
+        partitions = _partitions(self._consumer, topic)
+        ends = [
+            self._consumer.get_watermark_offsets(ck.TopicPartition(topic, p))[1] for p in partitions
+        ]
+        self._consumer.assign(
+            [ck.TopicPartition(topic, p, end) for p, end in zip(partitions, ends, strict=True)]
+        )
+        self._thread = threading.Thread(target=self._run, name="saga-watch", daemon=True)
+        self._thread.start()
+
+    def snapshot(self) -> dict[str, SagaState]:
+        with self._lock:
+            return dict(self.states)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._consumer.close()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            for message in self._consumer.consume(500, 0.2):
+                key, value = message.key(), message.value()
+                if message.error() is not None or key is None or value is None:
+                    continue
+                saga_id = key.decode()
+                if saga_id in self._ids:
+                    state = SagaState.from_bytes(value)
+                    with self._lock:
+                        self.states[saga_id] = state
+
+
+def _partitions(consumer: ck.Consumer, topic: str, timeout_s: float = 60) -> list[int]:
+    """The changelog's partitions, once the tracker has created it."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        found = consumer.list_topics(topic, timeout=10).topics.get(topic)
+        if found is not None and found.error is None and found.partitions:
+            return sorted(found.partitions)
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the saga tracker did not create {topic} in {timeout_s:.0f}s")
+        time.sleep(0.5)
+
+
+Offsets = dict[tuple[str, int], int]
+
+
+def dlq_ends(bootstrap: str) -> Offsets:
+    """The end offset of every dead-letter topic partition: where "added since" starts."""
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    topics = [t for t in admin.list_topics(timeout=15).topics if t.startswith(DLQ_PREFIX)]
+    consumer = ck.Consumer({"bootstrap.servers": bootstrap, "group.id": "choreo-demo-dlq"})
+    try:
+        ends: Offsets = {}
+        for topic in topics:
+            for partition in consumer.list_topics(topic, timeout=10).topics[topic].partitions:
+                tp = ck.TopicPartition(topic, partition)
+                ends[(topic, partition)] = consumer.get_watermark_offsets(tp, timeout=10)[1]
+        return ends
+    finally:
+        consumer.close()
+
+
+def dlq_added(bootstrap: str, before: Offsets, timeout_s: float = 30) -> dict[str, int]:
+    """Dead letters written since ``before``, per topic, counted by reading them.
+
+    Offsets alone would over-count: a transactional writer (the saga tracker) leaves a
+    commit marker after each record.
+    """
+    after = dlq_ends(bootstrap)
+    ranges = {tp: (before.get(tp, 0), end) for tp, end in after.items() if end > before.get(tp, 0)}
+    added: dict[str, int] = {}
+    if not ranges:
+        return added
+    consumer = ck.Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": "choreo-demo-dlq",
+            "isolation.level": "read_committed",
+            "enable.auto.commit": False,
+        }
+    )
+    consumer.assign([ck.TopicPartition(t, p, start) for (t, p), (start, _) in ranges.items()])
+    deadline = time.monotonic() + timeout_s
+    try:
+        while ranges and time.monotonic() < deadline:
+            for message in consumer.consume(500, 0.5):
+                topic = message.topic()
+                if message.error() is None and topic is not None:
+                    added[topic] = added.get(topic, 0) + 1
+            positions = consumer.position([ck.TopicPartition(t, p) for t, p in ranges])
+            for position in positions:  # past the end, commit markers included
+                if position.offset >= ranges[(position.topic, position.partition)][1]:
+                    ranges.pop((position.topic, position.partition))
+        return added
+    finally:
+        consumer.close()
+
+
+def trace_of(state: SagaState) -> str | None:
+    """The trace id the saga's start event carried (``traceparent`` = version-trace-span-flags)."""
+    parent = state.trace.get("traceparent")
+    return parent.split("-")[1] if parent else None
+
+
+def jaeger_trace(query_url: str, trace_id: str, wait_s: float = 20) -> tuple[int, list[str]]:
+    """(span count, service names) of a trace, waiting for its spans to be exported."""
+    deadline = time.monotonic() + wait_s
+    found: tuple[int, list[str]] = (0, [])
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"{query_url}/api/traces/{trace_id}", timeout=5) as reply:
+                body: dict[str, Any] = json.load(reply)
+        except OSError:
+            body = {}
+        for trace in body.get("data") or []:
+            services = sorted({p["serviceName"] for p in trace["processes"].values()})
+            found = (len(trace["spans"]), services)
+        if found[0]:
+            return found
+        time.sleep(1)
+    return found
