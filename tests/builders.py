@@ -13,8 +13,6 @@ from decimal import Decimal
 
 from services.events import (
     Address,
-    ApprovalRequested,
-    AuthorizationVoided,
     CancellationReason,
     CancelOrder,
     CancelShipment,
@@ -32,16 +30,13 @@ from services.events import (
     PaymentCaptured,
     PaymentDeclined,
     PaymentMethod,
-    PaymentRefunded,
     RefundPayment,
     ReleaseStock,
     ReservedLine,
-    ShipmentCancelled,
     ShipmentCreated,
     ShipmentFailed,
     StockCommitFailed,
     StockCommitted,
-    StockReleased,
     StockReservationFailed,
     StockReserved,
     SurveyDue,
@@ -178,17 +173,6 @@ def fraud_suspected(order_id: str) -> FraudSuspected:
     )
 
 
-def approval_requested(order_id: str, total: str = "1500.00") -> ApprovalRequested:
-    return ApprovalRequested(
-        order_id=order_id,
-        customer_id="c-1",
-        total=Decimal(total),
-        currency="EUR",
-        requested_at=NOW,
-        expires_at=NOW + timedelta(days=1),
-    )
-
-
 def approved(order_id: str, approver: str = "auto") -> OrderApproved:
     return OrderApproved(order_id=order_id, approver=approver, approved_at=NOW)
 
@@ -251,7 +235,7 @@ def survey_sent(order_id: str) -> SurveySent:
     return SurveySent(order_id=order_id, customer_id="c-1", sent_at=NOW)
 
 
-# -- compensations and their confirmations ----------------------------------------------------
+# -- compensations ----------------------------------------------------
 
 
 def release_stock(order_id: str) -> ReleaseStock:
@@ -289,30 +273,6 @@ def cancel_shipment(order_id: str) -> CancelShipment:
 
 def cancel_order(order_id: str, reason: str = "test") -> CancelOrder:
     return CancelOrder(order_id=order_id, reason=reason, requested_at=NOW)
-
-
-def stock_released(order_id: str) -> StockReleased:
-    return StockReleased(
-        order_id=order_id, reservation_id=reservation_id(order_id), released_at=NOW
-    )
-
-
-def authorization_voided(order_id: str) -> AuthorizationVoided:
-    return AuthorizationVoided(order_id=order_id, payment_id=payment_id(order_id), voided_at=NOW)
-
-
-def payment_refunded(order_id: str, amount: str = "19.98") -> PaymentRefunded:
-    return PaymentRefunded(
-        order_id=order_id,
-        payment_id=payment_id(order_id),
-        amount=Decimal(amount),
-        currency="EUR",
-        refunded_at=NOW,
-    )
-
-
-def shipment_cancelled(order_id: str) -> ShipmentCancelled:
-    return ShipmentCancelled(order_id=order_id, shipment_id=shipment_id(order_id), cancelled_at=NOW)
 
 
 def order_cancelled(

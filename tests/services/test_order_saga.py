@@ -1,0 +1,258 @@
+"""The order saga (services/order_saga.py) on the engine, without Kafka: for each way an order
+can go wrong, the compensations the tracker sends, in order, and where the saga ends.
+
+The compensations are answered by the real services (orders, inventory, payments, shipping) on
+the in-memory transport, so a command the tracker fills badly, or an answer that does not close
+its step, fails here too.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from decimal import Decimal
+from pathlib import Path
+
+import builders as b
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "saga"))
+
+from engine_run import Run
+
+from choreo import Event
+from choreo._schemas import Catalog
+from choreo.saga import SagaStatus, StepStatus
+from choreo.testing import TestService
+from services import inventory, orders, payments, shipping
+from services.events import (
+    CancellationReason,
+    CancelOrder,
+    CancelShipment,
+    OrderCancelled,
+    RefundPayment,
+    ReleaseStock,
+    VoidAuthorization,
+)
+from services.order_saga import order_saga
+from services.settings import APPROVAL_TIMEOUT, FOLLOW_UP_DELAY, SHIPMENT_TIMEOUT
+
+ROOT = Path(__file__).resolve().parents[2]
+
+Make = Callable[[str], Event]
+
+CHECKS: list[Make] = [b.reserved, b.authorized, b.fraud_cleared]
+APPROVED: list[Make] = [*CHECKS, b.approved]
+SHIPPED: list[Make] = [*APPROVED, b.shipment_created]
+
+
+class Undoers:
+    """The services that undo steps: a compensation in, the service's confirmation out."""
+
+    def __init__(self, running: list[TestService]) -> None:
+        self.running = running
+
+    def answer(self, command: Event) -> Event:
+        [t] = [t for t in self.running if t.service.handler_for(type(command)) is not None]
+        [confirmation] = next(
+            p.step.compensated for p in order_saga.placed if p.step.compensate is type(command)
+        )
+        t.send(command)
+        return t.emitted(confirmation)[-1]
+
+    def cancellation(self, order_id: str) -> OrderCancelled:
+        [t] = [t for t in self.running if t.service is orders.svc]
+        [cancelled] = [e for e in t.emitted(OrderCancelled) if e.order_id == order_id]
+        return cancelled
+
+
+@pytest.fixture(scope="module")
+def undoers() -> Iterator[Undoers]:
+    with ExitStack() as stack:
+        services = (orders, inventory, payments, shipping)
+        yield Undoers([stack.enter_context(TestService(s.svc)) for s in services])
+
+
+def status(run: Run) -> SagaStatus:
+    """The saga's status now (a call, so a type checker does not keep an earlier answer)."""
+    return run.status
+
+
+def order(order_id: str, *events: Make) -> Run:
+    """A saga that received and placed ``order_id``, then saw ``events`` in that order."""
+    run = Run(order_saga, saga_id=order_id).send(b.received(order_id)).send(b.placed(order_id))
+    for make in events:
+        run.send(make(order_id))
+    return run
+
+
+def undo(run: Run, undoers: Undoers) -> list[type[Event]]:
+    """Let the services answer each compensation; every command the tracker sent, in order.
+
+    The tracker must send one at a time: the next only after the last one was confirmed.
+    """
+    while status(run) is SagaStatus.COMPENSATING:
+        sent = len(run.emitted)
+        assert sent > 0, "compensating, but no compensation was sent"
+        run.send(undoers.answer(run.emitted[-1]))
+        assert len(run.emitted) - sent == (status(run) is SagaStatus.COMPENSATING)
+    return run.types()
+
+
+def test_the_definition_is_valid_against_the_catalog() -> None:
+    order_saga.validate(Catalog.load(ROOT / "schemas"))
+
+
+def test_the_happy_path_completes_only_after_the_survey_with_every_wait_at_its_longest() -> None:
+    order_id = b.new_order_id()
+    run = order(order_id, *CHECKS)
+    run.advance(APPROVAL_TIMEOUT.total_seconds() - 60).send(b.approved(order_id))
+    run.advance(SHIPMENT_TIMEOUT.total_seconds() - 60).send(b.shipment_created(order_id))
+    for make in (b.committed, b.captured, b.confirmation_sent):
+        run.send(make(order_id))
+    run.advance(FOLLOW_UP_DELAY.total_seconds() + 60)
+    assert status(run) is SagaStatus.RUNNING  # a week on, waiting for the survey, not undone
+    run.send(b.survey_sent(order_id))
+    assert status(run) is SagaStatus.COMPLETED
+    assert run.emitted == []
+
+
+def test_an_invalid_order_has_nothing_to_compensate() -> None:
+    order_id = b.new_order_id()
+    run = Run(order_saga, saga_id=order_id).send(b.received(order_id)).send(b.invalid(order_id))
+    assert status(run) is SagaStatus.COMPENSATED
+    assert run.step("validate") is StepStatus.FAILED
+    assert run.emitted == []
+
+
+@pytest.mark.parametrize(
+    ("events", "commands", "reason"),
+    [
+        pytest.param(
+            [b.authorized, b.fraud_cleared, b.reservation_failed],
+            [VoidAuthorization, CancelOrder],
+            CancellationReason.OUT_OF_STOCK,
+            id="out-of-stock",
+        ),
+        pytest.param(
+            [b.reserved, b.fraud_cleared, b.declined],
+            [ReleaseStock, CancelOrder],
+            CancellationReason.PAYMENT_DECLINED,
+            id="card-declined",
+        ),
+        pytest.param(
+            [b.reserved, b.authorized, b.fraud_suspected],
+            [VoidAuthorization, ReleaseStock, CancelOrder],
+            CancellationReason.FRAUD_SUSPECTED,
+            id="fraud-suspected",
+        ),
+        pytest.param(
+            [*CHECKS, b.rejected],
+            [VoidAuthorization, ReleaseStock, CancelOrder],
+            CancellationReason.OTHER,
+            id="approval-rejected",
+        ),
+        pytest.param(
+            [*APPROVED, b.shipment_failed],
+            [VoidAuthorization, ReleaseStock, CancelOrder],
+            CancellationReason.OTHER,
+            id="shipment-failed-after-retries",
+        ),
+        pytest.param(
+            [*SHIPPED, b.captured, b.confirmation_sent, b.commit_failed],
+            [RefundPayment, CancelShipment, VoidAuthorization, ReleaseStock, CancelOrder],
+            CancellationReason.OTHER,
+            id="damaged-stock-at-pick",
+        ),
+    ],
+)
+def test_a_failure_undoes_the_completed_steps_last_first(
+    undoers: Undoers,
+    events: list[Make],
+    commands: list[type[Event]],
+    reason: CancellationReason,
+) -> None:
+    order_id = b.new_order_id()
+    run = order(order_id, *events)
+    assert status(run) is SagaStatus.COMPENSATING
+    assert undo(run, undoers) == commands
+    assert status(run) is SagaStatus.COMPENSATED
+    undone = [p.step.name for p in order_saga.placed if p.step.compensate in commands]
+    assert {run.step(name) for name in undone} == {StepStatus.COMPENSATED}
+    assert undoers.cancellation(order_id).reason is reason
+
+
+def test_compensations_carry_the_ids_and_amounts_of_what_they_undo(undoers: Undoers) -> None:
+    order_id = b.new_order_id()
+    run = order(order_id, *SHIPPED, b.captured, b.confirmation_sent, b.commit_failed)
+    undo(run, undoers)
+    refund, cancel_shipment, void, release, cancel = run.emitted
+    assert isinstance(refund, RefundPayment)
+    assert (refund.payment_id, refund.amount, refund.currency) == (
+        b.payment_id(order_id),
+        Decimal("19.98"),
+        "EUR",
+    )
+    assert isinstance(cancel_shipment, CancelShipment)
+    assert (cancel_shipment.shipment_id, cancel_shipment.carrier) == (
+        b.shipment_id(order_id),
+        "parcelco",
+    )
+    assert isinstance(void, VoidAuthorization)
+    assert void.payment_id == b.payment_id(order_id)
+    assert isinstance(release, ReleaseStock)
+    assert release.reservation_id == b.reservation_id(order_id)
+    assert isinstance(cancel, CancelOrder)
+    for command in (refund, cancel_shipment, void, release, cancel):
+        assert command.order_id == order_id
+        assert "StockCommitFailed" in command.reason
+
+
+def test_nobody_deciding_in_time_cancels_the_order_counted_from_when_the_checks_passed(
+    undoers: Undoers,
+) -> None:
+    order_id = b.new_order_id()
+    run = order(order_id, b.reserved, b.authorized)
+    run.advance(3600).send(b.fraud_cleared(order_id))  # the approval is due from now on
+    run.advance(APPROVAL_TIMEOUT.total_seconds() - 1)
+    assert status(run) is SagaStatus.RUNNING
+    run.advance(2)
+    assert run.step("approval") is StepStatus.TIMED_OUT
+    assert undo(run, undoers) == [VoidAuthorization, ReleaseStock, CancelOrder]
+    assert status(run) is SagaStatus.COMPENSATED
+    cancelled = undoers.cancellation(order_id)
+    assert cancelled.reason is CancellationReason.OTHER
+    assert cancelled.detail == "step 'approval' missed its deadline"
+
+
+def test_a_carrier_that_never_answers_cancels_the_order_at_the_shipment_deadline(
+    undoers: Undoers,
+) -> None:
+    order_id = b.new_order_id()
+    run = order(order_id, *APPROVED).advance(SHIPMENT_TIMEOUT.total_seconds() + 1)
+    assert run.step("create-shipment") is StepStatus.TIMED_OUT
+    assert undo(run, undoers) == [VoidAuthorization, ReleaseStock, CancelOrder]
+
+
+def test_a_late_authorization_after_out_of_stock_is_voided_too(undoers: Undoers) -> None:
+    order_id = b.new_order_id()
+    run = order(order_id, b.reservation_failed, b.fraud_cleared)
+    assert run.types() == [CancelOrder]
+    run.send(b.authorized(order_id))  # the card processor answers while the order is cancelled
+    assert undo(run, undoers) == [CancelOrder, VoidAuthorization]
+    assert status(run) is SagaStatus.COMPENSATED
+
+
+def test_a_capture_after_the_damaged_pick_is_refunded_too(undoers: Undoers) -> None:
+    order_id = b.new_order_id()
+    run = order(order_id, *SHIPPED, b.confirmation_sent, b.commit_failed)
+    assert run.types() == [CancelShipment]
+    run.send(b.captured(order_id))  # payments captured while inventory found the damage
+    assert undo(run, undoers) == [
+        CancelShipment,
+        RefundPayment,
+        VoidAuthorization,
+        ReleaseStock,
+        CancelOrder,
+    ]
