@@ -117,14 +117,17 @@ class Kafka:
         return paths.data(self.name) / "server.properties"
 
     def prepare(self, paths: StackPaths) -> None:
-        """Write the config every time (ports may change); format the storage only once."""
+        """Write the config every time (ports may change); format the storage and make the
+        TLS files only once (the storage of an older broker config gets its TLS files here)."""
         data = paths.data(self.name)
         log_dir = data / "log"
         data.mkdir(parents=True, exist_ok=True)
-        ensure_broker_keystore(tls_dir(paths))
         self._config(paths).write_text(self._properties(log_dir, tls_dir(paths)))
-        if (log_dir / "meta.properties").exists():
-            return
+        if not (log_dir / "meta.properties").exists():
+            self._format(paths, data)
+        ensure_broker_keystore(tls_dir(paths))
+
+    def _format(self, paths: StackPaths, data: Path) -> None:
         id_file = data / "cluster.id"
         if not id_file.exists():
             id_file.write_text(_new_cluster_id() + "\n")

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from choreo._dev.component import StackPaths
+from choreo._dev.kafka import Kafka
 from choreo._dev.postgres import Postgres
 
 pytestmark = pytest.mark.stack
@@ -121,6 +122,10 @@ def test_up_twice_reuses_everything_and_down_leaves_no_process(state: Path) -> N
             line.split()[:3] == [name, str(PORTS[name.upper()]), pid]
             for line in status.stdout.splitlines()
         ), status.stdout
+    assert "no SASL_SSL listener" not in status.stdout
+    assert Kafka(port=PORTS["KAFKA"], secure_port=PORTS["KAFKA_SECURE"]).stale() is None
+    older = Kafka(port=PORTS["KAFKA"], secure_port=_free_ports(1)[0])  # as if started without it
+    assert "choreo dev down kafka && choreo dev up" in (older.stale() or "")
 
     down = _choreo(state, "down")
     assert down.returncode == 0, down.stderr
