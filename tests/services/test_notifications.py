@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 from builders import new_order_id, order_cancelled, placed, shipment_created, survey_due
-from shop_kit import rebuilt
+from shop_kit import emitted_ids, rebuilt, redeliver
 
 from choreo import _headers
 from choreo.testing import TestService
@@ -38,6 +38,18 @@ def test_a_shipped_order_is_confirmed_and_its_survey_scheduled_a_follow_up_later
     assert before_ms + delay_ms <= deliver_at_ms <= after_ms + delay_ms + 1
     # Held until the survey's own due time (the event keeps milliseconds, the header rounds up).
     assert 0 <= deliver_at_ms - round(due.due_at.timestamp() * 1000) <= 1
+
+
+def test_a_redelivered_shipment_confirms_and_schedules_once() -> None:
+    order_id = new_order_id()
+    with TestService(rebuilt(notifications.svc, without=(SurveyDue,))) as t:
+        t.send(placed(order_id))
+        t.send(shipment_created(order_id))
+        redeliver(t, t.records("shop.shipping")[-1])
+        confirmations, surveys = emitted_ids(t, ConfirmationSent), emitted_ids(t, SurveyDue)
+    # Replayed under their first ids, which consumers drop: one email, one survey.
+    assert len(confirmations) == len(surveys) == 2
+    assert len(set(confirmations)) == len(set(surveys)) == 1
 
 
 def test_a_due_survey_is_sent() -> None:
