@@ -78,7 +78,12 @@ from choreo._saga.timers import Timers
 from choreo._saga.topology import Topology, check_broker, plan, tracker_name
 from choreo._schemas import Catalog, Codec
 from choreo._transport.base import Headers
-from choreo._transport.confluent import ConfluentTransport, librdkafka_settings
+from choreo._transport.confluent import (
+    AUTHORIZATION_ERRORS,
+    ConfluentTransport,
+    denied,
+    librdkafka_settings,
+)
 
 _log = logging.getLogger("choreo.saga")
 
@@ -432,6 +437,8 @@ class SagaTracker:
 
     def _handle(self, message: Any, batch: _Batch) -> None:
         error = message.error()
+        if error is not None and error.code() in AUTHORIZATION_ERRORS:
+            raise denied(f"saga tracker '{self.engine.name}' reading {message.topic()}", error)
         if error is not None:
             _log.warning("consumer: %s", error.str())
             return
@@ -603,6 +610,8 @@ class SagaTracker:
         producer, consumer = self._producer, self._consumer
         assert producer is not None and consumer is not None
         error = exc.args[0] if exc.args else None
+        if isinstance(error, ck.KafkaError) and error.code() in AUTHORIZATION_ERRORS:
+            raise denied(f"saga tracker '{self.engine.name}' transaction", error)
         if isinstance(error, ck.KafkaError) and error.fatal():
             raise TransportError(
                 f"saga tracker '{self.engine.name}' was fenced or hit a fatal error: "

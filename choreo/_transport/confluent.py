@@ -101,7 +101,7 @@ def _secret(value: SecretStr | None) -> str | None:
     return None if value is None else value.get_secret_value()
 
 
-_DENIED = {
+AUTHORIZATION_ERRORS = {
     ck.KafkaError.TOPIC_AUTHORIZATION_FAILED,
     ck.KafkaError.GROUP_AUTHORIZATION_FAILED,
     ck.KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
@@ -498,7 +498,7 @@ class ConfluentConsumer:
 
     def _message_error(self, message: ck.Message, error: ck.KafkaError) -> None:
         where = f"group {self._group}, topic {message.topic()}[{message.partition()}]"
-        if error.code() in _DENIED:
+        if error.code() in AUTHORIZATION_ERRORS:
             raise denied(f"reading {where}", error)
         if error.fatal():
             raise TransportError(f"{where}: fatal consumer error: {error.str()}")
@@ -695,7 +695,7 @@ class ConfluentProducer:
         if error is not None:
             topic, partition = message.topic(), message.partition()
             where = topic if partition is None or partition < 0 else f"{topic}[{partition}]"
-            if error.code() in _DENIED:
+            if error.code() in AUTHORIZATION_ERRORS:
                 failure = denied(f"producer {self._client_id}: writing to topic {where}", error)
             else:
                 failure = TransportError(f"delivery to topic {where} failed: {error.str()}")

@@ -9,6 +9,10 @@ import pytest
 from conftest import Secured
 from test_secured_saga import publish_placed
 
+from choreo._schemas import Catalog
+from choreo._security.acl import Acl
+from choreo._security.acl_admin import AclAdmin
+
 pytestmark = pytest.mark.stack
 
 
@@ -51,3 +55,16 @@ def test_writing_another_services_topic_is_refused_and_stops_the_service(
     assert len(denied) == 1, output
     assert "writing to topic shop.payments." in denied[0]
     assert "not authorized" in denied[0] and "choreo acl apply" in denied[0]
+
+
+def test_a_tracker_that_may_not_read_an_input_stops_naming_it(secured: Secured) -> None:
+    tracker = secured.user(f"choreo-saga-{secured.saga}")
+    applied = secured.admin("acl", "apply", "saga_defs:order_saga")
+    assert applied.returncode == 0, applied.stderr
+    orders = next(t for t in Catalog.load(secured.schemas).topics if t.startswith("shop.orders."))
+    admin = AclAdmin(secured.secure.admin())
+    admin.delete([Acl(f"User:{tracker}", "topic", orders, "READ")])  # it still writes there
+    process = secured.start("saga", "run", "saga_defs:order_saga", env=secured.as_user(tracker))
+    secured.wait(lambda: process.poll() is not None, "the tracker to stop")
+    [line] = [x for x in secured.output(process).splitlines() if x.startswith("choreo: ")]
+    assert f"reading {orders}" in line and "not authorized" in line, line
