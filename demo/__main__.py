@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     stack = StackSettings()
-    run_id = time.strftime("demo-%H%M%S")
+    run_id = f"demo-{time.strftime('%H%M%S')}-{secrets.token_hex(2)}"
     orders = scenarios.plan(args.orders, run_id)
     secret = secrets.token_hex(16)
     env = {

@@ -1,0 +1,38 @@
+"""The whole order pipeline end to end: ``python -m demo`` as ``make demo`` runs it."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.stack
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_every_scenario_ends_as_expected_with_dlq_traces_and_the_cdc_pipeline(
+    kafka: str, postgres: str, connect: str, jaeger: str
+) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "demo", "--orders", "60", "--products", "400", "--timeout", "180"],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        capture_output=True,
+        text=True,
+        timeout=420,
+    )
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out[-4000:]
+    assert "Every saga ended as its scenario expects." in out
+    rows = dict(re.findall(r"^(\S[\w ,]+?)\s{2,}\d+\s+\S.*?(\d+/\d+)\s*$", out, re.MULTILINE))
+    assert len(rows) == 11, out  # every scenario ran (the plan has each at least once)
+    assert all(int(a) == int(b) for a, b in (v.split("/") for v in rows.values())), rows
+    assert re.search(r"choreo\.dlq\.orders\.shop\.orders\s+\+1$", out, re.MULTILINE), out
+    traces = re.findall(r"/trace/[0-9a-f]{32}\s+\((\d+) spans from (\d+) services", out)
+    assert len(traces) == 2 and all(int(spans) > 5 for spans, _ in traces), out
+    cdc = re.search(r"400 changes in \d+ batches .*: (\d+) loaded, (\d+) rejected", out)
+    assert cdc is not None and int(cdc[1]) + int(cdc[2]) == 400, out
