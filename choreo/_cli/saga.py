@@ -18,6 +18,7 @@ from choreo._saga.definition import Saga
 from choreo._saga.inspect import load_states, table, timeline
 from choreo._saga.state import SagaStatus
 from choreo._saga.tracker import SagaTracker
+from choreo._security.redact import Redactor, redact_logs
 from choreo._transport.confluent import librdkafka_settings
 
 
@@ -74,10 +75,10 @@ def _run(args: argparse.Namespace) -> int:
     # Traces as `choreo run` turns them on (OTEL_* variables), as service choreo-saga-<saga>:
     # the source of the events the tracker emits.
     provider = tracer_provider_from_env(f"choreo-saga-{sagas[0].name}")
+    config = load_config(args.config)
+    redact_logs(Redactor(config.kafka.secrets()))
     try:
-        tracker = SagaTracker(
-            sagas, load_config(args.config), instance=args.instance, tracer_provider=provider
-        )
+        tracker = SagaTracker(sagas, config, instance=args.instance, tracer_provider=provider)
         logging.getLogger("choreo.saga").info(
             "traces %s", "off (set OTEL_EXPORTER_OTLP_ENDPOINT)" if provider is None else "on"
         )
