@@ -4,10 +4,10 @@
     python -m services.approval_desk approve ORDER_ID [--by NAME]
     python -m services.approval_desk reject ORDER_ID --comment "why" [--by NAME]
 
-A decision is an event (``OrderApproved`` / ``OrderRejected``) published with the order's
-saga as correlation, so the tracker and shipping see it like any other step. Orders that are
-not waiting (already decided, cancelled, or never high-value) are refused here, so a stray
-command cannot revive a cancelled order.
+A decision is an ``ApprovalDecision`` event published with the order's saga as correlation
+(``POST /approvals`` on ``choreo ingress`` publishes the same). The approvals service turns it
+into ``OrderApproved``/``OrderRejected`` only if the order is still waiting; the desk refuses
+orders that are not waiting up front, so the manager hears it at once.
 """
 
 from __future__ import annotations

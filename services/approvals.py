@@ -1,11 +1,15 @@
 """The approvals service: the join after the checks, and the queue of orders waiting for a person.
 
 Run it with ``choreo run services.approvals``; managers work the queue with
-``python -m services.approval_desk`` (or POST the same events through ``choreo ingress``).
+``python -m services.approval_desk`` or ``POST /approvals`` on ``choreo ingress``, both of which
+publish an ``ApprovalDecision``.
 
 An order moves on only when stock, payment and fraud checks all passed. Normal orders are then
 approved automatically; from ``HIGH_VALUE`` up, ``ApprovalRequested`` puts the order in front
 of a manager, and the saga cancels it if nobody decides within ``SHOP_APPROVAL_TIMEOUT_S``.
+This service is the only one that says ``OrderApproved``/``OrderRejected``, and only for an
+order still waiting: a decision that comes too late, twice, or for an order that was cancelled
+or never needed one is dropped (with a log line), so it can never revive an order.
 
 The join state is a table in PostgreSQL written through ``ctx.db``: in the same transaction
 that records the event as handled (``PostgresIdempotency``), so a redelivered check or a crash
@@ -14,6 +18,7 @@ between the write and the emit never decides an order twice or forgets it.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -21,6 +26,7 @@ from typing import Any
 
 import choreo
 from services.events import (
+    ApprovalDecision,
     ApprovalRequested,
     FraudCleared,
     OrderApproved,
@@ -42,9 +48,15 @@ TABLE = """CREATE TABLE IF NOT EXISTS shop_approvals (
     payment BOOLEAN NOT NULL DEFAULT false, fraud BOOLEAN NOT NULL DEFAULT false,
     status TEXT NOT NULL DEFAULT 'collecting',
     requested_at TIMESTAMPTZ, decided_by TEXT, decided_at TIMESTAMPTZ)"""
-"""status: collecting → auto-approved, or pending → approved | rejected | cancelled."""
+"""status: collecting → auto-approved | pending | cancelled; pending → approved | rejected |
+cancelled."""
+EXPIRY = "ALTER TABLE shop_approvals ADD COLUMN IF NOT EXISTS expires_at TIMESTAMPTZ"
+"""When a pending request stops accepting decisions (the saga's approval deadline)."""
 
-svc = choreo.Service("approvals", idempotency=choreo.PostgresIdempotency(DSN, setup=[TABLE]))
+svc = choreo.Service(
+    "approvals", idempotency=choreo.PostgresIdempotency(DSN, setup=[TABLE, EXPIRY])
+)
+log = logging.getLogger(__name__)
 
 
 @svc.on(OrderPlaced)
@@ -74,20 +86,48 @@ def fraud_cleared(event: FraudCleared, ctx: choreo.Context) -> None:
     _check(ctx, event.order_id, "fraud = true")
 
 
-@svc.on(OrderApproved)
-def approved(event: OrderApproved, ctx: choreo.Context) -> None:
-    _close(ctx, event.order_id, "approved", event.approver)
-
-
-@svc.on(OrderRejected)
-def rejected(event: OrderRejected, ctx: choreo.Context) -> None:
-    _close(ctx, event.order_id, "rejected", event.approver)
+@svc.on(ApprovalDecision)
+def decided(event: ApprovalDecision, ctx: choreo.Context) -> None:
+    """A person's answer counts only while the order waits for it."""
+    status = "approved" if event.approved else "rejected"
+    waiting = ctx.db.execute(
+        "UPDATE shop_approvals SET status = %s, decided_by = %s, decided_at = %s "
+        "WHERE order_id = %s AND status = 'pending' AND expires_at > %s RETURNING order_id",
+        (status, event.approver, event.decided_at, event.order_id, datetime.now(UTC)),
+    ).fetchone()
+    if waiting is None:
+        log.warning(
+            "dropped %s's decision on order %s: it is not waiting for approval (decided, "
+            "expired, cancelled, or never needed one)",
+            event.approver,
+            event.order_id,
+        )
+        return
+    if event.approved:
+        ctx.emit(
+            OrderApproved(
+                order_id=event.order_id, approver=event.approver, approved_at=event.decided_at
+            )
+        )
+    else:
+        ctx.emit(
+            OrderRejected(
+                order_id=event.order_id,
+                approver=event.approver,
+                comment=event.comment or "",
+                rejected_at=event.decided_at,
+            )
+        )
 
 
 @svc.on(OrderCancelled)
 def cancelled(event: OrderCancelled, ctx: choreo.Context) -> None:
-    """The saga gave up (e.g. nobody decided in time): the request leaves the queue."""
-    _close(ctx, event.order_id, "cancelled", None)
+    """The saga gave up: the request leaves the queue, and checks still on their way are moot."""
+    ctx.db.execute(
+        "UPDATE shop_approvals SET status = 'cancelled', decided_at = %s "
+        "WHERE order_id = %s AND status IN ('collecting', 'pending')",
+        (datetime.now(UTC), event.order_id),
+    )
 
 
 def _check(ctx: choreo.Context, order_id: str, assignments: str, **values: Any) -> None:
@@ -113,8 +153,9 @@ def _check(ctx: choreo.Context, order_id: str, assignments: str, **values: Any) 
         ctx.emit(OrderApproved(order_id=order_id, approver=AUTO_APPROVER, approved_at=now))
         return
     ctx.db.execute(
-        "UPDATE shop_approvals SET status = 'pending', requested_at = %s WHERE order_id = %s",
-        (now, order_id),
+        "UPDATE shop_approvals SET status = 'pending', requested_at = %s, expires_at = %s "
+        "WHERE order_id = %s",
+        (now, now + APPROVAL_TIMEOUT, order_id),
     )
     ctx.emit(
         ApprovalRequested(
@@ -125,14 +166,6 @@ def _check(ctx: choreo.Context, order_id: str, assignments: str, **values: Any) 
             requested_at=now,
             expires_at=now + APPROVAL_TIMEOUT,
         )
-    )
-
-
-def _close(ctx: choreo.Context, order_id: str, status: str, by: str | None) -> None:
-    ctx.db.execute(
-        "UPDATE shop_approvals SET status = %s, decided_by = %s, decided_at = %s "
-        "WHERE order_id = %s AND status = 'pending'",
-        (status, by, datetime.now(UTC), order_id),
     )
 
 
@@ -157,9 +190,12 @@ def pending(dsn: str = DSN) -> list[Pending]:
     return [Pending(*row) for row in rows]
 
 
-def decision(order_id: str, approver: str, comment: str | None) -> OrderApproved | OrderRejected:
+def decision(order_id: str, approver: str, comment: str | None) -> ApprovalDecision:
     """What a person's answer publishes: a rejection needs a comment for the customer."""
-    now = datetime.now(UTC)
-    if comment is None:
-        return OrderApproved(order_id=order_id, approver=approver, approved_at=now)
-    return OrderRejected(order_id=order_id, approver=approver, comment=comment, rejected_at=now)
+    return ApprovalDecision(
+        order_id=order_id,
+        approver=approver,
+        approved=comment is None,
+        comment=comment,
+        decided_at=datetime.now(UTC),
+    )

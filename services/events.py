@@ -11,6 +11,25 @@ from uuid import UUID
 from choreo import AvroDecimal, Event, Int32, Record, Timestamp
 
 
+class ApprovalDecision(Event):
+    """A person's answer to an ApprovalRequested (from the approval desk or POST /approvals); the
+    approvals service turns it into OrderApproved or OrderRejected if the order is still waiting.
+
+    Schema: shop.approvals.ApprovalDecision v1.
+    """
+
+    event_type: ClassVar[str] = "shop.approvals.ApprovalDecision"
+
+    order_id: str
+    """Id of the order; the partition key of every shop topic."""
+    approver: str
+    """Who decided."""
+    approved: bool
+    comment: str | None = None
+    """Why, in the approver's words (required to reject)."""
+    decided_at: Timestamp
+
+
 class ApprovalRequested(Event):
     """A high-value order passed every check and waits for a person to approve or reject it.
 

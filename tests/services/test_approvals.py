@@ -9,13 +9,11 @@ from decimal import Decimal
 
 import pytest
 from builders import (
-    approved,
     authorized,
     fraud_cleared,
     new_order_id,
     order_cancelled,
     placed,
-    rejected,
     reserved,
 )
 from shop_kit import emitted_ids, redeliver
@@ -115,10 +113,40 @@ def test_the_queue_lists_waiting_orders_oldest_first_until_someone_decides(
         first, second, third = (_join(t, "1200.00") for _ in range(3))
         queue = _queue(shop_db)
         assert queue.index(first) < queue.index(second) < queue.index(third)
-        t.send(approved(first, approver="manager"))
-        t.send(rejected(second))
+        t.send(approvals.decision(first, "manager", None))
+        t.send(approvals.decision(second, "manager", "address is a PO box"))
         t.send(order_cancelled(third))  # the saga gave up waiting
+        [approval] = [e for e in t.emitted(OrderApproved) if e.order_id == first]
+        [rejection] = t.emitted(OrderRejected)
     assert {first, second, third}.isdisjoint(_queue(shop_db))
+    assert approval.approver == "manager"
+    assert (rejection.order_id, rejection.comment) == (second, "address is a PO box")
+
+
+def test_a_decision_for_an_order_that_is_not_waiting_is_dropped() -> None:
+    with TestService(approvals.svc) as t:
+        auto = _join(t, "50.00")
+        twice = _join(t, "1250.00")
+        cancelled = _join(t, "1250.00")
+        t.send(order_cancelled(cancelled))
+        t.send(approvals.decision(twice, "ann", None))
+        for order_id in (auto, twice, cancelled, new_order_id("never-placed")):
+            t.send(approvals.decision(order_id, "bob", "no"))
+        decided = [(e.order_id, e.approver) for e in t.emitted(OrderApproved)]
+        assert decided == [(auto, "auto"), (twice, "ann")]
+        assert t.emitted(OrderRejected) == []
+
+
+def test_checks_that_arrive_after_a_cancellation_decide_nothing() -> None:
+    with TestService(approvals.svc) as t:
+        order_id = new_order_id("late")
+        t.send(_order(order_id))
+        t.send(order_cancelled(order_id))  # e.g. fraud was suspected meanwhile
+        for check in CHECKS:
+            t.send(check(order_id), settle=False)
+        t.settle()
+        assert t.emitted(OrderApproved) == []
+        assert t.emitted(ApprovalRequested) == []
 
 
 def test_the_desk_lists_waiting_orders(shop_db: str, capsys: pytest.CaptureFixture[str]) -> None:
@@ -147,7 +175,7 @@ def test_the_desk_refuses_orders_that_are_not_waiting(
 
 
 def test_a_decision_with_a_comment_is_a_rejection() -> None:
-    assert isinstance(approvals.decision("o-1", "ann", None), OrderApproved)
+    assert approvals.decision("o-1", "ann", None).approved
     rejection = approvals.decision("o-1", "ann", "address is a PO box")
-    assert isinstance(rejection, OrderRejected)
+    assert not rejection.approved
     assert (rejection.approver, rejection.comment) == ("ann", "address is a PO box")
