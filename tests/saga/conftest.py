@@ -8,6 +8,7 @@ and read the saga states back from the changelog.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -312,10 +313,22 @@ def confirm_compensations(seen: Seen) -> Event | None:
     return make(order_id) if make is not None else None
 
 
+def oid(prefix: str = "o") -> str:
+    """A fresh saga (order) id."""
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+@contextlib.contextmanager
+def tracked(kafka: str, tmp: Path, target: str = "saga_defs:order_saga") -> Iterator[World]:
+    """A world whose tracker runs ``target`` and whose services confirm compensations."""
+    with World(kafka, tmp) as world:
+        answer_compensations(world)
+        world.start_tracker(target=target)
+        yield world
+
+
 @pytest.fixture(scope="module")
 def shared(kafka: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     """One tracker for a module's scenarios; each test uses its own saga ids."""
-    with World(kafka, tmp_path_factory.mktemp("saga")) as w:
-        answer_compensations(w)
-        w.start_tracker()
-        yield w
+    with tracked(kafka, tmp_path_factory.mktemp("saga")) as world:
+        yield world

@@ -3,26 +3,19 @@
 from __future__ import annotations
 
 import re
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import saga_defs as d
-from conftest import World, answer_compensations, stop
+from conftest import World, answer_compensations, oid, stop, tracked
 
 pytestmark = pytest.mark.stack
 
 
-def oid() -> str:
-    return f"o-{uuid.uuid4().hex[:10]}"
-
-
 @pytest.fixture(scope="module")
 def composed(kafka: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    with World(kafka, tmp_path_factory.mktemp("composed")) as world:
-        answer_compensations(world)
-        world.start_tracker(target="saga_defs:composed_saga")
+    with tracked(kafka, tmp_path_factory.mktemp("composed"), "saga_defs:composed_saga") as world:
         yield world
 
 

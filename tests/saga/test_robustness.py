@@ -10,7 +10,7 @@ from pathlib import Path
 import confluent_kafka as ck
 import pytest
 import saga_defs as d
-from conftest import World, answer_compensations, stop
+from conftest import World, answer_compensations, oid, stop, tracked
 
 from choreo import _headers
 from choreo._runtime import dead_letters as dlq
@@ -19,15 +19,9 @@ from services.events import SagaFailed
 pytestmark = pytest.mark.stack
 
 
-def oid(prefix: str = "o") -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:10]}"
-
-
 @pytest.fixture(scope="module")
 def fragile(kafka: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    with World(kafka, tmp_path_factory.mktemp("fragile")) as world:
-        answer_compensations(world)
-        world.start_tracker(target="saga_defs:fragile_saga")
+    with tracked(kafka, tmp_path_factory.mktemp("fragile"), "saga_defs:fragile_saga") as world:
         yield world
 
 

@@ -2,20 +2,14 @@
 
 from __future__ import annotations
 
-import uuid
-
 import pytest
 import saga_defs as d
-from conftest import World
+from conftest import World, oid
 
 from choreo import _headers
 from services.events import SagaFailed
 
 pytestmark = pytest.mark.stack
-
-
-def oid(prefix: str = "o") -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:10]}"
 
 
 def test_happy_path(shared: World) -> None:
