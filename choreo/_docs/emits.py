@@ -1,9 +1,10 @@
-"""Which events a handler emits, read from its source: services declare only what they handle.
+"""Which events a service emits: what it declares, or else what its handlers' code builds.
 
 A handler's body, and the functions of its own module that it calls (transitively), are
 parsed; every call of an ``Event`` subclass (``OrderPlaced(...)``) counts as an emit. That
 is what ``ctx.emit`` is given in practice, and it needs no second declaration that could
-drift from the code.
+drift from the code. ``Service(emits=...)`` overrides it for handlers that build events
+elsewhere (the docs and ``choreo acl`` then trust the declaration).
 """
 
 from __future__ import annotations
@@ -16,6 +17,14 @@ from types import FunctionType
 from typing import Any
 
 from choreo._schemas import Event
+from choreo._service import Service
+
+
+def service_emits(service: Service) -> set[type[Event]]:
+    """``Service(emits=...)`` when declared, else the events its handlers construct."""
+    if service.emits:
+        return set(service.emits)
+    return {event for handler in service.handlers for event in emitted_events(handler.fn)}
 
 
 def emitted_events(fn: Callable[..., Any]) -> set[type[Event]]:

@@ -11,7 +11,7 @@ import pkgutil
 from dataclasses import dataclass
 
 from choreo._cli.targets import import_target
-from choreo._docs.emits import emitted_events
+from choreo._docs.emits import service_emits
 from choreo._saga.definition import Saga
 from choreo._saga.topology import tracker_name
 from choreo._schemas import Catalog
@@ -99,14 +99,13 @@ def _runnable(service: Service, holders: list[str]) -> str:
 
 def _service(module: str, service: Service, catalog: Catalog) -> Application:
     handles: list[Handling] = []
-    emits: set[str] = set()
     for handler in service.handlers:
         if handler.event is not None:
             event_type = handler.event.event_type
             handles.append(Handling(handler.name, catalog.topic_of(event_type).name, event_type))
         else:
             handles.append(Handling(handler.name, handler.topic or "", None))
-        emits |= {event.event_type for event in emitted_events(handler.fn)}
+    emits = {event.event_type for event in service_emits(service)}
     return Application(
         service.name,
         "service",

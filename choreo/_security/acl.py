@@ -3,7 +3,8 @@ against what a cluster has.
 
 A service's principal may read the topics its handlers subscribe to (retry
 topics included) with its consumer group, and write the topics of the events
-it declares in ``Service(emits=...)`` plus its own retry and dead-letter
+its handlers build (or that it declares in ``Service(emits=...)``; see
+``choreo._docs.emits``) plus its own retry and dead-letter
 topics; with exactly-once, also use its transactional ids
 (``choreo-<group>-<instance>``, granted by prefix). A saga tracker may read its
 input topics with its group, write the topics of its compensations and parked
@@ -23,6 +24,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from choreo._config import ServiceConfig
+from choreo._docs.emits import service_emits
 from choreo._errors import TopologyError
 from choreo._runtime.dead_letters import dlq_topic
 from choreo._runtime.retry_topics import PREFIX as RETRY_PREFIX
@@ -79,7 +81,7 @@ def service_grant(
     retries = {t for t in runner.topics if t.startswith(RETRY_PREFIX)}
     sources = [t for t in runner.topics if t not in retries]
     emitted = []
-    for event in service.emits:
+    for event in sorted(service_emits(service), key=lambda e: e.event_type):
         try:
             emitted.append(catalog.topic_of(event.event_type).name)
         except TopologyError:
