@@ -27,7 +27,9 @@ Rules:
   when its steps did and its completion event (if it lists any) arrived.
 * A saga runs to the end under the definition version it started with, and the sub-saga
   versions that version embedded then; its events are ignored, with a log line, while that
-  version is not loaded.
+  version is not loaded. Such a saga cannot move, so ``retention`` applies to it as to a
+  finished one: it is forgotten ``retention`` (the latest loaded version's) after its last
+  change, with a log line, unless its version is loaded again before then.
 * User code that raises (a step's ``when`` at start, a compensation's ``build``) parks the
   saga (``failed``, the ``parked`` event, a log line saying what to do); the tracker goes on.
   A failed ``build`` leaves its step waiting for the confirmation, which a person can publish
@@ -136,6 +138,21 @@ class Engine:
             return None
         return role.placed.step.name if role.placed is not None else role.part
 
+    def wake_at(self, state: SagaState) -> float | None:
+        """When ``state`` next needs the clock: its own wake time, or, for a saga that cannot
+        move because its definition is not loaded, when it is forgotten."""
+        if self.stranded(state) is None:
+            return state.wake_at
+        return state.updated_at + self.latest.retention.total_seconds()
+
+    def stranded(self, state: SagaState) -> str | None:
+        """Why the loaded definitions cannot move ``state`` on (None: they can, or it is
+        finished and only waits for its retention)."""
+        if state.status in TERMINAL:
+            return None
+        definition, why = self._definition(state)
+        return why if definition is None else None
+
     def _definition(self, state: SagaState) -> tuple[Saga | None, str]:
         """The definition ``state`` started under, or None and why it cannot be used."""
         definition = self.versions.get(state.version)
@@ -168,7 +185,7 @@ class Engine:
         else:
             if incoming.event_id in state.seen_ids:
                 return Outcome(state, changed=False)
-            state = state.model_copy(deep=True)
+            state = state.clone()
         outcome = Outcome(state)
         definition, why = self._definition(state)
         if definition is None:
@@ -186,15 +203,23 @@ class Engine:
         return outcome
 
     def tick(self, state: SagaState, now: float) -> Outcome:
-        """Fire every deadline of ``state`` that is due at ``now``."""
-        if state.wake_at is None or state.wake_at > now:
+        """Fire every deadline of ``state`` that is due at ``now`` (see :meth:`wake_at`)."""
+        wake_at = self.wake_at(state)
+        if wake_at is None or wake_at > now:
             return Outcome(state, changed=False)
         if state.status in TERMINAL:
             return Outcome(None)  # its retention passed: the changelog gets a tombstone
-        definition, _ = self._definition(state)
+        definition, why = self._definition(state)
         if definition is None:
-            return Outcome(state, changed=False)
-        state = state.model_copy(deep=True)
+            return Outcome(
+                None,
+                logs=[
+                    f"saga {state.saga_id} forgotten while {state.status}: {why}, and it "
+                    f"cannot move without it; its retention ({self.latest.retention}) since "
+                    "its last change passed"
+                ],
+            )
+        state = state.clone()
         outcome = Outcome(state)
         if state.status is SagaStatus.WAITING:
             outcome.state = None

@@ -4,6 +4,11 @@ The changelog is the truth; memory is a cache rebuilt from it when the tracker i
 partition. Writes go through the tracker's transaction and reach memory only after it
 committed, so the cache never holds a state the changelog lost in an aborted transaction.
 Changelog partition *p* holds the sagas whose events arrive on input partition *p*.
+
+Memory holds each state as the bytes written to the changelog, not as parsed objects: an open
+saga then costs its JSON (~2 KB) instead of ~17 KB of pydantic objects, and it is parsed
+(~20 us) only when an event or a deadline for it arrives. The tracker's timers know the due
+times without the states.
 """
 
 from __future__ import annotations
@@ -32,10 +37,10 @@ StateKey = tuple[int, str]
 
 
 class StateStore:
-    """The states of the partitions this tracker owns."""
+    """The committed states of the partitions this tracker owns, serialized."""
 
     def __init__(self) -> None:
-        self._partitions: dict[int, dict[str, SagaState]] = {}
+        self._partitions: dict[int, dict[str, bytes]] = {}
 
     @property
     def partitions(self) -> set[int]:
@@ -45,35 +50,47 @@ class StateStore:
         return partition in self._partitions
 
     def get(self, partition: int, saga_id: str) -> SagaState | None:
-        return self._partitions[partition].get(saga_id)
+        """A freshly parsed state: the caller may change it without touching the store."""
+        data = self._partitions[partition].get(saga_id)
+        return None if data is None else SagaState.from_bytes(data)
 
-    def load(self, partition: int, states: dict[str, SagaState]) -> None:
+    def load(self, partition: int, states: dict[str, bytes]) -> None:
         self._partitions[partition] = states
 
     def drop(self, partition: int) -> None:
         self._partitions.pop(partition, None)
 
-    def apply(self, changes: Mapping[StateKey, SagaState | None]) -> None:
+    def apply(self, changes: Mapping[StateKey, bytes | None]) -> None:
         """Make committed changes visible (None deletes)."""
-        for (partition, saga_id), state in changes.items():
+        for (partition, saga_id), data in changes.items():
             states = self._partitions.get(partition)
             if states is None:
                 continue  # the partition moved away after the commit; its new owner restores
-            if state is None:
+            if data is None:
                 states.pop(saga_id, None)
             else:
-                states[saga_id] = state
+                states[saga_id] = data
 
-    def items(self) -> Iterator[tuple[StateKey, SagaState]]:
+    def items(self) -> Iterator[tuple[StateKey, bytes]]:
         for partition, states in self._partitions.items():
-            for saga_id, state in states.items():
-                yield (partition, saga_id), state
+            for saga_id, data in states.items():
+                yield (partition, saga_id), data
 
 
 def read_changelog(
     settings: Mapping[str, Any], topic: str, partitions: Iterable[int] | None = None
 ) -> dict[int, dict[str, SagaState]]:
-    """The latest committed state per saga id, per partition (all partitions when None).
+    """The latest committed state per saga id, per partition (all partitions when None)."""
+    return {
+        partition: {saga_id: SagaState.from_bytes(data) for saga_id, data in states.items()}
+        for partition, states in read_changelog_bytes(settings, topic, partitions).items()
+    }
+
+
+def read_changelog_bytes(
+    settings: Mapping[str, Any], topic: str, partitions: Iterable[int] | None = None
+) -> dict[int, dict[str, bytes]]:
+    """:func:`read_changelog`, each state left as its bytes.
 
     Reads with ``read_committed`` up to the end (the last stable offset), so states from
     transactions that were aborted, or are still open in a crashed tracker, are never seen.
@@ -96,7 +113,7 @@ def read_changelog(
                 return {}
             partitions = list(found.partitions)
         wanted = sorted(set(partitions))
-        result: dict[int, dict[str, SagaState]] = {p: {} for p in wanted}
+        result: dict[int, dict[str, bytes]] = {p: {} for p in wanted}
         pending: set[int] = set()
         for partition in wanted:
             low, high = _watermarks(consumer, ck.TopicPartition(topic, partition))
@@ -128,7 +145,7 @@ def read_changelog(
                 if value is None:
                     states.pop(key.decode(), None)
                 else:
-                    states[key.decode()] = SagaState.from_bytes(value)
+                    states[key.decode()] = value
         return result
     finally:
         consumer.close()

@@ -1,17 +1,15 @@
 """When each saga in memory next needs the clock: a heap, so a tick looks only at what is due.
 
-The tracker calls :meth:`Timers.set` whenever a committed state changes (and for every state
-it restores), and :meth:`Timers.due` each tick. Old heap entries are not removed when a
-saga's wake time changes; they are skipped when popped (the map holds the current time), and
-the heap is rebuilt from the map when stale entries outnumber live ones.
+The tracker calls :meth:`Timers.set` with a saga's wake time whenever its committed state
+changes (and for every state it restores), and :meth:`Timers.due` each tick. Old heap entries
+are not removed when a saga's wake time changes; they are skipped when popped (the map holds
+the current time), and the heap is rebuilt from the map when stale entries outnumber live ones.
 """
 
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable
 
-from choreo._saga.state import SagaState
 from choreo._saga.store import StateKey
 
 COMPACT_MIN = 1024
@@ -26,9 +24,8 @@ class Timers:
     def __len__(self) -> int:
         return len(self._at)
 
-    def set(self, key: StateKey, state: SagaState | None) -> None:
-        """Track ``state``'s wake time (None, or no wake time: forget the saga)."""
-        at = None if state is None else state.wake_at
+    def set(self, key: StateKey, at: float | None) -> None:
+        """Wake the saga at ``at`` (None: forget it)."""
         if at is None:
             self._at.pop(key, None)
             return
@@ -40,10 +37,6 @@ class Timers:
             self._heap = [(when, k) for k, when in self._at.items()]
             heapq.heapify(self._heap)
 
-    def load(self, states: Iterable[tuple[StateKey, SagaState]]) -> None:
-        for key, state in states:
-            self.set(key, state)
-
     def drop_partition(self, partition: int) -> None:
         """The partition moved away: its heap entries become stale."""
         for key in [k for k in self._at if k[0] == partition]:
@@ -51,8 +44,8 @@ class Timers:
 
     def due(self, now: float) -> list[StateKey]:
         """The sagas whose wake time is ``now`` or earlier, each once: they are forgotten until
-        :meth:`set` tracks their new state (after the commit; the tracker reloads all timers
-        from the store when a transaction aborts)."""
+        :meth:`set` tracks them again (after the commit; when the transaction aborts, the
+        tracker sets them again from the store)."""
         found: list[StateKey] = []
         heap = self._heap
         while heap and heap[0][0] <= now:
@@ -61,7 +54,3 @@ class Timers:
                 found.append(key)
                 del self._at[key]
         return found
-
-    def clear(self) -> None:
-        self._heap.clear()
-        self._at.clear()

@@ -25,7 +25,8 @@ every input topic: that is what lets state live per partition (see ``topology``)
 timer runs in the same loop every ``tick_s`` and pops only what is due from a heap of wake
 times (``timers``), rebuilt from the restored states on assignment; deadlines that passed
 while no tracker ran fire as soon as the state is restored. Finished sagas get a tombstone in
-the changelog once their definition's ``retention`` has passed.
+the changelog once their definition's ``retention`` has passed, and so do sagas whose version is
+not loaded, ``retention`` after their last change (see ``Engine.wake_at``).
 
 Tracing (with a ``tracer_provider``; none means no spans and no tracing cost): each input event
 of the saga gets a CONSUMER span ``saga-tracker <saga> <Event>``, child of the context its
@@ -73,7 +74,7 @@ from choreo._runtime.dead_letters import failure_headers
 from choreo._saga.definition import Saga
 from choreo._saga.engine import Emit, Engine, Incoming, Outcome
 from choreo._saga.state import SagaState, SagaStatus
-from choreo._saga.store import StateKey, StateStore, read_changelog
+from choreo._saga.store import StateKey, StateStore, read_changelog_bytes
 from choreo._saga.timers import Timers
 from choreo._saga.topology import Topology, check_broker, plan, tracker_name
 from choreo._schemas import Catalog, Codec
@@ -121,6 +122,8 @@ class _Batch:
     """Decision spans, ended when the transaction committed or aborted."""
     dead_letters: list[tuple[str, Any, str, Exception]] = field(default_factory=list)
     """(DLQ topic, the record, reason code, error) for input the tracker cannot read."""
+    fired: list[StateKey] = field(default_factory=list)
+    """The sagas whose timers this batch took: set again from the store if it aborts."""
 
     def state(self, store: StateStore, key: StateKey) -> SagaState | None:
         if key in self.changes:
@@ -391,20 +394,43 @@ class SagaTracker:
     # -- rebalance --------------------------------------------------------------------------
 
     def _on_assign(self, consumer: ck.Consumer, partitions: list[ck.TopicPartition]) -> None:
-        numbers = {tp.partition for tp in partitions} - self.store.partitions
+        self.restore({tp.partition for tp in partitions})
+
+    def restore(self, partitions: set[int]) -> int:
+        """Load the committed states of ``partitions`` this tracker does not hold yet, and arm
+        their timers; returns how many sagas that was."""
+        numbers = partitions - self.store.partitions
         if not numbers:
-            return
+            return 0
         started = time.monotonic()
-        restored = read_changelog(self._settings, self.topology.changelog, numbers)
+        restored = read_changelog_bytes(self._settings, self.topology.changelog, numbers)
+        stranded: list[tuple[str, str]] = []
         for number, states in restored.items():
             self.store.load(number, states)
-            self.timers.load(((number, saga_id), state) for saga_id, state in states.items())
+            for saga_id, data in states.items():
+                state = SagaState.from_bytes(data)  # only for its wake time: memory keeps bytes
+                self.timers.set((number, saga_id), self.engine.wake_at(state))
+                why = self.engine.stranded(state)
+                if why is not None:
+                    stranded.append((saga_id, why))
+        count = sum(len(s) for s in restored.values())
         _log.info(
             "restored %d saga(s) of partition(s) %s in %.2fs",
-            sum(len(s) for s in restored.values()),
+            count,
             sorted(numbers),
             time.monotonic() - started,
         )
+        if stranded:
+            saga_id, why = stranded[0]
+            _log.warning(
+                "%d restored saga(s) cannot move (e.g. %s: %s): load the definition they started "
+                "with, or each is forgotten %s after its last change",
+                len(stranded),
+                saga_id,
+                why,
+                self.engine.latest.retention,
+            )
+        return count
 
     def _on_revoke(self, consumer: ck.Consumer, partitions: list[ck.TopicPartition]) -> None:
         # No transaction is open here: each one commits before the next poll.
@@ -500,11 +526,12 @@ class SagaTracker:
         batch.dead_letters.append((self.topology.dead_letters(topic), message, reason, error))
 
     def _fire_due(self, batch: _Batch, now: float) -> None:
-        due = [key for key in self.timers.due(now) if key not in batch.changes]
+        batch.fired = self.timers.due(now)
+        due = [key for key in batch.fired if key not in batch.changes]
         due += [
             key
             for key, state in batch.changes.items()
-            if state is not None and state.wake_at is not None and state.wake_at <= now
+            if state is not None and (at := self.engine.wake_at(state)) is not None and at <= now
         ]
         tracing = self._tracing
         for key in due:
@@ -524,14 +551,14 @@ class SagaTracker:
         """True once committed; False when the transaction was aborted (the batch is re-read)."""
         producer, consumer = self._producer, self._consumer
         assert producer is not None and consumer is not None
+        encoded = {
+            key: None if state is None else state.to_bytes() for key, state in batch.changes.items()
+        }
         try:
             producer.begin_transaction()
-            for (partition, saga_id), state in batch.changes.items():
+            for (partition, saga_id), value in encoded.items():
                 producer.produce(
-                    self.topology.changelog,
-                    key=saga_id.encode(),
-                    value=None if state is None else state.to_bytes(),
-                    partition=partition,
+                    self.topology.changelog, key=saga_id.encode(), value=value, partition=partition
                 )
             for _, emit, context in batch.emits:
                 self._produce(producer, emit, context)
@@ -546,10 +573,10 @@ class SagaTracker:
         except ck.KafkaException as exc:
             self._recover(exc, batch)
             return False
-        self.store.apply(batch.changes)
+        self.store.apply(encoded)
         for key, state in batch.changes.items():
             if self.store.owns(key[0]):  # else the partition moved away meanwhile
-                self.timers.set(key, state)
+                self.timers.set(key, None if state is None else self.engine.wake_at(state))
         for _, emit, _ in batch.emits:
             _log.info(
                 "saga %s: emitted %s for step '%s' (%s)",
@@ -625,9 +652,11 @@ class SagaTracker:
         for (topic, partition), offset in batch.first_offsets.items():
             if self.store.owns(partition):
                 consumer.seek(ck.TopicPartition(topic, partition, offset))
-        # The deadlines this batch popped were not acted on: take them all from the store again.
-        self.timers.clear()
-        self.timers.load(self.store.items())
+        # The deadlines this batch took were not acted on: arm them again from the store.
+        for key in batch.fired:
+            state = self.store.get(*key) if self.store.owns(key[0]) else None
+            if state is not None:
+                self.timers.set(key, self.engine.wake_at(state))
 
 
 def _text(value: bytes | str | None) -> str | None:

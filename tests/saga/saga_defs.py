@@ -166,6 +166,9 @@ fragile_saga = replace(
 )
 """The order saga with user code that raises for some totals, and a short retention."""
 
+fragile_v2 = replace(fragile_saga, version=2)
+"""Loaded alone, it strands the fragile saga's v1 sagas: they are forgotten after retention."""
+
 
 def placed(order_id: str, total: str = "19.98") -> OrderPlaced:
     return OrderPlaced(

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import saga_defs as d
 from engine_run import Run
 
 from choreo._saga.timers import Timers
-from choreo.saga import SagaState, SagaStatus, StepStatus
+from choreo.saga import SagaStatus, StepStatus
 from services.events import CancelOrder, ReleaseStock, SagaFailed
 
 
@@ -47,8 +49,6 @@ def test_a_compensation_builder_that_raises_parks_until_a_person_confirms() -> N
 
 
 def test_a_builder_returning_the_wrong_event_parks_too() -> None:
-    from dataclasses import replace
-
     wrong = replace(d.stock_step, build=lambda given: d.cancelled(given.saga_id))
     saga = replace(d.order_saga, steps=[d.order_step, wrong, d.charge_step])
     run = Run(saga).send(d.placed("o-1")).send(d.reserved("o-1")).send(d.declined("o-1"))
@@ -78,18 +78,12 @@ def test_retention_counts_from_the_last_change() -> None:
     assert run.status is SagaStatus.COMPENSATED
 
 
-def _state(saga_id: str, wake_at: float | None) -> SagaState:
-    return SagaState(
-        saga_id=saga_id, saga="s", version=1, status=SagaStatus.RUNNING, wake_at=wake_at
-    )
-
-
 def test_timers_pop_only_what_is_due_with_its_latest_time() -> None:
     timers = Timers()
-    timers.set((0, "a"), _state("a", 10))
-    timers.set((1, "b"), _state("b", 5))
-    timers.set((0, "a"), _state("a", 20))  # moved later: the entry at 10 is stale
-    timers.set((2, "c"), _state("c", None))
+    timers.set((0, "a"), 10)
+    timers.set((1, "b"), 5)
+    timers.set((0, "a"), 20)  # moved later: the entry at 10 is stale
+    timers.set((2, "c"), None)
     assert timers.due(4) == []
     assert timers.due(15) == [(1, "b")]
     assert timers.due(15) == []  # popped once
@@ -101,6 +95,35 @@ def test_timers_pop_only_what_is_due_with_its_latest_time() -> None:
 def test_timers_stay_bounded_when_wake_times_keep_moving() -> None:
     timers = Timers()
     for i in range(10_000):
-        timers.set((0, "a"), _state("a", 1_000_000 + i))
+        timers.set((0, "a"), 1_000_000 + i)
     assert len(timers._heap) <= 1024 + 1
     assert timers.due(2_000_000) == [(0, "a")]
+
+
+def test_a_saga_whose_version_is_not_loaded_is_forgotten_after_retention() -> None:
+    started = Run(d.fragile_saga).send(d.placed("o-1")).send(d.reserved("o-1"))
+    assert started.state is not None
+    last_change = started.state.updated_at
+    v2 = replace(d.fragile_saga, version=2)
+    run = Run(v2)  # the tracker restarted with v2 only: v1 sagas cannot move
+    run.state, run.now = started.state, started.now
+    assert run.engine.stranded(started.state) == "definition v1 of 'order' is no longer loaded"
+    assert run.engine.wake_at(started.state) == last_change + d.RETENTION.total_seconds()
+    run.send(d.authorized("o-1"), event_id="e-paid").advance(d.RETENTION.total_seconds() - 1)
+    assert run.status is SagaStatus.RUNNING  # nothing moves it, and it is kept meanwhile
+    assert run.emitted == [] and "ignoring shop.payments.PaymentAuthorized" in run.logs[0]
+    run.advance(1.1)
+    assert run.state is None  # a tombstone in the changelog
+    assert (
+        "saga o-1 forgotten while running: definition v1 of 'order' is no longer loaded"
+        in (run.logs[-1])
+    )
+
+
+def test_a_stranded_saga_moves_on_when_its_version_is_loaded_again() -> None:
+    started = Run(d.fragile_saga).send(d.placed("o-1")).send(d.reserved("o-1"))
+    run = Run(d.fragile_saga, replace(d.fragile_saga, version=2))
+    run.state, run.now = started.state, started.now
+    assert run.state is not None and run.engine.stranded(run.state) is None
+    run.send(d.declined("o-1"), event_id="e-declined")
+    assert run.types() == [ReleaseStock]

@@ -116,6 +116,25 @@ def test_a_deadline_that_passes_while_the_tracker_is_stopped_fires_on_restart(
         assert world.commands(o) == ["CancelOrder"]
 
 
+def test_a_saga_whose_version_is_no_longer_loaded_is_forgotten_after_retention(
+    kafka: str, tmp_path: Path
+) -> None:
+    with World(kafka, tmp_path, CHOREO_TEST_SAGA_SLOW="1") as world:  # no deadline may fire
+        answer_compensations(world)
+        tracker = world.start_tracker(target="saga_defs:fragile_saga")  # v1
+        o = oid()
+        world.publish(d.placed(o))
+        world.publish(d.reserved(o))
+        world.wait_step(o, "reserve-stock")
+        stop(tracker)
+        world.start_tracker(target="saga_defs:fragile_v2")  # v2 only: the saga cannot move
+        world.wait(lambda: o not in world.states(), timeout=60, what="the tombstone")
+        logs = world.logs()
+        assert "1 restored saga(s) cannot move" in logs, logs
+        assert f"saga {o} forgotten while running: definition v1 of" in logs, logs
+        assert world.commands(o) == []
+
+
 def read_all(kafka: str, topic: str, count: int) -> list[tuple[bytes, bytes, dict[str, bytes]]]:
     consumer = ck.Consumer(
         {
