@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import math
-import time
 from datetime import UTC, datetime
 from typing import NamedTuple
 
 from choreo._headers import DELIVER_AT_MS
+from choreo._runtime.clock import WallClock, current_clock
 from choreo._runtime.instrument import Instrumentation
 from choreo._transport.base import Headers, Producer, Record
 
@@ -68,10 +68,10 @@ def retry_state(record: Record) -> RetryState:
     )
 
 
-def due_in_s(record: Record) -> float:
+def due_in_s(record: Record, clock: WallClock) -> float:
     """Seconds until a retry or scheduled record may be handled (0 when due or neither)."""
     due = record.header(DUE_MS) or record.header(DELIVER_AT_MS)
-    return 0.0 if due is None else max(0.0, int(due) / 1000 - time.time())
+    return 0.0 if due is None else max(0.0, int(due) / 1000 - clock.now())
 
 
 class RetryTopics:
@@ -94,7 +94,7 @@ class RetryTopics:
             (ATTEMPTS, str(attempts).encode()),
             (FIRST_FAILURE, (state.first_failure or now).encode()),
             (LAST_ERROR, f"{type(error).__qualname__}: {error}"[:MAX_ERROR_CHARS].encode()),
-            (DUE_MS, str(math.ceil((time.time() + delay_s) * 1000)).encode()),
+            (DUE_MS, str(math.ceil((current_clock().now() + delay_s) * 1000)).encode()),
             (ORIGIN_TOPIC, state.origin_topic.encode()),
             (ORIGIN_PARTITION, str(state.origin_partition).encode()),
             (ORIGIN_OFFSET, str(state.origin_offset).encode()),

@@ -15,6 +15,7 @@ from typing import Any
 
 from choreo._context import Context
 from choreo._errors import DecodeError
+from choreo._runtime.clock import current_clock
 from choreo._runtime.dispatch import Dispatcher
 from choreo._runtime.progress import Progress
 from choreo._runtime.retry_topics import PREFIX as RETRY_PREFIX
@@ -273,10 +274,10 @@ class PartitionWorker:
 
     async def _until_due(self, record: Record) -> bool:
         """Wait (without polling) until a held record is due; False if stopped meanwhile."""
-        while (delay := due_in_s(record)) > 0 and not self._stop_now:
+        clock = current_clock()  # a test's ManualClock makes time pass at once
+        while (delay := due_in_s(record, clock)) > 0 and not self._stop_now:
             self._wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), delay)
+            await clock.sleep(delay, self._wake)
         return not self._stop_now
 
     async def _add_to_batch(self, handler: Handler, record: Record, event: Any) -> None:

@@ -21,6 +21,9 @@ behaves the same on a real cluster:
   closes. Real brokers would split partitions between members instead.
 * ``commit`` refuses partitions the member does not own, as a real group
   refuses commits from a member that lost them.
+* ``end_polls`` makes a group's pending poll return early (empty), as a real
+  client's wakeup does; ``lag`` and ``backlog`` show what a group has not
+  committed. Tests use them to wait for a service without sleeping.
 * Records larger than ``max_message_bytes`` fail their delivery future with
   ``TransportError``, as a client refuses records over ``message.max.bytes``.
 
@@ -33,7 +36,7 @@ import asyncio
 import itertools
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from choreo._errors import ConfigError, TransportError
 from choreo._transport.base import (
@@ -86,6 +89,14 @@ def _size(key: bytes | None, value: bytes | None, headers: Headers) -> int:
         + len(value or b"")
         + sum(len(name) + len(header or b"") for name, header in headers)
     )
+
+
+class Backlog(NamedTuple):
+    """A partition's records a group has not committed yet (see ``MemoryTransport.backlog``)."""
+
+    records: list[Record]
+    fetched: int
+    """How many of ``records`` the group's member has taken from ``poll``."""
 
 
 class _Group:
@@ -156,15 +167,35 @@ class MemoryTransport:
         Kafka's consumer lag (log end minus committed offset, per partition),
         so a test can wait until a service has handled and committed everything.
         """
+        return sum(len(backlog.records) for backlog in self.backlog(group_id).values())
+
+    def backlog(self, group_id: str) -> dict[TopicPartition, Backlog]:
+        """Per partition the group reads: the records it has not committed, in offset order,
+        and how many of them its member has fetched (the rest it has not seen yet)."""
         group = self._groups.get(group_id)
         if group is None:
-            return 0
+            return {}
         topics = {t for m in group.members for t in m.topics} | {tp[0] for tp in group.committed}
-        return sum(
-            max(0, len(entries) - group.committed.get(TopicPartition(topic, partition), 0))
-            for topic in topics
-            for partition, entries in enumerate(self._logs.get(topic, []))
-        )
+        backlogs: dict[TopicPartition, Backlog] = {}
+        for topic in topics:
+            owner = group.owner(topic)
+            for partition, entries in enumerate(self._logs.get(topic, [])):
+                tp = TopicPartition(topic, partition)
+                committed = group.committed.get(tp, 0)
+                position = owner._positions.get(tp, committed) if owner else committed
+                backlogs[tp] = Backlog(entries[committed:], max(0, position - committed))
+        return backlogs
+
+    def end_polls(self, group_id: str) -> None:
+        """The group's pending polls return at once, empty if nothing arrived.
+
+        A runtime goes round its loop, committing what its workers finished,
+        after each poll; a test that waits for that commit calls this instead of
+        waiting out the poll's timeout.
+        """
+        group = self._groups.get(group_id)
+        for member in group.members if group else ():
+            member.end_poll()
 
     # --- broker internals, used by the consumers and producers ----------------------------
 
@@ -218,12 +249,18 @@ class MemoryConsumer:
         self._paused: set[TopicPartition] = set()
         self._next_start = 0
         self._wakeup: asyncio.Event | None = None
+        self._return_now = False
         self._closed = False
 
     def wake(self) -> None:
         """New records, partitions or ownership: a waiting ``poll`` looks again."""
         if self._wakeup is not None:
             self._wakeup.set()
+
+    def end_poll(self) -> None:
+        """A pending ``poll`` (or else the next one) returns at once, empty if nothing arrived."""
+        self._return_now = True
+        self.wake()
 
     async def subscribe(self, topics: Sequence[str], listener: RebalanceListener) -> None:
         self._check_open()
@@ -245,7 +282,8 @@ class MemoryConsumer:
             await self._rebalance_if_needed()
             records = self._fetch(max_records)
             remaining = deadline - asyncio.get_running_loop().time()
-            if records or remaining <= 0:
+            if records or remaining <= 0 or self._return_now:
+                self._return_now = False
                 return records
             self._wakeup.clear()
             try:

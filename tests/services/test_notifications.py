@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from builders import new_order_id, order_cancelled, placed, shipment_created, survey_due
-from shop_kit import emitted_ids, rebuilt, redeliver
+from shop_kit import emitted_ids, redeliver
 
 from choreo import _headers
 from choreo.testing import TestService
@@ -18,11 +18,9 @@ from services.settings import FOLLOW_UP_DELAY
 pytestmark = [pytest.mark.stack, pytest.mark.usefixtures("shop_db")]
 
 
-def test_a_shipped_order_is_confirmed_and_its_survey_scheduled_a_follow_up_later() -> None:
+def test_a_shipped_order_is_confirmed_and_its_survey_sent_a_follow_up_later() -> None:
     order_id = new_order_id()
-    # The real service would hold the scheduled SurveyDue (for a week) before settling.
-    service = rebuilt(notifications.svc, without=(SurveyDue,))
-    with TestService(service) as t:
+    with TestService(notifications.svc) as t:
         t.send(placed(order_id, customer_id="c-42"))
         before_ms = time.time() * 1000
         t.send(shipment_created(order_id))
@@ -30,6 +28,11 @@ def test_a_shipped_order_is_confirmed_and_its_survey_scheduled_a_follow_up_later
         [confirmation] = t.emitted(ConfirmationSent)
         [due] = t.emitted(SurveyDue)
         [record] = t.records("shop.followups")
+        t.advance(FOLLOW_UP_DELAY - timedelta(minutes=1))
+        assert t.emitted(SurveySent) == []  # held until its time
+        t.advance(timedelta(minutes=1))
+        [sent] = t.emitted(SurveySent)
+    assert (sent.order_id, sent.customer_id) == (order_id, "c-42")
     assert (confirmation.order_id, confirmation.customer_id) == (order_id, "c-42")
     assert (due.order_id, due.customer_id) == (order_id, "c-42")
     assert due.due_at - confirmation.sent_at == FOLLOW_UP_DELAY
@@ -42,7 +45,7 @@ def test_a_shipped_order_is_confirmed_and_its_survey_scheduled_a_follow_up_later
 
 def test_a_redelivered_shipment_confirms_and_schedules_once() -> None:
     order_id = new_order_id()
-    with TestService(rebuilt(notifications.svc, without=(SurveyDue,))) as t:
+    with TestService(notifications.svc) as t:
         t.send(placed(order_id))
         t.send(shipment_created(order_id))
         redeliver(t, t.records("shop.shipping")[-1])
@@ -74,7 +77,7 @@ def test_a_cancelled_order_gets_no_survey_even_one_scheduled_before() -> None:
 
 def test_a_shipment_before_its_order_is_retried_then_dead_lettered_not_confirmed() -> None:
     order_id = new_order_id()
-    with TestService(rebuilt(notifications.svc, without=(SurveyDue,)), raise_errors=False) as t:
+    with TestService(notifications.svc, raise_errors=False) as t:
         t.send(shipment_created(order_id))
         [parked] = t.dead_letters("shop.shipping")
     assert b"no customer yet" in (parked.header("choreo_dlq_error_message") or b"")

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import zlib
+from datetime import timedelta
 
 from builders import approved, cancel_shipment, new_order_id, placed, shipment_id
-from shop_kit import rebuilt
 
 from choreo._runtime.retry_topics import retry_topic
 from choreo.testing import TestService
@@ -50,9 +50,12 @@ def test_a_flaky_carrier_is_retried_in_place_and_books_on_the_second_attempt() -
 
 def test_a_carrier_down_through_every_retry_fails_the_shipment_on_the_last_attempt() -> None:
     order_id = new_order_id()
-    with TestService(rebuilt(shipping.svc, quick=True), raise_errors=False) as t:
+    with TestService(shipping.svc, raise_errors=False) as t:
         t.send(placed(order_id, postal_code="00000"))
         t.send(approved(order_id))
+        for delay_s in shipping.CARRIER_RETRY.delays_s:
+            assert t.emitted(ShipmentFailed) == []  # the next try waits for its delay
+            t.advance(timedelta(seconds=delay_s))
         [failed] = t.emitted(ShipmentFailed)
         waited = [
             t.records(retry_topic("shipping", APPROVALS, level))
@@ -72,8 +75,9 @@ def test_a_carrier_down_through_every_retry_fails_the_shipment_on_the_last_attem
 
 def test_an_approval_whose_address_never_came_is_dead_lettered_after_every_retry() -> None:
     order_id = new_order_id()
-    with TestService(rebuilt(shipping.svc, quick=True), raise_errors=False) as t:
+    with TestService(shipping.svc, raise_errors=False) as t:
         t.send(approved(order_id))
+        t.advance(timedelta(minutes=1))  # past every delayed retry
         [parked] = t.dead_letters(APPROVALS)
     assert b"no address yet" in (parked.header("choreo_dlq_error_message") or b"")
     assert t.emitted(ShipmentCreated) == []

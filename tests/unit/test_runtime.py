@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
+from datetime import timedelta
 
 import pytest
 from builders import placed, received
@@ -255,12 +255,12 @@ def test_two_handlers_for_one_event_in_a_service_is_an_error() -> None:
 
 def test_delayed_retries_wait_their_delay_without_blocking_the_partition() -> None:
     svc = choreo.Service("patient")
-    tries: list[tuple[str, int, float]] = []
-    policy = choreo.RetryPolicy(max_attempts=1, delays_s=(0.2, 0.4))
+    tries: list[tuple[str, int]] = []
+    policy = choreo.RetryPolicy(max_attempts=1, delays_s=(20.0, 40.0))
 
     @svc.on(OrderPlaced, retry=policy)
     def reserve(event: OrderPlaced, ctx: choreo.Context) -> None:
-        tries.append((event.order_id, ctx.attempt, time.monotonic()))
+        tries.append((event.order_id, ctx.attempt))
         if event.order_id == "slow" and ctx.attempt < 3:
             raise ConnectionError("carrier API down")
 
@@ -269,17 +269,40 @@ def test_delayed_retries_wait_their_delay_without_blocking_the_partition() -> No
         for i in range(5):
             t.send(placed(f"fast-{i}"), settle=False)
         t.settle()
+        # The other orders did not wait for the retries.
+        assert tries == [("slow", 1)] + [(f"fast-{i}", 1) for i in range(5)]
+        t.advance(timedelta(seconds=19))
+        assert tries[6:] == []
+        t.advance(timedelta(seconds=1))
+        assert tries[6:] == [("slow", 2)]
+        t.advance(timedelta(seconds=39))
+        assert tries[7:] == []
+        t.advance(timedelta(seconds=1))
+        assert tries[7:] == [("slow", 3)]
         assert t.dead_letters("shop.orders") == []
-    slow = [(attempt, at) for order, attempt, at in tries if order == "slow"]
-    assert [attempt for attempt, _ in slow] == [1, 2, 3]
-    assert slow[1][1] - slow[0][1] >= 0.2 and slow[2][1] - slow[1][1] >= 0.4
-    fast_done = max(at for order, _, at in tries if order.startswith("fast"))
-    assert fast_done < slow[1][1]  # the other orders did not wait for the retries
+
+
+def test_one_advance_handles_every_retry_level_falling_due_within_it_in_turn() -> None:
+    svc = choreo.Service("stubborn")
+    tries: list[int] = []
+
+    @svc.on(OrderPlaced, retry=choreo.RetryPolicy(max_attempts=1, delays_s=(2.0, 10.0)))
+    def reserve(event: OrderPlaced, ctx: choreo.Context) -> None:
+        tries.append(ctx.attempt)
+        raise ConnectionError(f"down on try {ctx.attempt}")
+
+    with TestService(svc, raise_errors=False) as t:
+        t.send(placed("o-1"))
+        assert (tries, t.dead_letters("shop.orders")) == ([1], [])
+        t.advance(timedelta(seconds=12.5))  # the second delay starts after the first try
+        [parked] = t.dead_letters("shop.orders")
+    assert tries == [1, 2, 3]
+    assert _header(parked, dlq.ERROR_MESSAGE) == "down on try 3"
 
 
 def test_a_record_that_fails_every_delayed_retry_is_parked_under_its_source_topic() -> None:
     svc = choreo.Service("hopeless")
-    policy = choreo.RetryPolicy(max_attempts=2, initial_interval_s=0.001, delays_s=(0.05,))
+    policy = choreo.RetryPolicy(max_attempts=2, initial_interval_s=0.001, delays_s=(5.0,))
 
     @svc.on(OrderPlaced, retry=policy)
     def reserve(event: OrderPlaced, ctx: choreo.Context) -> None:
@@ -287,6 +310,7 @@ def test_a_record_that_fails_every_delayed_retry_is_parked_under_its_source_topi
 
     with TestService(svc, raise_errors=False) as t:
         t.send(placed("o-1"))
+        t.advance(timedelta(seconds=5))
         [original] = t.records("shop.orders")
         [parked] = t.dead_letters("shop.orders")
         [retried] = t.records("choreo.retry.hopeless.shop.orders.1")
@@ -383,7 +407,7 @@ def test_a_topic_handler_gets_its_delayed_retries_too() -> None:
     def raw(record: Record) -> bytes:
         return record.value or b""
 
-    @svc.on_topic("raw.things", raw, retry=choreo.RetryPolicy(max_attempts=1, delays_s=(0.05,)))
+    @svc.on_topic("raw.things", raw, retry=choreo.RetryPolicy(max_attempts=1, delays_s=(5.0,)))
     def handle(value: bytes, ctx: choreo.Context) -> None:
         tries.append(ctx.attempt)
         if ctx.attempt == 1:
@@ -391,5 +415,6 @@ def test_a_topic_handler_gets_its_delayed_retries_too() -> None:
 
     with TestService(svc, raise_errors=False) as t:
         t.send_raw("raw.things", b"payload", key=b"k")
+        t.advance(timedelta(seconds=5))
         assert t.dead_letters("raw.things") == []
     assert tries == [1, 2]
