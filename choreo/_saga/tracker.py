@@ -326,10 +326,11 @@ class SagaTracker:
         """Create topics, check partition counts, fence predecessors, subscribe."""
         transport = ConfluentTransport(self.config.kafka)
         asyncio.run(transport.ensure_topics(self.topology.topic_configs(self.catalog)))
+        transactional_id = f"{self.group_id}-{self.instance}"
         self._producer = ck.Producer(
             {
                 **self._settings,
-                "transactional.id": f"{self.group_id}-{self.instance}",
+                "transactional.id": transactional_id,
                 "transaction.timeout.ms": self._transaction_timeout_ms,
                 "enable.idempotence": True,
                 "acks": "all",
@@ -343,7 +344,7 @@ class SagaTracker:
             self.topology,
             {name: len(t.partitions) for name, t in metadata.topics.items() if t.error is None},
         )
-        self._producer.init_transactions(30)
+        self._init_transactions(self._producer, transactional_id)
         self._consumer = ck.Consumer(
             {
                 **self._settings,
@@ -373,6 +374,19 @@ class SagaTracker:
             ", ".join(self.topology.inputs),
             self.topology.changelog,
         )
+
+    def _init_transactions(self, producer: ck.Producer, transactional_id: str) -> None:
+        """Fence predecessors; a refusal names the ACL (a prefix: ids end with the instance)."""
+        try:
+            producer.init_transactions(30)
+        except ck.KafkaException as exc:
+            error = exc.args[0] if exc.args else None
+            what = f"saga tracker '{self.engine.name}' starting transactions as {transactional_id}"
+            if isinstance(error, ck.KafkaError) and error.code() in AUTHORIZATION_ERRORS:
+                needed = f"WRITE on transactional_id prefix {self.group_id}-"
+                raise denied(f"{what} (it needs {needed})", error) from None
+            detail = error.str() if isinstance(error, ck.KafkaError) else str(exc)
+            raise TransportError(f"{what}: {detail}") from None
 
     def run(self, stop: threading.Event) -> None:
         """Start, then process until ``stop`` is set; the transaction in hand always finishes."""

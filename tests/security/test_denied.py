@@ -68,3 +68,22 @@ def test_a_tracker_that_may_not_read_an_input_stops_naming_it(secured: Secured) 
     secured.wait(lambda: process.poll() is not None, "the tracker to stop")
     [line] = [x for x in secured.output(process).splitlines() if x.startswith("choreo: ")]
     assert f"reading {orders}" in line and "not authorized" in line, line
+
+
+def test_a_tracker_without_its_transactional_id_acl_stops_naming_it(secured: Secured) -> None:
+    tracker = secured.user(f"choreo-saga-{secured.saga}")
+    applied = secured.admin("acl", "apply", "saga_defs:order_saga")
+    assert applied.returncode == 0, applied.stderr
+    prefix = f"choreo-saga-{secured.saga}-"
+    admin = AclAdmin(secured.secure.admin())
+    admin.delete([Acl(f"User:{tracker}", "transactional_id", prefix, "WRITE", prefixed=True)])
+    process = secured.start(
+        "saga", "run", "saga_defs:order_saga", "--instance", "a", env=secured.as_user(tracker)
+    )
+    secured.wait(lambda: process.poll() is not None, "the tracker to stop")
+    output = secured.output(process)
+    assert process.returncode == 1 and "Traceback" not in output, output
+    [line] = [x for x in output.splitlines() if x.startswith("choreo: ")]
+    assert f"starting transactions as {prefix}a" in line, line
+    assert f"needs WRITE on transactional_id prefix {prefix}" in line, line
+    assert "not authorized" in line and "choreo acl apply" in line, line
