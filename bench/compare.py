@@ -5,14 +5,18 @@ Run from the project root with the stack up (``make up``)::
     .venv/bin/python bench/compare.py --quick    # 100,000 events, 3 rounds
     .venv/bin/python bench/compare.py            # 1,000,000 events
     .venv/bin/python bench/compare.py --contenders raw-confluent,faust
+    .venv/bin/python bench/compare.py --scenario relay --quick   # consume -> emit -> commit
 
 It fills a fresh 3-partition topic with ~200-byte ``OrderPlaced`` events as choreo emits them,
 then every contender (``bench/contenders/``) does the same per event: check the single-object
 header, decode the Avro body with fastavro, validate into an ``OrderPlaced`` pydantic model,
-call a no-op handler, commit the way the framework commits. Third-party frameworks run in their
-own pinned venvs (``bench/venvs.py``); each run is its own process, contenders alternate within
-each round, and the table shows the median and the spread. A contender that cannot be installed
-or fails a run is a row saying why, not the end of the benchmark.
+call a no-op handler, commit the way the framework commits. ``--scenario relay`` (the second
+scenario; 100,000 events, 20,000 with ``--quick``) emits one ``StockReserved`` per input to a
+fresh sink topic per run, at least once and, where the contender supports it, exactly once.
+Third-party frameworks run in their own pinned venvs (``bench/venvs.py``); each run is its own
+process, contenders alternate within each round, and the table shows the median and the spread.
+A contender that cannot be installed or fails a run is a row saying why, not the end of the
+benchmark.
 """
 
 from __future__ import annotations
@@ -53,12 +57,29 @@ class Contender:
     name: str
     venv: str | None
     module: str
+    baseline: str = "raw-confluent"
+    """The raw loop of the same guarantee this row's ratio is to."""
     python: str = sys.executable
     failure: str = ""
     runs: list[dict[str, float]] = field(default_factory=list)
 
 
-def contenders() -> list[Contender]:
+def contenders(scenario: str = "consume") -> list[Contender]:
+    if scenario == "relay":
+        eos = "raw-confluent-eos"
+        return [
+            Contender("raw-confluent", None, "raw_confluent"),
+            Contender("choreo-confluent", None, "choreo_service:confluent"),
+            Contender("choreo-aiokafka", None, "choreo_service:aiokafka"),
+            Contender("faststream-aiokafka-ack", "faststream", "faststream_app:kafka-ack"),
+            Contender("faststream-confluent-ack", "faststream", "faststream_app:confluent-ack"),
+            Contender("faust", "faust", "faust_app"),
+            Contender("quixstreams", "quixstreams", "quix_app"),
+            Contender(eos, None, "raw_confluent:eos", eos),
+            Contender("choreo-confluent-eos", None, "choreo_service:confluent-eos", eos),
+            Contender("faust-eos", "faust", "faust_app:eos", eos),
+            Contender("quixstreams-eos", "quixstreams", "quix_app:eos", eos),
+        ]
     return [
         Contender("raw-confluent", None, "raw_confluent"),
         Contender("choreo-confluent", None, "choreo_service:confluent"),
@@ -118,6 +139,12 @@ def measure(args: argparse.Namespace, contender: Contender) -> dict[str, float]:
         f"bench-{contender.name}-{uuid.uuid4().hex[:6]}",
     ]
     timeout = 60 + args.count / 1000
+    if args.scenario == "relay":  # a fresh sink per run; the slowest relay ~500 msgs/s
+        command += [
+            "--sink",
+            create_topic(args.bootstrap, f"{args.topic}-out-{uuid.uuid4().hex[:6]}"),
+        ]
+        timeout = 60 + args.count / 250
     with tempfile.TemporaryFile("w+") as stderr:
         proc = subprocess.Popen(
             command, stdout=subprocess.PIPE, stderr=stderr, text=True, start_new_session=True
@@ -146,6 +173,16 @@ def measure(args: argparse.Namespace, contender: Contender) -> dict[str, float]:
     raise RuntimeError(f"exit {proc.returncode}: {(lines or ['no output'])[-1][:160]}")
 
 
+def create_topic(bootstrap: str, name: str) -> str:
+    """A fresh ``PARTITIONS``-partition topic (some frameworks will not create one)."""
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    for future in admin.create_topics([NewTopic(name, PARTITIONS, 1)]).values():
+        future.result(30)
+    return name
+
+
 def versions(venv: str | None) -> str:
     """The framework and client versions a contender ran, from its venv's ``pip freeze``."""
     wanted = ("faststream", "faust-streaming", "quixstreams", "aiokafka", "confluent-kafka")
@@ -162,11 +199,14 @@ def versions(venv: str | None) -> str:
 
 
 def report(args: argparse.Namespace, size: int, rows: list[Contender]) -> str:
-    raw = next((c for c in rows if c.name == "raw-confluent" and c.runs), None)
-    raw_rate = statistics.median(args.count / r["wall"] for r in raw.runs) if raw else None
+    rates = {
+        c.name: statistics.median(args.count / r["wall"] for r in c.runs) for c in rows if c.runs
+    }
+    work = "consume" if args.scenario == "consume" else "consume -> emit 1 StockReserved -> commit"
     lines = [
-        f"# compare benchmark, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
+        f"# compare benchmark ({args.scenario}), {datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
         "",
+        f"{work}; ratio to the raw loop of the same guarantee; "
         f"{args.count:,} OrderPlaced events (~{size} B Avro body, {PARTITIONS} partitions), "
         f"{args.rounds} alternating rounds; {platform.machine()}, {os.cpu_count()} cores, "
         f"Python {platform.python_version()}. msgs/s counts from process start (imports, "
@@ -180,15 +220,16 @@ def report(args: argparse.Namespace, size: int, rows: list[Contender]) -> str:
         if not c.runs:
             lines.append(f"| {c.name} | failed: {c.failure} | | | | | |")
             continue
-        rates = [args.count / r["wall"] for r in c.runs]
-        rate = statistics.median(rates)
+        each = [args.count / r["wall"] for r in c.runs]
+        rate = statistics.median(each)
+        raw_rate = rates.get(c.baseline)
         steady = statistics.median(args.count / r["steady"] for r in c.runs)
         cpu = statistics.median(r["cpu"] for r in c.runs) * 1_000_000 / args.count
         rss = max(r["rss_mb"] for r in c.runs)
         ratio = f"{rate / raw_rate:.2f}" if raw_rate else "n/a"
         note = f" ({len(c.runs)} of {args.rounds} runs; {c.failure})" if c.failure else ""
         lines.append(
-            f"| {c.name}{note} | {rate:,.0f} | {min(rates):,.0f}-{max(rates):,.0f} | {ratio} | "
+            f"| {c.name}{note} | {rate:,.0f} | {min(each):,.0f}-{max(each):,.0f} | {ratio} | "
             f"{steady:,.0f} | {cpu:.1f} | {rss:.0f} |"
         )
     lines += ["", "Versions:", ""]
@@ -202,7 +243,8 @@ def report(args: argparse.Namespace, size: int, rows: list[Contender]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="100,000 events instead of 1,000,000")
+    parser.add_argument("--quick", action="store_true", help="100,000 events (relay: 20,000)")
+    parser.add_argument("--scenario", choices=["consume", "relay"], default="consume")
     parser.add_argument("--count", type=int)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--contenders", help="comma-separated names (default: all)")
@@ -210,8 +252,9 @@ def main() -> None:
         "--bootstrap", default=os.environ.get("CHOREO_BENCH_BOOTSTRAP", "127.0.0.1:9092")
     )
     args = parser.parse_args()
-    args.count = args.count or (100_000 if args.quick else 1_000_000)
-    rows = contenders()
+    full, quick = (100_000, 20_000) if args.scenario == "relay" else (1_000_000, 100_000)
+    args.count = args.count or (quick if args.quick else full)
+    rows = contenders(args.scenario)
     if args.contenders:
         wanted = args.contenders.split(",")
         rows = [c for c in rows if c.name in wanted]
@@ -238,7 +281,8 @@ def main() -> None:
             rate = args.count / result["wall"]
             print(f"round {round_no} {c.name}: {rate:,.0f} msgs/s", flush=True)
     table = report(args, size, rows)
-    out = BENCH / "results" / f"compare-{datetime.now(UTC):%Y%m%dT%H%M%S}.md"
+    prefix = "compare" if args.scenario == "consume" else "relay"
+    out = BENCH / "results" / f"{prefix}-{datetime.now(UTC):%Y%m%dT%H%M%S}.md"
     out.write_text(table)
     print(table + f"\nwritten to {out.relative_to(ROOT)}")
 

@@ -57,18 +57,27 @@ def sample_event(i: int) -> Any:
     )
 
 
-def bench_schemas(topic: str) -> Path:
-    """A schemas dir whose catalog puts OrderPlaced on the bench's own fresh topic."""
+def bench_schemas(topic: str, sink: str | None = None) -> Path:
+    """A schemas dir whose catalog puts OrderPlaced on the bench's own fresh topic.
+
+    With ``sink``, StockReserved goes there (the relay scenario's output).
+    """
     import shutil
     import tempfile
 
-    target = Path(tempfile.gettempdir()) / f"choreo-bench-{topic}"
+    target = Path(tempfile.gettempdir()) / f"choreo-bench-{topic}{f'-{sink}' if sink else ''}"
     if not target.exists():
         shutil.copytree(ROOT / "schemas" / "shop", target / "shop")
-        (target / "catalog.toml").write_text(
+        catalog = (
             f'[topics."{topic}"]\nevents = ["shop.orders.OrderPlaced"]\nkey = "order_id"\n'
             f"partitions = {PARTITIONS}\n"
         )
+        if sink:
+            catalog += (
+                f'\n[topics."{sink}"]\nevents = ["shop.inventory.StockReserved"]\n'
+                f'key = "order_id"\npartitions = {PARTITIONS}\n'
+            )
+        (target / "catalog.toml").write_text(catalog)
     return target
 
 

@@ -5,13 +5,16 @@ Run from the project root with the stack up (``make up``)::
     .venv/bin/python bench/latency.py --quick    # 5,000 events/s for 10 s, 1 round
     .venv/bin/python bench/latency.py            # 5,000 events/s for 30 s, 3 rounds
 
-Per run: fresh source and sink topics (3 partitions each), the contender
-(``bench/contenders/relay.py``) started in its own process, a warm-up until its first output
-shows up (so the group join is not measured), then a paced producer offers ``--rate`` events/s
-for ``--seconds``. Each event's ``choreo_correlation_id`` is its produce time in ns; a reader
-of the sink (``read_committed``, so exactly-once outputs count only once committed) takes
-receive time minus that. Bounded: at most ``rate * seconds`` events per run, and the contender
-is stopped (SIGTERM, then SIGKILL) once its outputs are in or 30 s after the last input.
+Per run: fresh source and sink topics (3 partitions each), the contender (the relay of
+``compare.py --scenario relay``: ``bench/contenders/``, each in its own venv) started in its own
+process, a warm-up until its first output shows up (so the group join is not measured), then a
+paced producer offers ``--rate`` events/s for ``--seconds``. Each event's
+``choreo_correlation_id`` is its produce time in ns, which every contender copies onto its
+output; a reader of the sink (``read_committed``, so exactly-once outputs count only once
+committed) takes receive time minus that. Bounded: at most ``rate * seconds`` events per run,
+and the contender is stopped (SIGTERM, then SIGKILL) once its outputs are in or 30 s after the
+last input. A contender slower than the offered rate shows fewer than 100% of its outputs: its
+latencies are then queueing delay over the outputs that made it.
 """
 
 from __future__ import annotations
@@ -19,7 +22,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import shutil
 import signal
 import statistics
 import subprocess
@@ -36,23 +38,9 @@ BENCH = ROOT / "bench"
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(BENCH))
 
-from compare import rich_event  # noqa: E402
-
-CONTENDERS = ("raw", "choreo-confluent", "choreo-aiokafka", "choreo-eos")
-PARTITIONS = 3
-
-
-def schemas_for(source: str, sink: str) -> Path:
-    """A schemas dir routing OrderPlaced to ``source`` and StockReserved to ``sink``."""
-    target = Path(tempfile.mkdtemp(prefix="choreo-latency-"))
-    shutil.copytree(ROOT / "schemas" / "shop", target / "shop")
-    (target / "catalog.toml").write_text(
-        f'[topics."{source}"]\nevents = ["shop.orders.OrderPlaced"]\nkey = "order_id"\n'
-        f"partitions = {PARTITIONS}\n\n"
-        f'[topics."{sink}"]\nevents = ["shop.inventory.StockReserved"]\nkey = "order_id"\n'
-        f"partitions = {PARTITIONS}\n"
-    )
-    return target
+from compare import CHILD, Contender, contenders, create_topic, rich_event  # noqa: E402
+from consume import bench_schemas  # noqa: E402
+from venvs import VenvError, ensure  # noqa: E402
 
 
 class Collector(threading.Thread):
@@ -73,6 +61,8 @@ class Collector(threading.Thread):
         )
         self.consumer.subscribe([sink])
         self.latencies: list[float] = []
+        self.last = 0.0
+        """``time.monotonic()`` when the last measured output arrived."""
         self.warm = threading.Event()
         self.running = True
 
@@ -87,36 +77,33 @@ class Collector(threading.Thread):
                     self.warm.set()
                 elif correlation.startswith(b"t"):
                     self.latencies.append((now - int(correlation[1:])) / 1e6)
+                    self.last = time.monotonic()
         self.consumer.close()
 
 
-def one_run(args: argparse.Namespace, contender: str) -> dict[str, float]:
+def one_run(args: argparse.Namespace, contender: Contender) -> dict[str, float]:
     """One contender, fresh topics; returns p50/p99/max latency and the share of outputs seen."""
     from confluent_kafka import Producer
-    from confluent_kafka.admin import AdminClient, NewTopic
 
     from choreo import _headers
     from choreo._schemas import Catalog, Codec
 
     tag = uuid.uuid4().hex[:8]
-    source, sink = f"bench-lat-in-{tag}", f"bench-lat-out-{tag}"
-    admin = AdminClient({"bootstrap.servers": args.bootstrap})
-    for future in admin.create_topics(
-        [NewTopic(source, PARTITIONS, 1), NewTopic(sink, PARTITIONS, 1)]
-    ).values():
-        future.result(30)
-    schemas = schemas_for(source, sink)
-    codec = Codec(Catalog.load(schemas))
+    source = create_topic(args.bootstrap, f"bench-lat-in-{tag}")
+    sink = create_topic(args.bootstrap, f"bench-lat-out-{tag}")
+    codec = Codec(Catalog.load(bench_schemas(source)))
     templates = [rich_event(i) for i in range(1000)]
     values = [(t.order_id.encode(), codec.encode(t)) for t in templates]
     collector = Collector(args.bootstrap, sink)
     collector.start()
-    command = [sys.executable, str(BENCH / "contenders" / "relay.py"), contender]
-    command += ["--bootstrap", args.bootstrap, "--source", source, "--sink", sink]
-    command += ["--schemas", str(schemas), "--group", f"bench-lat-{contender}-{tag}"]
+    command = [contender.python, str(CHILD), contender.module, "--bootstrap", args.bootstrap]
+    command += ["--topic", source, "--sink", sink, "--count", "0"]
+    command += ["--group", f"bench-lat-{contender.name}-{tag}"]
     # A file, not a pipe: a chatty relay must not block. Closed in the finally below.
     errors = tempfile.TemporaryFile("w+")  # noqa: SIM115
-    relay = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=errors, text=True)
+    relay = subprocess.Popen(
+        command, stdout=subprocess.DEVNULL, stderr=errors, text=True, start_new_session=True
+    )
     producer = Producer({"bootstrap.servers": args.bootstrap, "linger.ms": 1})
 
     def send(i: int, mark: str) -> None:
@@ -131,9 +118,8 @@ def one_run(args: argparse.Namespace, contender: str) -> dict[str, float]:
         deadline = time.monotonic() + 60
         while not collector.warm.is_set():  # one event per 50 ms until the relay answers
             if time.monotonic() > deadline or relay.poll() is not None:
-                raise RuntimeError(
-                    f"relay not ready: {(relay.stderr.read() if relay.stderr else '')[-300:]}"
-                )
+                errors.seek(0)
+                raise RuntimeError(f"relay not ready: {errors.read()[-300:]}")
             send(0, "w")
             time.sleep(0.05)
         time.sleep(1)
@@ -148,20 +134,20 @@ def one_run(args: argparse.Namespace, contender: str) -> dict[str, float]:
         while len(collector.latencies) < total and time.monotonic() < deadline:
             time.sleep(0.1)
     finally:
-        relay.send_signal(signal.SIGTERM)
+        os.killpg(relay.pid, signal.SIGTERM)
         try:
-            relay.wait(30)
+            relay.wait(10)  # its shutdown is not measured
         except subprocess.TimeoutExpired:
-            relay.kill()
+            os.killpg(relay.pid, signal.SIGKILL)
             relay.wait()
         collector.running = False
         collector.join(10)
         errors.close()
-        shutil.rmtree(schemas, ignore_errors=True)
     latencies = sorted(collector.latencies)
     if not latencies:
         raise RuntimeError("no output reached the sink")
     return {
+        "rate": len(latencies) / (collector.last - began),
         "p50": latencies[len(latencies) // 2],
         "p99": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))],
         "max": latencies[-1],
@@ -169,30 +155,31 @@ def one_run(args: argparse.Namespace, contender: str) -> dict[str, float]:
     }
 
 
-def report(
-    args: argparse.Namespace, runs: dict[str, list[dict[str, float]]], failures: dict[str, str]
-) -> str:
+def report(args: argparse.Namespace, rows: list[Contender], failures: dict[str, str]) -> str:
     lines = [
         f"# latency benchmark, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
         "",
         f"consume -> emit 1 -> commit; {args.rate:,} events/s offered for {args.seconds} s "
         f"(~{args.rate * args.seconds:,.0f} events/run), {args.rounds} alternating rounds; "
         f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}. "
-        "Latency: produce -> output read back (read_committed), ms.",
+        "Latency: produce -> output read back (read_committed), ms. Outputs/s: measured outputs "
+        "over the time from the first paced input to the last output read.",
         "",
-        "| contender | p50 ms (median) | p99 ms (median) | p99 spread | max ms | outputs seen |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| contender | p50 ms (median) | p99 ms (median) | p99 spread | max ms | outputs/s "
+        "| outputs seen |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
-    for name in CONTENDERS:
-        rows = runs.get(name, [])
-        if not rows:
-            lines.append(f"| {name} | failed: {failures.get(name, 'not run')} | | | | |")
+    for c in rows:
+        if not c.runs:
+            lines.append(f"| {c.name} | failed: {failures.get(c.name, 'not run')} | | | | | |")
             continue
-        p99s = [r["p99"] for r in rows]
+        p99s = [r["p99"] for r in c.runs]
         lines.append(
-            f"| {name} | {statistics.median(r['p50'] for r in rows):.1f} | "
-            f"{statistics.median(p99s):.1f} | {min(p99s):.1f}-{max(p99s):.1f} | "
-            f"{max(r['max'] for r in rows):.0f} | {min(r['seen'] for r in rows):.1%} |"
+            f"| {c.name} | {statistics.median(r['p50'] for r in c.runs):,.1f} | "
+            f"{statistics.median(p99s):,.1f} | {min(p99s):,.1f}-{max(p99s):,.1f} | "
+            f"{max(r['max'] for r in c.runs):,.0f} | "
+            f"{statistics.median(r['rate'] for r in c.runs):,.0f} | "
+            f"{min(r['seen'] for r in c.runs):.1%} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -210,24 +197,33 @@ def main() -> None:
     args = parser.parse_args()
     args.seconds = args.seconds or (10 if args.quick else 30)
     args.rounds = args.rounds or (1 if args.quick else 3)
-    names = args.contenders.split(",") if args.contenders else list(CONTENDERS)
-    runs: dict[str, list[dict[str, float]]] = {name: [] for name in names}
+    rows = contenders("relay")
+    if args.contenders:
+        rows = [c for c in rows if c.name in args.contenders.split(",")]
     failures: dict[str, str] = {}
-    for round_no in range(1, args.rounds + 1):
-        for name in names:
+    for c in rows:
+        if c.venv:
             try:
-                result = one_run(args, name)
-            except RuntimeError as exc:
-                failures[name] = str(exc)[:200]
-                print(f"round {round_no} {name}: failed: {exc}", flush=True)
+                c.python = str(ensure(c.venv))
+            except VenvError as exc:
+                failures[c.name] = f"install: {exc}"
+    for round_no in range(1, args.rounds + 1):
+        for c in rows:
+            if failures.get(c.name, "").startswith("install"):
                 continue
-            runs[name].append(result)
+            try:
+                result = one_run(args, c)
+            except RuntimeError as exc:
+                failures[c.name] = str(exc)[:200]
+                print(f"round {round_no} {c.name}: failed: {exc}", flush=True)
+                continue
+            c.runs.append(result)
             print(
-                f"round {round_no} {name}: p50 {result['p50']:.1f} ms, p99 {result['p99']:.1f} ms, "
-                f"seen {result['seen']:.1%}",
+                f"round {round_no} {c.name}: p50 {result['p50']:.1f} ms, p99 {result['p99']:.1f} "
+                f"ms, {result['rate']:,.0f} outputs/s, seen {result['seen']:.1%}",
                 flush=True,
             )
-    table = report(args, runs, failures)
+    table = report(args, rows, failures)
     out = BENCH / "results" / f"latency-{datetime.now(UTC):%Y%m%dT%H%M%S}.md"
     out.write_text(table)
     print(table + f"\nwritten to {out.relative_to(ROOT)}")

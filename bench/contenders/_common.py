@@ -6,10 +6,13 @@ for field and constraint for constraint (frozen, ``extra="forbid"``, ``decimal(1
 timestamps, 32-bit ints) so a third-party contender validates exactly as much as choreo does;
 the contenders that run in choreo's own venv use the generated model itself.
 
-A contender module has ``run(args, meter)``: it consumes ``args.count`` events from
-``args.topic`` and calls ``meter.seen()`` once per handled event. The meter prints the result
-line the moment the last event is handled, so a framework's slow or awkward shutdown is not
-counted (and cannot hang the run: the harness kills a child that outlives its grace period).
+A contender module has ``run(args, meter)`` for the consume scenario: it consumes
+``args.count`` events from ``args.topic`` and calls ``meter.seen()`` once per handled event.
+The meter prints the result line the moment the last event is handled, so a framework's slow or
+awkward shutdown is not counted (and cannot hang the run: the harness kills a child that
+outlives its grace period). ``relay(args, meter)`` is the second scenario: for each input, emit
+one ``StockReserved`` to ``args.sink`` (``make_relay`` builds it) and commit as the framework
+does; with ``--count 0`` it relays until the harness stops it (the latency runs).
 """
 
 from __future__ import annotations
@@ -20,16 +23,20 @@ import json
 import os
 import sys
 import time
+import uuid
+from datetime import UTC, datetime
 from decimal import Decimal
 from functools import cache
 from io import BytesIO
 from pathlib import Path
 from typing import Annotated, Any
 
-SCHEMA_FILE = (
-    Path(__file__).resolve().parents[2] / "schemas" / "shop" / "orders" / "OrderPlaced.v2.avsc"
-)
+SCHEMAS = Path(__file__).resolve().parents[2] / "schemas" / "shop"
+SCHEMA_FILE = SCHEMAS / "orders" / "OrderPlaced.v2.avsc"
+OUT_SCHEMA_FILE = SCHEMAS / "inventory" / "StockReserved.v1.avsc"
 MAGIC = b"\xc3\x01"
+CORRELATION = "choreo_correlation_id"
+RESERVATION = uuid.UUID(int=1)
 
 
 @cache
@@ -66,6 +73,83 @@ def order_model() -> Any:
         coupon_code: str | None = None
 
     return OrderPlaced
+
+
+@cache
+def reserved_model() -> Any:
+    """The pydantic twin of choreo's generated ``StockReserved``, the relay's output."""
+    from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+    int32 = Annotated[int, Field(ge=-(2**31), le=2**31 - 1)]
+
+    class Record(BaseModel):
+        model_config = ConfigDict(frozen=True, extra="forbid")
+
+    class ReservedLine(Record):
+        sku: str
+        quantity: int32
+        warehouse: str
+
+    class StockReserved(Record):
+        order_id: str
+        reservation_id: uuid.UUID
+        items: list[ReservedLine]
+        reserved_at: AwareDatetime
+        expires_at: AwareDatetime
+
+    StockReserved.line = ReservedLine  # type: ignore[attr-defined]
+    return StockReserved
+
+
+def reserve(event: Any, out_model: Any, line_model: Any) -> Any:
+    """The relay's handler, the same in every contender: the order's lines, in one warehouse."""
+    return out_model(
+        order_id=event.order_id,
+        reservation_id=RESERVATION,
+        items=[line_model(sku=i.sku, quantity=i.quantity, warehouse="PAR-1") for i in event.items],
+        reserved_at=event.placed_at,
+        expires_at=event.placed_at,
+    )
+
+
+def make_relay(in_model: Any = None, out_model: Any = None, line_model: Any = None) -> Any:
+    """``relay(value, headers) -> (key, value, headers)``: the second scenario's per-event work.
+
+    Decode and validate the input as ``make_decoder`` does, build the ``StockReserved`` model,
+    encode it as choreo does (``model_dump``, then fastavro's writer after the single-object
+    header) and give it choreo's headers: a fresh ``ce_id``, type, source, time, the input's
+    correlation id (which carries its produce time for the latency runs) and its ``ce_id`` as
+    causation. ``headers`` is a list of pairs or a mapping, values bytes or str.
+    """
+    import fastavro
+    from fastavro.schema import fingerprint, to_parsing_canonical_form
+
+    decode = make_decoder(in_model)
+    out_model = out_model or reserved_model()
+    line_model = line_model or out_model.line
+    schema = fastavro.parse_schema(json.loads(OUT_SCHEMA_FILE.read_text()))
+    header = MAGIC + bytes.fromhex(fingerprint(to_parsing_canonical_form(schema), "CRC-64-AVRO"))
+    writer = fastavro.schemaless_writer
+    fixed = [("ce_type", b"shop.inventory.StockReserved"), ("ce_source", b"bench")]
+    fixed.append(("ce_specversion", b"1.0"))
+
+    def relay(value: bytes, headers: Any) -> tuple[bytes, bytes, list[tuple[str, bytes]]]:
+        event = reserve(decode(value), out_model, line_model)
+        out = BytesIO()
+        out.write(header)
+        writer(out, schema, event.model_dump(by_alias=True))
+        found = dict(headers.items() if hasattr(headers, "items") else headers or ())
+        now = datetime.now(UTC).isoformat(timespec="milliseconds").encode()
+        meta = [("ce_id", str(uuid.uuid4()).encode()), *fixed, ("ce_time", now)]
+        meta.append((CORRELATION, _bytes(found.get(CORRELATION, b""))))
+        meta.append(("choreo_causation_id", _bytes(found.get("ce_id", b""))))
+        return event.order_id.encode(), out.getvalue(), meta
+
+    return relay
+
+
+def _bytes(value: bytes | str) -> bytes:
+    return value.encode() if isinstance(value, str) else value
 
 
 def make_decoder(model: Any = None) -> Any:
@@ -134,19 +218,24 @@ def peak_rss_mb() -> float:
 
 
 def child_main() -> None:
-    """``python _common.py CONTENDER --bootstrap B --topic T --count N``: one measured run."""
+    """``python _common.py CONTENDER --bootstrap B --topic T --count N [--sink U]``: one run."""
     parser = argparse.ArgumentParser()
     parser.add_argument("contender")
     parser.add_argument("--bootstrap", required=True)
     parser.add_argument("--topic", required=True)
     parser.add_argument("--count", type=int, required=True)
     parser.add_argument("--group", required=True)
+    parser.add_argument("--sink", help="relay scenario: emit one event per input here")
     args = parser.parse_args()
-    meter = Meter(args.count)
+    meter = Meter(args.count or sys.maxsize)  # 0: relay until stopped (the latency runs)
     module_name, _, variant = args.contender.partition(":")
     args.variant = variant
-    importlib.import_module(module_name).run(args, meter)
-    os._exit(0 if meter.finished else 3)
+    module = importlib.import_module(module_name)
+    if args.sink:
+        module.relay(args, meter)
+    else:
+        module.run(args, meter)
+    os._exit(0 if meter.finished or not args.count else 3)
 
 
 if __name__ == "__main__":
