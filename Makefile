@@ -16,8 +16,11 @@ $(STAMP): pyproject.toml
 	@$(BIN)/pip install --quiet -e '.[dev]'
 	@rm -f $(VENV)/.installed-* && touch $@
 
+# CHOREO_STACK=docker: the same stack from docker-compose.yml (needs a Docker engine).
 up: venv
-	@$(BIN)/choreo dev up
+	@if [ "$$CHOREO_STACK" = docker ]; then \
+		docker compose up -d --wait kafka postgres connect jaeger; \
+	else $(BIN)/choreo dev up; fi
 
 down: venv
 	@$(BIN)/choreo dev down
