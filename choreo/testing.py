@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import math
 import time
 from collections.abc import Coroutine
 from datetime import UTC, datetime, timedelta
@@ -28,7 +29,7 @@ from choreo._emitter import Emitter
 from choreo._runtime.clock import CLOCK, ManualClock
 from choreo._runtime.dead_letters import dlq_topic
 from choreo._runtime.retry_topics import PREFIX as RETRY_PREFIX
-from choreo._runtime.retry_topics import due_in_s
+from choreo._runtime.retry_topics import due_at, due_in_s
 from choreo._runtime.runner import ServiceRunner
 from choreo._schemas import Catalog, Codec, Event
 from choreo._service import Service
@@ -153,7 +154,7 @@ class TestService:
         self._run(self._advance(by.total_seconds()))
 
     def now(self) -> datetime:
-        """The service's clock: real time plus every ``advance`` so far."""
+        """The service's clock: where the last ``advance`` left it (at first, the start)."""
         return datetime.fromtimestamp(self._clock.now(), UTC)
 
     def send_raw(
@@ -185,7 +186,10 @@ class TestService:
 
     async def _advance(self, seconds: float) -> None:
         await self._settle()
-        until = self._clock.now() + seconds
+        # From real time if the clock is behind it, so that due times handlers computed
+        # from datetime.now() come when the test expects; rounded up as due times are.
+        start = max(self._clock.now(), time.time())
+        until = math.ceil((start + seconds) * 1000) / 1000
         while (due := self._next_due()) is not None and due <= until:
             self._clock.advance_to(due)
             await self._settle()
@@ -196,18 +200,24 @@ class TestService:
         """Wait until every record is handled and committed, or the service failed."""
         assert self._runner is not None and self._task is not None
         group = self._runner.group_id
+        busy: list[TopicPartition] = []
         deadline = time.monotonic() + self.settle_timeout_s
         while time.monotonic() < deadline:
             if self._task.done():
                 self._task.result()
                 raise RuntimeError(f"{self.service.name} stopped unexpectedly")
-            if all(self._waits_for_time(tp, b) for tp, b in self.transport.backlog(group).items()):
+            busy = [tp for tp, b in self.transport.backlog(group).items() if not self._idle(tp, b)]
+            if not busy:
                 return
             self.transport.end_polls(group)  # the runner commits what its workers finished
             await asyncio.sleep(0.001)
-        raise TimeoutError(f"{self.service.name} did not settle within {self.settle_timeout_s}s")
+        raise TimeoutError(
+            f"{self.service.name} did not settle within {self.settle_timeout_s}s: records of "
+            + ", ".join(f"{tp.topic}[{tp.partition}]" for tp in busy)
+            + " are neither handled and committed nor held for a time still to come"
+        )
 
-    def _waits_for_time(self, tp: TopicPartition, backlog: Backlog) -> bool:
+    def _idle(self, tp: TopicPartition, backlog: Backlog) -> bool:
         """Whether nothing of ``backlog`` (uncommitted records) can be handled before
         the clock moves: none at all, or the first one is held for its due time and so is
         everything behind it; with key lanes, records of other keys are handled meanwhile."""
@@ -250,15 +260,15 @@ class TestService:
         return topic.startswith(RETRY_PREFIX) or topic in self._scheduled
 
     def _next_due(self) -> float | None:
-        """The earliest due time (clock seconds) of a record held for a time still to come."""
+        """The earliest due time (epoch seconds) of a record held for a time still to come."""
         assert self._runner is not None
         now = self._clock.now()
         dues = [
-            now + wait
+            due
             for tp, backlog in self.transport.backlog(self._runner.group_id).items()
             if self._holds(tp.topic)
             for record in backlog.records
-            if (wait := due_in_s(record, self._clock)) > 0
+            if (due := due_at(record)) is not None and due > now
         ]
         return min(dues, default=None)
 

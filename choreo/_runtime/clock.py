@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import math
 import time
 from contextvars import ContextVar
 
@@ -30,19 +29,18 @@ class WallClock:
 
 
 class ManualClock(WallClock):
-    """Real time plus whatever ``advance_to`` added; held records wake only when it moves.
+    """Stands still until ``advance_to`` moves it; held records look again only then.
 
-    Following real time keeps due times a handler computes from ``datetime.now()``
-    in step with this clock; waking only on ``advance_to`` keeps a test
-    deterministic: a held record is handled when the test says time passed.
+    Nothing falls due while a test looks, so what it sees does not depend on how
+    fast the machine runs it.
     """
 
     def __init__(self) -> None:
-        self._offset = 0.0
+        self._now = time.time()
         self._sleepers: list[asyncio.Event] = []
 
     def now(self) -> float:
-        return time.time() + self._offset
+        return self._now
 
     async def sleep(self, delay_s: float, wake: asyncio.Event) -> None:
         self._sleepers.append(wake)
@@ -52,11 +50,8 @@ class ManualClock(WallClock):
             self._sleepers.remove(wake)
 
     def advance_to(self, when: float) -> None:
-        """Make ``now()`` at least ``when`` from here on, and let held records look again."""
-        offset = max(self._offset, when - time.time())
-        while time.time() + offset < when:  # float rounding must not leave it a hair short
-            offset = math.nextafter(offset, math.inf)
-        self._offset = offset
+        """Move to ``when`` (never back) and let held records look again."""
+        self._now = max(self._now, when)
         for wake in self._sleepers:
             wake.set()
 

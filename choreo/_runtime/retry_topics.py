@@ -68,10 +68,16 @@ def retry_state(record: Record) -> RetryState:
     )
 
 
+def due_at(record: Record) -> float | None:
+    """When (epoch seconds) a retry or scheduled record may be handled; None if neither."""
+    due = record.header(DUE_MS) or record.header(DELIVER_AT_MS)
+    return None if due is None else int(due) / 1000
+
+
 def due_in_s(record: Record, clock: WallClock) -> float:
     """Seconds until a retry or scheduled record may be handled (0 when due or neither)."""
-    due = record.header(DUE_MS) or record.header(DELIVER_AT_MS)
-    return 0.0 if due is None else max(0.0, int(due) / 1000 - clock.now())
+    due = due_at(record)
+    return 0.0 if due is None else max(0.0, due - clock.now())
 
 
 class RetryTopics:
