@@ -188,11 +188,12 @@ class PartitionWorker:
             raise self._lane_error
 
     async def _handle(self, records: list[Record], finish: Finish) -> None:
-        if self.gate is None:
-            await self._handle_all(records, finish)
+        if self.gate is None or not self.holds:
+            # Exactly-once: ``_handle_all`` starts each record only while the gate is open.
+            await self._gated(self._handle_all(records, finish))
             return
-        for record in records:  # exactly-once: each record starts only while the gate is open
-            if self.holds and not await self._until_due(record):
+        for record in records:
+            if not await self._until_due(record):
                 return  # waiting for a due time must not hold up a transaction commit
             await self._gated(self._handle_all([record], finish))
 
@@ -218,10 +219,13 @@ class PartitionWorker:
         is_retry = self.is_retry
         holds = self.holds
         monotonic = time.monotonic
+        gate = self.gate
         for record in records:
             if monotonic() >= self._next_yield:  # kept on the worker: lanes call one at a time
                 await asyncio.sleep(0)  # let signals, commits and rebalances in
                 self._next_yield = monotonic() + YIELD_EVERY_S
+            if gate is not None and not gate.is_set():
+                await self._between_records(gate)
             if self._stop_now or (holds and not await self._until_due(record)):
                 return
             try:
@@ -271,6 +275,14 @@ class PartitionWorker:
                 raise
             if scope is not None:
                 scope.end(None)
+
+    async def _between_records(self, gate: asyncio.Event) -> None:
+        """Exactly-once, inside a run of records: not busy while a transaction commits."""
+        self.busy -= 1
+        try:
+            await gate.wait()
+        finally:
+            self.busy += 1
 
     async def _until_due(self, record: Record) -> bool:
         """Wait (without polling) until a held record is due; False if stopped meanwhile."""
