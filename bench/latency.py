@@ -213,9 +213,10 @@ def main() -> None:
                 continue
             try:
                 result = one_run(args, c)
-            except RuntimeError as exc:
-                failures[c.name] = str(exc)[:200]
-                print(f"round {round_no} {c.name}: failed: {exc}", flush=True)
+            except Exception as exc:  # a run that fails is a row saying why, not the end
+                reason = str(exc) if isinstance(exc, RuntimeError) else repr(exc)
+                failures[c.name] = reason[:200]
+                print(f"round {round_no} {c.name}: failed: {reason}", flush=True)
                 continue
             c.runs.append(result)
             print(
