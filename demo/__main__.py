@@ -30,6 +30,8 @@ FOLLOW_UP_DELAY_S = 5
 """A week of waiting for the survey, shortened for the demo."""
 APPROVAL_TIMEOUT_S = 20
 """How long the demo's high-value orders wait for the manager."""
+CRASHES = ((1 / 3, ("payments", "inventory")), (2 / 3, ("shipping", "saga-tracker", "approvals")))
+"""``--chaos``: who is killed once this share of the orders is in."""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -41,6 +43,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--products", type=int, default=3000, help="product changes for the CDC pipeline"
+    )
+    parser.add_argument(
+        "--chaos",
+        action="store_true",
+        help="SIGKILL and restart services and the tracker while orders flow",
     )
     args = parser.parse_args(argv)
     stack = StackSettings()
@@ -117,8 +124,14 @@ def _drive(
     sender.start()
     traffic.send_poison(stack.bootstrap_servers, _orders_topic(), f"{orders[0].order_id}-poison")
     progress = view.Progress(len(orders))
+    crashes = list(CRASHES) if args.chaos else []
     send_s = 0.0
     while True:
+        while crashes and len(sent) >= crashes[0][0] * len(orders):
+            _, names = crashes.pop(0)
+            for name in names:
+                fleet.crash_and_restart(name)
+            print(f"SIGKILLed and restarted {', '.join(names)} after {len(sent)} orders")
         fleet.check_alive()
         if failure:
             raise failure[0]

@@ -32,6 +32,9 @@ SERVICES = (
 LIVE_ONLY = frozenset({"catalog_sync"})
 """Its change topic appears with the first product change; until then it is alive, not ready."""
 READY_TIMEOUT_S = 90.0
+ROOT = Path(__file__).resolve().parents[1]
+CONSUMER_SETTINGS = '[kafka.client_options]\n"session.timeout.ms" = "6000"\n'
+"""A killed process keeps its partitions until its session times out (45 s by default)."""
 
 
 @dataclass
@@ -59,14 +62,17 @@ class Fleet:
     def __init__(self, env: dict[str, str], logs: Path, ingress_port: int) -> None:
         self.env = {**os.environ, **env}
         logs.mkdir(parents=True, exist_ok=True)
+        config = logs / "consumers.toml"
+        config.write_text(CONSUMER_SETTINGS)
         cli = [sys.executable, "-m", "choreo._cli.main"]
         self.processes = [
-            self._process(name, [*cli, "run", f"services.{name}"], logs, health=True)
+            self._process(
+                name, [*cli, "run", f"services.{name}", "--config", str(config)], logs, health=True
+            )
             for name in SERVICES
         ]
-        self.processes.append(
-            self._process("saga-tracker", [*cli, "saga", "run", "services.order_saga"], logs)
-        )
+        tracker = [*cli, "saga", "--config", str(config), "run", "services.order_saga"]
+        self.processes.append(self._process("saga-tracker", tracker, logs))
         ingress = [*cli, "ingress", "--config", "deploy/ingress.toml", "--port", str(ingress_port)]
         self.processes.append(self._process("ingress", ingress, logs))
         self.ingress_port = ingress_port
@@ -79,14 +85,23 @@ class Fleet:
         return Process(name, argv, port, logs / f"{name}.log")
 
     def __enter__(self) -> Fleet:
-        root = Path(__file__).resolve().parents[1]
         for process in self.processes:
-            log = process.log.open("wb")
-            process.popen = subprocess.Popen(
-                process.argv, cwd=root, env=self.env, stdout=log, stderr=subprocess.STDOUT
-            )
-            log.close()
+            self._start(process, "wb")
         return self
+
+    def _start(self, process: Process, mode: str) -> None:
+        with process.log.open(mode) as log:
+            process.popen = subprocess.Popen(
+                process.argv, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT
+            )
+
+    def crash_and_restart(self, name: str) -> None:
+        """SIGKILL (no drain, no commit, open transactions left behind), then start again."""
+        [process] = [p for p in self.processes if p.name == name]
+        assert process.popen is not None
+        process.popen.kill()
+        process.popen.wait()
+        self._start(process, "ab")
 
     def __exit__(
         self,

@@ -53,9 +53,9 @@ cancelled."""
 EXPIRY = "ALTER TABLE shop_approvals ADD COLUMN IF NOT EXISTS expires_at TIMESTAMPTZ"
 """When a pending request stops accepting decisions (the saga's approval deadline)."""
 
-svc = choreo.Service(
-    "approvals", idempotency=choreo.PostgresIdempotency(DSN, setup=[TABLE, EXPIRY])
-)
+TABLES = (TABLE, EXPIRY)
+
+svc = choreo.Service("approvals", idempotency=choreo.PostgresIdempotency(DSN, setup=TABLES))
 log = logging.getLogger(__name__)
 
 

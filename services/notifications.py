@@ -21,23 +21,30 @@ from services.events import (
 )
 from services.settings import DSN, FOLLOW_UP_DELAY
 
-TABLE = "CREATE TABLE IF NOT EXISTS shop_cancelled_orders (order_id TEXT PRIMARY KEY)"
+TABLES = (
+    "CREATE TABLE IF NOT EXISTS shop_recipients (order_id TEXT PRIMARY KEY, customer_id TEXT)",
+    "CREATE TABLE IF NOT EXISTS shop_cancelled_orders (order_id TEXT PRIMARY KEY)",
+)
 
-svc = choreo.Service("notifications", idempotency=choreo.PostgresIdempotency(DSN, setup=[TABLE]))
-
-customers: dict[str, str] = {}
+svc = choreo.Service("notifications", idempotency=choreo.PostgresIdempotency(DSN, setup=TABLES))
 
 
 @svc.on(OrderPlaced)
 def remember_customer(event: OrderPlaced, ctx: choreo.Context) -> None:
-    customers[event.order_id] = event.customer_id
+    ctx.db.execute(
+        "INSERT INTO shop_recipients VALUES (%s, %s) ON CONFLICT DO NOTHING",
+        (event.order_id, event.customer_id),
+    )
 
 
 @svc.on(ShipmentCreated)
 def confirm(event: ShipmentCreated, ctx: choreo.Context) -> None:
-    customer = customers.get(event.order_id)
-    if customer is None:  # the OrderPlaced copy is late: a retry finds it
+    row = ctx.db.execute(
+        "SELECT customer_id FROM shop_recipients WHERE order_id = %s", (event.order_id,)
+    ).fetchone()
+    if row is None:  # the OrderPlaced copy is late: a retry finds it
         raise LookupError(f"no customer yet for order {event.order_id}")
+    customer = row[0]
     now = datetime.now(UTC)
     ctx.emit(
         ConfirmationSent(

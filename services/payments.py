@@ -1,7 +1,8 @@
 """The payments service: authorizes at order time, captures when the order ships, undoes both.
 
-Run it with ``choreo run services.payments``. Authorizations live in process memory to keep the
-example short; a real service keeps them in its own database.
+Run it with ``choreo run services.payments``. Authorizations are a table in PostgreSQL written
+through ``ctx.db`` (``PostgresIdempotency``), so a restart between authorizing and capturing
+forgets nothing and a redelivered order is never held twice.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Any
 
 import choreo
 from services import providers
@@ -25,8 +27,16 @@ from services.events import (
     ShipmentCreated,
     VoidAuthorization,
 )
+from services.settings import DSN
 
-svc = choreo.Service("payments")
+AUTHORIZATIONS = """CREATE TABLE IF NOT EXISTS shop_authorizations (
+    order_id TEXT PRIMARY KEY, payment_id UUID NOT NULL, amount NUMERIC(10, 2) NOT NULL,
+    currency TEXT NOT NULL)"""
+"""Holds not voided or refunded yet (captured ones stay until refunded)."""
+
+TABLES = (AUTHORIZATIONS,)
+
+svc = choreo.Service("payments", idempotency=choreo.PostgresIdempotency(DSN, setup=TABLES))
 
 
 @dataclass(frozen=True)
@@ -36,14 +46,23 @@ class Authorization:
     currency: str
 
 
-authorizations: dict[str, Authorization] = {}
+def _held(db: Any, order_id: str) -> Authorization | None:
+    row = db.execute(
+        "SELECT payment_id, amount, currency FROM shop_authorizations WHERE order_id = %s",
+        (order_id,),
+    ).fetchone()
+    return None if row is None else Authorization(*row)
+
+
+def _release(db: Any, order_id: str) -> None:
+    db.execute("DELETE FROM shop_authorizations WHERE order_id = %s", (order_id,))
 
 
 @svc.on(OrderPlaced)
 def authorize(event: OrderPlaced, ctx: choreo.Context) -> None:
     """Hold the amount now so the order cannot fail for money once it ships."""
     now = datetime.now(UTC)
-    held = authorizations.get(event.order_id)  # a redelivered order keeps its first hold
+    held = _held(ctx.db, event.order_id)  # a redelivered order keeps its first hold
     if held is None:
         decline = providers.authorize(event.customer_id, event.total)
         if decline is not None:
@@ -57,8 +76,10 @@ def authorize(event: OrderPlaced, ctx: choreo.Context) -> None:
                 )
             )
             return
-        held = authorizations[event.order_id] = Authorization(
-            uuid.uuid4(), event.total, event.currency
+        held = Authorization(uuid.uuid4(), event.total, event.currency)
+        ctx.db.execute(
+            "INSERT INTO shop_authorizations VALUES (%s, %s, %s, %s)",
+            (event.order_id, held.payment_id, held.amount, held.currency),
         )
     ctx.emit(
         PaymentAuthorized(
@@ -74,7 +95,7 @@ def authorize(event: OrderPlaced, ctx: choreo.Context) -> None:
 
 @svc.on(ShipmentCreated)
 def capture(event: ShipmentCreated, ctx: choreo.Context) -> None:
-    held = authorizations.get(event.order_id)
+    held = _held(ctx.db, event.order_id)
     if held is None:
         raise LookupError(f"no authorization for order {event.order_id}; cannot capture it")
     ctx.emit(
@@ -91,7 +112,7 @@ def capture(event: ShipmentCreated, ctx: choreo.Context) -> None:
 @svc.on(VoidAuthorization)
 def void(event: VoidAuthorization, ctx: choreo.Context) -> None:
     """Release the hold; voiding an unknown or already voided one only confirms."""
-    authorizations.pop(event.order_id, None)
+    _release(ctx.db, event.order_id)
     ctx.emit(
         AuthorizationVoided(
             order_id=event.order_id, payment_id=event.payment_id, voided_at=datetime.now(UTC)
@@ -101,7 +122,7 @@ def void(event: VoidAuthorization, ctx: choreo.Context) -> None:
 
 @svc.on(RefundPayment)
 def refund(event: RefundPayment, ctx: choreo.Context) -> None:
-    authorizations.pop(event.order_id, None)
+    _release(ctx.db, event.order_id)
     ctx.emit(
         PaymentRefunded(
             order_id=event.order_id,

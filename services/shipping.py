@@ -3,7 +3,9 @@
 Run it with ``choreo run services.shipping``. The carrier's API fails now and then: a failed
 booking is retried (twice in place, then after 2 s and 10 s on retry topics, so other orders
 are not held up), and on the last attempt the service gives up with ``ShipmentFailed``, which
-the saga compensates. Addresses and bookings live in process memory to keep the example short.
+the saga compensates. The postcodes it ships to and its bookings are tables in PostgreSQL
+written through ``ctx.db`` (``PostgresIdempotency``): a duplicate approval books nothing new,
+and a restart forgets nothing.
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ from datetime import UTC, datetime
 import choreo
 from services import providers
 from services.events import (
-    Address,
     CancelShipment,
     OrderApproved,
     OrderPlaced,
@@ -23,11 +24,21 @@ from services.events import (
     ShipmentCreated,
     ShipmentFailed,
 )
+from services.settings import DSN
 
 CARRIER_RETRY = choreo.RetryPolicy(max_attempts=2, initial_interval_s=0.2, delays_s=(2.0, 10.0))
 LAST_ATTEMPT = CARRIER_RETRY.max_attempts + len(CARRIER_RETRY.delays_s)
 
-svc = choreo.Service("shipping")
+DESTINATIONS = """CREATE TABLE IF NOT EXISTS shop_destinations (
+    order_id TEXT PRIMARY KEY, postal_code TEXT NOT NULL, country TEXT NOT NULL)"""
+SHIPMENTS = """CREATE TABLE IF NOT EXISTS shop_shipments (
+    order_id TEXT PRIMARY KEY, shipment_id UUID NOT NULL, carrier TEXT NOT NULL,
+    tracking_number TEXT NOT NULL)"""
+"""Booked shipments not cancelled."""
+
+TABLES = (DESTINATIONS, SHIPMENTS)
+
+svc = choreo.Service("shipping", idempotency=choreo.PostgresIdempotency(DSN, setup=TABLES))
 
 
 @dataclass(frozen=True)
@@ -37,27 +48,31 @@ class Booking:
     tracking_number: str
 
 
-addresses: dict[str, Address] = {}
-bookings: dict[str, Booking] = {}
-
-
 @svc.on(OrderPlaced)
-def remember_address(event: OrderPlaced, ctx: choreo.Context) -> None:
+def remember_destination(event: OrderPlaced, ctx: choreo.Context) -> None:
     """Shipping keeps its own copy of what it needs, so it never asks the orders service."""
-    addresses[event.order_id] = event.shipping_address
+    address = event.shipping_address
+    ctx.db.execute(
+        "INSERT INTO shop_destinations VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
+        (event.order_id, address.postal_code, address.country),
+    )
 
 
 @svc.on(OrderApproved, retry=CARRIER_RETRY)
 def create_shipment(event: OrderApproved, ctx: choreo.Context) -> None:
-    address = addresses.get(event.order_id)
-    if address is None:  # the OrderPlaced copy is late: a retry finds it
+    destination = ctx.db.execute(
+        "SELECT postal_code FROM shop_destinations WHERE order_id = %s", (event.order_id,)
+    ).fetchone()
+    if destination is None:  # the OrderPlaced copy is late: a retry finds it
         raise LookupError(f"no address yet for order {event.order_id}")
-    booking = bookings.get(event.order_id)  # a duplicate approval books nothing new
+    row = ctx.db.execute(
+        "SELECT shipment_id, carrier, tracking_number FROM shop_shipments WHERE order_id = %s",
+        (event.order_id,),
+    ).fetchone()
+    booking = None if row is None else Booking(*row)  # a duplicate approval books nothing new
     if booking is None:
         try:
-            carrier, tracking = providers.book_shipment(
-                event.order_id, address.postal_code, ctx.attempt
-            )
+            carrier, tracking = providers.book_shipment(event.order_id, destination[0], ctx.attempt)
         except providers.CarrierUnavailable as error:
             if ctx.attempt < LAST_ATTEMPT:
                 raise
@@ -71,7 +86,11 @@ def create_shipment(event: OrderApproved, ctx: choreo.Context) -> None:
                 )
             )
             return
-        booking = bookings[event.order_id] = Booking(uuid.uuid4(), carrier, tracking)
+        booking = Booking(uuid.uuid4(), carrier, tracking)
+        ctx.db.execute(
+            "INSERT INTO shop_shipments VALUES (%s, %s, %s, %s)",
+            (event.order_id, booking.shipment_id, carrier, tracking),
+        )
     ctx.emit(
         ShipmentCreated(
             order_id=event.order_id,
@@ -85,7 +104,7 @@ def create_shipment(event: OrderApproved, ctx: choreo.Context) -> None:
 
 @svc.on(CancelShipment)
 def cancel_shipment(event: CancelShipment, ctx: choreo.Context) -> None:
-    bookings.pop(event.order_id, None)
+    ctx.db.execute("DELETE FROM shop_shipments WHERE order_id = %s", (event.order_id,))
     ctx.emit(
         ShipmentCancelled(
             order_id=event.order_id,

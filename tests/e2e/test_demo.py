@@ -14,11 +14,10 @@ pytestmark = pytest.mark.stack
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_every_scenario_ends_as_expected_with_dlq_traces_and_the_cdc_pipeline(
-    kafka: str, postgres: str, connect: str, jaeger: str
-) -> None:
+def _demo(*args: str) -> str:
+    """Run the demo, assert it succeeded with every scenario as expected; its output."""
     result = subprocess.run(
-        [sys.executable, "-m", "demo", "--orders", "60", "--products", "400", "--timeout", "180"],
+        [sys.executable, "-m", "demo", "--timeout", "180", *args],
         cwd=ROOT,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
         capture_output=True,
@@ -32,7 +31,26 @@ def test_every_scenario_ends_as_expected_with_dlq_traces_and_the_cdc_pipeline(
     assert len(rows) == 11, out  # every scenario ran (the plan has each at least once)
     assert all(int(a) == int(b) for a, b in (v.split("/") for v in rows.values())), rows
     assert re.search(r"choreo\.dlq\.orders\.shop\.orders\s+\+1$", out, re.MULTILINE), out
+    return out
+
+
+def test_every_scenario_ends_as_expected_with_dlq_traces_and_the_cdc_pipeline(
+    kafka: str, postgres: str, connect: str, jaeger: str
+) -> None:
+    out = _demo("--orders", "60", "--products", "400")
     traces = re.findall(r"/trace/[0-9a-f]{32}\s+\((\d+) spans from (\d+) services", out)
     assert len(traces) == 2 and all(int(spans) > 5 for spans, _ in traces), out
     cdc = re.search(r"400 changes in \d+ batches .*: (\d+) loaded, (\d+) rejected", out)
     assert cdc is not None and int(cdc[1]) + int(cdc[2]) == 400, out
+
+
+def test_services_and_the_tracker_killed_mid_run_still_end_every_saga_as_expected(
+    kafka: str, postgres: str, connect: str, jaeger: str
+) -> None:
+    out = _demo("--orders", "90", "--products", "100", "--chaos")
+    kills = re.findall(r"^SIGKILLed and restarted (.+) after (\d+) orders$", out, re.MULTILINE)
+    assert [names for names, _ in kills] == [
+        "payments, inventory",
+        "shipping, saga-tracker, approvals",
+    ], out
+    assert all(0 < int(n) < 90 for _, n in kills), kills  # while orders were still coming in

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+import pytest
 from builders import new_order_id, placed, release_stock, shipment_created
 
 from choreo.testing import TestService
@@ -16,6 +17,8 @@ from services.events import (
     StockReservationFailed,
     StockReserved,
 )
+
+pytestmark = [pytest.mark.stack, pytest.mark.usefixtures("shop_db")]
 
 
 def _sku(tag: str) -> str:

@@ -38,6 +38,8 @@ from services.events import (
 from services.order_saga import order_saga
 from services.settings import APPROVAL_TIMEOUT, FOLLOW_UP_DELAY, SHIPMENT_TIMEOUT
 
+pytestmark = [pytest.mark.stack, pytest.mark.usefixtures("shop_db")]
+
 ROOT = Path(__file__).resolve().parents[2]
 
 Make = Callable[[str], Event]

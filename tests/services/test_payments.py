@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+import pytest
 from builders import (
     new_order_id,
     payment_id,
@@ -22,6 +23,8 @@ from services.events import (
     PaymentDeclined,
     PaymentRefunded,
 )
+
+pytestmark = [pytest.mark.stack, pytest.mark.usefixtures("shop_db")]
 
 
 def test_a_placed_order_has_its_total_authorized() -> None:
@@ -87,3 +90,14 @@ def test_voiding_and_refunding_confirm_even_for_unknown_orders() -> None:
         [refunded] = t.emitted(PaymentRefunded)
     assert (voided.order_id, voided.payment_id) == (order_id, payment_id(order_id))
     assert (refunded.payment_id, refunded.amount) == (payment_id(order_id), Decimal("12.50"))
+
+
+def test_a_restart_between_authorizing_and_capturing_forgets_nothing() -> None:
+    order_id = new_order_id()
+    with TestService(payments.svc) as t:
+        t.send(placed(order_id))
+        [authorized] = t.emitted(PaymentAuthorized)
+    with TestService(payments.svc) as t:  # a new process: only the database remembers
+        t.send(shipment_created(order_id))
+        [captured] = t.emitted(PaymentCaptured)
+    assert (captured.payment_id, captured.amount) == (authorized.payment_id, authorized.amount)

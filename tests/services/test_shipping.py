@@ -5,12 +5,15 @@ from __future__ import annotations
 import zlib
 from datetime import timedelta
 
+import pytest
 from builders import approved, cancel_shipment, new_order_id, placed, shipment_id
 
 from choreo._runtime.retry_topics import retry_topic
 from choreo.testing import TestService
 from services import shipping
 from services.events import ShipmentCancelled, ShipmentCreated, ShipmentFailed
+
+pytestmark = [pytest.mark.stack, pytest.mark.usefixtures("shop_db")]
 
 APPROVALS = "shop.approvals"
 
