@@ -8,6 +8,7 @@ from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from choreo._dlq.reader import READ_TIMEOUT_S
+from choreo._transport.watermarks import watermarks
 
 
 def purge(settings: dict[str, Any], topic: str, *, dry_run: bool = False) -> int:
@@ -16,8 +17,7 @@ def purge(settings: dict[str, Any], topic: str, *, dry_run: bool = False) -> int
     try:
         partitions = consumer.list_topics(topic, timeout=READ_TIMEOUT_S).topics[topic].partitions
         ends = {
-            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=READ_TIMEOUT_S)
-            for p in partitions
+            p: watermarks(consumer, TopicPartition(topic, p), READ_TIMEOUT_S) for p in partitions
         }
     finally:
         consumer.close()

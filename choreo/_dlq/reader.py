@@ -6,6 +6,7 @@ DLQ never moves anybody's offsets and always sees what is there now.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -16,8 +17,10 @@ from confluent_kafka.admin import AdminClient
 
 from choreo._runtime import dead_letters as dlq
 from choreo._transport.base import Headers
+from choreo._transport.watermarks import watermarks
 
 READ_TIMEOUT_S = 10.0
+POLL_S = 0.2
 
 
 @dataclass(frozen=True)
@@ -69,19 +72,26 @@ def dlq_topics(settings: dict[str, Any]) -> list[str]:
 
 
 def read_partition(consumer: Consumer, topic: str, partition: int) -> Iterator[Message]:
-    """What the partition holds now, from its low to its high watermark (assigned, no group)."""
-    low, high = consumer.get_watermark_offsets(
-        TopicPartition(topic, partition), timeout=READ_TIMEOUT_S
-    )
+    """What the partition holds now, from its low to its high watermark (assigned, no group).
+
+    Done when the consumer's position reaches the high watermark, not when a record at
+    ``high - 1`` arrives: a transactional writer (the saga tracker) ends with a commit marker
+    there, which is never delivered as a record.
+    """
+    tp = TopicPartition(topic, partition)
+    low, high = watermarks(consumer, tp, READ_TIMEOUT_S)
+    if low >= high:
+        return
     consumer.assign([TopicPartition(topic, partition, low)])
-    position = low
-    while position < high:
-        message = consumer.poll(READ_TIMEOUT_S)
-        if message is None:
-            return
-        if message.error() is None:
-            position = cast(int, message.offset()) + 1
+    deadline = time.monotonic() + READ_TIMEOUT_S
+    while time.monotonic() < deadline:
+        message = consumer.poll(POLL_S)
+        if message is not None and message.error() is None:
+            deadline = time.monotonic() + READ_TIMEOUT_S
             yield message
+        [position] = consumer.position([tp])
+        if position.offset >= high:
+            return
 
 
 def read(settings: dict[str, Any], topic: str) -> Iterator[DeadLetter]:

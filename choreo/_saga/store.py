@@ -22,6 +22,7 @@ import confluent_kafka as ck
 
 from choreo._errors import TransportError
 from choreo._saga.state import SagaState
+from choreo._transport.watermarks import watermarks
 
 _log = logging.getLogger("choreo.saga.store")
 
@@ -116,7 +117,7 @@ def read_changelog_bytes(
         result: dict[int, dict[str, bytes]] = {p: {} for p in wanted}
         pending: set[int] = set()
         for partition in wanted:
-            low, high = _watermarks(consumer, ck.TopicPartition(topic, partition))
+            low, high = watermarks(consumer, ck.TopicPartition(topic, partition))
             if high > low:
                 pending.add(partition)
         if not pending:
@@ -149,20 +150,3 @@ def read_changelog_bytes(
         return result
     finally:
         consumer.close()
-
-
-def _watermarks(consumer: ck.Consumer, partition: ck.TopicPartition) -> tuple[int, int]:
-    """Watermarks, retried while a just-created topic has no leader yet."""
-    deadline = time.monotonic() + RESTORE_TIMEOUT_S
-    while True:
-        try:
-            low, high = consumer.get_watermark_offsets(partition, timeout=15)
-            return int(low), int(high)
-        except ck.KafkaException as exc:
-            error = exc.args[0] if exc.args else None
-            retriable = isinstance(error, ck.KafkaError) and (
-                error.retriable() or error.code() == ck.KafkaError.NOT_LEADER_FOR_PARTITION
-            )
-            if not retriable or time.monotonic() > deadline:
-                raise TransportError(f"cannot read the end of {partition.topic}: {exc}") from None
-            time.sleep(0.2)
