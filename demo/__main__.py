@@ -10,6 +10,7 @@ dead-lettered.
 from __future__ import annotations
 
 import argparse
+import math
 import secrets
 import sys
 import threading
@@ -113,9 +114,17 @@ def _drive(
     failure: list[BaseException] = []
     url = f"http://127.0.0.1:{fleet.ingress_port}/orders"
 
+    crashes = {math.ceil(share * len(orders)): names for share, names in CRASHES}
+
+    def crash(n: int) -> None:
+        for name in crashes.get(n, ()) if args.chaos else ():
+            fleet.crash_and_restart(name)
+        if args.chaos and n in crashes:
+            print(f"SIGKILLed and restarted {', '.join(crashes[n])} before order {n}")
+
     def send() -> None:
         try:
-            traffic.send_orders(orders, url, secret, args.rate, sent)
+            traffic.send_orders(orders, url, secret, args.rate, sent, crash)
         except BaseException as error:
             failure.append(error)
 
@@ -124,14 +133,8 @@ def _drive(
     sender.start()
     traffic.send_poison(stack.bootstrap_servers, _orders_topic(), f"{orders[0].order_id}-poison")
     progress = view.Progress(len(orders))
-    crashes = list(CRASHES) if args.chaos else []
     send_s = 0.0
     while True:
-        while crashes and len(sent) >= crashes[0][0] * len(orders):
-            _, names = crashes.pop(0)
-            for name in names:
-                fleet.crash_and_restart(name)
-            print(f"SIGKILLed and restarted {', '.join(names)} after {len(sent)} orders")
         fleet.check_alive()
         if failure:
             raise failure[0]

@@ -13,7 +13,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import confluent_kafka as ck
@@ -30,9 +30,17 @@ MANAGER = "demo-manager"
 
 
 def send_orders(
-    orders: Sequence[PlannedOrder], url: str, secret: str, rate: float, sent: list[str]
+    orders: Sequence[PlannedOrder],
+    url: str,
+    secret: str,
+    rate: float,
+    sent: list[str],
+    before: Callable[[int], None] | None = None,
 ) -> None:
-    """POST each order at about ``rate`` per second; raise on any answer but 202."""
+    """POST each order at about ``rate`` per second; raise on any answer but 202.
+
+    ``before(n)`` runs before the n-th order goes out (the demo's chaos hook).
+    """
 
     def post(order: PlannedOrder) -> None:
         body = json.dumps(order.body).encode()
@@ -62,6 +70,8 @@ def send_orders(
         futures = []
         for n, order in enumerate(orders):
             time.sleep(max(0.0, started + n / rate - time.monotonic()))
+            if before is not None:
+                before(n)
             futures.append(pool.submit(post, order))
         for future in futures:
             future.result()

@@ -18,6 +18,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+from builders import reserved
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
@@ -35,6 +36,7 @@ from choreo._schemas import Catalog, Codec, TopicSpec
 from choreo._service import Service
 from choreo._transport.base import Record, TopicPartition, Transport
 from choreo._transport.confluent import ConfluentTransport
+from services.events import OrderPlaced
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
 FAST = choreo.RetryPolicy(max_attempts=3, initial_interval_s=0.01, jitter=0.0)
@@ -266,3 +268,8 @@ def value(
     matching = [v for (n, ls), v in found.items() if n == name and set(labels.items()) <= ls]
     assert len(matching) <= 1, f"{name}{labels}: {len(matching)} samples"
     return matching[0] if matching else 0.0
+
+
+def reserve_stock(event: OrderPlaced, ctx: choreo.Context) -> None:
+    """Inventory's answer without its database: what these tests trace is the emit."""
+    ctx.emit(reserved(event.order_id))

@@ -13,6 +13,7 @@ from obs_kit import (
     isolated_catalog,
     parent_id,
     publisher,
+    reserve_stock,
     running,
     span_id,
     trace_id,
@@ -33,7 +34,7 @@ from choreo._observability.tracing import _exporter as span_exporter
 from choreo._runtime.dead_letters import dlq_topic
 from choreo._transport.base import Headers, Record
 from choreo._transport.memory import MemoryTransport
-from services import inventory, orders
+from services import orders
 from services.events import OrderPlaced, OrderReceived
 
 PREFIX = "mem"
@@ -84,7 +85,7 @@ def test_a_saga_is_one_trace_each_span_the_child_of_the_one_that_emitted_its_eve
     transport = MemoryTransport()
     placer, reserver = choreo.Service("orders"), choreo.Service("inventory")
     placer.on(OrderReceived)(orders.validate_order)
-    reserver.on(OrderPlaced)(inventory.reserve_stock)
+    reserver.on(OrderPlaced)(reserve_stock)
     instruments = [
         Tracing(s.name, spans.provider(s.name), group(s.name)) for s in (placer, reserver)
     ]
@@ -173,7 +174,7 @@ def test_an_undecodable_record_gets_a_receive_span_under_its_producer_and_a_dead
     catalog = isolated_catalog(PREFIX)
     transport = MemoryTransport()
     svc = choreo.Service("strict")
-    svc.on(OrderPlaced)(inventory.reserve_stock)
+    svc.on(OrderPlaced)(reserve_stock)
 
     async def scenario() -> None:
         tracing = Tracing(svc.name, spans.provider(svc.name), group(svc.name))

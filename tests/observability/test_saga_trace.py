@@ -29,6 +29,7 @@ from obs_kit import (
     isolated_catalog,
     jaeger_trace,
     publisher,
+    reserve_stock,
     running,
 )
 
@@ -37,7 +38,7 @@ from choreo._config import KafkaConfig, ServiceConfig
 from choreo._observability import Tracing
 from choreo.pytest_plugin import JaegerEndpoints
 from choreo.saga import Saga, SagaTracker, Step
-from services import inventory, orders
+from services import orders
 from services.events import (
     CancellationReason,
     CancelOrder,
@@ -148,7 +149,7 @@ def test_a_saga_compensated_after_its_last_step_failed_is_one_trace_in_jaeger(
     @stock.on(OrderPlaced)
     async def reserve(event: OrderPlaced, ctx: choreo.Context) -> None:
         await after_the_tracker_saw("OrderPlaced")
-        inventory.reserve_stock(event, ctx)
+        reserve_stock(event, ctx)
 
     @stock.on(ReleaseStock)
     def release(event: ReleaseStock, ctx: choreo.Context) -> None:

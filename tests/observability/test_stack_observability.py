@@ -24,6 +24,7 @@ from obs_kit import (
     jaeger_trace,
     publisher,
     read_topic,
+    reserve_stock,
     running,
     samples,
     traceparent,
@@ -37,7 +38,7 @@ from choreo._runtime.dead_letters import dlq_topic
 from choreo._transport.aiokafka import AiokafkaTransport
 from choreo._transport.base import TopicConfig, TopicPartition, Transport
 from choreo.pytest_plugin import JaegerEndpoints
-from services import inventory, orders
+from services import orders
 from services.events import OrderPlaced, OrderReceived
 
 pytestmark = pytest.mark.stack
@@ -60,7 +61,7 @@ def test_a_saga_across_two_services_is_one_trace_in_jaeger(
     web, placer_name, reserver_name = (unique_name(n) for n in ("web", "orders", "inventory"))
     placer, reserver = choreo.Service(placer_name), choreo.Service(reserver_name)
     placer.on(OrderReceived)(orders.validate_order)
-    reserver.on(OrderPlaced)(inventory.reserve_stock)
+    reserver.on(OrderPlaced)(reserve_stock)
     spans = Spans(jaeger.otlp_http)
     groups = {s.name: unique_name("g") for s in (placer, reserver)}
     instruments = [
