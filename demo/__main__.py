@@ -19,6 +19,7 @@ from pathlib import Path
 
 import choreo
 from choreo._dev.settings import StackSettings, default_paths
+from choreo._runtime.dead_letters import dlq_topic
 from choreo._schemas import Catalog
 from demo import scenarios, traffic, view, watch
 from demo.fleet import Fleet, free_port
@@ -83,6 +84,9 @@ def main(argv: list[str] | None = None) -> int:
         )
         desk = traffic.ApprovalDesk(orders, stack.postgres_dsn, config)
         desk.start()
+        orders_topic = Catalog.load(Path("schemas")).topic_of(OrderReceived.event_type).name
+        poison_key = f"{orders[0].order_id}-poison"
+        traffic.send_poison(stack.bootstrap_servers, orders_topic, poison_key)
         verdicts, elapsed, send_s = _drive(fleet, orders, watcher, desk, stack, secret, args)
         desk.stop()
         watcher.close()
@@ -92,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     added = watch.dlq_added(stack.bootstrap_servers, dlq_before)
     print(view.summary(verdicts, elapsed, send_s, added, _traces(verdicts, stack)))
     print(f"\nCDC pipeline (products -> reporting.product_snapshot): {products}")
-    poisoned = added.get(f"choreo.dlq.orders.{_orders_topic()}", 0) >= 1
+    poisoned = added.get(dlq_topic("orders", orders_topic), 0) >= 1
     ok = all(v.as_expected for v in verdicts) and poisoned and desk.error is None
     if not poisoned:
         print("the poison message did not reach the orders service's dead-letter topic")
@@ -131,7 +135,6 @@ def _drive(
     started = time.monotonic()
     sender = threading.Thread(target=send, name="orders", daemon=True)
     sender.start()
-    traffic.send_poison(stack.bootstrap_servers, _orders_topic(), f"{orders[0].order_id}-poison")
     progress = view.Progress(len(orders))
     send_s = 0.0
     while True:
@@ -148,10 +151,6 @@ def _drive(
         if view.finished(verdicts) or elapsed > args.timeout:
             return verdicts, elapsed, send_s or elapsed
         time.sleep(0.5)
-
-
-def _orders_topic() -> str:
-    return Catalog.load(Path("schemas")).topic_of(OrderReceived.event_type).name
 
 
 def _traces(

@@ -22,7 +22,7 @@ import choreo
 from choreo import _headers
 from choreo.ingress import CORRELATION_HEADER, sign
 from demo.scenarios import Manager, PlannedOrder
-from services.approval_desk import publish_decision
+from services.approval_desk import desk_publisher, publish_decision
 from services.approvals import pending
 from services.events import OrderReceived
 
@@ -111,19 +111,25 @@ class ApprovalDesk(threading.Thread):
 
     def run(self) -> None:
         try:
-            while not self._halt.wait(0.5):
+            asyncio.run(self._work())
+        except BaseException as error:  # reported by the demo, which then fails
+            self.error = error
+
+    async def _work(self) -> None:
+        """One publisher for the whole demo; the queue is looked at twice a second."""
+        async with desk_publisher(self._config) as publisher:
+            while not self._halt.is_set():
                 queue = [p.order_id for p in pending(self._dsn) if p.order_id in self._mine]
                 self.waiting = len(queue)
                 for order_id in queue:
                     if order_id in self._answers and order_id not in self.decided:
-                        self._decide(order_id)
-        except BaseException as error:  # reported by the demo, which then fails
-            self.error = error
+                        await self._decide(publisher, order_id)
+                await asyncio.sleep(0.5)
 
-    def _decide(self, order_id: str) -> None:
+    async def _decide(self, publisher: choreo.Publisher, order_id: str) -> None:
         answer = self._answers[order_id]
         comment = "order value over the customer's usual" if answer is Manager.REJECT else None
-        asyncio.run(publish_decision(order_id, MANAGER, comment, self._config))
+        await publish_decision(publisher, order_id, MANAGER, comment)
         self.decided[order_id] = answer
 
     def stop(self) -> None:

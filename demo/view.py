@@ -8,11 +8,12 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from choreo._saga.state import TERMINAL, SagaState, SagaStatus
+from choreo._saga.state import TERMINAL, SagaState, SagaStatus, StepStatus
 from demo.scenarios import PlannedOrder
 
 STATES = ("not seen", *[s.value for s in SagaStatus])
 BAR_WIDTH = 40
+GAVE_UP = frozenset({StepStatus.FAILED, StepStatus.TIMED_OUT})
 PRINT_EVERY_S = 2.0
 """Without a terminal (CI logs), at most one progress line this often, and only on change."""
 
@@ -28,11 +29,9 @@ class Verdict:
 
     @property
     def failed_step(self) -> str | None:
-        """The step named in the saga's compensation reason (``step 'x' failed (...)``)."""
-        reason = self.state.reason if self.state else None
-        if not reason or "'" not in reason:
-            return None
-        return reason.split("'")[1]
+        """The step whose failure or missed deadline started the compensation."""
+        steps = self.state.steps.items() if self.state else ()
+        return next((name for name, step in steps if step.status in GAVE_UP), None)
 
     @property
     def as_expected(self) -> bool:

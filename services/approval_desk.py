@@ -22,14 +22,20 @@ from services.approvals import Pending, decision, pending
 from services.settings import DSN
 
 
+def desk_publisher(config: choreo.ServiceConfig | None = None) -> choreo.Publisher:
+    return choreo.Publisher(source="approval-desk", config=config)
+
+
 async def publish_decision(
-    order_id: str, approver: str, comment: str | None, config: choreo.ServiceConfig | None = None
+    publisher: choreo.Publisher, order_id: str, approver: str, comment: str | None
 ) -> str:
     """Publish a person's answer for ``order_id`` (whose saga id is the order id)."""
-    async with choreo.Publisher(source="approval-desk", config=config) as publisher:
-        return await publisher.publish(
-            decision(order_id, approver, comment), correlation_id=order_id
-        )
+    return await publisher.publish(decision(order_id, approver, comment), correlation_id=order_id)
+
+
+async def _answer(order_id: str, approver: str, comment: str | None) -> str:
+    async with desk_publisher() as publisher:
+        return await publish_decision(publisher, order_id, approver, comment)
 
 
 def _waiting(order_id: str) -> Pending | None:
@@ -54,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"order {args.order_id} is not waiting for approval", file=sys.stderr)
         return 1
     comment = args.comment if args.command == "reject" else None
-    event_id = asyncio.run(publish_decision(args.order_id, args.by, comment))
+    event_id = asyncio.run(_answer(args.order_id, args.by, comment))
     print(f"{args.command} {args.order_id}: published event {event_id}")
     return 0
 

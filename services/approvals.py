@@ -24,6 +24,8 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+import psycopg
+
 import choreo
 from services.events import (
     ApprovalDecision,
@@ -180,8 +182,6 @@ class Pending:
 
 def pending(dsn: str = DSN) -> list[Pending]:
     """The orders waiting for a person, oldest first."""
-    import psycopg
-
     with psycopg.connect(dsn) as connection:
         rows = connection.execute(
             "SELECT order_id, customer_id, total, currency, requested_at FROM shop_approvals "
