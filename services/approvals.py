@@ -181,12 +181,20 @@ class Pending:
 
 
 def pending(dsn: str = DSN) -> list[Pending]:
-    """The orders waiting for a person, oldest first."""
+    """The orders waiting for a person, oldest first.
+
+    The table is the service's: it appears when the service handles its first event. A desk
+    opened before that (a fresh database) sees an empty queue rather than an error, and does
+    not create the table itself, so two processes never race on the same DDL.
+    """
     with psycopg.connect(dsn) as connection:
-        rows = connection.execute(
-            "SELECT order_id, customer_id, total, currency, requested_at FROM shop_approvals "
-            "WHERE status = 'pending' ORDER BY requested_at"
-        ).fetchall()
+        try:
+            rows = connection.execute(
+                "SELECT order_id, customer_id, total, currency, requested_at FROM shop_approvals "
+                "WHERE status = 'pending' ORDER BY requested_at"
+            ).fetchall()
+        except psycopg.errors.UndefinedTable:
+            return []
     return [Pending(*row) for row in rows]
 
 

@@ -4,9 +4,11 @@ desk, on the in-memory transport with their state in the real PostgreSQL."""
 from __future__ import annotations
 
 import itertools
+import uuid
 from collections.abc import Callable
 from decimal import Decimal
 
+import psycopg
 import pytest
 from builders import (
     authorized,
@@ -16,6 +18,7 @@ from builders import (
     placed,
     reserved,
 )
+from psycopg.conninfo import make_conninfo
 from shop_kit import emitted_ids, redeliver
 
 from choreo import Event
@@ -179,3 +182,22 @@ def test_a_decision_with_a_comment_is_a_rejection() -> None:
     rejection = approvals.decision("o-1", "ann", "address is a PO box")
     assert not rejection.approved
     assert (rejection.approver, rejection.comment) == ("ann", "address is a PO box")
+
+
+def test_a_desk_opened_before_the_service_ran_sees_an_empty_queue(
+    shop_db: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The demo's manager starts with the fleet, before approvals has created its table."""
+    schema = f"fresh_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(shop_db, autocommit=True) as connection:
+        connection.execute(f"CREATE SCHEMA {schema}")
+    try:
+        untouched = make_conninfo(shop_db, options=f"-c search_path={schema}")
+        assert approvals.pending(untouched) == []
+        monkeypatch.setattr(approval_desk, "DSN", untouched)
+        assert approval_desk.main(["ls"]) == 0
+        assert approval_desk.main(["approve", "o-1"]) == 1
+        assert "order o-1 is not waiting for approval" in capsys.readouterr().err
+    finally:
+        with psycopg.connect(shop_db, autocommit=True) as connection:
+            connection.execute(f"DROP SCHEMA {schema} CASCADE")
