@@ -144,6 +144,27 @@ class ConnectClient:
     def names(self) -> list[str]:
         return list(self._call("GET", "/connectors", "*"))
 
+    def wait_reachable(self, timeout_s: float = 120.0) -> None:
+        """Block until Connect answers ``GET /connectors``; TransportError naming the URL if not.
+
+        For a deploy step started beside Connect (``docker compose up``): a
+        worker refuses connections, then answers 503 until it has joined its
+        group. The connector list is served by the worker's herder, so once it
+        answers, connector configs are taken.
+        """
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                self.names()
+                return
+            except TransportError as error:
+                if time.monotonic() > deadline:
+                    raise TransportError(
+                        f"Kafka Connect at {self.url} not reachable after {timeout_s:.0f}s "
+                        f"(last error: {error})"
+                    ) from None
+            time.sleep(0.5)
+
     def wait_running(self, name: str, timeout_s: float = 60.0) -> ConnectorState:
         """Block until the connector and its tasks run; a FAILED state raises at once.
 

@@ -73,14 +73,21 @@ def _table(settings: Settings) -> sql.Composed:
     return sql.SQL("{}.{}").format(sql.Identifier(schema), sql.Identifier(table))
 
 
-def prepare(settings: Settings, connect_url: str | None = None) -> None:
-    """Create the source and reporting tables; with ``connect_url`` apply the connector too."""
+def prepare(
+    settings: Settings, connect_url: str | None = None, *, connect_wait_s: float = 120.0
+) -> None:
+    """Create the source and reporting tables; with ``connect_url`` apply the connector too.
+
+    Connect is waited for up to ``connect_wait_s``: compose runs this as a
+    one-shot that starts while the Connect worker is still coming up.
+    """
     with psycopg.connect(settings.dsn, autocommit=True) as conn:
         conn.execute(sql.SQL(SOURCE_DDL).format(table=_table(settings)))
         conn.execute(reporting_ddl(settings.reporting_schema))
     if connect_url is not None:
         source = build(settings).source
         client = ConnectClient(connect_url)
+        client.wait_reachable(connect_wait_s)
         client.apply(source.name, source.connector_config())
         client.wait_running(source.name)
 

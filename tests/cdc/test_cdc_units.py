@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -353,13 +354,26 @@ def test_the_outbox_ddl_has_every_column_the_relay_reads() -> None:
         outbox_ddl("app.outbox; DROP TABLE users")
 
 
-# --- the REST client and the CLI, offline --------------------------------------------------
+# --- the REST client (its wait also on the real Connect) and the CLI --------------------------
 
 
 def test_an_unreachable_connect_is_a_transport_error_naming_the_connector() -> None:
     client = ConnectClient("http://127.0.0.1:9", timeout_s=1.0)
     with pytest.raises(choreo.TransportError, match="connector shop-orders"):
         client.status("shop-orders")
+
+
+def test_waiting_for_a_connect_that_never_answers_gives_up_naming_its_url() -> None:
+    with socket.socket() as bound:  # bound, never listening: connections are refused
+        bound.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{bound.getsockname()[1]}"
+        with pytest.raises(choreo.TransportError, match=f"Kafka Connect at {url} not reachable"):
+            ConnectClient(url, timeout_s=1.0).wait_reachable(timeout_s=1.0)
+
+
+@pytest.mark.stack
+def test_waiting_for_the_running_connect_returns(connect: str) -> None:
+    ConnectClient(connect).wait_reachable(timeout_s=30.0)  # raises if it never answered
 
 
 def test_the_cli_prints_the_outbox_ddl_and_fails_in_one_line_on_a_missing_module(

@@ -29,12 +29,17 @@ def _published(service: dict[str, Any]) -> set[int]:
     return {int(mapping.split(":")[-2]) for mapping in service.get("ports", [])}
 
 
+def _default_stack(monkeypatch: pytest.MonkeyPatch) -> StackSettings:
+    """The local stack's default ports, not this run's ``CHOREO_*_PORT`` overrides."""
+    for name in [n for n in os.environ if n.startswith("CHOREO_") and n.endswith("_PORT")]:
+        monkeypatch.delenv(name)
+    return StackSettings()
+
+
 def test_compose_publishes_the_local_stack_ports_on_loopback(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    for name in [n for n in os.environ if n.startswith("CHOREO_") and n.endswith("_PORT")]:
-        monkeypatch.delenv(name)  # compare with the defaults, not this run's overrides
-    settings = StackSettings()
+    settings = _default_stack(monkeypatch)
     services = _services()
     assert _published(services["kafka"]) == {settings.kafka_port, settings.kafka_secure_port}
     assert _published(services["postgres"]) == {settings.postgres_port}
@@ -117,9 +122,7 @@ def test_compose_runs_every_service_module_the_saga_trackers_and_the_ingress(
 def test_compose_apps_reach_the_stack_as_the_local_stack_does(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    for name in [n for n in os.environ if n.startswith("CHOREO_") and n.endswith("_PORT")]:
-        monkeypatch.delenv(name)
-    settings = StackSettings()
+    settings = _default_stack(monkeypatch)
     services = _services()
     internal = services["kafka"]["environment"]["KAFKA_ADVERTISED_LISTENERS"]
     for name, app in _apps().items():
@@ -136,6 +139,30 @@ def test_compose_apps_reach_the_stack_as_the_local_stack_does(
             assert (url.hostname, url.port) == ("postgres", settings.postgres_port)
         assert str(env.get("CHOREO_INGRESS__SECRET", "${")).startswith("${"), "secret in file"
         assert set(app["depends_on"]) <= set(services)
+
+
+def test_catalog_sync_starts_after_a_one_shot_prepared_its_tables_and_connector(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Otherwise compose's catalog-sync would consume a change topic no connector feeds."""
+    connect_port = _default_stack(monkeypatch).connect_port
+    services = _services()
+    sync = services["catalog-sync"]
+    [setup] = [
+        name
+        for name, wait in sync["depends_on"].items()
+        if wait == {"condition": "service_completed_successfully"}
+    ]
+    one_shot = services[setup]
+    assert one_shot["build"] == sync["build"] and one_shot["restart"] == "no"
+    command = one_shot["command"]
+    assert command[:3] == ["python", "-m", f"{sync['command'][2]}.demo"]
+    assert "--prepare" in command
+    connect_url = urlsplit(command[command.index("--connect") + 1])
+    assert connect_url.hostname == "connect" and "connect" in one_shot["depends_on"]
+    internal_ports = {int(m.split(":")[-1]) for m in services["connect"]["ports"]}
+    assert internal_ports == {connect_url.port} == {connect_port}
+    assert one_shot["depends_on"]["postgres"] == {"condition": "service_healthy"}
 
 
 def _instructions(text: str) -> list[tuple[str, str]]:
