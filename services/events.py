@@ -228,6 +228,26 @@ class StockReserved(Event):
     """Unreleased stock returns to sale after this."""
 
 
+class CancellationSent(Event):
+    """The customer was told the order is cancelled, and why, in words meant for them.
+
+    Schema: shop.notifications.CancellationSent v1.
+    """
+
+    event_type: ClassVar[str] = "shop.notifications.CancellationSent"
+
+    order_id: str
+    """Id of the order; the partition key of every shop topic."""
+    customer_id: str
+    reason: str
+    """The OrderCancelled reason (CancellationReason symbol)."""
+    message: str
+    """What the customer reads; a rejection quotes the manager's comment."""
+    channel: str
+    """email, sms, ..."""
+    sent_at: Timestamp
+
+
 class ConfirmationSent(Event):
     """The customer was told the order is confirmed and on its way.
 
@@ -274,19 +294,20 @@ class CancelOrder(Event):
 
 
 class CancellationReason(StrEnum):
-    """Why an order was cancelled."""
+    """Why an order was cancelled (REJECTED, a manager said no, added in v2)."""
 
     CUSTOMER_REQUEST = "CUSTOMER_REQUEST"
     OUT_OF_STOCK = "OUT_OF_STOCK"
     PAYMENT_DECLINED = "PAYMENT_DECLINED"
     FRAUD_SUSPECTED = "FRAUD_SUSPECTED"
     OTHER = "OTHER"
+    REJECTED = "REJECTED"
 
 
 class OrderCancelled(Event):
     """The order will not be fulfilled; reservations and payments are undone.
 
-    Schema: shop.orders.OrderCancelled v1.
+    Schema: shop.orders.OrderCancelled v2.
     """
 
     event_type: ClassVar[str] = "shop.orders.OrderCancelled"

@@ -1,9 +1,15 @@
-"""The notifications service: confirms shipped orders and sends the survey a week later.
+"""The notifications service: tells customers their order shipped or was cancelled, and sends
+the survey a week later.
 
 Run it with ``choreo run services.notifications``. The week is a durable timer: ``SurveyDue``
 is written to the scheduled topic ``shop.followups`` right away with a delivery time, so a
 restart in between loses nothing; the consumer holds it until then. The delay comes from
 ``SHOP_FOLLOW_UP_DELAY_S`` (the demo shortens it).
+
+A cancelled order's customer gets ``CancellationSent`` with a message for its reason; when a
+manager rejected the order, the message quotes the manager's comment. That comment arrives on
+``shop.approvals``, the cancellation on ``shop.orders``: two topics are not ordered against each
+other, so a cancellation for a rejection not seen yet is retried until it is.
 """
 
 from __future__ import annotations
@@ -12,9 +18,12 @@ from datetime import UTC, datetime
 
 import choreo
 from services.events import (
+    CancellationReason,
+    CancellationSent,
     ConfirmationSent,
     OrderCancelled,
     OrderPlaced,
+    OrderRejected,
     ShipmentCreated,
     SurveyDue,
     SurveySent,
@@ -24,7 +33,29 @@ from services.settings import DSN, FOLLOW_UP_DELAY
 TABLES = (
     "CREATE TABLE IF NOT EXISTS shop_recipients (order_id TEXT PRIMARY KEY, customer_id TEXT)",
     "CREATE TABLE IF NOT EXISTS shop_cancelled_orders (order_id TEXT PRIMARY KEY)",
+    "CREATE TABLE IF NOT EXISTS shop_rejections (order_id TEXT PRIMARY KEY, comment TEXT)",
 )
+
+MESSAGES = {
+    CancellationReason.CUSTOMER_REQUEST: "Your order was cancelled as you asked.",
+    CancellationReason.OUT_OF_STOCK: (
+        "Sorry, an item in your order is out of stock, so we cancelled it. You were not charged."
+    ),
+    CancellationReason.PAYMENT_DECLINED: (
+        "Your payment was declined, so we cancelled the order. Please try another card."
+    ),
+    CancellationReason.FRAUD_SUSPECTED: (
+        "We could not verify this order, so we cancelled it. Nothing was charged."
+    ),
+    CancellationReason.OTHER: (
+        "We could not complete your order, so we cancelled it. Any payment was refunded."
+    ),
+}
+"""What the customer reads for each reason; a rejection quotes the manager instead."""
+
+LATE_REJECTION_RETRY = choreo.RetryPolicy(delays_s=(2.0, 10.0, 60.0))
+"""A cancellation waits for its rejection on retry topics, not in place: its partition (every
+other order's cancellations) keeps flowing meanwhile."""
 
 svc = choreo.Service("notifications", idempotency=choreo.PostgresIdempotency(DSN, setup=TABLES))
 
@@ -39,12 +70,7 @@ def remember_customer(event: OrderPlaced, ctx: choreo.Context) -> None:
 
 @svc.on(ShipmentCreated)
 def confirm(event: ShipmentCreated, ctx: choreo.Context) -> None:
-    row = ctx.db.execute(
-        "SELECT customer_id FROM shop_recipients WHERE order_id = %s", (event.order_id,)
-    ).fetchone()
-    if row is None:  # the OrderPlaced copy is late: a retry finds it
-        raise LookupError(f"no customer yet for order {event.order_id}")
-    customer = row[0]
+    customer = _customer(ctx, event.order_id)
     now = datetime.now(UTC)
     ctx.emit(
         ConfirmationSent(
@@ -55,11 +81,54 @@ def confirm(event: ShipmentCreated, ctx: choreo.Context) -> None:
     ctx.emit(SurveyDue(order_id=event.order_id, customer_id=customer, due_at=due), at=due)
 
 
-@svc.on(OrderCancelled)
-def forget_cancelled(event: OrderCancelled, ctx: choreo.Context) -> None:
-    """A cancelled order gets no survey, even if one was already scheduled (a week ago)."""
+def _customer(ctx: choreo.Context, order_id: str) -> str:
+    row = ctx.db.execute(
+        "SELECT customer_id FROM shop_recipients WHERE order_id = %s", (order_id,)
+    ).fetchone()
+    if row is None:  # the OrderPlaced copy is late: a retry finds it
+        raise LookupError(f"no customer yet for order {order_id}")
+    return str(row[0])
+
+
+@svc.on(OrderRejected)
+def remember_rejection(event: OrderRejected, ctx: choreo.Context) -> None:
     ctx.db.execute(
-        "INSERT INTO shop_cancelled_orders VALUES (%s) ON CONFLICT DO NOTHING", (event.order_id,)
+        "INSERT INTO shop_rejections VALUES (%s, %s) ON CONFLICT DO NOTHING",
+        (event.order_id, event.comment),
+    )
+
+
+@svc.on(OrderCancelled, retry=LATE_REJECTION_RETRY)
+def tell_cancelled(event: OrderCancelled, ctx: choreo.Context) -> None:
+    """Tell the customer why, once; a cancelled order gets no survey, even one already scheduled.
+
+    The tracker may cancel an order twice (a compensation it retried): the second is dropped.
+    """
+    first = ctx.db.execute(
+        "INSERT INTO shop_cancelled_orders VALUES (%s) ON CONFLICT DO NOTHING RETURNING order_id",
+        (event.order_id,),
+    ).fetchone()
+    if first is None:
+        return
+    customer = _customer(ctx, event.order_id)
+    if event.reason is CancellationReason.REJECTED:
+        row = ctx.db.execute(
+            "SELECT comment FROM shop_rejections WHERE order_id = %s", (event.order_id,)
+        ).fetchone()
+        if row is None:  # the OrderRejected copy is late: a retry finds it
+            raise LookupError(f"no rejection seen yet for order {event.order_id}")
+        message = f"Your order was not approved: {row[0]}"
+    else:
+        message = MESSAGES[event.reason]
+    ctx.emit(
+        CancellationSent(
+            order_id=event.order_id,
+            customer_id=customer,
+            reason=event.reason.value,
+            message=message,
+            channel="email",
+            sent_at=datetime.now(UTC),
+        )
     )
 
 

@@ -26,6 +26,7 @@ _REASONS = (
     ("StockReservationFailed", CancellationReason.OUT_OF_STOCK),
     ("PaymentDeclined", CancellationReason.PAYMENT_DECLINED),
     ("FraudSuspected", CancellationReason.FRAUD_SUSPECTED),
+    ("OrderRejected", CancellationReason.REJECTED),
 )
 """The saga's reason names the event that failed the order; the customer sees a category."""
 

@@ -6,13 +6,26 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from builders import new_order_id, order_cancelled, placed, shipment_created, survey_due
+from builders import (
+    new_order_id,
+    order_cancelled,
+    placed,
+    rejected,
+    shipment_created,
+    survey_due,
+)
 from shop_kit import emitted_ids, redeliver
 
 from choreo import _headers
 from choreo.testing import TestService
 from services import notifications
-from services.events import ConfirmationSent, SurveyDue, SurveySent
+from services.events import (
+    CancellationReason,
+    CancellationSent,
+    ConfirmationSent,
+    SurveyDue,
+    SurveySent,
+)
 from services.settings import FOLLOW_UP_DELAY
 
 pytestmark = [pytest.mark.stack, pytest.mark.usefixtures("shop_db")]
@@ -67,8 +80,8 @@ def test_a_due_survey_is_sent() -> None:
 def test_a_cancelled_order_gets_no_survey_even_one_scheduled_before() -> None:
     order_id, other = new_order_id(), new_order_id()
     with TestService(notifications.svc) as t:
+        t.send(placed(order_id))
         t.send(order_cancelled(order_id))
-        t.send(order_cancelled(order_id))  # the tracker may cancel twice: harmless
         t.send(survey_due(order_id))
         t.send(survey_due(other))
         [sent] = t.emitted(SurveySent)
@@ -82,3 +95,47 @@ def test_a_shipment_before_its_order_is_retried_then_dead_lettered_not_confirmed
         [parked] = t.dead_letters("shop.shipping")
     assert b"no customer yet" in (parked.header("choreo_dlq_error_message") or b"")
     assert t.emitted(ConfirmationSent) == []
+
+
+def test_a_cancelled_order_tells_its_customer_why_once() -> None:
+    orders = {reason: new_order_id() for reason in CancellationReason if reason != "REJECTED"}
+    with TestService(notifications.svc) as t:
+        for reason, order_id in orders.items():
+            t.send(placed(order_id, customer_id=f"c-{reason.lower()}"))
+            t.send(order_cancelled(order_id, reason))
+            t.send(order_cancelled(order_id, reason))  # a compensation the tracker retried
+        sent = {n.order_id: n for n in t.emitted(CancellationSent)}
+    assert len(t.emitted(CancellationSent)) == len(orders)
+    for reason, order_id in orders.items():
+        assert (sent[order_id].customer_id, sent[order_id].reason) == (
+            f"c-{reason.lower()}",
+            reason,
+        )
+    assert "out of stock" in sent[orders[CancellationReason.OUT_OF_STOCK]].message
+    assert "declined" in sent[orders[CancellationReason.PAYMENT_DECLINED]].message
+    assert len({n.message for n in sent.values()}) == len(orders)  # each reason its own words
+
+
+def test_a_rejection_is_told_in_the_managers_words_even_when_it_arrives_late() -> None:
+    order_id = new_order_id()
+    with TestService(notifications.svc, raise_errors=False) as t:
+        t.send(placed(order_id, customer_id="c-7"))
+        t.send(order_cancelled(order_id, CancellationReason.REJECTED))
+        assert t.emitted(CancellationSent) == []  # waits on a retry topic...
+        t.send(rejected(order_id))  # ...for the approvals topic's copy
+        t.advance(timedelta(seconds=notifications.LATE_REJECTION_RETRY.delays_s[0]))
+        [notice] = t.emitted(CancellationSent)
+        assert t.dead_letters("shop.orders") == []
+    assert (notice.customer_id, notice.reason) == ("c-7", "REJECTED")
+    assert notice.message == "Your order was not approved: not today"
+
+
+def test_a_rejection_never_seen_dead_letters_the_cancellation_with_the_reason() -> None:
+    order_id = new_order_id()
+    with TestService(notifications.svc, raise_errors=False) as t:
+        t.send(placed(order_id))
+        t.send(order_cancelled(order_id, CancellationReason.REJECTED))
+        t.advance(timedelta(seconds=sum(notifications.LATE_REJECTION_RETRY.delays_s)))
+        [parked] = t.dead_letters("shop.orders")
+        assert t.emitted(CancellationSent) == []
+    assert b"no rejection seen yet" in (parked.header("choreo_dlq_error_message") or b"")

@@ -152,7 +152,7 @@ def test_an_invalid_order_has_nothing_to_compensate() -> None:
         pytest.param(
             [*CHECKS, b.rejected],
             [VoidAuthorization, ReleaseStock, CancelOrder],
-            CancellationReason.OTHER,
+            CancellationReason.REJECTED,
             id="approval-rejected",
         ),
         pytest.param(

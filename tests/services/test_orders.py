@@ -71,6 +71,10 @@ def test_an_order_no_later_step_could_fix_is_invalid_with_the_reason(
             "step 'fraud-check' failed (shop.fraud.FraudSuspected)",
             CancellationReason.FRAUD_SUSPECTED,
         ),
+        (
+            "step 'approval' failed (shop.approvals.OrderRejected)",
+            CancellationReason.REJECTED,
+        ),
         ("step 'approval' missed its deadline", CancellationReason.OTHER),
     ],
 )
