@@ -3,7 +3,8 @@
 Starts every service, the saga tracker and the ingress against the local stack (``choreo dev
 up`` must have run: ``make demo`` does it), sends the orders, approves and rejects what waits
 for a manager, shows progress until every saga has finished, then prints the summary. Exit
-code 0 only if every saga ended as its scenario expects and the poison message was
+code 0 only if every saga ended as its scenario expects, the customer of every cancelled
+order was told why (a rejection in the manager's words), and the poison message was
 dead-lettered.
 """
 
@@ -32,6 +33,8 @@ FOLLOW_UP_DELAY_S = 5
 """A week of waiting for the survey, shortened for the demo."""
 APPROVAL_TIMEOUT_S = 20
 """How long the demo's high-value orders wait for the manager."""
+NOTICE_WAIT_S = 30
+"""How long after the sagas finished the last customer notices may take to arrive."""
 CRASHES = ((1 / 3, ("payments", "inventory")), (2 / 3, ("shipping", "saga-tracker", "approvals")))
 """``--chaos``: who is killed once this share of the orders is in."""
 
@@ -79,12 +82,13 @@ def main(argv: list[str] | None = None) -> int:
         fleet.wait_ready()
         print(f"{len(fleet.processes)} processes ready in {time.monotonic() - started:.1f}s")
         dlq_before = watch.dlq_ends(stack.bootstrap_servers)
-        watcher = watch.SagaWatcher(
-            stack.bootstrap_servers, order_saga.name, [o.order_id for o in orders]
-        )
+        event_catalog = Catalog.load(Path("schemas"))
+        order_ids = [o.order_id for o in orders]
+        watcher = watch.SagaWatcher(stack.bootstrap_servers, order_saga.name, order_ids)
+        told = watch.NoticeWatcher(stack.bootstrap_servers, event_catalog, order_ids)
         desk = traffic.ApprovalDesk(orders, stack.postgres_dsn, config)
         desk.start()
-        orders_topic = Catalog.load(Path("schemas")).topic_of(OrderReceived.event_type).name
+        orders_topic = event_catalog.topic_of(OrderReceived.event_type).name
         poison_key = f"{orders[0].order_id}-poison"
         traffic.send_poison(stack.bootstrap_servers, orders_topic, poison_key)
         verdicts, elapsed, send_s = _drive(fleet, orders, watcher, desk, stack, secret, args)
@@ -92,12 +96,17 @@ def main(argv: list[str] | None = None) -> int:
         watcher.close()
         print(f"\nCDC pipeline: {args.products} product changes in PostgreSQL ...", flush=True)
         products = catalog_demo.run_demo(args.products, catalog)
+        expected_told = [o.order_id for o in orders if o.scenario.customer_told]
+        notices = told.wait_for(expected_told, NOTICE_WAIT_S)
+        told.close()
     # After the stop: every process has flushed its spans.
     added = watch.dlq_added(stack.bootstrap_servers, dlq_before)
     print(view.summary(verdicts, elapsed, send_s, added, _traces(verdicts, stack)))
+    notice_lines, told_ok = view.notices(verdicts, notices, traffic.REJECTION_COMMENT)
+    print("\n".join(notice_lines))
     print(f"\nCDC pipeline (products -> reporting.product_snapshot): {products}")
     poisoned = added.get(dlq_topic("orders", orders_topic), 0) >= 1
-    ok = all(v.as_expected for v in verdicts) and poisoned and desk.error is None
+    ok = all(v.as_expected for v in verdicts) and poisoned and told_ok and desk.error is None
     if not poisoned:
         print("the poison message did not reach the orders service's dead-letter topic")
     print("\nEvery saga ended as its scenario expects." if ok else "\nDEMO FAILED")

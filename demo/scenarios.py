@@ -42,6 +42,12 @@ class Scenario:
     currency: str = "EUR"
     manager: Manager = Manager.NONE
 
+    @property
+    def customer_told(self) -> bool:
+        """Whether the customer gets a cancellation notice: a placed order that was cancelled
+        (an invalid order was never placed, so there is nothing to cancel)."""
+        return self.expected == "compensated" and self.failed_step != "validate"
+
 
 SCENARIOS = (
     Scenario("completed", 56, "completed"),

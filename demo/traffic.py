@@ -27,6 +27,8 @@ from services.approvals import pending
 from services.events import OrderReceived
 
 MANAGER = "demo-manager"
+REJECTION_COMMENT = "order value over the customer's usual"
+"""What the demo's manager writes when rejecting; the customer's notice quotes it."""
 
 
 def send_orders(
@@ -128,7 +130,7 @@ class ApprovalDesk(threading.Thread):
 
     async def _decide(self, publisher: choreo.Publisher, order_id: str) -> None:
         answer = self._answers[order_id]
-        comment = "order value over the customer's usual" if answer is Manager.REJECT else None
+        comment = REJECTION_COMMENT if answer is Manager.REJECT else None
         await publish_decision(publisher, order_id, MANAGER, comment)
         self.decided[order_id] = answer
 

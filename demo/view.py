@@ -9,7 +9,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from choreo._saga.state import TERMINAL, SagaState, SagaStatus, StepStatus
-from demo.scenarios import PlannedOrder
+from demo.scenarios import Manager, PlannedOrder
+from services.events import CancellationSent
 
 STATES = ("not seen", *[s.value for s in SagaStatus])
 BAR_WIDTH = 40
@@ -133,3 +134,31 @@ def summary(
             f"{', '.join(services)})"
         )
     return "\n".join(lines)
+
+
+def notices(
+    verdicts: Sequence[Verdict], sent: Mapping[str, CancellationSent], quote: str
+) -> tuple[list[str], bool]:
+    """What the customers of cancelled orders were told; ok if exactly they were, once each,
+    and every rejection quoted the manager's comment."""
+    expected = {v.order.order_id for v in verdicts if v.order.scenario.customer_told}
+    rejected = {v.order.order_id for v in verdicts if v.order.scenario.manager is Manager.REJECT}
+    missing, extra = expected - sent.keys(), sent.keys() - expected
+    unquoted = [i for i in rejected & sent.keys() if quote not in sent[i].message]
+    reasons = Counter(n.reason for n in sent.values())
+    lines = [
+        "",
+        f"customers told why their order was cancelled: {len(sent)} of {len(expected)} "
+        "expected, by reason: "
+        + ", ".join(f"{reason} {n}" for reason, n in sorted(reasons.items(), key=lambda i: -i[1])),
+    ]
+    example = next((sent[i].message for i in sorted(rejected & sent.keys())), None)
+    if example:
+        lines.append(f'  a rejected order\'s customer read: "{example}"')
+    for order_id in sorted(missing)[:5]:
+        lines.append(f"  NOT TOLD {order_id}")
+    for order_id in sorted(extra)[:5]:
+        lines.append(f"  TOLD BUT NOT CANCELLED {order_id}: {sent[order_id].message}")
+    for order_id in sorted(unquoted)[:5]:
+        lines.append(f"  REJECTION NOT QUOTED {order_id}: {sent[order_id].message}")
+    return lines, not (missing or extra or unquoted)

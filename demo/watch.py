@@ -1,4 +1,5 @@
-"""What the demo reads back: saga states from the tracker's changelog, DLQ depths, traces.
+"""What the demo reads back: saga states from the tracker's changelog, the customers'
+cancellation notices, DLQ depths, traces.
 
 All of it from the real stack as an operator would see it: the changelog is read with
 ``read_committed`` (only states the tracker committed), the DLQ depth is the topics' offsets,
@@ -20,25 +21,24 @@ from confluent_kafka.admin import AdminClient
 from choreo._runtime.dead_letters import PREFIX as DLQ_PREFIX
 from choreo._saga.state import SagaState
 from choreo._saga.store import changelog_topic
+from choreo._schemas import Catalog, Codec
+from services.events import CancellationSent
 
 
-class SagaWatcher:
-    """Follows the latest state of the given sagas from the moment it starts."""
+class _Follower:
+    """Reads one topic from where it ends now, in a thread, handing each record to ``_take``."""
 
-    def __init__(self, bootstrap: str, saga: str, saga_ids: Collection[str]) -> None:
-        self.states: dict[str, SagaState] = {}
-        self._ids = frozenset(saga_ids)
+    def __init__(self, bootstrap: str, topic: str, name: str) -> None:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._consumer = ck.Consumer(
             {
                 "bootstrap.servers": bootstrap,
-                "group.id": f"choreo-demo-watch-{time.time_ns()}",
+                "group.id": f"choreo-demo-{name}-{time.time_ns()}",
                 "enable.auto.commit": False,
                 "isolation.level": "read_committed",
             }
         )
-        topic = changelog_topic(saga)
         partitions = _partitions(self._consumer, topic)
         ends = [
             self._consumer.get_watermark_offsets(ck.TopicPartition(topic, p))[1] for p in partitions
@@ -46,40 +46,81 @@ class SagaWatcher:
         self._consumer.assign(
             [ck.TopicPartition(topic, p, end) for p, end in zip(partitions, ends, strict=True)]
         )
-        self._thread = threading.Thread(target=self._run, name="saga-watch", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
-
-    def snapshot(self) -> dict[str, SagaState]:
-        with self._lock:
-            return dict(self.states)
 
     def close(self) -> None:
         self._stop.set()
         self._thread.join()
         self._consumer.close()
 
+    def _take(self, key: str, value: bytes) -> None:
+        raise NotImplementedError
+
     def _run(self) -> None:
         while not self._stop.is_set():
             for message in self._consumer.consume(500, 0.2):
                 key, value = message.key(), message.value()
-                if message.error() is not None or key is None or value is None:
-                    continue
-                saga_id = key.decode()
-                if saga_id in self._ids:
-                    state = SagaState.from_bytes(value)
+                if message.error() is None and key is not None and value is not None:
                     with self._lock:
-                        self.states[saga_id] = state
+                        self._take(key.decode(), value)
+
+
+class SagaWatcher(_Follower):
+    """Follows the latest state of the given sagas from the moment it starts."""
+
+    def __init__(self, bootstrap: str, saga: str, saga_ids: Collection[str]) -> None:
+        self.states: dict[str, SagaState] = {}
+        self._ids = frozenset(saga_ids)
+        super().__init__(bootstrap, changelog_topic(saga), "saga-watch")
+
+    def snapshot(self) -> dict[str, SagaState]:
+        with self._lock:
+            return dict(self.states)
+
+    def _take(self, key: str, value: bytes) -> None:
+        if key in self._ids:
+            self.states[key] = SagaState.from_bytes(value)
+
+
+class NoticeWatcher(_Follower):
+    """The cancellation notices the given orders' customers were sent, from the moment it starts.
+
+    What a customer reads is the last hop of a compensation (the tracker cancels the order, the
+    orders service says why, notifications words it): the demo checks it arrived, and says what.
+    """
+
+    def __init__(self, bootstrap: str, catalog: Catalog, order_ids: Collection[str]) -> None:
+        self._codec = Codec(catalog)
+        self._ids = frozenset(order_ids)
+        self._notices: dict[str, CancellationSent] = {}
+        topic = catalog.topic_of(CancellationSent.event_type).name
+        super().__init__(bootstrap, topic, "notice-watch")
+
+    def wait_for(self, order_ids: Collection[str], timeout_s: float) -> dict[str, CancellationSent]:
+        """Every notice seen, once those of ``order_ids`` are all in or the deadline passed."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            with self._lock:
+                seen = dict(self._notices)
+            if set(order_ids) <= seen.keys() or time.monotonic() > deadline:
+                return seen
+            time.sleep(0.2)
+
+    def _take(self, key: str, value: bytes) -> None:
+        if key in self._ids and self._codec.event_type_of(value) == CancellationSent.event_type:
+            self._notices[key] = self._codec.decode(value, CancellationSent)
 
 
 def _partitions(consumer: ck.Consumer, topic: str, timeout_s: float = 60) -> list[int]:
-    """The changelog's partitions, once the tracker has created it."""
+    """The topic's partitions, once its writer (the tracker, a service) has created it."""
     deadline = time.monotonic() + timeout_s
     while True:
         found = consumer.list_topics(topic, timeout=10).topics.get(topic)
         if found is not None and found.error is None and found.partitions:
             return sorted(found.partitions)
         if time.monotonic() > deadline:
-            raise RuntimeError(f"the saga tracker did not create {topic} in {timeout_s:.0f}s")
+            raise RuntimeError(f"nobody created {topic} in {timeout_s:.0f}s")
         time.sleep(0.5)
 
 
