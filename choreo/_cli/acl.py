@@ -12,18 +12,22 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import time
 from pathlib import Path
 from typing import Any
 
 from choreo._cli.targets import import_target
 from choreo._config import ServiceConfig, load_config
-from choreo._errors import ConfigError, TopologyError
+from choreo._errors import ConfigError, TopologyError, TransportError
 from choreo._saga.definition import Saga
 from choreo._schemas import Catalog
 from choreo._security.acl import AclDiff, Grant, diff, service_grant, tracker_grant
 from choreo._security.acl_admin import AclAdmin
 from choreo._service import Service
 from choreo._transport.confluent import ConfluentTransport
+
+ENFORCED_WAIT_S = 30.0
+"""How long ``apply`` waits for the broker to describe what it created and deleted."""
 
 
 def register(commands: argparse._SubParsersAction[Any]) -> None:
@@ -122,6 +126,28 @@ def _apply(args: argparse.Namespace) -> int:
     admin = AclAdmin(config.kafka)
     admin.delete(changes.remove)
     admin.create(changes.add)
+    _wait_enforced(admin, made, config.kafka.bootstrap_servers)
     _print(changes, unmanaged, config.kafka.bootstrap_servers)
     print(f"applied; {len({t.name for t in topics})} topics exist")
     return 0
+
+
+def _wait_enforced(admin: AclAdmin, made: list[Grant], servers: str) -> None:
+    """Return once the broker describes exactly the planned ACLs.
+
+    The controller commits a change before every broker's authorizer has loaded it, so a
+    service started right after ``apply`` could still be denied (and stop, as it must on a
+    denial). The broker's describe answers from that same authorizer.
+    """
+    deadline = time.monotonic() + ENFORCED_WAIT_S
+    while True:
+        existing, _ = admin.describe({g.principal for g in made})
+        left = diff((a for g in made for a in g.acls), existing)
+        if not (left.add or left.remove):
+            return
+        if time.monotonic() > deadline:
+            raise TransportError(
+                f"{servers} still does not enforce {len(left.add)} created and "
+                f"{len(left.remove)} deleted ACLs {ENFORCED_WAIT_S:g}s after apply"
+            )
+        time.sleep(0.2)
