@@ -3,9 +3,9 @@
 Starts every service, the saga tracker and the ingress against the local stack (``choreo dev
 up`` must have run: ``make demo`` does it), sends the orders, approves and rejects what waits
 for a manager, shows progress until every saga has finished, then prints the summary. Exit
-code 0 only if every saga ended as its scenario expects, the customer of every cancelled
-order was told why (a rejection in the manager's words), and the poison message was
-dead-lettered.
+code 0 only if every saga ended as its scenario expects, the customer of every order that
+did not go through was told why (a rejection in the manager's words), and the poison message
+was dead-lettered.
 """
 
 from __future__ import annotations

@@ -139,8 +139,8 @@ def summary(
 def notices(
     verdicts: Sequence[Verdict], sent: Mapping[str, CancellationSent], quote: str
 ) -> tuple[list[str], bool]:
-    """What the customers of cancelled orders were told; ok if exactly they were, once each,
-    and every rejection quoted the manager's comment."""
+    """What the customers of orders that did not go through were told; ok if exactly they were,
+    once each, and every rejection quoted the manager's comment."""
     expected = {v.order.order_id for v in verdicts if v.order.scenario.customer_told}
     rejected = {v.order.order_id for v in verdicts if v.order.scenario.manager is Manager.REJECT}
     missing, extra = expected - sent.keys(), sent.keys() - expected
@@ -148,7 +148,7 @@ def notices(
     reasons = Counter(n.reason for n in sent.values())
     lines = [
         "",
-        f"customers told why their order was cancelled: {len(sent)} of {len(expected)} "
+        f"customers told why their order did not go through: {len(sent)} of {len(expected)} "
         "expected, by reason: "
         + ", ".join(f"{reason} {n}" for reason, n in sorted(reasons.items(), key=lambda i: -i[1])),
     ]

@@ -229,7 +229,7 @@ class StockReserved(Event):
 
 
 class CancellationSent(Event):
-    """The customer was told the order is cancelled, and why, in words meant for them.
+    """The customer was told their order will not go through, and why, in words meant for them.
 
     Schema: shop.notifications.CancellationSent v1.
     """
@@ -240,7 +240,9 @@ class CancellationSent(Event):
     """Id of the order; the partition key of every shop topic."""
     customer_id: str
     reason: str
-    """The OrderCancelled reason (CancellationReason symbol)."""
+    """The OrderCancelled reason (a CancellationReason symbol), or INVALID for an order never placed
+    (OrderInvalid).
+    """
     message: str
     """What the customer reads; a rejection quotes the manager's comment."""
     channel: str

@@ -1,4 +1,4 @@
-"""The notifications service: tells customers their order shipped or was cancelled, and sends
+"""The notifications service: tells customers their order shipped, or why it will not, and sends
 the survey a week later.
 
 Run it with ``choreo run services.notifications``. The week is a durable timer: ``SurveyDue``
@@ -7,7 +7,8 @@ restart in between loses nothing; the consumer holds it until then. The delay co
 ``SHOP_FOLLOW_UP_DELAY_S`` (the demo shortens it).
 
 A cancelled order's customer gets ``CancellationSent`` with a message for its reason; when a
-manager rejected the order, the message quotes the manager's comment. That comment arrives on
+manager rejected the order, the message quotes the manager's comment. An order that was never
+placed (``OrderInvalid``) gets one too, naming what is wrong with it. That comment arrives on
 ``shop.approvals``, the cancellation on ``shop.orders``: two topics are not ordered against each
 other, so a cancellation for a rejection not seen yet is retried until it is.
 """
@@ -22,7 +23,8 @@ from services.events import (
     CancellationSent,
     ConfirmationSent,
     OrderCancelled,
-    OrderPlaced,
+    OrderInvalid,
+    OrderReceived,
     OrderRejected,
     ShipmentCreated,
     SurveyDue,
@@ -52,6 +54,8 @@ MESSAGES = {
     ),
 }
 """What the customer reads for each reason; a rejection quotes the manager instead."""
+INVALID = "INVALID"
+"""The notice's reason for an order that was never placed."""
 
 LATE_REJECTION_RETRY = choreo.RetryPolicy(delays_s=(2.0, 10.0, 60.0))
 """A cancellation waits for its rejection on retry topics, not in place: its partition (every
@@ -60,8 +64,9 @@ other order's cancellations) keeps flowing meanwhile."""
 svc = choreo.Service("notifications", idempotency=choreo.PostgresIdempotency(DSN, setup=TABLES))
 
 
-@svc.on(OrderPlaced)
-def remember_customer(event: OrderPlaced, ctx: choreo.Context) -> None:
+@svc.on(OrderReceived)
+def remember_customer(event: OrderReceived, ctx: choreo.Context) -> None:
+    """Every order as it came in, valid or not: each one's customer may have to be told."""
     ctx.db.execute(
         "INSERT INTO shop_recipients VALUES (%s, %s) ON CONFLICT DO NOTHING",
         (event.order_id, event.customer_id),
@@ -85,7 +90,7 @@ def _customer(ctx: choreo.Context, order_id: str) -> str:
     row = ctx.db.execute(
         "SELECT customer_id FROM shop_recipients WHERE order_id = %s", (order_id,)
     ).fetchone()
-    if row is None:  # the OrderPlaced copy is late: a retry finds it
+    if row is None:  # the OrderReceived copy is late: a retry finds it
         raise LookupError(f"no customer yet for order {order_id}")
     return str(row[0])
 
@@ -100,17 +105,7 @@ def remember_rejection(event: OrderRejected, ctx: choreo.Context) -> None:
 
 @svc.on(OrderCancelled, retry=LATE_REJECTION_RETRY)
 def tell_cancelled(event: OrderCancelled, ctx: choreo.Context) -> None:
-    """Tell the customer why, once; a cancelled order gets no survey, even one already scheduled.
-
-    The tracker may cancel an order twice (a compensation it retried): the second is dropped.
-    """
-    first = ctx.db.execute(
-        "INSERT INTO shop_cancelled_orders VALUES (%s) ON CONFLICT DO NOTHING RETURNING order_id",
-        (event.order_id,),
-    ).fetchone()
-    if first is None:
-        return
-    customer = _customer(ctx, event.order_id)
+    """Tell the customer why; a cancelled order gets no survey, even one already scheduled."""
     if event.reason is CancellationReason.REJECTED:
         row = ctx.db.execute(
             "SELECT comment FROM shop_rejections WHERE order_id = %s", (event.order_id,)
@@ -120,11 +115,27 @@ def tell_cancelled(event: OrderCancelled, ctx: choreo.Context) -> None:
         message = f"Your order was not approved: {row[0]}"
     else:
         message = MESSAGES[event.reason]
+    _tell_once(ctx, event.order_id, event.reason.value, message)
+
+
+@svc.on(OrderInvalid)
+def tell_invalid(event: OrderInvalid, ctx: choreo.Context) -> None:
+    _tell_once(ctx, event.order_id, INVALID, f"We could not take your order: {event.problem}.")
+
+
+def _tell_once(ctx: choreo.Context, order_id: str, reason: str, message: str) -> None:
+    """One notice per order: the tracker may cancel an order twice (a compensation it retried)."""
+    first = ctx.db.execute(
+        "INSERT INTO shop_cancelled_orders VALUES (%s) ON CONFLICT DO NOTHING RETURNING order_id",
+        (order_id,),
+    ).fetchone()
+    if first is None:
+        return
     ctx.emit(
         CancellationSent(
-            order_id=event.order_id,
-            customer_id=customer,
-            reason=event.reason.value,
+            order_id=order_id,
+            customer_id=_customer(ctx, order_id),
+            reason=reason,
             message=message,
             channel="email",
             sent_at=datetime.now(UTC),

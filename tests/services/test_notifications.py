@@ -7,9 +7,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from builders import (
+    invalid,
     new_order_id,
     order_cancelled,
-    placed,
+    received,
     rejected,
     shipment_created,
     survey_due,
@@ -34,7 +35,7 @@ pytestmark = [pytest.mark.stack, pytest.mark.usefixtures("shop_db")]
 def test_a_shipped_order_is_confirmed_and_its_survey_sent_a_follow_up_later() -> None:
     order_id = new_order_id()
     with TestService(notifications.svc) as t:
-        t.send(placed(order_id, customer_id="c-42"))
+        t.send(received(order_id, customer_id="c-42"))
         before_ms = time.time() * 1000
         t.send(shipment_created(order_id))
         after_ms = time.time() * 1000
@@ -59,7 +60,7 @@ def test_a_shipped_order_is_confirmed_and_its_survey_sent_a_follow_up_later() ->
 def test_a_redelivered_shipment_confirms_and_schedules_once() -> None:
     order_id = new_order_id()
     with TestService(notifications.svc) as t:
-        t.send(placed(order_id))
+        t.send(received(order_id))
         t.send(shipment_created(order_id))
         redeliver(t, t.records("shop.shipping")[-1])
         confirmations, surveys = emitted_ids(t, ConfirmationSent), emitted_ids(t, SurveyDue)
@@ -80,7 +81,7 @@ def test_a_due_survey_is_sent() -> None:
 def test_a_cancelled_order_gets_no_survey_even_one_scheduled_before() -> None:
     order_id, other = new_order_id(), new_order_id()
     with TestService(notifications.svc) as t:
-        t.send(placed(order_id))
+        t.send(received(order_id))
         t.send(order_cancelled(order_id))
         t.send(survey_due(order_id))
         t.send(survey_due(other))
@@ -101,7 +102,7 @@ def test_a_cancelled_order_tells_its_customer_why_once() -> None:
     orders = {reason: new_order_id() for reason in CancellationReason if reason != "REJECTED"}
     with TestService(notifications.svc) as t:
         for reason, order_id in orders.items():
-            t.send(placed(order_id, customer_id=f"c-{reason.lower()}"))
+            t.send(received(order_id, customer_id=f"c-{reason.lower()}"))
             t.send(order_cancelled(order_id, reason))
             t.send(order_cancelled(order_id, reason))  # a compensation the tracker retried
         sent = {n.order_id: n for n in t.emitted(CancellationSent)}
@@ -119,7 +120,7 @@ def test_a_cancelled_order_tells_its_customer_why_once() -> None:
 def test_a_rejection_is_told_in_the_managers_words_even_when_it_arrives_late() -> None:
     order_id = new_order_id()
     with TestService(notifications.svc, raise_errors=False) as t:
-        t.send(placed(order_id, customer_id="c-7"))
+        t.send(received(order_id, customer_id="c-7"))
         t.send(order_cancelled(order_id, CancellationReason.REJECTED))
         assert t.emitted(CancellationSent) == []  # waits on a retry topic...
         t.send(rejected(order_id))  # ...for the approvals topic's copy
@@ -133,9 +134,19 @@ def test_a_rejection_is_told_in_the_managers_words_even_when_it_arrives_late() -
 def test_a_rejection_never_seen_dead_letters_the_cancellation_with_the_reason() -> None:
     order_id = new_order_id()
     with TestService(notifications.svc, raise_errors=False) as t:
-        t.send(placed(order_id))
+        t.send(received(order_id))
         t.send(order_cancelled(order_id, CancellationReason.REJECTED))
         t.advance(timedelta(seconds=sum(notifications.LATE_REJECTION_RETRY.delays_s)))
         [parked] = t.dead_letters("shop.orders")
         assert t.emitted(CancellationSent) == []
     assert b"no rejection seen yet" in (parked.header("choreo_dlq_error_message") or b"")
+
+
+def test_an_order_never_placed_tells_its_customer_what_is_wrong() -> None:
+    order_id = new_order_id()
+    with TestService(notifications.svc) as t:
+        t.send(received(order_id, customer_id="c-9"))
+        t.send(invalid(order_id))
+        [notice] = t.emitted(CancellationSent)
+    assert (notice.customer_id, notice.reason) == ("c-9", "INVALID")
+    assert notice.message == "We could not take your order: order has no items."
