@@ -54,13 +54,13 @@ def _ls(args: argparse.Namespace) -> int:
     if not topics:
         print("no dead-letter topics")
         return 0
+    errors: dict[str, Counter[str]] = {topic: Counter() for topic in topics}
+    for r in read(settings, *topics):  # all at once: a cluster can have hundreds
+        errors[r.topic][f"{r.reason}:{r.error_type.rsplit('.', 1)[-1]}"] += 1
     print(f"{'topic':<48} {'records':>8}  top errors")
-    for topic in topics:
-        errors = Counter(
-            f"{r.reason}:{r.error_type.rsplit('.', 1)[-1]}" for r in read(settings, topic)
-        )
-        top = ", ".join(f"{name} x{count}" for name, count in errors.most_common(3))
-        print(f"{topic:<48} {sum(errors.values()):>8}  {top}")
+    for topic, counts in errors.items():
+        top = ", ".join(f"{name} x{count}" for name, count in counts.most_common(3))
+        print(f"{topic:<48} {counts.total():>8}  {top}")
     return 0
 
 

@@ -7,7 +7,7 @@ DLQ never moves anybody's offsets and always sees what is there now.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -15,6 +15,7 @@ from typing import Any, cast
 from confluent_kafka import Consumer, Message, TopicPartition
 from confluent_kafka.admin import AdminClient
 
+from choreo._errors import TransportError
 from choreo._runtime import dead_letters as dlq
 from choreo._transport.base import Headers
 from choreo._transport.watermarks import watermarks
@@ -71,44 +72,55 @@ def dlq_topics(settings: dict[str, Any]) -> list[str]:
     return sorted(name for name in topics if name.startswith(dlq.PREFIX))
 
 
-def read_partition(consumer: Consumer, topic: str, partition: int) -> Iterator[Message]:
-    """What the partition holds now, from its low to its high watermark (assigned, no group).
+def read_partitions(consumer: Consumer, partitions: Iterable[TopicPartition]) -> Iterator[Message]:
+    """What the partitions hold now, each from its low to its high watermark (assigned, no group).
 
-    Done when the consumer's position reaches the high watermark, not when a record at
-    ``high - 1`` arrives: a transactional writer (the saga tracker) ends with a commit marker
-    there, which is never delivered as a record.
+    All are assigned at once and read together: one partition after another on one consumer
+    costs a fetch wait each (about 1.5 s), which over a cluster's hundreds of DLQ topics adds
+    up to minutes. Records come in offset order within each partition, interleaved across them.
+    A partition is done when the consumer's position reaches its high watermark, not when a
+    record at ``high - 1`` arrives: a transactional writer (the saga tracker) ends with a commit
+    marker there, which is never delivered as a record.
     """
-    tp = TopicPartition(topic, partition)
-    low, high = watermarks(consumer, tp, READ_TIMEOUT_S)
-    if low >= high:
+    ends: dict[tuple[str, int], int] = {}
+    starts: list[TopicPartition] = []
+    for tp in partitions:
+        low, high = watermarks(consumer, tp, READ_TIMEOUT_S)
+        if low < high:
+            ends[(tp.topic, tp.partition)] = high
+            starts.append(TopicPartition(tp.topic, tp.partition, low))
+    if not starts:
         return
-    consumer.assign([TopicPartition(topic, partition, low)])
+    consumer.assign(starts)
     deadline = time.monotonic() + READ_TIMEOUT_S
-    while time.monotonic() < deadline:
+    while ends and time.monotonic() < deadline:
         message = consumer.poll(POLL_S)
         if message is not None and message.error() is None:
             deadline = time.monotonic() + READ_TIMEOUT_S
             yield message
-        [position] = consumer.position([tp])
-        if position.offset >= high:
-            return
+        for position in consumer.position([TopicPartition(t, p) for t, p in ends]):
+            if position.offset >= ends[(position.topic, position.partition)]:
+                del ends[(position.topic, position.partition)]
 
 
-def read(settings: dict[str, Any], topic: str) -> Iterator[DeadLetter]:
-    """Every record currently in ``topic``, partition by partition, in offset order."""
+def read(settings: dict[str, Any], *topics: str) -> Iterator[DeadLetter]:
+    """Every record currently in ``topics``, in offset order within each partition."""
     consumer = Consumer({**settings, "group.id": "choreo-dlq-reader", "enable.auto.commit": False})
     try:
-        metadata = consumer.list_topics(topic, timeout=READ_TIMEOUT_S).topics[topic]
-        for partition in sorted(metadata.partitions):
-            for message in read_partition(consumer, topic, partition):
-                yield DeadLetter(
-                    topic=topic,
-                    partition=partition,
-                    offset=cast(int, message.offset()),
-                    key=message.key(),
-                    value=message.value(),
-                    headers=cast(Headers, list(message.headers() or [])),
-                    timestamp_ms=message.timestamp()[1],
-                )
+        metadata = consumer.list_topics(timeout=READ_TIMEOUT_S).topics
+        missing = [t for t in topics if t not in metadata]
+        if missing:
+            raise TransportError(f"no such topic: {', '.join(missing)}")
+        partitions = [TopicPartition(t, p) for t in topics for p in sorted(metadata[t].partitions)]
+        for message in read_partitions(consumer, partitions):
+            yield DeadLetter(
+                topic=cast(str, message.topic()),
+                partition=cast(int, message.partition()),
+                offset=cast(int, message.offset()),
+                key=message.key(),
+                value=message.value(),
+                headers=cast(Headers, list(message.headers() or [])),
+                timestamp_ms=message.timestamp()[1],
+            )
     finally:
         consumer.close()

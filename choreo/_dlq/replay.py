@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaException, Producer
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
-from choreo._dlq.reader import READ_TIMEOUT_S, DeadLetter, read, read_partition
+from choreo._dlq.reader import READ_TIMEOUT_S, DeadLetter, read, read_partitions
 from choreo._errors import TransportError
 
 LEDGER_TOPIC = "choreo.dlq-replays"
@@ -94,7 +94,7 @@ def replayed_keys(settings: dict[str, Any], dlq_topic: str) -> set[str]:
     prefix = f"{dlq_topic}/".encode()
     keys: set[str] = set()
     try:
-        for message in read_partition(consumer, LEDGER_TOPIC, 0):
+        for message in read_partitions(consumer, [TopicPartition(LEDGER_TOPIC, 0)]):
             key = message.key() or b""
             if key.startswith(prefix):
                 keys.add(key.decode())

@@ -65,8 +65,8 @@ async def _run_until(
     await task
 
 
-def _dlq(kafka: str, *args: str) -> str:
-    result = subprocess.run(
+def _run_dlq(kafka: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
         [sys.executable, "-m", "choreo._cli.main", "dlq", *args],
         cwd=ROOT,
         env={**os.environ, "CHOREO_BOOTSTRAP_SERVERS": kafka},
@@ -74,8 +74,20 @@ def _dlq(kafka: str, *args: str) -> str:
         text=True,
         timeout=120,
     )
+
+
+def _dlq(kafka: str, *args: str) -> str:
+    result = _run_dlq(kafka, *args)
     assert result.returncode == 0, result.stderr
     return result.stdout
+
+
+def test_a_dlq_topic_that_does_not_exist_is_an_error_not_an_empty_listing(kafka: str) -> None:
+    missing = f"choreo.dlq.nobody-{time.time_ns()}.shop.orders"
+    for command in ("show", "replay"):
+        result = _run_dlq(kafka, command, missing)
+        assert result.returncode == 1, result.stdout
+        assert f"no such topic: {missing}" in result.stderr
 
 
 def test_parked_records_are_listed_shown_replayed_once_and_purged(
