@@ -10,7 +10,7 @@ from pathlib import Path
 from subprocess import Popen
 
 import pytest
-from builders import placed
+from builders import new_order_id, placed, received
 from runtime_kit import fast_failover, publish, read_topic
 
 import choreo
@@ -19,6 +19,7 @@ from choreo._schemas import Catalog, Codec
 from choreo.testing import TestService
 from services.events import (
     CancellationReason,
+    CancellationSent,
     ConfirmationSent,
     OrderCancelled,
     OrderPlaced,
@@ -48,6 +49,7 @@ def test_a_scheduled_survey_survives_a_kill_and_arrives_after_its_time(
     tmp_path: Path,
     run_service: Callable[..., Popen[str]],
 ) -> None:
+    kept, cancelled_id = new_order_id("kept"), new_order_id("cancelled")  # the DB outlives a run
     catalog = Catalog.load(isolated_schemas)
     codec = Codec(catalog)
     topic = {e: catalog.topic_of(e.event_type).name for e in (SurveyDue, SurveySent)}
@@ -55,38 +57,35 @@ def test_a_scheduled_survey_survives_a_kill_and_arrives_after_its_time(
     config = fast_failover(tmp_path)  # the restarted member gets the partitions at once
     service = run_service("services.notifications", isolated_schemas, config, **env)
     cancelled = OrderCancelled(
-        order_id="o-2",
+        order_id=cancelled_id,
         reason=CancellationReason.OTHER,
         detail="picking failed",
         cancelled_at=datetime.now(UTC),
     )
-    asyncio.run(
-        publish(
-            kafka,
-            isolated_schemas,
-            [placed("o-1"), placed("o-2"), _shipped("o-1"), _shipped("o-2"), cancelled],
-        )
-    )
+    events = [received(kept), received(cancelled_id), _shipped(kept), _shipped(cancelled_id)]
+    asyncio.run(publish(kafka, isolated_schemas, [*events, cancelled]))
     due = [codec.decode(v, SurveyDue) for v, _ in read_topic(kafka, topic[SurveyDue], 2)]
-    assert sorted(d.order_id for d in due) == ["o-1", "o-2"]
+    assert sorted(d.order_id for d in due) == sorted([kept, cancelled_id])
     service.kill()  # the timers are in Kafka now, not in the process
     service.wait()
     assert datetime.now(UTC) < min(d.due_at for d in due), "killed after the due time"
     run_service("services.notifications", isolated_schemas, config, **env)
 
-    # Both surveys are due at about the same time: once o-1's is out, o-2's would be too.
-    read_topic(kafka, topic[SurveySent], expected=3, timeout_s=60)
-    notifications = read_topic(kafka, topic[SurveySent], expected=4, timeout_s=3)
+    # Both surveys are due at about the same time: once one is out, the other would be too.
+    read_topic(kafka, topic[SurveySent], expected=4, timeout_s=60)
+    notifications = read_topic(kafka, topic[SurveySent], expected=5, timeout_s=3)
     kinds = [dict(headers)[_headers.TYPE].decode() for _, headers in notifications]
-    assert sorted(kinds) == sorted([ConfirmationSent.event_type] * 2 + [SurveySent.event_type])
+    assert sorted(kinds) == sorted(
+        [ConfirmationSent.event_type] * 2 + [CancellationSent.event_type, SurveySent.event_type]
+    )
     [sent] = [
         codec.decode(v, SurveySent)
         for v, h in notifications
         if dict(h)[_headers.TYPE] == SurveySent.event_type.encode()
     ]
-    [o1_due] = [d for d in due if d.order_id == "o-1"]
-    assert sent.order_id == "o-1"
-    assert sent.sent_at >= o1_due.due_at - timedelta(milliseconds=1)
+    [kept_due] = [d for d in due if d.order_id == kept]
+    assert sent.order_id == kept
+    assert sent.sent_at >= kept_due.due_at - timedelta(milliseconds=1)
 
 
 early = choreo.Service("early")
