@@ -285,9 +285,16 @@ class PartitionWorker:
             self.busy += 1
 
     async def _until_due(self, record: Record) -> bool:
-        """Wait (without polling) until a held record is due; False if stopped meanwhile."""
+        """Wait (without polling) until a held record is due; False if stopped meanwhile.
+
+        A batch collected before it is handled first: the records after it in the partition
+        cannot join that batch before it is due, which may be days away.
+        """
         clock = current_clock()  # a test's ManualClock makes time pass at once
         while (delay := due_in_s(record, clock)) > 0 and not self._stop_now:
+            if self._batch:
+                await self._gated(self._flush())
+                continue  # the flush took time: the delay is shorter now
             self._wake.clear()
             await clock.sleep(delay, self._wake)
         return not self._stop_now

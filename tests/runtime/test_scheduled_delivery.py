@@ -99,3 +99,26 @@ def emit_later(event: OrderPlaced, ctx: choreo.Context) -> None:
 def test_a_delivery_time_on_a_topic_that_is_not_scheduled_is_refused_naming_the_fix() -> None:
     with pytest.raises(Exception, match="scheduled = true"), TestService(early) as t:
         t.send(placed("o-1"))
+
+
+batched = choreo.Service("survey-batches")
+BATCHES: list[list[str]] = []
+
+
+@batched.on_batch(SurveyDue, max_size=100, max_wait_s=0.05)
+def send_surveys(events: list[SurveyDue], ctx: choreo.BatchContext) -> None:
+    BATCHES.append([e.order_id for e in events])
+
+
+def test_a_batch_of_due_records_is_handled_while_the_next_record_waits_for_its_time() -> None:
+    """The partition stops at a record due tomorrow; the batch before it must not stop too."""
+    BATCHES.clear()
+    with TestService(batched) as t:
+        due, now = t.now() - timedelta(seconds=1), t.now()
+        for order_id, at in (("a", due), ("b", due), ("later", now + timedelta(days=1))):
+            survey = SurveyDue(order_id=order_id, customer_id="c", due_at=at)
+            t.send(survey, key="k", at=at, settle=False)
+        t.settle()
+        assert BATCHES == [["a", "b"]]
+        t.advance(timedelta(days=1))
+        assert BATCHES == [["a", "b"], ["later"]]
