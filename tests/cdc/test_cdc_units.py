@@ -1,4 +1,5 @@
-"""CDC and outbox pieces without the stack: decoding, handler wiring, connector configs, rows."""
+"""CDC and outbox pieces, nearly all without the stack: decoding, handler wiring, connector
+configs, rows, the Connect client (whose wait one stack-marked test checks on the real Connect)."""
 
 from __future__ import annotations
 
