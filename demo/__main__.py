@@ -35,7 +35,10 @@ APPROVAL_TIMEOUT_S = 20
 """How long the demo's high-value orders wait for the manager."""
 NOTICE_WAIT_S = 30
 """How long after the sagas finished the last customer notices may take to arrive."""
-CRASHES = ((1 / 3, ("payments", "inventory")), (2 / 3, ("shipping", "saga-tracker", "approvals")))
+CRASHES = (
+    (1 / 3, ("payments", "inventory")),
+    (2 / 3, ("shipping", "saga-tracker", "approvals", "notifications")),
+)
 """``--chaos``: who is killed once this share of the orders is in."""
 
 

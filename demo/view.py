@@ -137,28 +137,31 @@ def summary(
 
 
 def notices(
-    verdicts: Sequence[Verdict], sent: Mapping[str, CancellationSent], quote: str
+    verdicts: Sequence[Verdict], sent: Mapping[str, Mapping[str, CancellationSent]], quote: str
 ) -> tuple[list[str], bool]:
     """What the customers of orders that did not go through were told; ok if exactly they were,
-    once each, and every rejection quoted the manager's comment."""
+    once each (one event id: a redelivered copy keeps its id), and every rejection quoted the
+    manager's comment."""
     expected = {v.order.order_id for v in verdicts if v.order.scenario.customer_told}
     rejected = {v.order.order_id for v in verdicts if v.order.scenario.manager is Manager.REJECT}
-    missing, extra = expected - sent.keys(), sent.keys() - expected
-    unquoted = [i for i in rejected & sent.keys() if quote not in sent[i].message]
-    reasons = Counter(n.reason for n in sent.values())
+    first = {order_id: next(iter(by_id.values())) for order_id, by_id in sent.items()}
+    missing, extra = expected - first.keys(), first.keys() - expected
+    twice = [i for i, by_id in sent.items() if len(by_id) > 1]
+    unquoted = [i for i in rejected & first.keys() if quote not in first[i].message]
+    reasons = Counter(n.reason for n in first.values())
     lines = [
         "",
-        f"customers told why their order did not go through: {len(sent)} of {len(expected)} "
+        f"customers told why their order did not go through: {len(first)} of {len(expected)} "
         "expected, by reason: "
         + ", ".join(f"{reason} {n}" for reason, n in sorted(reasons.items(), key=lambda i: -i[1])),
     ]
-    example = next((sent[i].message for i in sorted(rejected & sent.keys())), None)
+    example = next((first[i].message for i in sorted(rejected & first.keys())), None)
     if example:
         lines.append(f'  a rejected order\'s customer read: "{example}"')
-    for order_id in sorted(missing)[:5]:
-        lines.append(f"  NOT TOLD {order_id}")
-    for order_id in sorted(extra)[:5]:
-        lines.append(f"  TOLD BUT NOT CANCELLED {order_id}: {sent[order_id].message}")
-    for order_id in sorted(unquoted)[:5]:
-        lines.append(f"  REJECTION NOT QUOTED {order_id}: {sent[order_id].message}")
-    return lines, not (missing or extra or unquoted)
+    problems = (
+        [f"  NOT TOLD {i}" for i in sorted(missing)]
+        + [f"  TOLD BUT NOT CANCELLED {i}: {first[i].message}" for i in sorted(extra)]
+        + [f"  TOLD {len(sent[i])} TIMES {i}" for i in sorted(twice)]
+        + [f"  REJECTION NOT QUOTED {i}: {first[i].message}" for i in sorted(unquoted)]
+    )
+    return lines + problems[:10], not problems

@@ -13,11 +13,12 @@ import threading
 import time
 import urllib.request
 from collections.abc import Collection
-from typing import Any
+from typing import Any, cast
 
 import confluent_kafka as ck
 from confluent_kafka.admin import AdminClient
 
+from choreo import _headers
 from choreo._runtime.dead_letters import PREFIX as DLQ_PREFIX
 from choreo._saga.state import SagaState
 from choreo._saga.store import changelog_topic
@@ -54,7 +55,7 @@ class _Follower:
         self._thread.join()
         self._consumer.close()
 
-    def _take(self, key: str, value: bytes) -> None:
+    def _take(self, key: str, value: bytes, headers: dict[str, bytes]) -> None:
         raise NotImplementedError
 
     def _run(self) -> None:
@@ -62,8 +63,9 @@ class _Follower:
             for message in self._consumer.consume(500, 0.2):
                 key, value = message.key(), message.value()
                 if message.error() is None and key is not None and value is not None:
+                    headers = dict(cast(list[tuple[str, bytes]], message.headers() or []))
                     with self._lock:
-                        self._take(key.decode(), value)
+                        self._take(key.decode(), value, headers)
 
 
 class SagaWatcher(_Follower):
@@ -78,9 +80,13 @@ class SagaWatcher(_Follower):
         with self._lock:
             return dict(self.states)
 
-    def _take(self, key: str, value: bytes) -> None:
+    def _take(self, key: str, value: bytes, headers: dict[str, bytes]) -> None:
         if key in self._ids:
             self.states[key] = SagaState.from_bytes(value)
+
+
+Notices = dict[str, CancellationSent]
+"""One order's notices by event id (``ce_id``)."""
 
 
 class NoticeWatcher(_Follower):
@@ -93,12 +99,15 @@ class NoticeWatcher(_Follower):
     def __init__(self, bootstrap: str, catalog: Catalog, order_ids: Collection[str]) -> None:
         self._codec = Codec(catalog)
         self._ids = frozenset(order_ids)
-        self._notices: dict[str, CancellationSent] = {}
+        self._notices: dict[str, Notices] = {}
         topic = catalog.topic_of(CancellationSent.event_type).name
         super().__init__(bootstrap, topic, "notice-watch")
 
-    def wait_for(self, order_ids: Collection[str], timeout_s: float) -> dict[str, CancellationSent]:
-        """Every notice seen, once those of ``order_ids`` are all in or the deadline passed."""
+    def wait_for(self, order_ids: Collection[str], timeout_s: float) -> dict[str, Notices]:
+        """Every notice seen, once those of ``order_ids`` are all in or the deadline passed.
+
+        A notice redelivered after a crash comes again under its first event id, which
+        consumers drop: it counts once. Two ids for one order are two emails."""
         deadline = time.monotonic() + timeout_s
         while True:
             with self._lock:
@@ -107,9 +116,10 @@ class NoticeWatcher(_Follower):
                 return seen
             time.sleep(0.2)
 
-    def _take(self, key: str, value: bytes) -> None:
+    def _take(self, key: str, value: bytes, headers: dict[str, bytes]) -> None:
         if key in self._ids and self._codec.event_type_of(value) == CancellationSent.event_type:
-            self._notices[key] = self._codec.decode(value, CancellationSent)
+            notice = self._codec.decode(value, CancellationSent)
+            self._notices.setdefault(key, {})[headers[_headers.ID].decode()] = notice
 
 
 def _partitions(consumer: ck.Consumer, topic: str, timeout_s: float = 60) -> list[int]:

@@ -56,5 +56,5 @@ def test_services_and_the_tracker_killed_mid_run_still_end_every_saga_as_expecte
     kills = re.findall(r"^SIGKILLed and restarted (.+) before order (\d+)$", out, re.MULTILINE)
     assert kills == [
         ("payments, inventory", "30"),
-        ("shipping, saga-tracker, approvals", "60"),
+        ("shipping, saga-tracker, approvals, notifications", "60"),
     ], out
