@@ -296,7 +296,9 @@ class CancelOrder(Event):
 
 
 class CancellationReason(StrEnum):
-    """Why an order was cancelled (REJECTED, a manager said no, added in v2)."""
+    """Why an order was cancelled (added in v2: REJECTED, a manager said no; UNDELIVERABLE, the
+    carrier could not take it; DAMAGED_STOCK, units were damaged at picking).
+    """
 
     CUSTOMER_REQUEST = "CUSTOMER_REQUEST"
     OUT_OF_STOCK = "OUT_OF_STOCK"
@@ -304,6 +306,8 @@ class CancellationReason(StrEnum):
     FRAUD_SUSPECTED = "FRAUD_SUSPECTED"
     OTHER = "OTHER"
     REJECTED = "REJECTED"
+    UNDELIVERABLE = "UNDELIVERABLE"
+    DAMAGED_STOCK = "DAMAGED_STOCK"
 
 
 class OrderCancelled(Event):

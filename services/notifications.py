@@ -49,6 +49,14 @@ MESSAGES = {
     CancellationReason.FRAUD_SUSPECTED: (
         "We could not verify this order, so we cancelled it. Nothing was charged."
     ),
+    CancellationReason.UNDELIVERABLE: (
+        "We could not arrange delivery to your address, so we cancelled the order. "
+        "Any payment was refunded."
+    ),
+    CancellationReason.DAMAGED_STOCK: (
+        "An item in your order was damaged in our warehouse, so we cancelled the order. "
+        "Any payment was refunded."
+    ),
     CancellationReason.OTHER: (
         "We could not complete your order, so we cancelled it. Any payment was refunded."
     ),

@@ -27,6 +27,8 @@ _REASONS = (
     ("PaymentDeclined", CancellationReason.PAYMENT_DECLINED),
     ("FraudSuspected", CancellationReason.FRAUD_SUSPECTED),
     ("OrderRejected", CancellationReason.REJECTED),
+    ("ShipmentFailed", CancellationReason.UNDELIVERABLE),
+    ("StockCommitFailed", CancellationReason.DAMAGED_STOCK),
 )
 """The saga's reason names the event that failed the order; the customer sees a category."""
 

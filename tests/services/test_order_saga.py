@@ -158,13 +158,13 @@ def test_an_invalid_order_has_nothing_to_compensate() -> None:
         pytest.param(
             [*APPROVED, b.shipment_failed],
             [VoidAuthorization, ReleaseStock, CancelOrder],
-            CancellationReason.OTHER,
+            CancellationReason.UNDELIVERABLE,
             id="shipment-failed-after-retries",
         ),
         pytest.param(
             [*SHIPPED, b.captured, b.confirmation_sent, b.commit_failed],
             [RefundPayment, CancelShipment, VoidAuthorization, ReleaseStock, CancelOrder],
-            CancellationReason.OTHER,
+            CancellationReason.DAMAGED_STOCK,
             id="damaged-stock-at-pick",
         ),
     ],

@@ -75,6 +75,14 @@ def test_an_order_no_later_step_could_fix_is_invalid_with_the_reason(
             "step 'approval' failed (shop.approvals.OrderRejected)",
             CancellationReason.REJECTED,
         ),
+        (
+            "step 'create-shipment' failed (shop.shipping.ShipmentFailed)",
+            CancellationReason.UNDELIVERABLE,
+        ),
+        (
+            "step 'commit-stock' failed (shop.inventory.StockCommitFailed)",
+            CancellationReason.DAMAGED_STOCK,
+        ),
         ("step 'approval' missed its deadline", CancellationReason.OTHER),
     ],
 )
