@@ -17,7 +17,7 @@ def test_an_open_breaker_stops_calls_until_a_half_open_probe_succeeds() -> None:
     )
     svc = choreo.Service("shipping")
     calls: list[tuple[str, float]] = []
-    down_until = time.monotonic() + 0.2
+    failing = 2  # the carrier's API fails the first two calls, whenever they come
 
     @svc.on(
         OrderPlaced,
@@ -26,7 +26,7 @@ def test_an_open_breaker_stops_calls_until_a_half_open_probe_succeeds() -> None:
     )
     def ship(event: OrderPlaced, ctx: choreo.Context) -> None:
         calls.append((event.order_id, time.monotonic()))
-        if time.monotonic() < down_until:
+        if len(calls) <= failing:
             raise ConnectionError("carrier API down")
 
     with TestService(svc, raise_errors=False) as t:
@@ -35,9 +35,8 @@ def test_an_open_breaker_stops_calls_until_a_half_open_probe_succeeds() -> None:
         t.settle()
         assert t.dead_letters("shop.orders") == []
     times = [at for _, at in calls]
-    failures = [at for at in times if at < down_until]
-    assert len(failures) == 2  # min_calls failures opened it; no tries burnt while open
-    assert times[2] - failures[-1] >= 0.3  # the probe came after the cool-down
+    assert [order for order, _ in calls[:2]] == ["o-0", "o-0"]  # min_calls failures opened it
+    assert times[2] - times[1] >= 0.3  # the probe came after the cool-down, no try burnt before
     assert [order for order, _ in calls[2:]] == ["o-0", "o-1", "o-2"]  # closed again: all flow
     assert breaker.state == "closed"
 
@@ -56,5 +55,7 @@ def test_a_rate_limit_spaces_calls_by_pausing_not_failing() -> None:
             t.send(placed(f"o-{i}"), settle=False)
         t.settle()
     assert len(calls) == 10
+    # Never 5 calls within one window. The handler reads the clock a few microseconds after the
+    # limiter admitted it, by a different few each call: 1 ms of slack for that, not for speed.
     for i in range(len(calls) - 4):
-        assert calls[i + 4] - calls[i] >= 0.25  # never 5 calls within one window
+        assert calls[i + 4] - calls[i] >= 0.25 - 0.001
