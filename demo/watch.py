@@ -16,13 +16,14 @@ from collections.abc import Collection
 from typing import Any, cast
 
 import confluent_kafka as ck
-from confluent_kafka.admin import AdminClient
 
 from choreo import _headers
+from choreo._dlq.reader import read_partitions
 from choreo._runtime.dead_letters import PREFIX as DLQ_PREFIX
 from choreo._saga.state import SagaState
 from choreo._saga.store import changelog_topic
 from choreo._schemas import Catalog, Codec
+from choreo._transport.watermarks import watermarks
 from services.events import CancellationSent
 
 
@@ -139,31 +140,24 @@ Offsets = dict[tuple[str, int], int]
 
 def dlq_ends(bootstrap: str) -> Offsets:
     """The end offset of every dead-letter topic partition: where "added since" starts."""
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    topics = [t for t in admin.list_topics(timeout=15).topics if t.startswith(DLQ_PREFIX)]
     consumer = ck.Consumer({"bootstrap.servers": bootstrap, "group.id": "choreo-demo-dlq"})
     try:
-        ends: Offsets = {}
-        for topic in topics:
-            for partition in consumer.list_topics(topic, timeout=10).topics[topic].partitions:
-                tp = ck.TopicPartition(topic, partition)
-                ends[(topic, partition)] = consumer.get_watermark_offsets(tp, timeout=10)[1]
-        return ends
+        return {
+            (name, p): watermarks(consumer, ck.TopicPartition(name, p))[1]
+            for name, topic in consumer.list_topics(timeout=15).topics.items()
+            if name.startswith(DLQ_PREFIX)
+            for p in topic.partitions
+        }
     finally:
         consumer.close()
 
 
-def dlq_added(bootstrap: str, before: Offsets, timeout_s: float = 30) -> dict[str, int]:
+def dlq_added(bootstrap: str, before: Offsets) -> dict[str, int]:
     """Dead letters written since ``before``, per topic, counted by reading them.
 
     Offsets alone would over-count: a transactional writer (the saga tracker) leaves a
     commit marker after each record.
     """
-    after = dlq_ends(bootstrap)
-    ranges = {tp: (before.get(tp, 0), end) for tp, end in after.items() if end > before.get(tp, 0)}
-    added: dict[str, int] = {}
-    if not ranges:
-        return added
     consumer = ck.Consumer(
         {
             "bootstrap.servers": bootstrap,
@@ -172,18 +166,12 @@ def dlq_added(bootstrap: str, before: Offsets, timeout_s: float = 30) -> dict[st
             "enable.auto.commit": False,
         }
     )
-    consumer.assign([ck.TopicPartition(t, p, start) for (t, p), (start, _) in ranges.items()])
-    deadline = time.monotonic() + timeout_s
+    added: dict[str, int] = {}
     try:
-        while ranges and time.monotonic() < deadline:
-            for message in consumer.consume(500, 0.5):
-                topic = message.topic()
-                if message.error() is None and topic is not None:
-                    added[topic] = added.get(topic, 0) + 1
-            positions = consumer.position([ck.TopicPartition(t, p) for t, p in ranges])
-            for position in positions:  # past the end, commit markers included
-                if position.offset >= ranges[(position.topic, position.partition)][1]:
-                    ranges.pop((position.topic, position.partition))
+        since = [ck.TopicPartition(t, p, before.get((t, p), 0)) for t, p in dlq_ends(bootstrap)]
+        for message in read_partitions(consumer, since):
+            topic = cast(str, message.topic())
+            added[topic] = added.get(topic, 0) + 1
         return added
     finally:
         consumer.close()

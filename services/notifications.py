@@ -7,10 +7,10 @@ restart in between loses nothing; the consumer holds it until then. The delay co
 ``SHOP_FOLLOW_UP_DELAY_S`` (the demo shortens it).
 
 A cancelled order's customer gets ``CancellationSent`` with a message for its reason; when a
-manager rejected the order, the message quotes the manager's comment. An order that was never
-placed (``OrderInvalid``) gets one too, naming what is wrong with it. That comment arrives on
+manager rejected the order, the message quotes the manager's comment. That comment arrives on
 ``shop.approvals``, the cancellation on ``shop.orders``: two topics are not ordered against each
-other, so a cancellation for a rejection not seen yet is retried until it is.
+other, so a cancellation for a rejection not seen yet is retried until it is. An order that was
+never placed (``OrderInvalid``) gets a notice too, naming what is wrong with it.
 """
 
 from __future__ import annotations
@@ -94,13 +94,17 @@ def confirm(event: ShipmentCreated, ctx: choreo.Context) -> None:
     ctx.emit(SurveyDue(order_id=event.order_id, customer_id=customer, due_at=due), at=due)
 
 
-def _customer(ctx: choreo.Context, order_id: str) -> str:
-    row = ctx.db.execute(
-        "SELECT customer_id FROM shop_recipients WHERE order_id = %s", (order_id,)
-    ).fetchone()
-    if row is None:  # the OrderReceived copy is late: a retry finds it
-        raise LookupError(f"no customer yet for order {order_id}")
+def _recalled(ctx: choreo.Context, query: str, order_id: str, missing: str) -> str:
+    """What another event stored for the order; if its copy is late, a retry finds it."""
+    row = ctx.db.execute(query, (order_id,)).fetchone()
+    if row is None:
+        raise LookupError(f"{missing} for order {order_id}")
     return str(row[0])
+
+
+def _customer(ctx: choreo.Context, order_id: str) -> str:
+    query = "SELECT customer_id FROM shop_recipients WHERE order_id = %s"
+    return _recalled(ctx, query, order_id, "no customer yet")
 
 
 @svc.on(OrderRejected)
@@ -115,12 +119,9 @@ def remember_rejection(event: OrderRejected, ctx: choreo.Context) -> None:
 def tell_cancelled(event: OrderCancelled, ctx: choreo.Context) -> None:
     """Tell the customer why; a cancelled order gets no survey, even one already scheduled."""
     if event.reason is CancellationReason.REJECTED:
-        row = ctx.db.execute(
-            "SELECT comment FROM shop_rejections WHERE order_id = %s", (event.order_id,)
-        ).fetchone()
-        if row is None:  # the OrderRejected copy is late: a retry finds it
-            raise LookupError(f"no rejection seen yet for order {event.order_id}")
-        message = f"Your order was not approved: {row[0]}"
+        query = "SELECT comment FROM shop_rejections WHERE order_id = %s"
+        comment = _recalled(ctx, query, event.order_id, "no rejection seen yet")
+        message = f"Your order was not approved: {comment}"
     else:
         message = MESSAGES[event.reason]
     _tell_once(ctx, event.order_id, event.reason.value, message)

@@ -22,6 +22,8 @@ from choreo._transport.watermarks import watermarks
 
 READ_TIMEOUT_S = 10.0
 POLL_S = 0.2
+BATCH = 500
+"""Records taken per consume: the end check (a position per open partition) runs once each."""
 
 
 @dataclass(frozen=True)
@@ -73,7 +75,8 @@ def dlq_topics(settings: dict[str, Any]) -> list[str]:
 
 
 def read_partitions(consumer: Consumer, partitions: Iterable[TopicPartition]) -> Iterator[Message]:
-    """What the partitions hold now, each from its low to its high watermark (assigned, no group).
+    """What the partitions hold now, each from its low watermark (or the partition's own offset,
+    if set and higher) to its high watermark (assigned, no group).
 
     All are assigned at once and read together: one partition after another on one consumer
     costs a fetch wait each (about 1.5 s), which over a cluster's hundreds of DLQ topics adds
@@ -86,18 +89,20 @@ def read_partitions(consumer: Consumer, partitions: Iterable[TopicPartition]) ->
     starts: list[TopicPartition] = []
     for tp in partitions:
         low, high = watermarks(consumer, tp, READ_TIMEOUT_S)
-        if low < high:
+        start = max(low, tp.offset)  # an unset offset is negative
+        if start < high:
             ends[(tp.topic, tp.partition)] = high
-            starts.append(TopicPartition(tp.topic, tp.partition, low))
+            starts.append(TopicPartition(tp.topic, tp.partition, start))
     if not starts:
         return
     consumer.assign(starts)
     deadline = time.monotonic() + READ_TIMEOUT_S
     while ends and time.monotonic() < deadline:
-        message = consumer.poll(POLL_S)
-        if message is not None and message.error() is None:
-            deadline = time.monotonic() + READ_TIMEOUT_S
-            yield message
+        messages = consumer.consume(BATCH, POLL_S)
+        for message in messages:
+            if message.error() is None:
+                deadline = time.monotonic() + READ_TIMEOUT_S
+                yield message
         for position in consumer.position([TopicPartition(t, p) for t, p in ends]):
             if position.offset >= ends[(position.topic, position.partition)]:
                 del ends[(position.topic, position.partition)]
