@@ -5,13 +5,43 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from importlib import metadata
 
 from choreo._cli import acl, cdc, dev, dlq, docs, ingress, run, saga, schemas
 from choreo._errors import ChoreoError
 
+_DESCRIPTION = """\
+Event-driven choreography on Apache Kafka: run typed-event services and saga
+trackers, manage dead letters, CDC connectors, ACLs and the local stack.
+"""
+
+_EPILOG = """\
+first steps:
+  choreo dev up                         start Kafka, PostgreSQL, Connect and Jaeger locally
+  choreo run services.orders            run a service module as a consumer group
+  choreo saga run services.order_saga   run a saga tracker
+  choreo dlq ls                         what sits in the dead-letter topics
+
+'choreo COMMAND --help' describes each command.
+"""
+
+
+def _version() -> str:
+    """The installed distribution's version: one number for pip, the image and the CLI."""
+    try:
+        return metadata.version("choreo")
+    except metadata.PackageNotFoundError:
+        return "unknown (not installed)"
+
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="choreo", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="choreo",
+        description=_DESCRIPTION,
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"choreo {_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
     for group in (acl, cdc, dev, dlq, docs, ingress, run, saga, schemas):
         group.register(commands)
