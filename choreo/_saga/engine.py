@@ -78,6 +78,8 @@ class Incoming:
     event: Event
     event_id: str
     trace: Mapping[str, str] = field(default_factory=dict)
+    occurred_at: float | None = None
+    """The event's own time (its ``ce_time``), when the producer gave one."""
 
 
 @dataclass(frozen=True)
@@ -174,6 +176,7 @@ class Engine:
             type=incoming.event.event_type,
             payload=incoming.event.model_dump(mode="json"),
             at=now,
+            occurred_at=incoming.occurred_at,
         )
         if state is None:
             state = SagaState(
@@ -231,7 +234,9 @@ class Engine:
         if state.status is SagaStatus.RUNNING:
             self._running_deadlines(definition, state, now, outcome)
         elif state.status is SagaStatus.COMPENSATING:
+            _stop_waiting(definition, state, now)
             self._compensation_deadline(definition, state, now, outcome)
+            self._compensate_next(definition, state, now, outcome)
         self._finish(definition, state, now)
         return outcome
 
@@ -261,7 +266,7 @@ class Engine:
         skipped = self._decide(definition, state, incoming.event, seen, now, outcome)
         if skipped is None:
             for event in buffered:
-                state.note(now, event.type, "recorded only: the saga is parked", event_id=event.id)
+                state.note(now, event.type, "recorded only: the saga is parked", event=event)
             return
         for placed in definition.placed:
             for part in placed.parts:
@@ -279,7 +284,7 @@ class Engine:
             f"started under v{definition.version}"
             + (f" (sub-sagas {_versions(versions)})" if versions else "")
             + (f"; skipped {', '.join(skipped)}" if skipped else ""),
-            event_id=seen.id,
+            event=seen,
         )
         self._activate(definition, state, now)
         # The start event may also settle a step (e.g. the order step of an order saga).
@@ -289,7 +294,7 @@ class Engine:
                 now,
                 event.type,
                 "replaying an event that arrived before the start",
-                event_id=event.id,
+                event=event,
             )
             self._apply(definition, state, event, now, outcome)
 
@@ -310,7 +315,7 @@ class Engine:
                 if condition is not None and not condition(start):
                     skipped.append(placed.step.name)
             except Exception as error:  # user code: park this saga, not the tracker
-                state.note(now, seen.type, "started, but a step condition raised", event_id=seen.id)
+                state.note(now, seen.type, "started, but a step condition raised", event=seen)
                 self._park(
                     definition,
                     state,
@@ -330,15 +335,13 @@ class Engine:
             state.expires_at = now + definition.orphan_ttl.total_seconds()
         if len(state.buffer) < BUFFER_LIMIT:
             state.buffer.append(seen)
-            state.note(
-                now, seen.type, "buffered: the saga's start has not arrived yet", event_id=seen.id
-            )
+            state.note(now, seen.type, "buffered: the saga's start has not arrived yet", event=seen)
         else:
             state.note(
                 now,
                 seen.type,
                 f"dropped: over {BUFFER_LIMIT} events before the start",
-                event_id=seen.id,
+                event=seen,
             )
         state.remember(seen.id)
 
@@ -360,7 +363,7 @@ class Engine:
         name = placed.step.name if placed else (found.part if found else None)
 
         def note(action: str) -> None:
-            state.note(now, seen.type, action, event_id=seen.id, step=name)
+            state.note(now, seen.type, action, event=seen, step=name)
 
         if name is not None and name not in state.steps:
             note(f"recorded only: the saga is {state.status} and its steps were never decided")
@@ -381,6 +384,10 @@ class Engine:
                 reason = f"step '{placed.step.name}' failed ({seen.type})"
                 _fail_parts(state, placed, reason, now)
                 self._begin_compensation(state, reason, seen.id, now)
+            elif state.status is SagaStatus.COMPENSATING and step.status is StepStatus.PENDING:
+                step.status = StepStatus.FAILED
+                step.due_at = None
+                note("step failed: no longer waiting for it")
             else:
                 note(f"ignored: step is {step.status}, saga is {state.status}")
         elif role == "compensated":
@@ -435,6 +442,9 @@ class Engine:
             note(f"step succeeded while the saga is {state.status}: it will be compensated")
             if state.status is SagaStatus.COMPENSATED:
                 state.status = SagaStatus.COMPENSATING
+        if state.status is SagaStatus.COMPENSATING:
+            # The services went on from this success: the next stage may report too.
+            self._activate(definition, state, now)
 
     def _activate(self, definition: Saga, state: SagaState, now: float) -> None:
         """Start the deadlines of the first stage that is not done yet (and of its sub-sagas)."""
@@ -461,10 +471,21 @@ class Engine:
     def _compensate_next(
         self, definition: Saga, state: SagaState, now: float, outcome: Outcome
     ) -> None:
-        """One compensation at a time: emit the next if none is awaiting confirmation."""
+        """One compensation at a time: emit the next if none is awaiting confirmation and no
+        activated step may still report (its success would have to be undone first)."""
         if state.status is not SagaStatus.COMPENSATING:
             return
         if any(s.status is StepStatus.COMPENSATING for s in state.steps.values()):
+            return
+        awaited = _awaited(definition, state)
+        for placed in awaited:
+            step = state.steps[placed.step.name]
+            if step.due_at is None:  # no deadline of its own: wait one compensation deadline
+                step.due_at = now + placed.step.compensation_deadline.total_seconds()
+                state.note(
+                    now, "compensate", "waiting for the step before undoing", step=placed.step.name
+                )
+        if awaited:
             return
         for placed in reversed(definition.placed):
             step = state.steps[placed.step.name]
@@ -514,7 +535,8 @@ class Engine:
         outcome.emits.append(
             Emit(
                 event=event,
-                event_id=_event_id(state.saga_id, placed.step.name, step.attempts),
+                # Every attempt has the first one's id: an idempotent consumer drops re-sends.
+                event_id=_event_id(state.saga_id, placed.step.name, 1),
                 correlation_id=state.saga_id,
                 causation_id=state.cause_id,
                 trace=dict(state.trace),
@@ -660,7 +682,7 @@ class Engine:
             state.expires_at = now + definition.retention.total_seconds()
         elif state.status is not SagaStatus.WAITING:
             state.expires_at = None
-        state.wake_at = _wake_at(state)
+        state.wake_at = _wake_at(definition, state)
 
 
 def _arm(step: StepState, deadline: timedelta | None, now: float) -> None:
@@ -725,7 +747,33 @@ def _versions(versions: Mapping[str, int]) -> str:
     return ", ".join(f"{name} v{version}" for name, version in sorted(versions.items())) or "none"
 
 
-def _wake_at(state: SagaState) -> float | None:
+def _awaited(definition: Saga, state: SagaState) -> list[PlacedStep]:
+    """The activated steps that have not reported: the pending members of the first stage
+    not done yet (stages run in order, so no later step can have been started)."""
+    done = (StepStatus.SUCCEEDED, StepStatus.SKIPPED)
+    for members in definition.stages:
+        if all(state.steps[p.step.name].status in done for p in members):
+            continue
+        return [p for p in members if state.steps[p.step.name].status is StepStatus.PENDING]
+    return []
+
+
+def _stop_waiting(definition: Saga, state: SagaState, now: float) -> None:
+    """A compensating saga gives up on awaited steps whose deadline passed (timed out)."""
+    for placed in _awaited(definition, state):
+        step = state.steps[placed.step.name]
+        if step.due_at is not None and step.due_at <= now:
+            step.status = StepStatus.TIMED_OUT
+            step.due_at = None
+            state.note(
+                now,
+                "deadline",
+                "stopped waiting: the step's deadline passed",
+                step=placed.step.name,
+            )
+
+
+def _wake_at(definition: Saga, state: SagaState) -> float | None:
     if state.status is SagaStatus.WAITING or state.status in TERMINAL:
         return state.expires_at
     candidates: list[float | None] = []
@@ -734,6 +782,7 @@ def _wake_at(state: SagaState) -> float | None:
         candidates += [s.due_at for s in state.steps.values() if s.status is StepStatus.PENDING]
     elif state.status is SagaStatus.COMPENSATING:
         candidates += [s.compensation_due_at for s in state.steps.values()]
+        candidates += [state.steps[p.step.name].due_at for p in _awaited(definition, state)]
     due = [c for c in candidates if c is not None]
     return min(due) if due else None
 

@@ -82,8 +82,12 @@ def timeline(state: SagaState) -> str:
         if name in state.sub_versions:
             extra += f" (sub-saga v{state.sub_versions[name]})"
         lines.append(f"    {name:<24} {step_state.status.value}{extra}")
-    lines.append("  history")
+    lines.append("  history (HANDLED: when the tracker acted; EVENT TIME: the event's ce_time)")
+    lines.append(f"    {'HANDLED':<23}  {'EVENT TIME':<23}  {'TRIGGER':<36} ACTION")
     for entry in state.history:
         step = f" [{entry.step}]" if entry.step else ""
-        lines.append(f"    {_time(entry.at)}  {entry.trigger:<36}{step} {entry.action}")
+        lines.append(
+            f"    {_time(entry.at):<23}  {_time(entry.occurred_at):<23}  "
+            f"{entry.trigger:<36}{step} {entry.action}"
+        )
     return "\n".join(lines)

@@ -50,6 +50,9 @@ class SeenEvent(BaseModel):
     type: str
     payload: dict[str, Any]
     at: float
+    """When the tracker handled it."""
+    occurred_at: float | None = None
+    """When it happened, by its producer's clock (``ce_time``); None when it carried none."""
 
 
 class StepState(BaseModel):
@@ -71,6 +74,8 @@ class HistoryEntry(BaseModel):
     trigger: str
     """The event type that arrived, or ``deadline``."""
     event_id: str | None = None
+    occurred_at: float | None = None
+    """The event's own time (``ce_time``), beside ``at``, when the tracker handled it."""
     step: str | None = None
     action: str
 
@@ -108,11 +113,18 @@ class SagaState(BaseModel):
         trigger: str,
         action: str,
         *,
-        event_id: str | None = None,
+        event: SeenEvent | None = None,
         step: str | None = None,
     ) -> None:
         self.history.append(
-            HistoryEntry(at=at, trigger=trigger, event_id=event_id, step=step, action=action)
+            HistoryEntry(
+                at=at,
+                trigger=trigger,
+                event_id=None if event is None else event.id,
+                occurred_at=None if event is None else event.occurred_at,
+                step=step,
+                action=action,
+            )
         )
         del self.history[:-HISTORY_LIMIT]
 
