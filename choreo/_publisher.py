@@ -5,11 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 from types import TracebackType
 
-from choreo._config import ServiceConfig
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+
+from choreo._config import ServiceConfig, load_config
 from choreo._emitter import Emitter
+from choreo._observability import build_instrumentation, tracer_provider_from_env
 from choreo._runtime.instrument import Instrumentation
 from choreo._schemas import Catalog, Codec, Event
-from choreo._transport.base import Producer
+from choreo._transport.base import Producer, TopicConfig, Transport
 from choreo._transport.registry import make_transport
 
 
@@ -18,7 +22,16 @@ class Publisher:
 
     Events look exactly like those emitted by handlers (same encoding, key and
     headers); an event published here starts a new correlation unless one is
-    given.
+    given. Settings come from the ``CHOREO_*`` environment, as for ``choreo
+    run``, unless ``config`` is given: a publisher in a container must reach the
+    broker its services use, not a default address.
+
+    Tracing follows the process's OpenTelemetry set-up: an SDK tracer provider
+    the application installed globally is used as it is; otherwise the
+    ``OTEL_*`` variables decide, as for ``choreo run``. Each publish is a
+    producer span that is a child of the caller's current span (a web
+    request's), so the whole business transaction is one trace.
+    ``tracer_provider`` overrides both.
     """
 
     def __init__(
@@ -27,17 +40,27 @@ class Publisher:
         config: ServiceConfig | None = None,
         catalog: Catalog | None = None,
         instrument: Instrumentation | None = None,
+        *,
+        tracer_provider: TracerProvider | None = None,
     ) -> None:
-        self.instrument = instrument
-        self.config = config or ServiceConfig()
+        self.config = config or load_config()
         self.catalog = catalog or Catalog.load(Path(self.config.schemas_dir))
         self.source = source
+        self._owned_provider: TracerProvider | None = None
+        if instrument is None:
+            provider = tracer_provider or _installed_provider()
+            if provider is None:
+                provider = self._owned_provider = tracer_provider_from_env(source)
+            instrument = build_instrumentation(source, tracer_provider=provider)
+        self.instrument = instrument
+        self._transport: Transport | None = None
         self._producer: Producer | None = None
         self._emitter: Emitter | None = None
+        self._ready_topics: set[str] = set()
 
     async def __aenter__(self) -> Publisher:
-        transport = make_transport(self.config.transport, self.config.kafka)
-        self._producer = transport.producer(f"choreo-publisher-{self.source}")
+        self._transport = make_transport(self.config.transport, self.config.kafka)
+        self._producer = self._transport.producer(f"choreo-publisher-{self.source}")
         codec = Codec(self.catalog, max_bytes=self.config.max_record_bytes)
         self._emitter = Emitter(self.catalog, codec, self._producer, self.source, self.instrument)
         return self
@@ -51,6 +74,8 @@ class Publisher:
         if self._producer is not None:
             await self._producer.flush()
             await self._producer.close()
+        if self._owned_provider is not None:
+            self._owned_provider.shutdown()
 
     @property
     def emitter(self) -> Emitter:
@@ -61,5 +86,28 @@ class Publisher:
     async def publish(
         self, event: Event, *, correlation_id: str | None = None, key: str | None = None
     ) -> str:
-        """Send one event and wait until the broker has it; returns its event id."""
+        """Send one event and wait until the broker has it; returns its event id.
+
+        The first publish to a topic creates it as ``catalog.toml`` says (when
+        ``create_topics`` is on), so publishing before any service has started
+        never leaves a broker-made topic with the wrong partition count.
+        """
+        await self._ensure_topic(self.emitter.topic_of(type(event)))
         return await self.emitter.publish(event, correlation_id=correlation_id, key=key)
+
+    async def _ensure_topic(self, topic: str) -> None:
+        if topic in self._ready_topics or not self.config.create_topics:
+            return
+        if self._transport is None:
+            raise RuntimeError("use Publisher in 'async with'")
+        spec = self.catalog.topics[topic]
+        await self._transport.ensure_topics(
+            [TopicConfig(spec.name, spec.partitions, spec.retention_ms)]
+        )
+        self._ready_topics.add(topic)
+
+
+def _installed_provider() -> TracerProvider | None:
+    """The SDK provider the application set globally, if any (not OpenTelemetry's no-op proxy)."""
+    provider = trace.get_tracer_provider()
+    return provider if isinstance(provider, TracerProvider) else None
