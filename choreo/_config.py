@@ -129,6 +129,19 @@ class IngressConfig(BaseModel):
     """Larger bodies get 413 before they are read in full."""
     publish_timeout_s: float = Field(default=10.0, gt=0)
     """How long a request waits for the broker's acknowledgement before it gets 503."""
+    header_timeout_s: float = Field(default=10.0, gt=0)
+    """A connection whose request line and headers are not in by then is closed."""
+    body_timeout_s: float = Field(default=30.0, gt=0)
+    """A body not received in full by then gets 408 (slow senders hold a connection)."""
+    max_header_bytes: int = Field(default=16_384, gt=0)
+    """Larger request heads are refused (431, or 400 while still arriving)."""
+    max_connections: int = Field(default=100, gt=0)
+    """Open connections at most; a request beyond it gets 503 at once."""
+    replay_dsn: SecretStr | None = None
+    """PostgreSQL DSN of the seen-signature store every replica shares; unset: in memory,
+    right for one process only (a restart forgets). Set it with ``CHOREO_INGRESS__REPLAY_DSN``."""
+    accept_v1: bool = False
+    """Also accept ``v1=`` signatures (method, path and query unsigned) while senders move."""
     source: str = "ingress"
     """``ce_source`` of the events published."""
 

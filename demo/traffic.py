@@ -12,6 +12,7 @@ import json
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -44,6 +45,9 @@ def send_orders(
     ``before(n)`` runs before the n-th order goes out (the demo's chaos hook).
     """
 
+    parts = urllib.parse.urlsplit(url)
+    target = parts.path + (f"?{parts.query}" if parts.query else "")
+
     def post(order: PlannedOrder) -> None:
         body = json.dumps(order.body).encode()
         request = urllib.request.Request(
@@ -53,7 +57,7 @@ def send_orders(
             headers={
                 "Content-Type": "application/json",
                 CORRELATION_HEADER: order.order_id,  # the saga id is the order id
-                **sign(secret, body),
+                **sign(secret, body, method="POST", target=target),
             },
         )
         try:

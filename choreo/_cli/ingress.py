@@ -11,6 +11,7 @@ from typing import Any
 from choreo._config import load_config
 from choreo._ingress import parse_route, serve
 from choreo._observability import install_logging
+from choreo._security.redact import Redactor, redact_logs
 
 
 def register(commands: argparse._SubParsersAction[Any]) -> None:
@@ -37,6 +38,10 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
 def _run(args: argparse.Namespace) -> int:
     install_logging(os.environ.get("CHOREO_LOG_FORMAT") or "text")
     config = load_config(args.config)
+    ingress_secrets = (config.ingress.secret, config.ingress.replay_dsn)
+    redact_logs(
+        Redactor([*config.kafka.secrets(), *(s.get_secret_value() for s in ingress_secrets if s)])
+    )
     flags = {"host": args.host, "port": args.port, "models": args.models}
     settings = config.ingress.model_copy(
         update={name: value for name, value in flags.items() if value is not None}

@@ -1,14 +1,23 @@
-"""Run the ingress: resolve routes, open one publisher, serve HTTP with uvicorn until a signal."""
+"""Run the ingress: resolve routes, open one publisher, serve HTTP with uvicorn until a signal.
+
+SIGTERM or SIGINT drains: the listener closes, requests in flight are answered (each
+within its body and publish deadlines), the publisher flushes, and the process exits 0.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import signal
 import socket
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from choreo._config import ServiceConfig
 from choreo._errors import ChoreoError, ConfigError
 from choreo._ingress.app import IngressApp
+from choreo._ingress.replay import seen_store
 from choreo._ingress.routes import Route, build_routes
 from choreo._ingress.signing import Verifier
 from choreo._observability import build_instrumentation, tracer_provider_from_env
@@ -42,8 +51,11 @@ def summary(routes: dict[tuple[str, str], Route], url: str, config: ServiceConfi
     lines = [
         f"choreo ingress listening on {url}",
         f"  transport  {config.transport} -> {config.kafka.bootstrap_servers}",
-        f"  signed     HMAC-SHA256, timestamps within {settings.tolerance_s:g}s; "
-        f"bodies up to {settings.max_body_bytes} bytes",
+        f"  signed     HMAC-SHA256 v2{' (and v1)' if settings.accept_v1 else ''}, "
+        f"timestamps within {settings.tolerance_s:g}s; bodies up to {settings.max_body_bytes} "
+        "bytes",
+        "  replays    refused via "
+        + ("PostgreSQL (shared)" if settings.replay_dsn else "memory (this process only)"),
         "  routes",
     ]
     lines += [
@@ -77,10 +89,18 @@ async def prepare_topics(transport: Transport, catalog: Catalog, topics: set[str
         log.warning("broker not ready at start-up: %s", error)
 
 
+def _stopper(server: Any, sig: signal.Signals) -> Callable[[], None]:
+    """The loop's handler for ``sig``: log once and let uvicorn drain."""
+
+    def stop() -> None:
+        log.info("%s: draining requests in flight", sig.name)
+        server.should_exit = True
+
+    return stop
+
+
 async def serve(config: ServiceConfig, routes: dict[str, str]) -> None:
     """Serve until SIGTERM/SIGINT; events in flight are flushed before the publisher closes."""
-    import uvicorn  # imported here: only the ingress needs it
-
     settings = config.ingress
     if settings.secret is None or not settings.secret.get_secret_value():
         raise ConfigError("no signing secret: set CHOREO_INGRESS__SECRET (shared with senders)")
@@ -99,26 +119,38 @@ async def serve(config: ServiceConfig, routes: dict[str, str]) -> None:
 
     provider = tracer_provider_from_env(settings.source)
     instrument = build_instrumentation(settings.source, tracer_provider=provider)
+    from choreo._ingress.protocol import uvicorn_server  # uvicorn: only the server needs it
+
+    dsn = settings.replay_dsn
+    seen = seen_store(None if dsn is None else dsn.get_secret_value(), settings.tolerance_s)
     sock = bind(settings.host, settings.port)
     try:
         async with Publisher(settings.source, config, catalog, instrument) as publisher:
             app = IngressApp(
                 resolved,
                 publisher,
-                Verifier(settings.secret.get_secret_value(), settings.tolerance_s),
+                Verifier(
+                    settings.secret.get_secret_value(),
+                    settings.tolerance_s,
+                    accept_v1=settings.accept_v1,
+                ),
+                seen,
                 max_body_bytes=settings.max_body_bytes,
+                max_header_bytes=settings.max_header_bytes,
+                body_timeout_s=settings.body_timeout_s,
                 publish_timeout_s=settings.publish_timeout_s,
                 readiness=readiness,
             )
             host, port = sock.getsockname()[:2]
+            server = uvicorn_server(settings, app)
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, _stopper(server, sig))
             print(summary(resolved, f"http://{host}:{port}", config), flush=True)
-            server = uvicorn.Server(
-                uvicorn.Config(
-                    app, lifespan="off", log_level="warning", access_log=False, server_header=False
-                )
-            )
             await server.serve(sockets=[sock])
+            log.info("stopped: requests in flight answered, events flushed")
     finally:
         sock.close()
+        await seen.close()
         if provider is not None:
             provider.shutdown()

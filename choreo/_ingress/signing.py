@@ -1,44 +1,83 @@
-"""Signed webhook requests: HMAC-SHA256 over the timestamp and the body.
+"""Signed webhook requests: HMAC-SHA256 over the timestamp, method, target and body.
 
 The format (also what :func:`sign` produces)::
 
     X-Choreo-Timestamp: 1763776800                  (Unix seconds, UTC)
-    X-Choreo-Signature: v1=<hex HMAC-SHA256(secret, "<timestamp>." + body)>
+    X-Choreo-Signature: v2=<hex HMAC-SHA256(secret, signed string)>
 
-Signing the timestamp together with the exact body bytes means neither can be
-changed without the secret; the tolerance bounds how old a captured request
-may be, and :class:`ReplayCache` refuses a second use of the same signature
-within that window. Together a captured request cannot be sent again.
+    signed string = "v2\\n<timestamp>\\n<METHOD>\\n<target>\\n" + body
+
+``target`` is the request target as sent: the path and, when there is one, ``?`` and the
+query, byte for byte. None of timestamp, method and target can hold a newline, so the
+string splits one way only. Signing all of them together with the exact body bytes
+means none can be changed without the secret: a signature captured on ``POST /orders``
+is worthless on ``POST /approvals`` or with another query.
+
+``v1=`` (``"<timestamp>." + body``: method, path and query unsigned) is the earlier
+scheme. The ingress refuses it unless ``[ingress] accept_v1 = true``, which exists for
+the weeks senders need to move to v2; the version prefix is what tells them apart.
+
+The tolerance bounds how old a captured request may be; the seen-signature store
+(:mod:`choreo._ingress.replay`) refuses a second use within that window.
 """
 
 from __future__ import annotations
 
 import hashlib
-import heapq
 import hmac
 import time
+import uuid
 
 TIMESTAMP_HEADER = "X-Choreo-Timestamp"
 SIGNATURE_HEADER = "X-Choreo-Signature"
-SCHEME = "v1"
+SCHEME = "v2"
+LEGACY_SCHEME = "v1"
 DEFAULT_TOLERANCE_S = 300.0
+_EVENT_IDS = uuid.UUID("5b0c7c56-8f0e-4d1c-9a49-5f1f3d0b7e21")
+"""Namespace of the event ids derived from signatures (any fixed UUID; never change it)."""
 
 
-def signature(secret: str | bytes, body: bytes, timestamp: int) -> str:
-    """``v1=<hex>``: the value of the signature header for ``body`` sent at ``timestamp``."""
+def _mac(secret: str | bytes, message: bytes) -> str:
     key = secret.encode() if isinstance(secret, str) else secret
-    mac = hmac.new(key, f"{timestamp}.".encode() + body, hashlib.sha256)
-    return f"{SCHEME}={mac.hexdigest()}"
+    return hmac.new(key, message, hashlib.sha256).hexdigest()
 
 
-def sign(secret: str | bytes, body: bytes, timestamp: int | None = None) -> dict[str, str]:
-    """The headers that make ``body`` an acceptable request (``timestamp`` defaults to now).
+def signature(secret: str | bytes, body: bytes, timestamp: int, *, method: str, target: str) -> str:
+    """``v2=<hex>``: the signature header of ``method target`` with ``body`` at ``timestamp``."""
+    head = f"{SCHEME}\n{timestamp}\n{method.upper()}\n{target}\n".encode()
+    return f"{SCHEME}={_mac(secret, head + body)}"
 
-    Send ``body`` byte for byte as signed: re-serialising the JSON after
-    signing breaks the signature.
+
+def legacy_signature(secret: str | bytes, body: bytes, timestamp: int) -> str:
+    """``v1=<hex>`` over ``"<timestamp>." + body`` only (refused unless ``accept_v1``)."""
+    return f"{LEGACY_SCHEME}={_mac(secret, f'{timestamp}.'.encode() + body)}"
+
+
+def sign(
+    secret: str | bytes,
+    body: bytes,
+    *,
+    method: str,
+    target: str,
+    timestamp: int | None = None,
+) -> dict[str, str]:
+    """The headers that make ``method target`` with ``body`` acceptable (at ``timestamp``, now).
+
+    ``target`` is the path plus ``?query`` exactly as the request will carry it. Send
+    ``body`` byte for byte as signed: re-serialising the JSON after signing breaks it.
     """
     when = int(time.time()) if timestamp is None else int(timestamp)
-    return {TIMESTAMP_HEADER: str(when), SIGNATURE_HEADER: signature(secret, body, when)}
+    value = signature(secret, body, when, method=method, target=target)
+    return {TIMESTAMP_HEADER: str(when), SIGNATURE_HEADER: value}
+
+
+def event_id_of(signature_value: str) -> str:
+    """The event id of the request with this signature: the same request gives the same id.
+
+    So a replay that gets past the seen-signature store (in-memory store, several
+    replicas) publishes the id already published, and consumers' idempotency drops it.
+    """
+    return str(uuid.uuid5(_EVENT_IDS, signature_value))
 
 
 class Rejection(Exception):
@@ -53,16 +92,30 @@ class Rejection(Exception):
 
 
 class Verifier:
-    """Checks a request's signature and timestamp (not replays: see :class:`ReplayCache`)."""
+    """Checks a request's signature and timestamp (not replays: see ``replay``)."""
 
-    def __init__(self, secret: str, tolerance_s: float = DEFAULT_TOLERANCE_S) -> None:
+    def __init__(
+        self, secret: str, tolerance_s: float = DEFAULT_TOLERANCE_S, *, accept_v1: bool = False
+    ) -> None:
         self._secret = secret.encode()
         self.tolerance_s = tolerance_s
+        self._accept_v1 = accept_v1
 
     def __repr__(self) -> str:
-        return f"Verifier(secret=***, tolerance_s={self.tolerance_s:g})"
+        return (
+            f"Verifier(secret=***, tolerance_s={self.tolerance_s:g}, accept_v1={self._accept_v1})"
+        )
 
-    def verify(self, timestamp: str | None, given: str | None, body: bytes, now: float) -> int:
+    def verify(
+        self,
+        timestamp: str | None,
+        given: str | None,
+        body: bytes,
+        now: float,
+        *,
+        method: str,
+        target: str,
+    ) -> int:
         """The request's timestamp once both checks pass; else :class:`Rejection` (401).
 
         The signature is checked first, so a caller without the secret learns
@@ -76,48 +129,19 @@ class Verifier:
             when = int(timestamp)
         except ValueError:
             raise Rejection(401, f"{TIMESTAMP_HEADER} must be Unix seconds") from None
-        if not hmac.compare_digest(given.encode(), signature(self._secret, body, when).encode()):
-            raise Rejection(401, "signature does not match the body and timestamp")
+        if given.startswith(f"{LEGACY_SCHEME}=") and not self._accept_v1:
+            raise Rejection(
+                401, f"{SIGNATURE_HEADER} v1= is no longer accepted: sign with v2= (see README)"
+            )
+        expected = (
+            legacy_signature(self._secret, body, when)
+            if given.startswith(f"{LEGACY_SCHEME}=")
+            else signature(self._secret, body, when, method=method, target=target)
+        )
+        if not hmac.compare_digest(given.encode(), expected.encode()):
+            raise Rejection(401, "signature does not match the method, target, body and timestamp")
         if abs(now - when) > self.tolerance_s:
             raise Rejection(
                 401, f"timestamp is {now - when:+.0f}s off; at most {self.tolerance_s:g}s allowed"
             )
         return when
-
-
-class ReplayCache:
-    """Signatures accepted within the tolerance window, each refused a second time.
-
-    An entry only needs to live as long as its timestamp is fresh: after that
-    the timestamp check refuses the request anyway. So memory is bounded by
-    the requests of one window. A request holds its signature while it is
-    handled; one that fails (bad body, broker down) gives it back, so the
-    client can send it again, while a concurrent duplicate is refused.
-    """
-
-    def __init__(self, tolerance_s: float) -> None:
-        self._tolerance_s = tolerance_s
-        self._expiry: dict[str, float] = {}
-        self._queue: list[tuple[float, str]] = []
-
-    def __len__(self) -> int:
-        return len(self._expiry)
-
-    def reserve(self, signature: str, timestamp: int, now: float) -> None:
-        """Hold ``signature``; :class:`Rejection` (409) if it is already held or used."""
-        self._forget_until(now)
-        if signature in self._expiry:
-            raise Rejection(409, "this signed request was already received (replay)")
-        expiry = timestamp + self._tolerance_s
-        self._expiry[signature] = expiry
-        heapq.heappush(self._queue, (expiry, signature))
-
-    def release(self, signature: str) -> None:
-        """Give back a signature whose request was not accepted."""
-        self._expiry.pop(signature, None)
-
-    def _forget_until(self, now: float) -> None:
-        while self._queue and self._queue[0][0] < now:
-            expiry, signature = heapq.heappop(self._queue)
-            if self._expiry.get(signature) == expiry:
-                del self._expiry[signature]

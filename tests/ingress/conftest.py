@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import socket
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -14,10 +15,28 @@ from typing import Any
 
 import pytest
 
+from choreo import KafkaConfig
+from choreo._dlq.reader import DeadLetter, read
+from choreo._schemas import Catalog
+from choreo._transport.confluent import librdkafka_settings
+from choreo.ingress import sign
+
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = "ingress-test-secret"
 MAX_BODY_BYTES = 4096
 ROUTE = "POST /orders=shop.orders.OrderReceived"
+
+
+def signed(
+    body: bytes,
+    target: str = "/orders",
+    *,
+    method: str = "POST",
+    secret: str = SECRET,
+    timestamp: int | None = None,
+) -> dict[str, str]:
+    """The signature headers of ``method target`` with ``body``, as a sender makes them."""
+    return sign(secret, body, method=method, target=target, timestamp=timestamp)
 
 
 @dataclass
@@ -34,6 +53,11 @@ class Ingress:
     log: Path
     """Its stderr (log lines)."""
 
+    def connect(self) -> socket.socket:
+        """A raw connection, for requests ``http.client`` will not send."""
+        host, port = self.url.removeprefix("http://").split(":")
+        return socket.create_connection((host, int(port)), timeout=60)
+
     def request(
         self, method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None
     ) -> Reply:
@@ -45,16 +69,32 @@ class Ingress:
             )
             response = connection.getresponse()
             payload = response.read()
+            payload_type = (response.getheader("content-type") or "").encode()
         finally:
             connection.close()
         return Reply(
             response.status,
             {k.lower(): v for k, v in response.getheaders()},
-            json.loads(payload) if payload else {},
+            json.loads(payload) if b"json" in payload_type else {"text": payload.decode()},
         )
 
 
 StartIngress = Callable[..., Ingress]
+Published = Callable[[str], list[DeadLetter]]
+
+
+@pytest.fixture(scope="module")
+def published(kafka: str, module_schemas: Path) -> Published:
+    """Every record on the orders topic now whose key is ``order_id``."""
+    topic = next(
+        name for name in Catalog.load(module_schemas).topics if name.startswith("shop.orders")
+    )
+    settings = librdkafka_settings(KafkaConfig(bootstrap_servers=kafka))
+
+    def records(order_id: str) -> list[DeadLetter]:
+        return [r for r in read(settings, topic) if r.key == order_id.encode()]
+
+    return records
 
 
 @pytest.fixture(scope="module")

@@ -11,13 +11,12 @@ from pathlib import Path
 
 import pytest
 from builders import received
-from conftest import MAX_BODY_BYTES, SECRET, Ingress, StartIngress
+from conftest import MAX_BODY_BYTES, SECRET, Ingress, StartIngress, signed
 
-from choreo import KafkaConfig
-from choreo._dlq.reader import DeadLetter, read
+from choreo._dlq.reader import DeadLetter
+from choreo._ingress import legacy_signature
 from choreo._schemas import Catalog, Codec
-from choreo._transport.confluent import librdkafka_settings
-from choreo.ingress import sign
+from choreo.ingress import SIGNATURE_HEADER, TIMESTAMP_HEADER
 from services.events import LineItem, OrderReceived
 
 pytestmark = pytest.mark.stack
@@ -29,20 +28,6 @@ TRACEPARENT = f"00-{TRACE_ID}-00f067aa0ba902b7-01"
 @pytest.fixture(scope="module")
 def ingress(start_ingress: StartIngress, kafka: str, module_schemas: Path) -> Ingress:
     return start_ingress(kafka, module_schemas)
-
-
-@pytest.fixture(scope="module")
-def published(kafka: str, module_schemas: Path) -> Callable[[str], list[DeadLetter]]:
-    """Every record on the orders topic now whose key is ``order_id``."""
-    topic = next(
-        name for name in Catalog.load(module_schemas).topics if name.startswith("shop.orders")
-    )
-    settings = librdkafka_settings(KafkaConfig(bootstrap_servers=kafka))
-
-    def records(order_id: str) -> list[DeadLetter]:
-        return [r for r in read(settings, topic) if r.key == order_id.encode()]
-
-    return records
 
 
 def _body(order: OrderReceived) -> bytes:
@@ -58,7 +43,7 @@ def test_a_signed_order_is_published_with_the_callers_correlation_and_trace(
         "POST",
         "/orders",
         body,
-        {**sign(SECRET, body), "X-Correlation-Id": "checkout-42", "traceparent": TRACEPARENT},
+        {**signed(body), "X-Correlation-Id": "checkout-42", "traceparent": TRACEPARENT},
     )
     assert reply.status == 202, reply.body
     assert reply.headers["x-correlation-id"] == "checkout-42"
@@ -77,7 +62,7 @@ def test_without_a_correlation_id_the_event_starts_its_own_and_it_is_returned(
     ingress: Ingress, published: Callable[[str], list[DeadLetter]]
 ) -> None:
     body = _body(received("web-2"))
-    reply = ingress.request("POST", "/orders", body, sign(SECRET, body))
+    reply = ingress.request("POST", "/orders", body, signed(body))
     assert reply.status == 202, reply.body
     [record] = published("web-2")
     assert reply.headers["x-correlation-id"] == reply.body["event_id"]
@@ -88,7 +73,7 @@ def test_a_replayed_request_is_refused_and_published_once(
     ingress: Ingress, published: Callable[[str], list[DeadLetter]]
 ) -> None:
     body = _body(received("web-replay"))
-    headers = sign(SECRET, body)
+    headers = signed(body)
     first = ingress.request("POST", "/orders", body, headers)
     again = ingress.request("POST", "/orders", body, headers)
     assert (first.status, again.status) == (202, 409)
@@ -100,7 +85,7 @@ def _wrong_quantity(order_id: str) -> tuple[bytes, dict[str, str]]:
     data = json.loads(_body(received(order_id)))
     data["items"][0]["quantity"] = "lots"
     body = json.dumps(data).encode()
-    return body, sign(SECRET, body)
+    return body, signed(body)
 
 
 def _oversized(order_id: str) -> tuple[bytes, dict[str, str]]:
@@ -112,17 +97,17 @@ def _oversized(order_id: str) -> tuple[bytes, dict[str, str]]:
     many = order.model_copy(update={"items": lines})
     body = _body(many)
     assert len(body) > MAX_BODY_BYTES
-    return body, sign(SECRET, body)
+    return body, signed(body)
 
 
 def _signed_with_another_secret(order_id: str) -> tuple[bytes, dict[str, str]]:
     body = _body(received(order_id))
-    return body, sign("not-the-secret", body)
+    return body, signed(body, secret="not-the-secret")
 
 
 def _changed_after_signing(order_id: str) -> tuple[bytes, dict[str, str]]:
     body = _body(received(order_id))
-    return body.replace(b"Ghent", b"Paris"), sign(SECRET, body)
+    return body.replace(b"Ghent", b"Paris"), signed(body)
 
 
 def _unsigned(order_id: str) -> tuple[bytes, dict[str, str]]:
@@ -131,12 +116,44 @@ def _unsigned(order_id: str) -> tuple[bytes, dict[str, str]]:
 
 def _stale(order_id: str) -> tuple[bytes, dict[str, str]]:
     body = _body(received(order_id))
-    return body, sign(SECRET, body, int(time.time()) - 301)
+    return body, signed(body, timestamp=int(time.time()) - 301)
+
+
+def _signed_for_another_path(order_id: str) -> tuple[bytes, dict[str, str]]:
+    body = _body(received(order_id))
+    return body, signed(body, "/approvals")
+
+
+def _signed_for_another_method(order_id: str) -> tuple[bytes, dict[str, str]]:
+    body = _body(received(order_id))
+    return body, signed(body, method="PUT")
+
+
+def _signed_with_a_query_that_was_dropped(order_id: str) -> tuple[bytes, dict[str, str]]:
+    body = _body(received(order_id))
+    return body, signed(body, "/orders?tenant=a")
+
+
+def _signed_v1(order_id: str) -> tuple[bytes, dict[str, str]]:
+    body = _body(received(order_id))
+    when = int(time.time())
+    v1 = legacy_signature(SECRET, body, when)
+    return body, {TIMESTAMP_HEADER: str(when), SIGNATURE_HEADER: v1}
+
+
+def _not_declared_json(order_id: str) -> tuple[bytes, dict[str, str]]:
+    body = _body(received(order_id))
+    return body, {**signed(body), "Content-Type": "text/plain"}
+
+
+def _a_key_twice(order_id: str) -> tuple[bytes, dict[str, str]]:
+    body = _body(received(order_id)).replace(b"{", b'{"order_id": "someone-else", ', 1)
+    return body, signed(body)
 
 
 def _not_json(order_id: str) -> tuple[bytes, dict[str, str]]:
     body = b'{"order_id": "' + order_id.encode() + b'", '
-    return body, sign(SECRET, body)
+    return body, signed(body)
 
 
 @pytest.mark.parametrize(
@@ -149,6 +166,12 @@ def _not_json(order_id: str) -> tuple[bytes, dict[str, str]]:
         (_changed_after_signing, 401, "signature does not match"),
         (_unsigned, 401, "missing X-Choreo-Timestamp or X-Choreo-Signature"),
         (_stale, 401, "at most 300s allowed"),
+        (_signed_for_another_path, 401, "signature does not match"),
+        (_signed_for_another_method, 401, "signature does not match"),
+        (_signed_with_a_query_that_was_dropped, 401, "signature does not match"),
+        (_signed_v1, 401, "v1= is no longer accepted"),
+        (_not_declared_json, 415, "Content-Type must be application/json"),
+        (_a_key_twice, 400, "key 'order_id' more than once"),
     ],
     ids=lambda value: getattr(value, "__name__", str(value)).strip("_"),
 )
@@ -166,7 +189,7 @@ def test_a_refused_request_gets_its_status_and_publishes_nothing(
     assert says in reply.body["error"]
     # A good order for the same key afterwards is the key's only record: nothing came before it.
     good = _body(received(order_id))
-    accepted = ingress.request("POST", "/orders", good, sign(SECRET, good))
+    accepted = ingress.request("POST", "/orders", good, signed(good))
     assert accepted.status == 202, accepted.body
     assert [r.header("ce_id") for r in published(order_id)] == [accepted.body["event_id"]]
 
@@ -179,8 +202,8 @@ def test_a_wrong_field_is_named_by_its_path(ingress: Ingress) -> None:
 
 
 def test_probes_answer_and_unknown_routes_are_named(ingress: Ingress) -> None:
-    assert ingress.request("GET", "/healthz").status == 200
-    assert ingress.request("GET", "/readyz").status == 200
+    assert ingress.request("GET", "/healthz").body == {"status": "ok"}
+    assert ingress.request("GET", "/readyz").body == {"status": "ready"}
     assert ingress.request("GET", "/orders").status == 405
     missing = ingress.request("POST", "/nowhere", b"{}")
     assert (missing.status, missing.body["error"]) == (404, "no route POST /nowhere")
@@ -188,7 +211,7 @@ def test_probes_answer_and_unknown_routes_are_named(ingress: Ingress) -> None:
 
 def test_the_secret_never_shows_in_the_output(ingress: Ingress) -> None:
     body = _body(received("web-log"))
-    ingress.request("POST", "/orders", body, sign("not-the-secret", body))
+    ingress.request("POST", "/orders", body, signed(body, secret="not-the-secret"))
     assert SECRET not in ingress.log.read_text()
 
 
@@ -199,9 +222,11 @@ def test_with_the_broker_down_a_request_gets_503_and_can_be_sent_again(
         probe.bind(("127.0.0.1", 0))
         nowhere = f"127.0.0.1:{probe.getsockname()[1]}"
     down = start_ingress(nowhere, module_schemas, CHOREO_INGRESS__PUBLISH_TIMEOUT_S="2")
-    assert down.request("GET", "/readyz").status == 503
+    ready = down.request("GET", "/readyz")
+    assert (ready.status, ready.body) == (503, {"status": "not ready"})  # why: in the log only
+    assert nowhere in down.log.read_text()
     body = _body(received("web-down"))
-    headers = sign(SECRET, body)
+    headers = signed(body)
     first = down.request("POST", "/orders", body, headers)
     again = down.request("POST", "/orders", body, headers)  # not a replay: nothing was accepted
     assert (first.status, again.status) == (503, 503)
