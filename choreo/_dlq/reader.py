@@ -41,7 +41,7 @@ class DeadLetter:
     def header(self, name: str) -> str | None:
         for key, value in reversed(self.headers):
             if key == name:
-                return value.decode(errors="replace")
+                return None if value is None else value.decode(errors="replace")
         return None
 
     @property
@@ -58,10 +58,16 @@ class DeadLetter:
 
     @property
     def failed_at(self) -> datetime:
-        text = self.header(dlq.FAILED_AT)
-        if text:
-            return datetime.fromisoformat(text)
-        return datetime.fromtimestamp(self.timestamp_ms / 1000, UTC)
+        """When it was parked, always timezone-aware.
+
+        Any client allowed to write the DLQ can put any bytes in the header, so one that is not
+        an ISO time falls back to the record's own timestamp, and one without a zone is UTC.
+        """
+        try:
+            parsed = datetime.fromisoformat(self.header(dlq.FAILED_AT) or "")
+        except ValueError:
+            return datetime.fromtimestamp(self.timestamp_ms / 1000, UTC)
+        return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
 
     @property
     def original_headers(self) -> Headers:

@@ -1,5 +1,13 @@
 """Send parked records back to where they came from, never the same record twice.
 
+Where they came from is read from the DLQ topic's name, never from a record's
+``choreo_dlq_topic`` header: any principal that may write its own DLQ can write
+any header, and a replay usually runs with more rights than that principal. A
+record whose header names another topic is refused (``--to-topic`` redirects on
+purpose). Replayed records are placed by murmur2 of their key, as every other
+choreo producer places them, so a replayed event lands on the partition of its
+key's other events.
+
 Each replayed record and a marker in the compacted ``choreo.dlq-replays``
 topic (key ``<dlq topic>/<partition>/<offset>``) are written in one Kafka
 transaction: an interrupted replay leaves either both or neither, so running
@@ -19,8 +27,11 @@ from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
+from choreo._dlq.naming import parse
 from choreo._dlq.reader import READ_TIMEOUT_S, DeadLetter, read, read_partitions
+from choreo._dlq.reasons import check_reason
 from choreo._errors import TransportError
+from choreo._runtime import dead_letters as dlq
 
 LEDGER_TOPIC = "choreo.dlq-replays"
 REPLAYED_FROM = "choreo_replayed_from"
@@ -58,10 +69,17 @@ class Selection:
 
 @dataclass
 class ReplayReport:
+    destination: str
     selected: int = 0
-    replayed: int = 0
     already_replayed: int = 0
-    destinations: dict[str, int] = field(default_factory=dict)
+    sent: list[DeadLetter] = field(default_factory=list)
+    """Replayed (or, in a dry run, to be replayed), in offset order per partition."""
+    refused: list[str] = field(default_factory=list)
+    """One line per selected record not replayed because its header disagrees with the name."""
+
+    @property
+    def replayed(self) -> int:
+        return len(self.sent)
 
 
 def _ledger_key(record: DeadLetter) -> str:
@@ -108,45 +126,49 @@ def replay(
     dlq_topic: str,
     selection: Selection,
     *,
+    to_topic: str | None = None,
     dry_run: bool = False,
     limit: int | None = None,
 ) -> ReplayReport:
-    """Replay the selected records of ``dlq_topic`` to their original topics."""
+    """Replay the selected records of ``dlq_topic`` to the topic its name says they came from
+    (or to ``to_topic``, where every selected record goes, whatever its headers say)."""
+    source = parse(dlq_topic).source
     _ensure_ledger(settings)
     done = replayed_keys(settings, dlq_topic)
-    report = ReplayReport()
-    pending: list[DeadLetter] = []
+    report = ReplayReport(to_topic or source)
+    reasons: set[str] = set()
     for record in read(settings, dlq_topic):
+        reasons.add(record.reason)
         if not selection.matches(record):
             continue
         report.selected += 1
         if _ledger_key(record) in done:
             report.already_replayed += 1
-            continue
-        if record.source_topic is None:
-            raise TransportError(
-                f"{dlq_topic}[{record.partition}]@{record.offset} has no source topic header"
+        elif to_topic is None and record.source_topic != source:
+            report.refused.append(
+                f"{dlq_topic}[{record.partition}]@{record.offset}: refused, its "
+                f"{dlq.TOPIC} header names {record.source_topic!r} but the records of "
+                f"{dlq_topic} come from {source!r} (--to-topic replays elsewhere on purpose)"
             )
-        if limit is not None and len(pending) >= limit:
-            continue
-        pending.append(record)
-    for record in pending:
-        assert record.source_topic is not None
-        report.destinations[record.source_topic] = (
-            report.destinations.get(record.source_topic, 0) + 1
-        )
-    report.replayed = len(pending)
-    if not dry_run and pending:
-        _send(settings, dlq_topic, pending)
+        elif limit is None or len(report.sent) < limit:
+            report.sent.append(record)
+    check_reason(selection.reason, reasons)
+    if not dry_run and report.sent:
+        _send(settings, dlq_topic, report.destination, report.sent)
     return report
 
 
-def _send(settings: dict[str, Any], dlq_topic: str, records: Iterable[DeadLetter]) -> None:
+def _send(
+    settings: dict[str, Any], dlq_topic: str, destination: str, records: Iterable[DeadLetter]
+) -> None:
     producer = Producer(
         {
             **settings,
-            "transactional.id": f"choreo-dlq-replay-{dlq_topic}",
+            "transactional.id": replay_transactional_id(dlq_topic),
             "enable.idempotence": True,
+            # As the transports and the saga tracker do (and Java's and aiokafka's default):
+            # librdkafka's own default would put a replayed key on another partition.
+            "partitioner": "murmur2_random",
         }
     )
     producer.init_transactions(READ_TIMEOUT_S * 3)
@@ -154,24 +176,28 @@ def _send(settings: dict[str, Any], dlq_topic: str, records: Iterable[DeadLetter
     for record in records:
         batch.append(record)
         if len(batch) >= TRANSACTION_SIZE:
-            _commit_batch(producer, batch)
+            _commit_batch(producer, destination, batch)
             batch = []
     if batch:
-        _commit_batch(producer, batch)
+        _commit_batch(producer, destination, batch)
 
 
-def _commit_batch(producer: Producer, batch: list[DeadLetter]) -> None:
+def replay_transactional_id(dlq_topic: str) -> str:
+    """One per DLQ topic (``choreo acl`` grants it literally to the topic's owner)."""
+    return f"choreo-dlq-replay-{dlq_topic}"
+
+
+def _commit_batch(producer: Producer, destination: str, batch: list[DeadLetter]) -> None:
     producer.begin_transaction()
     now = datetime.now(UTC).isoformat(timespec="milliseconds")
     for record in batch:
         key = _ledger_key(record)
-        assert record.source_topic is not None
         producer.produce(
-            record.source_topic,
+            destination,
             key=record.key,
             value=record.value,
             headers=[*record.original_headers, (REPLAYED_FROM, key.encode())],
         )
-        marker = json.dumps({"replayed_at": now, "to": record.source_topic})
+        marker = json.dumps({"replayed_at": now, "to": destination})
         producer.produce(LEDGER_TOPIC, key=key.encode(), value=marker.encode())
     producer.commit_transaction(READ_TIMEOUT_S * 3)

@@ -112,10 +112,13 @@ def test_parked_records_are_listed_shown_replayed_once_and_purged(
     assert shown.count("reason   handler-error: builtins.ValueError: cannot charge o-") == 5
     assert "after 2 attempt(s)" in shown and "event    shop.orders.OrderPlaced" in shown
 
-    assert _dlq(kafka, "replay", parked_topic, "--dry-run").startswith("5 selected, would replay 5")
+    dry = _dlq(kafka, "replay", parked_topic, "--dry-run").splitlines()
+    assert sum("-> shop.orders." in line for line in dry) == 5
+    assert dry[-1].startswith("5 selected, would replay 5")
     assert _dlq(kafka, "replay", parked_topic, "--limit", "2").startswith("5 selected, replayed 2")
     assert "replayed 3" in _dlq(kafka, "replay", parked_topic)  # the interrupted rest, once
-    assert "replayed 0, 5 already replayed before" in _dlq(kafka, "replay", parked_topic)
+    assert "replayed 0 to shop.orders." in (last := _dlq(kafka, "replay", parked_topic))
+    assert "5 already replayed before" in last
 
     fixed: list[str] = []
     svc = _service(name, fixed, broken=False)

@@ -1,0 +1,38 @@
+"""The reason codes a ``--reason`` filter may name, so a misspelt one is an error, not 0 records."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from choreo._errors import ConfigError
+
+DOCUMENTED = frozenset(
+    {
+        "bad-header",
+        "handler-error",
+        "incompatible",
+        "invalid",
+        "not-avro",
+        "not-debezium",
+        "not-json",
+        "rejected",
+        "tombstone",
+        "too-large",
+        "truncated",
+        "unknown-fingerprint",
+        "wrong-type",
+    }
+)
+"""The codes the README lists. Codes found in the topic itself count as known too, so a reason
+added to the runtime later (or written by an older version) can be selected without a release."""
+
+
+def check_reason(reason: str | None, seen: Iterable[str]) -> None:
+    """Raise naming the known reasons if ``reason`` is neither documented nor in the topic."""
+    here = set(seen)
+    if reason is None or reason in DOCUMENTED or reason in here:
+        return
+    raise ConfigError(
+        f"unknown --reason {reason!r}; in this topic: {', '.join(sorted(here)) or 'none'}; "
+        f"known: {', '.join(sorted(DOCUMENTED))}"
+    )
