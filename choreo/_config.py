@@ -12,7 +12,15 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_serializer,
+    model_validator,
+)
 
 from choreo._errors import ConfigError
 
@@ -99,12 +107,16 @@ class KafkaConfig(BaseModel):
         values += [v for k, v in self.client_options.items() if is_secret_option(k)]
         return [v for v in values if v]
 
+    @field_serializer("client_options")
+    def _masked_options(self, options: dict[str, str]) -> dict[str, str]:
+        """``model_dump()`` shows secret-looking values as ``'**********'``, like SecretStr's;
+        the clients read the attribute itself, which keeps the real values."""
+        return {k: "**********" if is_secret_option(k) else v for k, v in options.items()}
+
     def __repr_args__(self) -> Any:
         """``client_options`` values that look secret show as ``'**********'``, like SecretStr."""
         for name, value in super().__repr_args__():
-            if name == "client_options":
-                value = {k: "**********" if is_secret_option(k) else v for k, v in value.items()}
-            yield name, value
+            yield name, self._masked_options(value) if name == "client_options" else value
 
 
 class IngressConfig(BaseModel):

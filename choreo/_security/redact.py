@@ -2,16 +2,21 @@
 
 Secrets are ``SecretStr`` in the config, so choreo never formats one on
 purpose; this catches the ones that arrive some other way, such as a handler's
-exception that quotes a connection string. Values shorter than
-``MIN_LENGTH`` are left alone: replacing every "a" would wreck the text and
-hide nothing.
+exception that quotes a connection string. Known secrets are masked as they
+are and URL-encoded (how they appear inside a URL). Secrets choreo was never
+told about are masked where their shape gives them away: the password of a
+URL's ``user:password@`` and a ``password=`` (``pwd=``, ``passwd=``) setting
+of a DSN or query string. Known values shorter than ``MIN_LENGTH`` are left
+alone: replacing every "a" would wreck the text and hide nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Iterable
+from urllib.parse import quote, quote_plus
 
 from choreo._transport.base import Headers, Producer
 
@@ -19,21 +24,40 @@ MIN_LENGTH = 4
 MASK = "**********"
 
 
+URL_PASSWORD = re.compile(
+    r"(?P<keep>[A-Za-z][A-Za-z0-9+.-]{0,31}://[^\s:/@]{0,256}:)[^\s@]{1,512}(?=@)"
+)
+"""``scheme://user:password@``: everything between the user's colon and the ``@``. Each part
+is bounded so a long line without a URL costs linear time, not quadratic."""
+SETTING_PASSWORD = re.compile(
+    r"""(?P<keep>\b(?:password|passwd|pwd)\s*[=:]\s*)(?:'(?:[^'\\]|\\.)*'|"[^"]*"|[^\s;&,'"]+)""",
+    re.IGNORECASE,
+)
+"""``password=...`` in a libpq/ODBC DSN or a query string, quoted or not."""
+
+
+def _spellings(secret: str) -> set[str]:
+    """The secret and how URLs write it (``%40`` for ``@``, upper and lower case hex)."""
+    encoded = {quote(secret, safe=""), quote_plus(secret, safe="")}
+    lower = {re.sub(r"%[0-9A-F]{2}", lambda m: m.group().lower(), e) for e in encoded}
+    return {secret, *encoded, *lower}
+
+
 class Redactor:
-    """``redactor(text)`` is ``text`` with every known secret replaced by ``MASK``."""
+    """``redactor(text)`` is ``text`` with every known secret (as it is or URL-encoded) and
+    every password-shaped part of a URL or DSN replaced by ``MASK``."""
 
     def __init__(self, secrets: Iterable[str]) -> None:
+        spellings = {v for s in secrets if len(s) >= MIN_LENGTH for v in _spellings(s)}
         # Longest first, so a secret containing another is masked whole.
-        self._secrets = sorted({s for s in secrets if len(s) >= MIN_LENGTH}, key=len, reverse=True)
-
-    def __bool__(self) -> bool:
-        return bool(self._secrets)
+        self._secrets = sorted(spellings, key=len, reverse=True)
 
     def __call__(self, text: str) -> str:
         for secret in self._secrets:
             if secret in text:
                 text = text.replace(secret, MASK)
-        return text
+        text = URL_PASSWORD.sub(rf"\g<keep>{MASK}", text)
+        return SETTING_PASSWORD.sub(rf"\g<keep>{MASK}", text)
 
 
 class RedactingFilter(logging.Filter):
@@ -53,9 +77,8 @@ class RedactingFilter(logging.Filter):
 
 def redact_logs(redact: Redactor) -> None:
     """Scrub every line the root logger's handlers write (installed by ``choreo run``)."""
-    if redact:
-        for handler in logging.getLogger().handlers:
-            handler.addFilter(RedactingFilter(redact))
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(RedactingFilter(redact))
 
 
 class ScrubbingProducer:
