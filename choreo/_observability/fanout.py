@@ -27,6 +27,10 @@ class Fanout:
     def consume_batch(self, records: Sequence[Record], handler: Handler) -> Scope:
         return _Scopes(tuple(part.consume_batch(records, handler) for part in self.parts))
 
+    def skipped(self, record: Record, event_type: str) -> None:
+        for part in self.parts:
+            part.skipped(record, event_type)
+
     def inject(self, headers: Headers) -> None:
         for part in self.parts:
             part.inject(headers)
@@ -41,6 +45,10 @@ class _Scopes:
     def retrying(self, attempt: int, error: BaseException) -> None:
         for scope in self._scopes:
             scope.retrying(attempt, error)
+
+    def delayed(self, level: int, error: BaseException) -> None:
+        for scope in self._scopes:
+            scope.delayed(level, error)
 
     def parked(self, reason: str, error: BaseException) -> None:
         for scope in self._scopes:

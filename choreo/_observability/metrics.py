@@ -37,12 +37,13 @@ HANDLED, DEAD_LETTERED, FAILED = "handled", "dead_lettered", "failed"
 class _Bound:
     """The label children of one handler on one topic, so counting needs no lookup."""
 
-    __slots__ = ("durations", "handled", "retried")
+    __slots__ = ("delayed", "durations", "handled", "retried")
 
     def __init__(self, metrics: Metrics, topic: str, handler: Handler) -> None:
         labels = (metrics.service, topic, subject(handler))
         self.handled = metrics.handled.labels(*labels)
         self.retried = metrics.retried.labels(*labels)
+        self.delayed = metrics.delayed.labels(*labels)
         self.durations = {
             outcome: metrics.duration.labels(*labels, outcome)
             for outcome in (HANDLED, DEAD_LETTERED, FAILED)
@@ -63,7 +64,7 @@ class Metrics:
         by_type = ("service", "topic", "event_type")
         self.consumed = Counter(
             "choreo_messages_consumed",
-            "Records routed to a handler, or found undecodable.",
+            "Records read: handled + skipped + delayed + dead-lettered once their fate is known.",
             ("service", "topic"),
             registry=registry,
         )
@@ -76,6 +77,18 @@ class Metrics:
         self.retried = Counter(
             "choreo_messages_retried",
             "Failed tries that are followed by another try.",
+            by_type,
+            registry=registry,
+        )
+        self.skips = Counter(
+            "choreo_messages_skipped",
+            "Records of a type the topic carries and this service does not handle.",
+            by_type,
+            registry=registry,
+        )
+        self.delayed = Counter(
+            "choreo_messages_delayed",
+            "Records sent to a retry topic, to be read (and counted) again from there.",
             by_type,
             registry=registry,
         )
@@ -130,6 +143,10 @@ class Metrics:
         self._count_consumed(topic, len(records))
         return MetricsScope(self, topic, self._bind(topic, handler), len(records))
 
+    def skipped(self, record: Record, event_type: str) -> None:
+        self._count_consumed(record.topic, 1)
+        self.skips.labels(self.service, record.topic, event_type).inc()
+
     def inject(self, headers: Headers) -> None:
         """Metrics put nothing in headers."""
 
@@ -165,6 +182,10 @@ class MetricsScope:
     def retrying(self, attempt: int, error: BaseException) -> None:
         if self._bound is not None:
             self._bound.retried.inc(self._count)
+
+    def delayed(self, level: int, error: BaseException) -> None:
+        if self._bound is not None:
+            self._bound.delayed.inc(self._count)
 
     def parked(self, reason: str, error: BaseException) -> None:
         metrics = self._metrics

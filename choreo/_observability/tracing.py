@@ -58,6 +58,8 @@ ATTEMPTS = "choreo.attempts"
 ATTEMPT = "choreo.attempt"
 """On a retry's exception event: which try failed."""
 DLQ_REASON = "choreo.dlq.reason"
+RETRY_LEVEL = "choreo.retry.level"
+"""The retry topic's level a record was sent to wait in."""
 
 Attributes = dict[str, AttributeValue]
 
@@ -132,6 +134,9 @@ class Tracing:
         )
         return SpanScope(self, span, contexts[0], first)
 
+    def skipped(self, record: Record, event_type: str) -> None:
+        """No span: nothing is done with a record this service does not handle."""
+
     def inject(self, headers: Headers) -> None:
         """Inside a scope: the current context. Elsewhere: a PRODUCER span's, ended at once.
 
@@ -179,6 +184,10 @@ class SpanScope:
     def retrying(self, attempt: int, error: BaseException) -> None:
         self._span.record_exception(error, {ATTEMPT: attempt})
         self._span.set_attribute(ATTEMPTS, attempt + 1)
+
+    def delayed(self, level: int, error: BaseException) -> None:
+        """The try that failed was recorded by ``retrying``; say where the record waits."""
+        self._span.set_attribute(RETRY_LEVEL, level)
 
     def parked(self, reason: str, error: BaseException) -> None:
         """Open the dead-letter span; current until ``end``, so the dead letter carries it."""

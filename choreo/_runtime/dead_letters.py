@@ -12,6 +12,7 @@ import traceback
 from datetime import UTC, datetime
 
 from choreo._runtime.instrument import Instrumentation
+from choreo._runtime.retry_topics import HEADER_PREFIX as RETRY_HEADERS
 from choreo._runtime.retry_topics import retry_state
 from choreo._transport.base import Headers, Producer, Record
 
@@ -30,6 +31,18 @@ ERROR_MESSAGE = "choreo_dlq_error_message"
 STACKTRACE = "choreo_dlq_stacktrace"
 ATTEMPTS = "choreo_dlq_attempts"
 FAILED_AT = "choreo_dlq_failed_at"
+VALUE_BYTES = "choreo_dlq_value_bytes"
+"""Only on a dead letter whose value was cut to fit: the original value's size in bytes."""
+HEADERS_DROPPED = "choreo_dlq_headers_dropped"
+"""Only when the original headers alone did not fit: how many of the last ones were left out."""
+SCRUBBED = frozenset({ERROR_MESSAGE, STACKTRACE})
+"""Headers holding text from outside choreo (an error's message): secrets are masked there.
+Every other header, the record's own above all, is kept byte for byte."""
+
+MAX_BYTES = 900_000
+"""What a dead letter may weigh (key, value, headers): under librdkafka's default
+``message.max.bytes`` (1,000,000) with room for its framing, so a record of any size the
+broker accepted can be parked. A bigger value keeps its first bytes and ``VALUE_BYTES``."""
 
 
 def dlq_topic(service: str, topic: str) -> str:
@@ -92,10 +105,39 @@ class DeadLetters:
             error,
             attempts,
         )
-        kept = [(k, v) for k, v in record.headers if not k.startswith("choreo_retry_")]
-        headers = [*kept, *failure]
+        kept = record.headers
+        if origin.level:  # the retry stage's own headers; every other header is kept as is
+            kept = [(k, v) for k, v in kept if not k.startswith(RETRY_HEADERS)]
         if self._instrument is not None:
-            self._instrument.inject(headers)  # the dead letter continues the record's trace
+            self._instrument.inject(failure)  # the dead letter continues the record's trace
+        key, value, headers = bounded(record.key, record.value, kept, failure)
         return await self._producer.send(
-            dlq_topic(self._service, origin.origin_topic), record.key, record.value, headers
+            dlq_topic(self._service, origin.origin_topic), key, value, headers
         )
+
+
+def bounded(
+    key: bytes | None, value: bytes | None, kept: Headers, failure: Headers
+) -> tuple[bytes | None, bytes | None, Headers]:
+    """Key, value and headers of a dead letter within ``MAX_BYTES``.
+
+    The failure headers (already bounded) always fit; the record's headers are kept whole
+    and in order as long as they fit, and the value keeps as many first bytes as remain.
+    """
+    room = MAX_BYTES - len(key or b"") - _size(failure) - 64  # 64: the two size headers
+    headers: Headers = []
+    for index, (name, data) in enumerate(kept):
+        room -= len(name) + len(data or b"")
+        if room < 0:
+            room += len(name) + len(data or b"")
+            failure = [*failure, (HEADERS_DROPPED, str(len(kept) - index).encode())]
+            break
+        headers.append((name, data))
+    if value is not None and len(value) > room:
+        failure = [*failure, (VALUE_BYTES, str(len(value)).encode())]
+        value = value[:room]
+    return key, value, [*headers, *failure]
+
+
+def _size(headers: Headers) -> int:
+    return sum(len(name) + len(data or b"") for name, data in headers)

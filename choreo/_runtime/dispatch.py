@@ -18,6 +18,7 @@ from choreo._batch import REJECTED, BatchContext
 from choreo._context import Context
 from choreo._emitter import Emitter, Outbound
 from choreo._errors import ChoreoError, DecodeError
+from choreo._runtime.admission import check_headers
 from choreo._runtime.dead_letters import DeadLetters
 from choreo._runtime.idempotency import IdempotencyStore
 from choreo._runtime.instrument import Instrumentation, Scope
@@ -64,6 +65,11 @@ class Dispatcher:
         self.scheduled_topics = emitter.scheduled_topics
         self._claims = asyncio.Lock()
         """One store connection: one claim at a time across all idempotent handlers."""
+        catalog = codec.catalog
+        self.carriers = {
+            event_type: spec.name for spec in catalog.topics.values() for event_type in spec.events
+        }
+        """Event type → the one topic that carries it."""
         self.by_type: dict[bytes, Route] = {}
         self.by_topic: dict[str, Route] = {}
         for handler in service.handlers:
@@ -78,12 +84,15 @@ class Dispatcher:
                 self.by_topic[handler.topic] = (handler, handler.decoder)
 
     def route(self, record: Record) -> Route | None:
-        """The handler (and its decoder) for a record, or None if this service ignores it.
+        """The handler (and its decoder) for a record, or None if this service skips it.
 
         Topic handlers match on the topic; otherwise the ``ce_type`` header
         decides without decoding, and a record without it (not produced by
-        choreo) is typed by its schema fingerprint.
+        choreo) is typed by its schema fingerprint. Skipping is only for a type
+        the topic carries and this service does not handle; any other record
+        without a handler raises :class:`DecodeError` with its own reason.
         """
+        check_headers(record)
         if self.by_topic:
             found = self.by_topic.get(record.topic)
             if found is None and record.topic.startswith(RETRY_PREFIX):
@@ -93,7 +102,25 @@ class Dispatcher:
         event_type = record.header(_headers.TYPE)
         if event_type is None:
             event_type = self.codec.event_type_of(record.value).encode()
-        return self.by_type.get(event_type)
+        found = self.by_type.get(event_type)
+        if found is None:
+            self._skip(record, event_type.decode())  # UTF-8: checked above or from the catalog
+        return found
+
+    def _skip(self, record: Record, event_type: str) -> None:
+        """Count a record this service does not handle, or raise if it has no place here."""
+        origin = retry_state(record).origin_topic
+        carrier = self.carriers.get(event_type)
+        if carrier is None:
+            raise DecodeError(
+                "unknown-type", f"{origin}: no topic in the catalog carries ce_type {event_type!r}"
+            )
+        if carrier != origin:
+            raise DecodeError(
+                "wrong-topic", f"{origin}: ce_type {event_type} belongs on topic {carrier}"
+            )
+        if self.instrument is not None:
+            self.instrument.skipped(record, event_type)
 
     def scope(self, record: Record, handler: Handler | None) -> Scope | None:
         return None if self.instrument is None else self.instrument.consume(record, handler)
@@ -143,17 +170,27 @@ class Dispatcher:
     async def park(
         self, record: Record, reason: str, error: BaseException, attempts: int
     ) -> list[asyncio.Future[None]]:
-        log.warning(
-            "%s: %s[%d]@%d dead-lettered after %d attempt(s): %s: %s",
-            self.service.name,
-            record.topic,
-            record.partition,
-            record.offset,
-            attempts,
-            reason,
-            error,
-        )
-        return [await self.dead_letters.park(record, reason, error, attempts)]
+        """Send the dead letter; it is logged once the broker acknowledged it, or failed."""
+        where = f"{self.service.name}: {record.topic}[{record.partition}]@{record.offset}"
+        written = await self.dead_letters.park(record, reason, error, attempts)
+
+        def logged(delivery: asyncio.Future[None]) -> None:
+            failed = delivery.cancelled() or delivery.exception() is not None
+            if failed:
+                log.error(
+                    "%s: dead letter NOT written (%s: %s): %s",
+                    where,
+                    reason,
+                    error,
+                    "cancelled" if delivery.cancelled() else delivery.exception(),
+                )
+            else:
+                log.warning(
+                    "%s dead-lettered after %d attempt(s): %s: %s", where, attempts, reason, error
+                )
+
+        written.add_done_callback(logged)
+        return [written]
 
     async def poisoned(self, record: Record, error: DecodeError) -> list[asyncio.Future[None]]:
         if self.raise_errors:
@@ -214,6 +251,7 @@ class Dispatcher:
             if policy.retryable(error) and state.level < len(policy.delays_s):
                 if scope is not None:
                     scope.retrying(attempt, error)
+                    scope.delayed(state.level + 1, error)
                 delay = policy.delays_s[state.level]
                 return [await self.retry_topics.schedule(record, state, delay, attempt, error)]
             if scope is not None:

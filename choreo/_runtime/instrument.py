@@ -24,6 +24,9 @@ class Scope(Protocol):
     def retrying(self, attempt: int, error: BaseException) -> None:
         """Try ``attempt`` failed with ``error``; another try follows."""
 
+    def delayed(self, level: int, error: BaseException) -> None:
+        """The record goes to the retry topic of ``level`` (read again from there)."""
+
     def parked(self, reason: str, error: BaseException) -> None:
         """The record goes to the dead-letter topic."""
 
@@ -37,6 +40,9 @@ class Instrumentation(Protocol):
 
     def consume_batch(self, records: Sequence[Record], handler: Handler) -> Scope:
         """One scope for a batch handler call, linked to every record's context."""
+
+    def skipped(self, record: Record, event_type: str) -> None:
+        """A record of a type its topic carries and this service has no handler for."""
 
     def inject(self, headers: Headers) -> None:
         """Add the current trace context to outgoing headers (emits, retries, dead letters)."""

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import math
 from datetime import UTC, datetime
-from typing import NamedTuple
+from typing import NamedTuple, overload
 
 from choreo._headers import DELIVER_AT_MS
 from choreo._runtime.clock import WallClock, current_clock
@@ -22,6 +22,7 @@ from choreo._runtime.instrument import Instrumentation
 from choreo._transport.base import Headers, Producer, Record
 
 PREFIX = "choreo.retry."
+HEADER_PREFIX = "choreo_retry_"
 LEVEL = "choreo_retry_level"
 ATTEMPTS = "choreo_retry_attempts"
 """Tries made so far, in place and delayed."""
@@ -50,28 +51,51 @@ class RetryState(NamedTuple):
 
 
 def retry_state(record: Record) -> RetryState:
-    level = record.header(LEVEL)
-    if level is None:
+    """Read from the ``choreo_retry_*`` headers; damaged ones (a foreign writer) read as absent.
+
+    Any header bytes can arrive here, and this runs before a record's fate is known (also
+    when parking it), so it never raises. Only records of retry topics have a retry state:
+    on any other topic the headers were not written by choreo's retry stage.
+    """
+    level = _number(record.header(LEVEL)) if record.topic.startswith(PREFIX) else None
+    if level is None:  # elsewhere the headers are a foreign writer's: they cannot reroute
         return RetryState(0, 0, record.topic, record.partition, record.offset, None)
-
-    def text(name: str) -> str:
-        value = record.header(name)
-        return value.decode() if value is not None else ""
-
     return RetryState(
-        int(level),
-        int(text(ATTEMPTS) or 0),
-        text(ORIGIN_TOPIC),
-        int(text(ORIGIN_PARTITION) or -1),
-        int(text(ORIGIN_OFFSET) or -1),
-        text(FIRST_FAILURE) or None,
+        level,
+        _number(record.header(ATTEMPTS)) or 0,
+        _text(record.header(ORIGIN_TOPIC)) or record.topic,
+        _number(record.header(ORIGIN_PARTITION), -1),
+        _number(record.header(ORIGIN_OFFSET), -1),
+        _text(record.header(FIRST_FAILURE)) or None,
     )
 
 
+def _text(value: bytes | None) -> str | None:
+    try:
+        return None if value is None else value.decode()
+    except (UnicodeDecodeError, AttributeError):
+        return None
+
+
+@overload
+def _number(value: bytes | None) -> int | None: ...
+@overload
+def _number(value: bytes | None, default: int) -> int: ...
+def _number(value: bytes | None, default: int | None = None) -> int | None:
+    """A decimal header value, or ``default`` when absent or not a plain ASCII number."""
+    if not value or len(value) > 20 or not value.isdigit():
+        return default
+    return int(value)
+
+
 def due_at(record: Record) -> float | None:
-    """When (epoch seconds) a retry or scheduled record may be handled; None if neither."""
-    due = record.header(DUE_MS) or record.header(DELIVER_AT_MS)
-    return None if due is None else int(due) / 1000
+    """When (epoch seconds) a retry or scheduled record may be handled; None if neither.
+
+    A due header that is not a number counts as none: the record is due now, and routing
+    parks it (``bad-header``) instead of handling it.
+    """
+    due = _number(record.header(DUE_MS)) or _number(record.header(DELIVER_AT_MS))
+    return None if due is None else due / 1000
 
 
 def due_in_s(record: Record, clock: WallClock) -> float:
@@ -93,7 +117,9 @@ class RetryTopics:
     ) -> asyncio.Future[None]:
         """Send ``record`` to the next level's topic, due ``delay_s`` from now."""
         now = datetime.now(UTC).isoformat(timespec="milliseconds")
-        kept = [(k, v) for k, v in record.headers if not k.startswith("choreo_retry_")]
+        kept = record.headers
+        if state.level:  # the previous level's; a first failure keeps every header as is
+            kept = [(k, v) for k, v in kept if not k.startswith(HEADER_PREFIX)]
         headers: Headers = [
             *kept,
             (LEVEL, str(state.level + 1).encode()),

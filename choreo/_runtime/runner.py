@@ -17,10 +17,10 @@ from collections.abc import Iterable
 from choreo._config import ServiceConfig
 from choreo._emitter import Emitter
 from choreo._errors import TopologyError, TransportError
-from choreo._runtime.dead_letters import DeadLetters, dlq_topic
+from choreo._runtime.dead_letters import SCRUBBED, DeadLetters, dlq_topic
 from choreo._runtime.dispatch import Dispatcher
 from choreo._runtime.instrument import Instrumentation
-from choreo._runtime.retry_topics import RetryTopics, retry_topic
+from choreo._runtime.retry_topics import LAST_ERROR, RetryTopics, retry_topic
 from choreo._runtime.worker import PartitionWorker
 from choreo._schemas import Catalog, Codec, check_model
 from choreo._security.redact import Redactor, ScrubbingProducer
@@ -165,7 +165,11 @@ class ServiceRunner:
             self.catalog, self.codec, self._producer, self.service.name, self.instrument
         )
         redact = Redactor(self.config.kafka.secrets())
-        failures: Producer = ScrubbingProducer(self._producer, redact) if redact else self._producer
+        failures: Producer = (
+            ScrubbingProducer(self._producer, redact, SCRUBBED | {LAST_ERROR})
+            if redact
+            else self._producer
+        )
         dead_letters = DeadLetters(failures, self.service.name, self.group_id, self.instrument)
         self._dispatcher = Dispatcher(
             self.service,

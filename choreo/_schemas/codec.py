@@ -29,6 +29,9 @@ from choreo._schemas.layout import SchemaVersion
 
 MAGIC = b"\xc3\x01"
 HEADER_SIZE = 10
+REGISTRY_MAGIC = 0
+"""Confluent wire format: a zero byte and a 4-byte big-endian schema registry id."""
+REGISTRY_HEADER_SIZE = 5
 DEFAULT_MAX_BYTES = 1 << 20
 
 _E = TypeVar("_E", bound=Event)
@@ -50,6 +53,10 @@ class Codec:
         self._writers: dict[type[Event], tuple[bytes, dict[str, Any]]] = {}
         self._readers: dict[tuple[bytes, type[Event]], _Reader] = {}
         self._any_readers: dict[bytes, _Reader] = {}
+
+    @property
+    def catalog(self) -> Catalog:
+        return self._catalog
 
     def register(self, *models: type[Event]) -> None:
         """Make ``models`` the ones :meth:`decode_any` builds for their event types.
@@ -114,6 +121,15 @@ class Codec:
                 "too-large", f"the record has {size} bytes, over the {self._max_bytes} limit"
             )
         if size < HEADER_SIZE or data[:2] != MAGIC:
+            schema_id = int.from_bytes(data[1:REGISTRY_HEADER_SIZE], "big")
+            if size >= REGISTRY_HEADER_SIZE and data[0] == REGISTRY_MAGIC and schema_id > 0:
+                # What Java Avro producers send (registries number schemas from 1): parked
+                # apart from random bytes, as a registry could read it.
+                raise DecodeError(
+                    "registry-framed",
+                    f"the record is in the schema registry wire format (schema id {schema_id}),"
+                    " which this catalog cannot read",
+                )
             raise DecodeError(
                 "not-avro",
                 "the record does not start with an Avro single-object header "

@@ -90,16 +90,21 @@ class ScrubbingProducer:
     they are.
     """
 
-    def __init__(self, producer: Producer, redact: Redactor) -> None:
+    def __init__(self, producer: Producer, redact: Redactor, names: frozenset[str]) -> None:
         self._producer = producer
         self._redact = redact
+        self._names = names
+        """The text headers choreo writes with outside text in them; the others (the
+        consumed record's own, binary ones included) are sent byte for byte."""
 
     async def send(
         self, topic: str, key: bytes | None, value: bytes | None, headers: Headers
     ) -> asyncio.Future[None]:
-        redact = self._redact
+        redact, names = self._redact, self._names
         scrubbed = [
-            (name, redact(data.decode("utf-8", "replace")).encode() if data else data)
+            (name, redact(data.decode("utf-8", "replace")).encode())
+            if data and name in names
+            else (name, data)
             for name, data in headers
         ]
         return await self._producer.send(topic, key, value, scrubbed)

@@ -181,8 +181,13 @@ def test_secrets_stay_out_of_repr_summary_logs_and_failure_headers(
         async def close(self) -> None: ...
 
     async def park() -> None:
-        producer = ScrubbingProducer(Recorder(), redact)
-        await producer.send("dlq", b"k", b"v", [("choreo_dlq_error_message", b"pw=key-pw-123")])
+        producer = ScrubbingProducer(Recorder(), redact, frozenset({"choreo_dlq_error_message"}))
+        await producer.send(
+            "dlq",
+            b"k",
+            b"v",
+            [("bin", b"\xff\xfe\x00\x80"), ("choreo_dlq_error_message", b"pw=key-pw-123")],
+        )
 
     asyncio.run(park())
-    assert sent == [[("choreo_dlq_error_message", b"pw=**********")]]
+    assert sent == [[("bin", b"\xff\xfe\x00\x80"), ("choreo_dlq_error_message", b"pw=**********")]]

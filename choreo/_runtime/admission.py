@@ -1,0 +1,54 @@
+"""Checks a record must pass before any of its metadata reaches a handler.
+
+Foreign clients can write any bytes into any header. ``Context`` decodes the
+CloudEvents and choreo text headers for handlers, and the runtime reads the
+number headers; a value that is not what choreo writes is parked here, as
+``bad-header`` naming the header, instead of surfacing inside user code as a
+``UnicodeDecodeError`` that would be retried and parked as a handler error.
+"""
+
+from __future__ import annotations
+
+from choreo import _headers
+from choreo._errors import DecodeError
+from choreo._transport.base import Record
+
+TEXT = frozenset(
+    {
+        _headers.ID,
+        _headers.TYPE,
+        _headers.SOURCE,
+        _headers.TIME,
+        _headers.SPECVERSION,
+        _headers.CORRELATION,
+        _headers.CAUSATION,
+    }
+)
+"""Headers handlers read as ``str`` through ``Context``: they must be UTF-8."""
+
+NUMBERS = frozenset({_headers.DELIVER_AT_MS})
+"""Headers the runtime reads as a decimal number."""
+
+PREVIEW_BYTES = 32
+
+
+def check_headers(record: Record) -> None:
+    """Raise ``DecodeError('bad-header')`` naming the first header choreo cannot read."""
+    for name, value in record.headers:
+        if name in TEXT:
+            try:
+                value.decode()
+            except UnicodeDecodeError:
+                raise _bad(record, name, value, "is not UTF-8 text") from None
+            except AttributeError:  # a Kafka header with a null value
+                raise _bad(record, name, value, "has no value") from None
+        elif name in NUMBERS and not (value and len(value) <= 20 and value.isdigit()):
+            raise _bad(record, name, value, "is not a decimal number")
+
+
+def _bad(record: Record, name: str, value: bytes | None, problem: str) -> DecodeError:
+    shown = "null" if value is None else repr(value[:PREVIEW_BYTES])
+    return DecodeError(
+        "bad-header",
+        f"{record.topic}[{record.partition}]@{record.offset}: header {name} {problem}: {shown}",
+    )
