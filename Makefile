@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 
-.PHONY: demo test lint up down status venv
+.PHONY: demo test lint up down status venv image
 
 venv: $(STAMP)
 
@@ -28,6 +28,11 @@ down: venv
 status: venv
 	@$(BIN)/choreo dev status
 
+# The project's image (choreo-app:latest) with Docker, or Podman where no Docker engine answers;
+# rebuilt only when its inputs change. tests/containers runs it.
+image:
+	@infra/containers/image.sh >/dev/null
+
 demo: up
 	@$(BIN)/python -m demo
 
@@ -36,5 +41,5 @@ lint: venv
 	@$(BIN)/ruff format --check choreo tests services bench demo
 	@$(BIN)/mypy
 
-test: up lint
+test: up lint image
 	@$(BIN)/python -m pytest

@@ -182,7 +182,7 @@ def test_the_image_is_multi_stage_non_root_with_a_healthcheck_and_runs_a_service
     [health] = [arg for op, arg in final if op == "HEALTHCHECK"]
     assert "CHOREO_HEALTH_URL" in health
     env = " ".join(arg for op, arg in final if op == "ENV")
-    assert "CHOREO_HEALTH_URL=http://127.0.0.1:9464/healthz" in env
+    assert "CHOREO_HEALTH_URL=http://127.0.0.1:9464/readyz" in env
     assert all(app["environment"]["CHOREO_METRICS_PORT"] == "9464" for app in _apps().values())
     [command] = [json.loads(arg) for op, arg in final if op == "CMD"]
     assert command[:2] == ["choreo", "run"]
