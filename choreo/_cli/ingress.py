@@ -31,6 +31,9 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
     ingress.add_argument("--config", type=Path, help="TOML settings file (env CHOREO_* wins)")
     ingress.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     ingress.add_argument("--port", type=int, help="port to listen on; 0 picks one (default 8080)")
+    ingress.add_argument(
+        "--metrics-port", type=int, help="/metrics and detailed /readyz on 127.0.0.1 (default off)"
+    )
     ingress.add_argument("--models", help="module with the event models (default: codegen module)")
     ingress.set_defaults(handler=_run)
 
@@ -42,7 +45,12 @@ def _run(args: argparse.Namespace) -> int:
     redact_logs(
         Redactor([*config.kafka.secrets(), *(s.get_secret_value() for s in ingress_secrets if s)])
     )
-    flags = {"host": args.host, "port": args.port, "models": args.models}
+    flags = {
+        "host": args.host,
+        "port": args.port,
+        "models": args.models,
+        "metrics_port": args.metrics_port,
+    }
     settings = config.ingress.model_copy(
         update={name: value for name, value in flags.items() if value is not None}
     )

@@ -73,6 +73,7 @@ class IngressApp:
         body_timeout_s: float,
         publish_timeout_s: float,
         readiness: Readiness,
+        answered: Callable[[str, int], None] = lambda path, status: None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._routes = dict(routes)
@@ -85,6 +86,8 @@ class IngressApp:
         self._body_timeout_s = body_timeout_s
         self._publish_timeout_s = publish_timeout_s
         self._readiness = readiness
+        self._answered = answered
+        """Told every answer's path and status (the loopback metrics)."""
         self._clock = clock
         self._not_ready: str | None = None
         """The last reason logged for not being ready (each change is logged once)."""
@@ -106,6 +109,7 @@ class IngressApp:
             reply_headers.append((CORRELATION_HEADER.lower().encode(), returned.encode()))
         payload = json.dumps(body).encode()
         reply_headers.append((b"content-length", str(len(payload)).encode()))
+        self._answered(scope["path"], status)
         await send({"type": "http.response.start", "status": status, "headers": reply_headers})
         await send({"type": "http.response.body", "body": payload})
 

@@ -10,17 +10,19 @@ import asyncio
 import logging
 import signal
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
 from choreo._config import ServiceConfig
 from choreo._errors import ChoreoError, ConfigError
 from choreo._ingress.app import IngressApp
+from choreo._ingress.metrics import IngressMetrics
 from choreo._ingress.replay import seen_store
 from choreo._ingress.routes import Route, build_routes
 from choreo._ingress.signing import Verifier
 from choreo._observability import build_instrumentation, tracer_provider_from_env
+from choreo._observability.http import ProbeServer
 from choreo._publisher import Publisher
 from choreo._schemas import Catalog
 from choreo._transport.base import TopicConfig, Transport
@@ -89,6 +91,26 @@ async def prepare_topics(transport: Transport, catalog: Catalog, topics: set[str
         log.warning("broker not ready at start-up: %s", error)
 
 
+def _loopback_probes(
+    port: int | None,
+    metrics: IngressMetrics,
+    readiness: Callable[[], Coroutine[Any, Any, str | None]],
+) -> ProbeServer | None:
+    """``/metrics`` and a ``/readyz`` that says why, on 127.0.0.1 only (None: not asked for).
+
+    Served from a thread; the broker check runs on the ingress's event loop.
+    """
+    if port is None:
+        return None
+    loop = asyncio.get_running_loop()
+
+    def why_not_ready() -> str | None:
+        future = asyncio.run_coroutine_threadsafe(readiness(), loop)
+        return future.result(timeout=READY_TIMEOUT_S + 1)
+
+    return ProbeServer("127.0.0.1", port, metrics=metrics.scrape, readiness=why_not_ready)
+
+
 def _stopper(server: Any, sig: signal.Signals) -> Callable[[], None]:
     """The loop's handler for ``sig``: log once and let uvicorn drain."""
 
@@ -123,6 +145,8 @@ async def serve(config: ServiceConfig, routes: dict[str, str]) -> None:
 
     dsn = settings.replay_dsn
     seen = seen_store(None if dsn is None else dsn.get_secret_value(), settings.tolerance_s)
+    metrics = IngressMetrics(r.path for r in resolved.values())
+    probes = _loopback_probes(settings.metrics_port, metrics, readiness)
     sock = bind(settings.host, settings.port)
     try:
         async with Publisher(settings.source, config, catalog, instrument) as publisher:
@@ -140,17 +164,24 @@ async def serve(config: ServiceConfig, routes: dict[str, str]) -> None:
                 body_timeout_s=settings.body_timeout_s,
                 publish_timeout_s=settings.publish_timeout_s,
                 readiness=readiness,
+                answered=metrics.answered,
             )
             host, port = sock.getsockname()[:2]
             server = uvicorn_server(settings, app)
+            if probes is not None:
+                probes.start()
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, _stopper(server, sig))
             print(summary(resolved, f"http://{host}:{port}", config), flush=True)
+            if probes is not None:
+                print(f"  loopback   {probes.url}/metrics, /readyz with reasons", flush=True)
             await server.serve(sockets=[sock])
             log.info("stopped: requests in flight answered, events flushed")
     finally:
         sock.close()
         await seen.close()
+        if probes is not None:
+            probes.close()
         if provider is not None:
             provider.shutdown()

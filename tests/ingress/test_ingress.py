@@ -221,13 +221,27 @@ def test_with_the_broker_down_a_request_gets_503_and_can_be_sent_again(
     with socket.socket() as probe:  # a port nobody listens on
         probe.bind(("127.0.0.1", 0))
         nowhere = f"127.0.0.1:{probe.getsockname()[1]}"
-    down = start_ingress(nowhere, module_schemas, CHOREO_INGRESS__PUBLISH_TIMEOUT_S="2")
+    with socket.socket() as spare:  # for the loopback metrics
+        spare.bind(("127.0.0.1", 0))
+        metrics_port = spare.getsockname()[1]
+    down = start_ingress(
+        nowhere,
+        module_schemas,
+        CHOREO_INGRESS__PUBLISH_TIMEOUT_S="2",
+        CHOREO_INGRESS__METRICS_PORT=str(metrics_port),
+    )
     ready = down.request("GET", "/readyz")
-    assert (ready.status, ready.body) == (503, {"status": "not ready"})  # why: in the log only
+    assert (ready.status, ready.body) == (503, {"status": "not ready"})  # nothing more, public
     assert nowhere in down.log.read_text()
+    loopback = Ingress(f"http://127.0.0.1:{metrics_port}", down.process, down.log)
+    detailed = loopback.request("GET", "/readyz")
+    assert detailed.status == 503 and nowhere in detailed.body["text"]
     body = _body(received("web-down"))
     headers = signed(body)
     first = down.request("POST", "/orders", body, headers)
     again = down.request("POST", "/orders", body, headers)  # not a replay: nothing was accepted
     assert (first.status, again.status) == (503, 503)
     assert "did not acknowledge" in first.body["error"]
+    scraped = loopback.request("GET", "/metrics").body["text"]
+    assert 'choreo_ingress_requests_total{path="/orders",status="503"} 2.0' in scraped
+    assert 'choreo_ingress_requests_total{path="/readyz",status="503"} 1.0' in scraped
