@@ -21,6 +21,7 @@ from http.client import HTTPException
 from pathlib import Path
 
 from choreo._dev.component import ComponentError, Launch, StackPaths
+from choreo._dev.progress import long_step
 
 JAEGER_VERSION = "2.13.0"
 """The Jaeger v2 release; names the cache directory and the binary's --version."""
@@ -105,12 +106,13 @@ class Jaeger:
         argv = [go, "build", "-mod=readonly", "-trimpath", "-ldflags", ldflags]
         argv += ["-o", str(tmp), JAEGER_PACKAGE]
         try:
-            rc = _run_logged(argv, module, env, log)
-            if rc != 0:
-                raise ComponentError(
-                    f"jaeger: go build failed (exit {rc}): {_first_error(log)}; full log: {log}"
-                )
-            _check_binary(tmp, log)
+            with long_step(f"jaeger: go build v{JAEGER_VERSION}", _module_cache(go, env)):
+                rc = _run_logged(argv, module, env, log)
+                if rc != 0:
+                    raise ComponentError(
+                        f"jaeger: go build failed (exit {rc}): {_first_error(log)}; full log: {log}"
+                    )
+                _check_binary(tmp, log)
             os.replace(tmp, dest)
         finally:
             tmp.unlink(missing_ok=True)
@@ -210,6 +212,17 @@ def _check_pin(module: Path) -> None:
             f"jaeger: {gomod} does not require {JAEGER_MODULE} {JAEGER_MODULE_VERSION};"
             " update JAEGER_* in choreo/_dev/jaeger.py together with go.mod"
         )
+
+
+def _module_cache(go: str, env: dict[str, str]) -> Path | None:
+    """Where go downloads modules (most of a first build's wait), or None if go won't say."""
+    try:
+        found = subprocess.run(
+            [go, "env", "GOMODCACHE"], env=env, capture_output=True, text=True, timeout=30
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return Path(found) if found else None
 
 
 def _run_logged(argv: list[str], cwd: Path, env: dict[str, str], log: Path) -> int:

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from choreo._dev.component import ComponentError
+from choreo._dev.progress import long_step
 
 MARKER = ".choreo-fetched"
 """Written last, so its presence means the directory is complete."""
@@ -54,20 +55,27 @@ def fetch_jars(pom: Path, dest: Path, properties: Mapping[str, str] | None = Non
     log = dest.parent / f"{dest.name}.mvn.log"
     argv = [mvn, "-B", "-q", "-Dstyle.color=never", "-f", str(pom), f"-Dchoreo.out={work}"]
     argv += [f"-D{key}={value}" for key, value in (properties or {}).items()]
+    what = f"maven: fetching {dest.name} jars from Maven Central"
     try:
-        with log.open("w") as out:
-            out.write(" ".join(argv) + "\n")
-            out.flush()
-            done = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out)
-        if done.returncode:
-            raise ComponentError(
-                f"maven: fetching jars with {pom} failed{_first_error(log)}; mvn output: {log}"
-            )
+        with long_step(what, _local_repository()):
+            with log.open("w") as out:
+                out.write(" ".join(argv) + "\n")
+                out.flush()
+                done = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out)
+            if done.returncode:
+                raise ComponentError(
+                    f"maven: fetching jars with {pom} failed{_first_error(log)}; mvn output: {log}"
+                )
         (work / MARKER).write_text(" ".join(argv[1:]) + "\n")
         _move_into_place(work, dest)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     log.unlink(missing_ok=True)
+
+
+def _local_repository() -> Path:
+    """Where mvn downloads to (its default; the poms set no other)."""
+    return Path.home() / ".m2" / "repository"
 
 
 def _first_error(log: Path) -> str:
