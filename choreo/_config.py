@@ -8,6 +8,7 @@ logs or the start-up summary.
 from __future__ import annotations
 
 import os
+import socket
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -30,6 +31,21 @@ SECRET_WORDS = ("password", "secret", "token", "jaas", "credential")
 
 def is_secret_option(name: str) -> bool:
     return any(word in name.lower() for word in SECRET_WORDS)
+
+
+def default_instance_id() -> str:
+    """``<host>-<pid>``: unique per process, so two instances started on one host never
+    share a transactional id (and fence each other) unless the deployment says so."""
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+_NAME_CHARACTERS = "letters, digits, '-' or '_'"
+
+
+def is_plain_name(name: str) -> bool:
+    """Letters, digits, ``-`` and ``_`` only: never a ``.``, which choreo uses to separate a
+    group from an instance id, so one name's ACL prefix cannot reach another's ids."""
+    return bool(name) and name.replace("-", "").replace("_", "").isalnum()
 
 
 class KafkaConfig(BaseModel):
@@ -154,8 +170,6 @@ class IngressConfig(BaseModel):
     right for one process only (a restart forgets). Set it with ``CHOREO_INGRESS__REPLAY_DSN``."""
     accept_v1: bool = False
     """Also accept ``v1=`` signatures (method, path and query unsigned) while senders move."""
-    metrics_port: int | None = Field(default=None, ge=0, le=65535)
-    """Serve ``/metrics`` and a ``/readyz`` that says why on 127.0.0.1 at this port (0: any)."""
     source: str = "ingress"
     """``ce_source`` of the events published."""
 
@@ -172,7 +186,8 @@ class ServiceConfig(BaseModel):
     schemas_dir: Path = Path("schemas")
     """Where the Avro schemas and ``catalog.toml`` live."""
     group_id: str | None = None
-    """Consumer group; defaults to the service name (one group per service)."""
+    """Consumer group; defaults to the service name (one group per service). Letters, digits,
+    ``-`` and ``_``: it names the transactional ids too (``choreo.<group>.<instance>``)."""
     max_in_flight: int = 10_000
     """Records buffered or being handled before partitions are paused (backpressure)."""
     max_poll_records: int = 500
@@ -181,8 +196,17 @@ class ServiceConfig(BaseModel):
     """Consume, emit and commit in one Kafka transaction (confluent transport); outputs are
     visible to ``read_committed`` readers once, even across crashes."""
     instance_id: str | None = None
-    """Stable per instance (default: the host name): names the transactional id, so a
-    restarted instance fences and aborts its predecessor's open transaction at once."""
+    """This instance's identity (``CHOREO_INSTANCE_ID``; default ``<host>-<pid>``, unique per
+    process). Names the transactional id (``choreo.<group>.<instance>``) and, with
+    ``static_membership``, the group member: give it a value stable across restarts of one
+    instance (a StatefulSet pod name) and different between instances."""
+    static_membership: bool = False
+    """Join the group as a static member (``group.instance.id`` = ``instance_id``): a
+    restarted instance takes its partitions back without a rebalance, but a stopped one
+    does not leave, so its partitions wait ``session_timeout_s`` (see "Scaling out")."""
+    session_timeout_s: float = Field(default=10.0, ge=6.0, le=300.0)
+    """How long a member may go silent (crashed) before its partitions move to the others;
+    the broker's ``group.min.session.timeout.ms`` (6 s) is the floor."""
     key_concurrency: int = Field(default=0, ge=0)
     """0: one record of a partition at a time. N: up to N keys of a partition at once,
     each key still in order (for slow, I/O-bound handlers; not with batch handlers)."""
@@ -196,6 +220,22 @@ class ServiceConfig(BaseModel):
     """Create the catalog's topics (and the service's DLQ topics) when missing."""
     ingress: IngressConfig = Field(default_factory=IngressConfig)
     """Settings of ``choreo ingress`` (unused by ``choreo run``)."""
+
+    @model_validator(mode="after")
+    def _identity(self) -> ServiceConfig:
+        """Names that become ACL prefixes stay plain; a static member needs a given id."""
+        if self.group_id is not None and not is_plain_name(self.group_id):
+            raise ValueError(f"group_id {self.group_id!r} must be {_NAME_CHARACTERS}")
+        if self.static_membership and not self.instance_id:
+            raise ValueError(
+                "static_membership needs a stable instance_id per instance "
+                "(CHOREO_INSTANCE_ID, e.g. the StatefulSet pod name)"
+            )
+        return self
+
+    def instance(self) -> str:
+        """The configured ``instance_id``, else one unique to this process."""
+        return self.instance_id or default_instance_id()
 
 
 _NESTED = ("kafka", "ingress")

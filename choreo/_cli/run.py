@@ -58,7 +58,9 @@ def summary(runner: ServiceRunner) -> str:
     config = runner.config
     lines = [
         f"choreo service {runner.service.name!r}",
-        f"  group      {runner.group_id}",
+        f"  group      {runner.group_id} as instance {config.instance()}"
+        f" ({'static' if config.static_membership else 'dynamic'} member,"
+        f" session timeout {config.session_timeout_s:g}s)",
         f"  transport  {config.transport} -> {config.kafka.bootstrap_servers}"
         f" ({config.kafka.security_protocol})",
         f"  security   {security_line(config.kafka)}",

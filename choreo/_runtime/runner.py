@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import socket
 import time
 from collections.abc import Iterable
 
@@ -27,6 +26,7 @@ from choreo._security.redact import Redactor, ScrubbingProducer
 from choreo._service import Handler, Service
 from choreo._transport.base import (
     Consumer,
+    Membership,
     Producer,
     Record,
     TopicConfig,
@@ -153,9 +153,8 @@ class ServiceRunner:
                 f"({', '.join(sorted(set(strangers)))}); give each service its own group"
             )
         if self.config.exactly_once:
-            instance = self.config.instance_id or socket.gethostname()
             self._transaction = self.transport.transactional_producer(
-                self.client_id, f"choreo-{self.group_id}-{instance}"
+                self.client_id, transactional_id(self.group_id, self.config.instance())
             )
             await self._transaction.begin()  # fences this instance's previous incarnation
             self._producer = self._transaction
@@ -181,8 +180,14 @@ class ServiceRunner:
             instrument=self.instrument,
             group=self.group_id,
         )
-        self._consumer = self.transport.consumer(self.group_id, self.client_id)
+        self._consumer = self.transport.consumer(self.group_id, self.client_id, self.membership())
         await self._consumer.subscribe(self.topics, self)
+
+    def membership(self) -> Membership:
+        """The group membership the settings ask for (static only with a given id)."""
+        config = self.config
+        static_id = config.instance_id if config.static_membership else None
+        return Membership(config.session_timeout_s, static_id)
 
     # RebalanceListener -------------------------------------------------------------
 
@@ -410,6 +415,17 @@ class ServiceRunner:
                 log.error(
                     "%s: unsent records dropped at exit (broker unreachable)", self.service.name
                 )
+
+
+def transactional_prefix(group_id: str) -> str:
+    """``choreo.<group>.``: a group name holds no ``.``, so an ACL on this prefix reaches
+    this group's transactional ids and no other group's (``a`` never reaches ``a-b``)."""
+    return f"choreo.{group_id}."
+
+
+def transactional_id(group_id: str, instance: str) -> str:
+    """One instance's transactional id, under its group's prefix."""
+    return transactional_prefix(group_id) + instance
 
 
 def _names(partitions: Iterable[TopicPartition]) -> str:

@@ -6,7 +6,8 @@ topics included) with its consumer group, and write the topics of the events
 its handlers build (or that it declares in ``Service(emits=...)``; see
 ``choreo._docs.emits``) plus its own retry and dead-letter
 topics; with exactly-once, also use its transactional ids
-(``choreo-<group>-<instance>``, granted by prefix). A saga tracker may read its
+(``choreo.<group>.<instance>``, granted by the prefix ``choreo.<group>.``, which
+no other group's ids start with: a group name holds no ``.``). A saga tracker may read its
 input topics with its group, write the topics of its compensations and parked
 events and its dead-letter topics, read and write its state changelog, and use its
 transactional ids
@@ -28,7 +29,7 @@ from choreo._docs.emits import service_emits
 from choreo._errors import TopologyError
 from choreo._runtime.dead_letters import dlq_topic
 from choreo._runtime.retry_topics import PREFIX as RETRY_PREFIX
-from choreo._runtime.runner import ServiceRunner
+from choreo._runtime.runner import ServiceRunner, transactional_prefix
 from choreo._saga.definition import Saga
 from choreo._saga.topology import plan, tracker_name
 from choreo._schemas import Catalog
@@ -93,7 +94,8 @@ def service_grant(
     acls += [Acl(who, "topic", t, "WRITE") for t in writes]
     acls.append(Acl(who, "group", runner.group_id, "READ"))
     if config.exactly_once:
-        acls.append(Acl(who, "transactional_id", f"choreo-{runner.group_id}-", "WRITE", True))
+        prefix = transactional_prefix(runner.group_id)
+        acls.append(Acl(who, "transactional_id", prefix, "WRITE", prefixed=True))
     return Grant(service.name, who, tuple(sorted(set(acls))), tuple(runner.topic_configs()))
 
 

@@ -26,6 +26,7 @@ from choreo._security.tls_files import check_client_tls
 from choreo._transport.base import (
     WATERMARKS_TIMEOUT_S,
     Headers,
+    Membership,
     RebalanceListener,
     Record,
     TopicConfig,
@@ -168,10 +169,20 @@ class AiokafkaTransport:
         """Connection settings, our defaults, the user's options, then what must not change."""
         return {**self._settings, **defaults, **self._options[cls], **fixed}
 
-    def consumer(self, group_id: str, client_id: str) -> AiokafkaConsumer:
+    def consumer(
+        self, group_id: str, client_id: str, membership: Membership | None = None
+    ) -> AiokafkaConsumer:
+        """aiokafka has only eager assignors: every rebalance revokes every member's
+        partitions, so a join or leave pauses the whole group for the rebalance."""
+        membership = membership or Membership()
         kwargs = self._kwargs(
             AIOKafkaConsumer,
-            {"auto_offset_reset": "earliest"},
+            {
+                "auto_offset_reset": "earliest",
+                "session_timeout_ms": round(membership.session_timeout_s * 1000),
+                "heartbeat_interval_ms": round(membership.heartbeat_interval_s * 1000),
+                "group_instance_id": membership.static_id,
+            },
             group_id=group_id,
             client_id=client_id,
             enable_auto_commit=False,

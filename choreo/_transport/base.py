@@ -72,6 +72,26 @@ class TopicConfig:
     compacted: bool = False
 
 
+@dataclass(frozen=True)
+class Membership:
+    """How a consumer belongs to its group (from ``ServiceConfig``; see "Scaling out").
+
+    Every transport hands partitions out incrementally where its client can
+    (a member joining or leaving moves only the partitions that change owner).
+    """
+
+    session_timeout_s: float = 10.0
+    """Silence after which a crashed member's partitions move to the others."""
+    static_id: str | None = None
+    """``group.instance.id``: set, a restart within the session timeout takes the same
+    partitions back without a rebalance, and a close does not leave the group."""
+
+    @property
+    def heartbeat_interval_s(self) -> float:
+        """A third of the session timeout (at most 3 s): two heartbeats may be lost."""
+        return min(3.0, self.session_timeout_s / 3)
+
+
 PartitionsCallback = Callable[[list[TopicPartition]], Awaitable[None]]
 
 
@@ -159,7 +179,9 @@ class Transport(Protocol):
 
     name: str
 
-    def consumer(self, group_id: str, client_id: str) -> Consumer: ...
+    def consumer(
+        self, group_id: str, client_id: str, membership: Membership | None = None
+    ) -> Consumer: ...
 
     def producer(self, client_id: str) -> Producer: ...
 

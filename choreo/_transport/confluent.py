@@ -40,6 +40,7 @@ from choreo._transport.base import (
     WATERMARKS_TIMEOUT_S,
     Consumer,
     Headers,
+    Membership,
     RebalanceListener,
     Record,
     TopicConfig,
@@ -130,6 +131,23 @@ def _error_code(error: BaseException) -> int | None:
     return None
 
 
+_CLASSIC_ONLY = ("partition.assignment.strategy", "session.timeout.ms", "heartbeat.interval.ms")
+"""Group settings of the classic protocol that ``group.protocol=consumer`` leaves to the broker."""
+
+
+def _membership_settings(membership: Membership) -> dict[str, Any]:
+    """Cooperative incremental assignment: a member joining or leaving moves only the
+    partitions that change owner; the others keep flowing through the rebalance."""
+    settings: dict[str, Any] = {
+        "partition.assignment.strategy": "cooperative-sticky",
+        "session.timeout.ms": round(membership.session_timeout_s * 1000),
+        "heartbeat.interval.ms": round(membership.heartbeat_interval_s * 1000),
+    }
+    if membership.static_id is not None:
+        settings["group.instance.id"] = membership.static_id
+    return settings
+
+
 def _incremental(settings: Mapping[str, Any]) -> bool:
     """Whether the group hands out partitions incrementally (cooperative or KIP-848)."""
     strategy = str(settings.get("partition.assignment.strategy", ""))
@@ -195,9 +213,11 @@ class ConfluentTransport:
             "logger": self._librdkafka_log,
         }
 
-    def consumer(self, group_id: str, client_id: str) -> ConfluentConsumer:
+    def consumer(
+        self, group_id: str, client_id: str, membership: Membership | None = None
+    ) -> ConfluentConsumer:
         settings = self._client_settings(
-            {"auto.offset.reset": "earliest"},
+            {"auto.offset.reset": "earliest", **_membership_settings(membership or Membership())},
             **{
                 "group.id": group_id,
                 "client.id": client_id,
@@ -205,6 +225,10 @@ class ConfluentTransport:
                 "enable.auto.offset.store": False,
             },
         )
+        if str(settings.get("group.protocol", "")).lower() == "consumer":
+            # KIP-848: the broker assigns and times sessions; librdkafka refuses these.
+            for name in _CLASSIC_ONLY:
+                settings.pop(name, None)
         return ConfluentConsumer(settings, group_id, client_id, self._errors, self._admin_client)
 
     def producer(self, client_id: str) -> ConfluentProducer:
@@ -638,6 +662,21 @@ class ConfluentConsumer:
 _Delivery = tuple["asyncio.Future[None]", TransportError | None]
 
 
+class Abandoned(TransportError):
+    """A send failed for a reason reported once elsewhere, or for nobody: sends purged at
+    close, or all of a fenced producer's sends. Not logged per future when nobody awaits it."""
+
+
+class FencedError(Abandoned):
+    """Another process took this instance's transactional id."""
+
+
+def _fail(delivered: asyncio.Future[None], failure: TransportError) -> None:
+    delivered.set_exception(failure)
+    if isinstance(failure, Abandoned):
+        delivered.exception()  # seen: no "Future exception was never retrieved" for each
+
+
 class ConfluentProducer:
     """An idempotent librdkafka producer; a background thread serves delivery reports."""
 
@@ -682,10 +721,12 @@ class ConfluentProducer:
             except BufferError:
                 await asyncio.sleep(0.005)  # local queue full; the poller drains it
             except ck.KafkaException as error:  # refused locally, e.g. too large
-                delivered.set_exception(
-                    TransportError(f"cannot send to topic {topic}: {_describe(error)}")
-                )
+                _fail(delivered, self._refused(topic, error))
                 return delivered
+
+    def _refused(self, topic: str, error: ck.KafkaException) -> TransportError:
+        """Why ``produce`` refused a record before sending it."""
+        return TransportError(f"cannot send to topic {topic}: {_describe(error)}")
 
     def _on_delivery(
         self, delivered: asyncio.Future[None], error: ck.KafkaError | None, message: ck.Message
@@ -699,12 +740,17 @@ class ConfluentProducer:
                 failure = denied(f"producer {self._client_id}: writing to topic {where}", error)
             else:
                 failure = TransportError(f"delivery to topic {where} failed: {error.str()}")
+            if error.code() == ck.KafkaError._PURGE_QUEUE:  # by close(): nobody waits now
+                failure = Abandoned(failure.args[0])
         self._reports.append((delivered, failure))
 
     def _serve_reports(self) -> None:
         poll = self._producer.poll
         while not self._stop.is_set():
-            poll(PRODUCER_POLL_S)
+            try:
+                poll(PRODUCER_POLL_S)
+            except ck.KafkaException as error:  # fatal (fenced): reports still come, keep serving
+                _log.debug("producer %s: %s", self._client_id, _describe(error))
             self._schedule_settle()
 
     def _schedule_settle(self) -> None:
@@ -727,7 +773,7 @@ class ConfluentProducer:
             if failure is None:
                 delivered.set_result(None)
             else:
-                delivered.set_exception(failure)
+                _fail(delivered, failure)
 
     async def flush(self) -> None:
         """Return once every record sent so far is acknowledged (its future settled)."""
@@ -755,17 +801,49 @@ class ConfluentProducer:
                 self._settle()
 
 
+FENCED_ERRORS = {
+    ck.KafkaError._FENCED,
+    ck.KafkaError.PRODUCER_FENCED,
+    ck.KafkaError.INVALID_PRODUCER_EPOCH,
+}
+"""Another producer initialised our transactional id: this one may never send again."""
+
+
 class ConfluentTransactionalProducer(ConfluentProducer):
     """Sends inside Kafka transactions; ``commit`` also commits the consumer's offsets.
 
     A failed transaction is aborted and raised as ``TransportError``: the
     runtime then stops without committing, and the records are read again by
     whoever owns them next (their outputs were never visible).
+
+    Fenced (another process initialised the same transactional id), every
+    pending send fails with one ``FencedError`` naming the id and the fix; the
+    sends nobody awaits any more do not each log "Future exception was never
+    retrieved".
     """
 
     def __init__(self, settings: dict[str, Any], client_id: str) -> None:
         super().__init__(settings, client_id)
         self._initialised = False
+        self._fenced = FencedError(
+            f"producer {client_id}: transactional id {settings['transactional.id']!r} was "
+            "taken over by another instance with the same instance id (fenced); give every "
+            "instance its own CHOREO_INSTANCE_ID, or leave it unset for one per process"
+        )
+
+    def _on_delivery(
+        self, delivered: asyncio.Future[None], error: ck.KafkaError | None, message: ck.Message
+    ) -> None:
+        if error is not None and (error.code() in FENCED_ERRORS or error.fatal()):
+            self._reports.append((delivered, self._fenced))
+        else:
+            super()._on_delivery(delivered, error, message)
+
+    def _refused(self, topic: str, error: ck.KafkaException) -> TransportError:
+        """After a fence every ``produce`` fails with librdkafka's generic fatal error."""
+        if _error_code(error) in (*FENCED_ERRORS, ck.KafkaError._FATAL):
+            return self._fenced
+        return super()._refused(topic, error)
 
     async def begin(self) -> None:
         if not self._initialised:
@@ -798,6 +876,8 @@ class ConfluentTransactionalProducer(ConfluentProducer):
         try:
             await asyncio.to_thread(call, *args)
         except ck.KafkaException as error:
+            if _error_code(error) in FENCED_ERRORS:
+                raise self._fenced from None
             raise TransportError(
                 f"producer {self._client_id}: transaction {what} failed: {_describe(error)}"
             ) from None

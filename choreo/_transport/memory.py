@@ -41,6 +41,7 @@ from typing import Any, NamedTuple
 from choreo._errors import ConfigError, TransportError
 from choreo._transport.base import (
     Headers,
+    Membership,
     RebalanceListener,
     Record,
     TopicConfig,
@@ -126,7 +127,10 @@ class MemoryTransport:
 
     # --- Transport -----------------------------------------------------------------------
 
-    def consumer(self, group_id: str, client_id: str) -> MemoryConsumer:
+    def consumer(
+        self, group_id: str, client_id: str, membership: Membership | None = None
+    ) -> MemoryConsumer:
+        """``membership`` changes nothing here: members never crash in one process."""
         return MemoryConsumer(self, group_id, client_id)
 
     def transactional_producer(self, client_id: str, transactional_id: str) -> Any:
