@@ -89,6 +89,22 @@ def test_with_the_memory_store_a_replay_elsewhere_repeats_the_event_id_consumers
     assert ids == {first.body["event_id"]} == {second.body["event_id"]}
 
 
+def test_without_its_replay_store_the_ingress_refuses_rather_than_skip_the_check(
+    start_ingress: StartIngress, kafka: str, module_schemas: Path, published: Published
+) -> None:
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        nowhere = f"postgresql://choreo:pw@127.0.0.1:{probe.getsockname()[1]}/choreo"
+    ingress = start_ingress(kafka, module_schemas, CHOREO_INGRESS__REPLAY_DSN=nowhere)
+    body = _order("store-down")
+    reply = ingress.request("POST", "/orders", body, signed(body))
+    assert (reply.status, reply.body["error"]) == (
+        503,
+        "the replay check is unavailable; send it again later",
+    )
+    assert published("store-down") == []
+
+
 def test_sigterm_answers_the_request_in_flight_then_exits_0(
     start_ingress: StartIngress, kafka: str, module_schemas: Path, published: Published
 ) -> None:
