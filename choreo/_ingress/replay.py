@@ -14,6 +14,7 @@ timestamp check refuses the request anyway.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import heapq
 import logging
@@ -102,18 +103,20 @@ class PostgresSeen:
         self._tolerance_s = tolerance_s
         self._connect_timeout_s = connect_timeout_s
         self._connection: Any = None
+        self._connecting = asyncio.Lock()
         self._purged_at = 0.0
 
     async def _execute(self, query: str, params: tuple[Any, ...]) -> int:
         """Rows affected; a broken connection is dropped and reopened on the next request."""
         try:
-            if self._connection is None or self._connection.closed:
-                connection = await self._psycopg.AsyncConnection.connect(
-                    self._dsn, autocommit=True, connect_timeout=int(self._connect_timeout_s)
-                )
-                for statement in _DDL:
-                    await connection.execute(statement)
-                self._connection = connection
+            async with self._connecting:  # concurrent requests open one connection, not many
+                if self._connection is None or self._connection.closed:
+                    connection = await self._psycopg.AsyncConnection.connect(
+                        self._dsn, autocommit=True, connect_timeout=int(self._connect_timeout_s)
+                    )
+                    for statement in _DDL:
+                        await connection.execute(statement)
+                    self._connection = connection
             cursor = await self._connection.execute(query, params)
             return int(cursor.rowcount)
         except self._psycopg.Error as error:

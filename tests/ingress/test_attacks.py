@@ -9,6 +9,7 @@ import contextlib
 import signal
 import socket
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -74,6 +75,24 @@ def test_a_replay_to_a_second_replica_and_after_a_restart_is_refused(
     restarted = start_ingress(kafka, module_schemas, CHOREO_INGRESS__REPLAY_DSN=postgres)
     assert restarted.request("POST", "/orders", body, headers).status == 409
     assert len(published("replayed-shared")) == 1
+
+
+def test_copies_racing_into_two_replicas_are_accepted_once(
+    shared: Ingress,
+    start_ingress: StartIngress,
+    kafka: str,
+    module_schemas: Path,
+    postgres: str,
+    published: Published,
+) -> None:
+    replica = start_ingress(kafka, module_schemas, CHOREO_INGRESS__REPLAY_DSN=postgres)
+    body = _order("raced")
+    headers = signed(body)
+    targets = [shared, replica] * 5
+    with ThreadPoolExecutor(len(targets)) as pool:
+        replies = list(pool.map(lambda i: i.request("POST", "/orders", body, headers), targets))
+    assert sorted(r.status for r in replies) == [202] + [409] * 9
+    assert len(published("raced")) == 1
 
 
 def test_with_the_memory_store_a_replay_elsewhere_repeats_the_event_id_consumers_drop(
