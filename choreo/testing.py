@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import copy
 import math
 import time
 from collections.abc import Coroutine
@@ -28,6 +29,7 @@ from choreo._config import ServiceConfig
 from choreo._emitter import Emitter
 from choreo._runtime.clock import CLOCK, ManualClock
 from choreo._runtime.dead_letters import dlq_topic
+from choreo._runtime.idempotency import IdempotencyStore, MemoryIdempotency
 from choreo._runtime.retry_topics import PREFIX as RETRY_PREFIX
 from choreo._runtime.retry_topics import due_at, due_in_s
 from choreo._runtime.runner import ServiceRunner
@@ -43,7 +45,13 @@ __all__ = ["TestService"]
 
 
 class TestService:
-    """``with TestService(svc) as t: t.send(OrderPlaced(...)); t.emitted(StockReserved)``."""
+    """``with TestService(svc) as t: t.send(OrderPlaced(...)); t.emitted(StockReserved)``.
+
+    A service declared with an idempotency store runs with an in-memory one
+    here, so a unit test needs no database and leaves no rows behind; pass
+    ``idempotency=svc.idempotency`` (or any store) to test against a real one,
+    as handlers that write through ``ctx.db`` must.
+    """
 
     __test__ = False  # not a pytest test class, despite the name
 
@@ -55,11 +63,12 @@ class TestService:
         raise_errors: bool = True,
         settle_timeout_s: float = 10.0,
         config: ServiceConfig | None = None,
+        idempotency: IdempotencyStore | None = None,
     ) -> None:
         self.config = (config or ServiceConfig()).model_copy(
             update={"commit_interval_s": 0.0, "shutdown_grace_s": 5.0}
         )
-        self.service = service
+        self.service = _with_store(service, idempotency)
         self.catalog = Catalog.load(Path(schemas))
         self.transport = MemoryTransport()
         self.raise_errors = raise_errors
@@ -289,3 +298,12 @@ class TestService:
     def dead_letters(self, topic: str) -> list[Record]:
         """What the service parked from ``topic``, with the ``choreo_dlq_*`` headers."""
         return self.transport.records(dlq_topic(self.service.name, topic))
+
+
+def _with_store(service: Service, store: IdempotencyStore | None) -> Service:
+    """The service as the test runs it: its handlers, with ``store`` or an in-memory one."""
+    if service.idempotency is None and store is None:
+        return service
+    tested = copy.copy(service)  # the handlers are shared; only the store differs
+    tested.idempotency = store if store is not None else MemoryIdempotency()
+    return tested

@@ -192,3 +192,41 @@ class PostgresIdempotency(_SqlStore):
             self._connection = connection
         with self._connection.transaction(), self._connection.cursor() as cursor:
             yield cursor
+
+
+class NoDatabase:
+    """``ctx.db`` under ``MemoryIdempotency``: any use says how to get a real one.
+
+    A handler that writes through ``ctx.db`` needs the database its SQL is
+    written for; failing on first use with the fix beats an ``AttributeError``
+    on ``None``.
+    """
+
+    def __getattr__(self, name: str) -> Any:
+        raise ConfigError(
+            f"ctx.db.{name}: this service runs with an in-memory idempotency store and no "
+            "database (TestService's default); a handler that writes through ctx.db needs "
+            "one: TestService(svc, idempotency=svc.idempotency) uses the service's own store"
+        )
+
+
+class MemoryIdempotency:
+    """Handled event ids and their emits in a dict: one process, gone with it.
+
+    What ``choreo.testing.TestService`` runs a service with unless the test
+    asks for the service's own store, so unit tests need no database and
+    leave no rows behind. A claim whose handler raises is forgotten, as a
+    rolled-back transaction would be.
+    """
+
+    def __init__(self) -> None:
+        self._outputs: dict[tuple[str, str], list[Outbound]] = {}
+        self._db = NoDatabase()
+
+    @contextmanager
+    def claim(self, group: str, event_id: str) -> Iterator[Claim]:
+        key = (group, event_id)
+        claim = Claim(self._db, self._outputs.get(key))
+        yield claim
+        if claim.outputs is None:
+            self._outputs[key] = claim.recorded

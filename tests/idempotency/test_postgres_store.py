@@ -38,7 +38,7 @@ def test_a_redelivery_is_skipped_and_its_events_re_sent_with_a_shared_postgres_s
             )
         )
 
-    with TestService(svc) as t:
+    with TestService(svc, idempotency=svc.idempotency) as t:
         t.send(placed("o-1"))
         [first] = t.records("shop.orders")
         t.send_raw("shop.orders", first.value, key=first.key, headers=first.headers)

@@ -53,7 +53,7 @@ def _queue(shop_db: str) -> list[str]:
 
 def test_every_arrival_order_of_the_four_events_decides_exactly_once() -> None:
     arrivals = {new_order_id("join"): a for a in itertools.permutations([_order, *CHECKS])}
-    with TestService(approvals.svc) as t:
+    with TestService(approvals.svc, idempotency=approvals.svc.idempotency) as t:
         for seen in range(1, 5):  # one event of every order a round, each order its own sequence
             for order_id, arrival in arrivals.items():
                 t.send(arrival[seen - 1](order_id), settle=False)
@@ -66,7 +66,7 @@ def test_every_arrival_order_of_the_four_events_decides_exactly_once() -> None:
 
 
 def test_an_order_below_the_limit_is_approved_automatically(shop_db: str) -> None:
-    with TestService(approvals.svc) as t:
+    with TestService(approvals.svc, idempotency=approvals.svc.idempotency) as t:
         order_id = _join(t, "999.99")
         [decision] = t.emitted(OrderApproved)
     assert (decision.order_id, decision.approver) == (order_id, "auto")
@@ -76,7 +76,7 @@ def test_an_order_below_the_limit_is_approved_automatically(shop_db: str) -> Non
 
 @pytest.mark.parametrize("total", ["1000.00", "2500.00"])
 def test_an_order_from_the_limit_up_waits_for_a_person(shop_db: str, total: str) -> None:
-    with TestService(approvals.svc) as t:
+    with TestService(approvals.svc, idempotency=approvals.svc.idempotency) as t:
         order_id = _join(t, total)
         [request] = t.emitted(ApprovalRequested)
     assert (request.order_id, request.customer_id) == (order_id, "c-1")
@@ -88,7 +88,7 @@ def test_an_order_from_the_limit_up_waits_for_a_person(shop_db: str, total: str)
 
 
 def test_a_check_published_again_does_not_decide_twice() -> None:
-    with TestService(approvals.svc) as t:
+    with TestService(approvals.svc, idempotency=approvals.svc.idempotency) as t:
         low, high = _join(t, "10.00"), _join(t, "1500.00")
         for order_id in (low, high):
             for check in CHECKS:
@@ -98,7 +98,7 @@ def test_a_check_published_again_does_not_decide_twice() -> None:
 
 
 def test_a_redelivered_check_replays_the_decision_it_made_under_the_same_id() -> None:
-    with TestService(approvals.svc) as t:
+    with TestService(approvals.svc, idempotency=approvals.svc.idempotency) as t:
         order_id = _join(t, "10.00")
         for topic in ("shop.orders", "shop.inventory", "shop.payments", "shop.fraud"):
             for record in t.records(topic):
@@ -112,7 +112,7 @@ def test_a_redelivered_check_replays_the_decision_it_made_under_the_same_id() ->
 def test_the_queue_lists_waiting_orders_oldest_first_until_someone_decides(
     shop_db: str,
 ) -> None:
-    with TestService(approvals.svc) as t:
+    with TestService(approvals.svc, idempotency=approvals.svc.idempotency) as t:
         first, second, third = (_join(t, "1200.00") for _ in range(3))
         queue = _queue(shop_db)
         assert queue.index(first) < queue.index(second) < queue.index(third)
@@ -127,7 +127,7 @@ def test_the_queue_lists_waiting_orders_oldest_first_until_someone_decides(
 
 
 def test_a_decision_for_an_order_that_is_not_waiting_is_dropped() -> None:
-    with TestService(approvals.svc) as t:
+    with TestService(approvals.svc, idempotency=approvals.svc.idempotency) as t:
         auto = _join(t, "50.00")
         twice = _join(t, "1250.00")
         cancelled = _join(t, "1250.00")
@@ -141,7 +141,7 @@ def test_a_decision_for_an_order_that_is_not_waiting_is_dropped() -> None:
 
 
 def test_checks_that_arrive_after_a_cancellation_decide_nothing() -> None:
-    with TestService(approvals.svc) as t:
+    with TestService(approvals.svc, idempotency=approvals.svc.idempotency) as t:
         order_id = new_order_id("late")
         t.send(_order(order_id))
         t.send(order_cancelled(order_id))  # e.g. fraud was suspected meanwhile
@@ -153,7 +153,7 @@ def test_checks_that_arrive_after_a_cancellation_decide_nothing() -> None:
 
 
 def test_the_desk_lists_waiting_orders(shop_db: str, capsys: pytest.CaptureFixture[str]) -> None:
-    with TestService(approvals.svc) as t:
+    with TestService(approvals.svc, idempotency=approvals.svc.idempotency) as t:
         order_id = _join(t, "1300.00")
     assert approval_desk.main(["ls"]) == 0
     [line] = [line for line in capsys.readouterr().out.splitlines() if order_id in line]
@@ -163,7 +163,7 @@ def test_the_desk_lists_waiting_orders(shop_db: str, capsys: pytest.CaptureFixtu
 def test_the_desk_refuses_orders_that_are_not_waiting(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    with TestService(approvals.svc) as t:
+    with TestService(approvals.svc, idempotency=approvals.svc.idempotency) as t:
         auto = _join(t, "50.00")
         cancelled = _join(t, "1400.00")
         t.send(order_cancelled(cancelled))

@@ -30,7 +30,7 @@ def test_stock_is_reserved_for_every_line_and_held() -> None:
     sku, other = _sku("SKU"), _sku("SKU")
     order = placed(new_order_id(), sku=sku, quantity=3)
     order.items.append(LineItem(sku=other, quantity=1, unit_price=Decimal("1.00")))
-    with TestService(inventory.svc) as t:
+    with TestService(inventory.svc, idempotency=inventory.svc.idempotency) as t:
         t.send(order)
         [reserved] = t.emitted(StockReserved)
     assert reserved.order_id == order.order_id
@@ -44,7 +44,7 @@ def test_an_out_of_stock_line_fails_the_whole_reservation_and_holds_nothing() ->
     sku = _sku("SKU")
     order = placed(new_order_id(), sku="OOS-1")
     order.items.append(LineItem(sku=sku, quantity=5, unit_price=Decimal("1.00")))
-    with TestService(inventory.svc) as t:
+    with TestService(inventory.svc, idempotency=inventory.svc.idempotency) as t:
         t.send(order)
         [failed] = t.emitted(StockReservationFailed)
     assert failed.unavailable_skus == ["OOS-1"]
@@ -57,7 +57,7 @@ def test_two_lines_of_one_sku_need_their_sum_in_stock() -> None:
     half = inventory.DEFAULT_STOCK // 2 + 1
     order = placed(new_order_id(), sku=sku, quantity=half)
     order.items.append(LineItem(sku=sku, quantity=half, unit_price=Decimal("1.00")))
-    with TestService(inventory.svc) as t:
+    with TestService(inventory.svc, idempotency=inventory.svc.idempotency) as t:
         t.send(order)
         [failed] = t.emitted(StockReservationFailed)
     assert failed.unavailable_skus == [sku]
@@ -68,7 +68,7 @@ def test_two_lines_of_one_sku_need_their_sum_in_stock() -> None:
 def test_a_redelivered_order_keeps_its_first_reservation() -> None:
     sku = _sku("SKU")
     order = placed(new_order_id(), sku=sku)
-    with TestService(inventory.svc) as t:
+    with TestService(inventory.svc, idempotency=inventory.svc.idempotency) as t:
         t.send(order)
         t.send(order)
         first, second = t.emitted(StockReserved)
@@ -78,7 +78,7 @@ def test_a_redelivered_order_keeps_its_first_reservation() -> None:
 
 def test_picking_a_reserved_order_commits_its_reservation() -> None:
     order_id = new_order_id()
-    with TestService(inventory.svc) as t:
+    with TestService(inventory.svc, idempotency=inventory.svc.idempotency) as t:
         t.send(placed(order_id, sku=_sku("SKU")))
         t.send(shipment_created(order_id))
         [reserved] = t.emitted(StockReserved)
@@ -89,7 +89,7 @@ def test_picking_a_reserved_order_commits_its_reservation() -> None:
 
 def test_damaged_units_found_at_picking_fail_the_commit_naming_the_sku() -> None:
     order_id = new_order_id()
-    with TestService(inventory.svc) as t:
+    with TestService(inventory.svc, idempotency=inventory.svc.idempotency) as t:
         t.send(placed(order_id, sku="DMG-7"))
         t.send(shipment_created(order_id))
         [failed] = t.emitted(StockCommitFailed)
@@ -99,7 +99,7 @@ def test_damaged_units_found_at_picking_fail_the_commit_naming_the_sku() -> None
 
 def test_picking_an_order_with_no_reservation_is_dead_lettered_not_committed() -> None:
     order_id = new_order_id()
-    with TestService(inventory.svc, raise_errors=False) as t:
+    with TestService(inventory.svc, idempotency=inventory.svc.idempotency, raise_errors=False) as t:
         t.send(shipment_created(order_id))
         [parked] = t.dead_letters("shop.shipping")
     assert t.emitted(StockCommitted) == []
@@ -111,7 +111,7 @@ def test_picking_an_order_with_no_reservation_is_dead_lettered_not_committed() -
 def test_releasing_puts_the_units_back_and_confirms() -> None:
     sku = _sku("SKU")
     order_id = new_order_id()
-    with TestService(inventory.svc) as t:
+    with TestService(inventory.svc, idempotency=inventory.svc.idempotency) as t:
         t.send(placed(order_id, sku=sku, quantity=4))
         t.send(release_stock(order_id))
         [released] = t.emitted(StockReleased)
@@ -122,7 +122,7 @@ def test_releasing_puts_the_units_back_and_confirms() -> None:
 def test_releasing_an_unknown_or_released_order_only_confirms() -> None:
     sku = _sku("SKU")
     order_id = new_order_id()
-    with TestService(inventory.svc) as t:
+    with TestService(inventory.svc, idempotency=inventory.svc.idempotency) as t:
         t.send(placed(order_id, sku=sku))
         t.send(release_stock(order_id))
         t.send(release_stock(order_id))

@@ -34,7 +34,7 @@ pytestmark = [pytest.mark.stack, pytest.mark.usefixtures("shop_db")]
 
 def test_a_shipped_order_is_confirmed_and_its_survey_sent_a_follow_up_later() -> None:
     order_id = new_order_id()
-    with TestService(notifications.svc) as t:
+    with TestService(notifications.svc, idempotency=notifications.svc.idempotency) as t:
         t.send(received(order_id, customer_id="c-42"))
         before_ms = time.time() * 1000
         t.send(shipment_created(order_id))
@@ -59,7 +59,7 @@ def test_a_shipped_order_is_confirmed_and_its_survey_sent_a_follow_up_later() ->
 
 def test_a_redelivered_shipment_confirms_and_schedules_once() -> None:
     order_id = new_order_id()
-    with TestService(notifications.svc) as t:
+    with TestService(notifications.svc, idempotency=notifications.svc.idempotency) as t:
         t.send(received(order_id))
         t.send(shipment_created(order_id))
         redeliver(t, t.records("shop.shipping")[-1])
@@ -71,7 +71,7 @@ def test_a_redelivered_shipment_confirms_and_schedules_once() -> None:
 
 def test_a_due_survey_is_sent() -> None:
     order_id = new_order_id()
-    with TestService(notifications.svc) as t:
+    with TestService(notifications.svc, idempotency=notifications.svc.idempotency) as t:
         t.send(survey_due(order_id))
         [sent] = t.emitted(SurveySent)
     assert (sent.order_id, sent.customer_id) == (order_id, "c-1")
@@ -80,7 +80,7 @@ def test_a_due_survey_is_sent() -> None:
 
 def test_a_cancelled_order_gets_no_survey_even_one_scheduled_before() -> None:
     order_id, other = new_order_id(), new_order_id()
-    with TestService(notifications.svc) as t:
+    with TestService(notifications.svc, idempotency=notifications.svc.idempotency) as t:
         t.send(received(order_id))
         t.send(order_cancelled(order_id))
         t.send(survey_due(order_id))
@@ -91,7 +91,9 @@ def test_a_cancelled_order_gets_no_survey_even_one_scheduled_before() -> None:
 
 def test_a_shipment_before_its_order_is_retried_then_dead_lettered_not_confirmed() -> None:
     order_id = new_order_id()
-    with TestService(notifications.svc, raise_errors=False) as t:
+    with TestService(
+        notifications.svc, idempotency=notifications.svc.idempotency, raise_errors=False
+    ) as t:
         t.send(shipment_created(order_id))
         [parked] = t.dead_letters("shop.shipping")
     assert b"no customer yet" in (parked.header("choreo_dlq_error_message") or b"")
@@ -100,7 +102,7 @@ def test_a_shipment_before_its_order_is_retried_then_dead_lettered_not_confirmed
 
 def test_a_cancelled_order_tells_its_customer_why_once() -> None:
     orders = {reason: new_order_id() for reason in CancellationReason if reason != "REJECTED"}
-    with TestService(notifications.svc) as t:
+    with TestService(notifications.svc, idempotency=notifications.svc.idempotency) as t:
         for reason, order_id in orders.items():
             t.send(received(order_id, customer_id=f"c-{reason.lower()}"))
             t.send(order_cancelled(order_id, reason))
@@ -119,7 +121,9 @@ def test_a_cancelled_order_tells_its_customer_why_once() -> None:
 
 def test_a_rejection_is_told_in_the_managers_words_even_when_it_arrives_late() -> None:
     order_id = new_order_id()
-    with TestService(notifications.svc, raise_errors=False) as t:
+    with TestService(
+        notifications.svc, idempotency=notifications.svc.idempotency, raise_errors=False
+    ) as t:
         t.send(received(order_id, customer_id="c-7"))
         t.send(order_cancelled(order_id, CancellationReason.REJECTED))
         assert t.emitted(CancellationSent) == []  # waits on a retry topic...
@@ -133,7 +137,9 @@ def test_a_rejection_is_told_in_the_managers_words_even_when_it_arrives_late() -
 
 def test_a_rejection_never_seen_dead_letters_the_cancellation_with_the_reason() -> None:
     order_id = new_order_id()
-    with TestService(notifications.svc, raise_errors=False) as t:
+    with TestService(
+        notifications.svc, idempotency=notifications.svc.idempotency, raise_errors=False
+    ) as t:
         t.send(received(order_id))
         t.send(order_cancelled(order_id, CancellationReason.REJECTED))
         t.advance(timedelta(seconds=sum(notifications.LATE_REJECTION_RETRY.delays_s)))
@@ -144,7 +150,7 @@ def test_a_rejection_never_seen_dead_letters_the_cancellation_with_the_reason() 
 
 def test_an_order_never_placed_tells_its_customer_what_is_wrong() -> None:
     order_id = new_order_id()
-    with TestService(notifications.svc) as t:
+    with TestService(notifications.svc, idempotency=notifications.svc.idempotency) as t:
         t.send(received(order_id, customer_id="c-9"))
         t.send(invalid(order_id))
         [notice] = t.emitted(CancellationSent)

@@ -73,7 +73,12 @@ class Undoers:
 def undoers() -> Iterator[Undoers]:
     with ExitStack() as stack:
         services = (orders, inventory, payments, shipping)
-        yield Undoers([stack.enter_context(TestService(s.svc)) for s in services])
+        yield Undoers(
+            [
+                stack.enter_context(TestService(s.svc, idempotency=s.svc.idempotency))
+                for s in services
+            ]
+        )
 
 
 def status(run: Run) -> SagaStatus:

@@ -29,7 +29,7 @@ pytestmark = [pytest.mark.stack, pytest.mark.usefixtures("shop_db")]
 
 def test_a_placed_order_has_its_total_authorized() -> None:
     order_id = new_order_id()
-    with TestService(payments.svc) as t:
+    with TestService(payments.svc, idempotency=payments.svc.idempotency) as t:
         t.send(placed(order_id, quantity=3, unit_price="10.00"))
         [authorized] = t.emitted(PaymentAuthorized)
     assert (authorized.order_id, authorized.amount, authorized.currency) == (
@@ -42,7 +42,7 @@ def test_a_placed_order_has_its_total_authorized() -> None:
 
 def test_a_card_without_funds_is_declined_with_the_processors_code() -> None:
     order_id = new_order_id()
-    with TestService(payments.svc) as t:
+    with TestService(payments.svc, idempotency=payments.svc.idempotency) as t:
         t.send(placed(order_id, customer_id="nofunds-7"))
         [declined] = t.emitted(PaymentDeclined)
     assert (declined.order_id, declined.amount) == (order_id, Decimal("19.98"))
@@ -52,7 +52,7 @@ def test_a_card_without_funds_is_declined_with_the_processors_code() -> None:
 
 def test_a_redelivered_order_keeps_its_first_authorization() -> None:
     order = placed(new_order_id())
-    with TestService(payments.svc) as t:
+    with TestService(payments.svc, idempotency=payments.svc.idempotency) as t:
         t.send(order)
         t.send(order)
         first, second = t.emitted(PaymentAuthorized)
@@ -61,7 +61,7 @@ def test_a_redelivered_order_keeps_its_first_authorization() -> None:
 
 def test_shipping_captures_what_was_authorized() -> None:
     order_id = new_order_id()
-    with TestService(payments.svc) as t:
+    with TestService(payments.svc, idempotency=payments.svc.idempotency) as t:
         t.send(placed(order_id, quantity=1, unit_price="42.00"))
         t.send(shipment_created(order_id))
         [authorized] = t.emitted(PaymentAuthorized)
@@ -72,7 +72,7 @@ def test_shipping_captures_what_was_authorized() -> None:
 
 def test_a_voided_hold_cannot_be_captured_and_the_shipment_is_dead_lettered() -> None:
     order_id = new_order_id()
-    with TestService(payments.svc, raise_errors=False) as t:
+    with TestService(payments.svc, idempotency=payments.svc.idempotency, raise_errors=False) as t:
         t.send(placed(order_id))
         t.send(void_authorization(order_id))
         t.send(shipment_created(order_id))
@@ -83,7 +83,7 @@ def test_a_voided_hold_cannot_be_captured_and_the_shipment_is_dead_lettered() ->
 
 def test_voiding_and_refunding_confirm_even_for_unknown_orders() -> None:
     order_id = new_order_id()  # never authorized here
-    with TestService(payments.svc) as t:
+    with TestService(payments.svc, idempotency=payments.svc.idempotency) as t:
         t.send(void_authorization(order_id))
         t.send(refund_payment(order_id, amount="12.50"))
         [voided] = t.emitted(AuthorizationVoided)
@@ -94,10 +94,12 @@ def test_voiding_and_refunding_confirm_even_for_unknown_orders() -> None:
 
 def test_a_restart_between_authorizing_and_capturing_forgets_nothing() -> None:
     order_id = new_order_id()
-    with TestService(payments.svc) as t:
+    with TestService(payments.svc, idempotency=payments.svc.idempotency) as t:
         t.send(placed(order_id))
         [authorized] = t.emitted(PaymentAuthorized)
-    with TestService(payments.svc) as t:  # a new process: only the database remembers
+    with TestService(
+        payments.svc, idempotency=payments.svc.idempotency
+    ) as t:  # a new process: only the database remembers
         t.send(shipment_created(order_id))
         [captured] = t.emitted(PaymentCaptured)
     assert (captured.payment_id, captured.amount) == (authorized.payment_id, authorized.amount)

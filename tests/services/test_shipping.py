@@ -20,7 +20,7 @@ APPROVALS = "shop.approvals"
 
 def test_an_approved_order_is_booked_with_the_carrier_to_its_address() -> None:
     order_id = new_order_id()
-    with TestService(shipping.svc) as t:
+    with TestService(shipping.svc, idempotency=shipping.svc.idempotency) as t:
         t.send(placed(order_id))
         t.send(approved(order_id))
         [created] = t.emitted(ShipmentCreated)
@@ -31,7 +31,7 @@ def test_an_approved_order_is_booked_with_the_carrier_to_its_address() -> None:
 
 def test_a_duplicate_approval_books_nothing_new() -> None:
     order_id = new_order_id()
-    with TestService(shipping.svc) as t:
+    with TestService(shipping.svc, idempotency=shipping.svc.idempotency) as t:
         t.send(placed(order_id))
         t.send(approved(order_id))
         t.send(approved(order_id, approver="manager"))
@@ -41,7 +41,7 @@ def test_a_duplicate_approval_books_nothing_new() -> None:
 
 def test_a_flaky_carrier_is_retried_in_place_and_books_on_the_second_attempt() -> None:
     order_id = new_order_id()
-    with TestService(shipping.svc, raise_errors=False) as t:
+    with TestService(shipping.svc, idempotency=shipping.svc.idempotency, raise_errors=False) as t:
         t.send(placed(order_id, postal_code="99999"))
         t.send(approved(order_id))
         [created] = t.emitted(ShipmentCreated)
@@ -53,7 +53,7 @@ def test_a_flaky_carrier_is_retried_in_place_and_books_on_the_second_attempt() -
 
 def test_a_carrier_down_through_every_retry_fails_the_shipment_on_the_last_attempt() -> None:
     order_id = new_order_id()
-    with TestService(shipping.svc, raise_errors=False) as t:
+    with TestService(shipping.svc, idempotency=shipping.svc.idempotency, raise_errors=False) as t:
         t.send(placed(order_id, postal_code="00000"))
         t.send(approved(order_id))
         for delay_s in shipping.CARRIER_RETRY.delays_s:
@@ -78,7 +78,7 @@ def test_a_carrier_down_through_every_retry_fails_the_shipment_on_the_last_attem
 
 def test_an_approval_whose_address_never_came_is_dead_lettered_after_every_retry() -> None:
     order_id = new_order_id()
-    with TestService(shipping.svc, raise_errors=False) as t:
+    with TestService(shipping.svc, idempotency=shipping.svc.idempotency, raise_errors=False) as t:
         t.send(approved(order_id))
         t.advance(timedelta(minutes=1))  # past every delayed retry
         [parked] = t.dead_letters(APPROVALS)
@@ -89,7 +89,7 @@ def test_an_approval_whose_address_never_came_is_dead_lettered_after_every_retry
 
 def test_cancelling_a_shipment_confirms_even_for_an_unknown_order() -> None:
     order_id = new_order_id()
-    with TestService(shipping.svc) as t:
+    with TestService(shipping.svc, idempotency=shipping.svc.idempotency) as t:
         t.send(cancel_shipment(order_id))
         [cancelled] = t.emitted(ShipmentCancelled)
     assert (cancelled.order_id, cancelled.shipment_id) == (order_id, shipment_id(order_id))

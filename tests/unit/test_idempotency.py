@@ -42,7 +42,7 @@ def _service(
 def test_a_redelivered_event_runs_once_and_re_sends_the_same_events(tmp_path: Path) -> None:
     store = SqliteIdempotency(tmp_path / "once.db")
     calls: list[str] = []
-    with TestService(_service(store, calls)) as t:
+    with TestService(_service(store, calls), idempotency=store) as t:
         t.send(placed("o-1"))
         [first] = t.records("shop.orders")
         t.send_raw("shop.orders", first.value, key=first.key, headers=first.headers)  # redelivery
@@ -58,7 +58,7 @@ def test_a_redelivered_event_runs_once_and_re_sends_the_same_events(tmp_path: Pa
 def test_a_failed_try_rolls_its_side_effects_back(tmp_path: Path) -> None:
     store = SqliteIdempotency(tmp_path / "once.db")
     calls: list[str] = []
-    with TestService(_service(store, calls, fail_first=True)) as t:
+    with TestService(_service(store, calls, fail_first=True), idempotency=store) as t:
         t.send(placed("o-2"))
         [emitted] = t.emitted(StockReservationFailed)
     assert calls == ["o-2", "o-2"]  # tried twice
@@ -69,7 +69,7 @@ def test_a_failed_try_rolls_its_side_effects_back(tmp_path: Path) -> None:
 def test_different_events_with_the_same_payload_both_run(tmp_path: Path) -> None:
     store = SqliteIdempotency(tmp_path / "once.db")
     calls: list[str] = []
-    with TestService(_service(store, calls)) as t:
+    with TestService(_service(store, calls), idempotency=store) as t:
         t.send(placed("o-3"))
         t.send(placed("o-3"))  # a new event id: a new fact, not a redelivery
     assert calls == ["o-3", "o-3"]
