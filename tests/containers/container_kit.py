@@ -1,0 +1,109 @@
+"""Run the project's image as a deployment would: host network, read-only, non-root.
+
+Every container reaches the local stack's broker on 127.0.0.1 (host network), so each gets
+its own probe port. Podman 4.3 runs no healthchecks by itself without systemd: ``health``
+runs the image's HEALTHCHECK once, as Docker's timer would, and returns the status.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+IMAGE = "choreo-app:latest"
+ROOT_MODULES = Path(__file__).resolve().parents[1] / "runtime"
+"""Test services (ledger_service.py) mounted into the image's /app like a user's own module."""
+GRACE_S = 30
+"""The stop grace period given to ``docker stop`` (choreo's CHOREO_SHUTDOWN_GRACE_S default)."""
+
+
+@dataclass(frozen=True)
+class Engine:
+    docker_host: str
+    """Empty for the Docker engine's default socket."""
+    podman: bool
+    containers_conf: Path
+    """Podman's settings (runc, ulimits) the script wrote; unused with Docker."""
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def app(
+    command: list[str], kafka: str, schemas: Path, mounts: dict[Path, str] | None = None, **env: str
+) -> Any:  # a testcontainers DockerContainer (imported late: it reads its settings at import)
+    """A DockerContainer of the image running ``command`` against ``kafka`` (not started).
+
+    The schemas (their topics renamed per test) are mounted read-only at /schemas; the root
+    filesystem is read-only, as a hardened deployment runs it.
+    """
+    from testcontainers.core.container import DockerContainer
+
+    port = free_port()
+    container = (
+        DockerContainer(IMAGE)
+        .with_command(command)
+        .with_envs(
+            CHOREO_BOOTSTRAP_SERVERS=kafka,
+            CHOREO_SCHEMAS_DIR="/schemas",
+            CHOREO_METRICS_PORT=str(port),
+            CHOREO_HEALTH_URL=f"http://127.0.0.1:{port}/readyz",
+            OTEL_TRACES_EXPORTER="none",
+            **env,
+        )
+        .with_volume_mapping(schemas, "/schemas", "ro")
+        .with_kwargs(network_mode="host", read_only=True, stop_signal="SIGTERM")
+    )
+    for host, inside in (mounts or {}).items():
+        mode = "rw" if host.is_dir() else "ro"
+        container.with_volume_mapping(host, inside, mode)
+    return container
+
+
+def health(engine: Engine, container_id: str) -> str:
+    """The HEALTHCHECK's status after one more run of it (Docker's own timer runs it too)."""
+    if engine.podman:
+        subprocess.run(
+            ["podman", "healthcheck", "run", container_id],
+            env=os.environ | {"CONTAINERS_CONF": str(engine.containers_conf)},
+            capture_output=True,
+            timeout=30,
+        )
+    return inspect(container_id, "{{.State.Health.Status}}")
+
+
+def inspect(container_id: str, template: str) -> str:
+    shown = subprocess.run(
+        ["docker", "inspect", "-f", template, container_id],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    return shown.stdout.strip()
+
+
+def wait_for(what: str, check: Callable[[], bool], timeout_s: float, every_s: float = 1) -> None:
+    """Poll ``check`` until it holds; fail naming ``what`` after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout_s:.0f} s: {what}")
+        time.sleep(every_s)
+
+
+def writable_dir(path: Path) -> Path:
+    """A host directory the image's user (uid 10001) can write to, for a bind mount."""
+    path.mkdir(parents=True, exist_ok=True)
+    path.chmod(0o777)
+    return path
