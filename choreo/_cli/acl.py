@@ -48,10 +48,17 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
             help="e.g. orders=User:svc-orders or choreo-saga-order=User:tracker "
             "(default: User:<service name>, User:choreo-saga-<saga>)",
         )
+        action.add_argument(
+            "--replay",
+            action="store_true",
+            help="also let each service's principal run `choreo dlq replay` of its own DLQs",
+        )
         action.set_defaults(handler=handler)
 
 
-def grants(targets: list[str], config: ServiceConfig, principals: dict[str, str]) -> list[Grant]:
+def grants(
+    targets: list[str], config: ServiceConfig, principals: dict[str, str], replay: bool = False
+) -> list[Grant]:
     """One grant per service and per saga (all versions of one saga share a tracker)."""
     catalog = Catalog.load(config.schemas_dir)
     services: list[Service] = []
@@ -69,7 +76,9 @@ def grants(targets: list[str], config: ServiceConfig, principals: dict[str, str]
             versions = sagas.setdefault(saga.name, [])
             if saga not in versions:
                 versions.append(saga)
-    made = [service_grant(s, config, catalog, principals.get(s.name)) for s in services] + [
+    made = [
+        service_grant(s, config, catalog, principals.get(s.name), replay=replay) for s in services
+    ] + [
         tracker_grant(versions, catalog, principals.get(f"choreo-saga-{name}"))
         for name, versions in sagas.items()
     ]
@@ -95,7 +104,7 @@ def _parse_principals(pairs: list[str]) -> dict[str, str]:
 
 def _planned(args: argparse.Namespace) -> tuple[ServiceConfig, list[Grant], AclDiff, list[str]]:
     config = load_config(args.config)
-    made = grants(args.targets, config, _parse_principals(args.principal))
+    made = grants(args.targets, config, _parse_principals(args.principal), args.replay)
     admin = AclAdmin(config.kafka)
     existing, unmanaged = admin.describe({g.principal for g in made})
     return config, made, diff((a for g in made for a in g.acls), existing), unmanaged

@@ -15,15 +15,18 @@ DOCUMENTED = frozenset(
         "not-avro",
         "not-debezium",
         "not-json",
+        "registry-framed",
         "rejected",
         "tombstone",
         "too-large",
         "truncated",
         "unknown-fingerprint",
+        "unknown-type",
+        "wrong-topic",
         "wrong-type",
     }
 )
-"""The codes the README lists. Codes found in the topic itself count as known too, so a reason
+"""The codes the runtime writes. Codes found in the topic itself count as known too, so a reason
 added to the runtime later (or written by an older version) can be selected without a release."""
 
 

@@ -18,12 +18,12 @@ topic, so two replays of one DLQ at once fence each other instead of doubling.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
@@ -32,8 +32,10 @@ from choreo._dlq.reader import READ_TIMEOUT_S, DeadLetter, read, read_partitions
 from choreo._dlq.reasons import check_reason
 from choreo._errors import TransportError
 from choreo._runtime import dead_letters as dlq
+from choreo._transport.base import TopicConfig
 
 LEDGER_TOPIC = "choreo.dlq-replays"
+LEDGER = TopicConfig(LEDGER_TOPIC, partitions=1, compacted=True)
 REPLAYED_FROM = "choreo_replayed_from"
 """Header on a replayed record: the DLQ coordinates it came from."""
 TRANSACTION_SIZE = 200
@@ -87,10 +89,11 @@ def _ledger_key(record: DeadLetter) -> str:
 
 
 def _ensure_ledger(settings: dict[str, Any]) -> None:
+    """Create the ledger if missing (a service principal cannot: ``choreo acl apply`` does)."""
     admin = AdminClient(settings)
     if LEDGER_TOPIC in admin.list_topics(timeout=READ_TIMEOUT_S).topics:
         return
-    topic = NewTopic(LEDGER_TOPIC, 1, config={"cleanup.policy": "compact"})
+    topic = NewTopic(LEDGER.name, LEDGER.partitions, config={"cleanup.policy": "compact"})
     for future in admin.create_topics([topic]).values():
         try:
             future.result(READ_TIMEOUT_S)
@@ -171,15 +174,30 @@ def _send(
             "partitioner": "murmur2_random",
         }
     )
-    producer.init_transactions(READ_TIMEOUT_S * 3)
-    batch: list[DeadLetter] = []
-    for record in records:
-        batch.append(record)
-        if len(batch) >= TRANSACTION_SIZE:
-            _commit_batch(producer, destination, batch)
-            batch = []
-    if batch:
-        _commit_batch(producer, destination, batch)
+    refused: list[str] = []
+    """The broker's delivery errors: why a commit failed (e.g. no WRITE on ``destination``)."""
+
+    def delivered(error: KafkaError | None, message: Message) -> None:
+        if error is not None:
+            refused.append(f"{message.topic()}: {error.str()}")
+
+    try:
+        producer.init_transactions(READ_TIMEOUT_S * 3)
+        batch: list[DeadLetter] = []
+        for record in records:
+            batch.append(record)
+            if len(batch) >= TRANSACTION_SIZE:
+                _commit_batch(producer, destination, batch, delivered)
+                batch = []
+        if batch:
+            _commit_batch(producer, destination, batch, delivered)
+    except KafkaException as error:
+        raise TransportError(
+            f"replaying {dlq_topic} to {destination} (and marking it in {LEDGER_TOPIC}) "
+            f"as transactional id {replay_transactional_id(dlq_topic)}: "
+            f"{refused[0] if refused else error.args[0]}; "
+            "batches committed before stay replayed; run it again for the rest"
+        ) from None
 
 
 def replay_transactional_id(dlq_topic: str) -> str:
@@ -187,7 +205,12 @@ def replay_transactional_id(dlq_topic: str) -> str:
     return f"choreo-dlq-replay-{dlq_topic}"
 
 
-def _commit_batch(producer: Producer, destination: str, batch: list[DeadLetter]) -> None:
+def _commit_batch(
+    producer: Producer,
+    destination: str,
+    batch: list[DeadLetter],
+    delivered: Callable[[KafkaError | None, Message], None],
+) -> None:
     producer.begin_transaction()
     now = datetime.now(UTC).isoformat(timespec="milliseconds")
     for record in batch:
@@ -197,7 +220,10 @@ def _commit_batch(producer: Producer, destination: str, batch: list[DeadLetter])
             key=record.key,
             value=record.value,
             headers=[*record.original_headers, (REPLAYED_FROM, key.encode())],
+            on_delivery=delivered,
         )
         marker = json.dumps({"replayed_at": now, "to": destination})
-        producer.produce(LEDGER_TOPIC, key=key.encode(), value=marker.encode())
+        producer.produce(
+            LEDGER_TOPIC, key=key.encode(), value=marker.encode(), on_delivery=delivered
+        )
     producer.commit_transaction(READ_TIMEOUT_S * 3)

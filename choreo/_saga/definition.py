@@ -23,6 +23,7 @@ from typing import Any
 
 from pydantic import AwareDatetime, NaiveDatetime
 
+from choreo._config import is_plain_name
 from choreo._errors import TopologyError
 from choreo._schemas import Catalog, Event
 
@@ -269,6 +270,10 @@ class Saga:
     def validate(self, catalog: Catalog) -> None:
         """Raise :class:`TopologyError` naming the saga and step for anything that cannot work."""
         where = f"saga '{self.name}' v{self.version}"
+        if not is_plain_name(self.name):
+            # It names the tracker's DLQ topics (choreo.dlq.choreo-saga-<name>.<topic>): a dot
+            # would let two sagas' DLQ names meet, and replay derives the topic from the name.
+            raise TopologyError(f"{where}: a saga name is letters, digits, '-' or '_'")
         if not self._placed:
             raise TopologyError(f"{where} has no steps")
         names = [p.step.name for p in self._placed]

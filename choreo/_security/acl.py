@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from choreo._config import ServiceConfig
+from choreo._dlq.replay import LEDGER, LEDGER_TOPIC, replay_transactional_id
 from choreo._docs.emits import service_emits
 from choreo._errors import TopologyError
 from choreo._runtime.dead_letters import dlq_topic
@@ -73,10 +74,33 @@ def default_principal(owner: str) -> str:
     return f"User:{owner}"
 
 
+def replay_acls(who: str, owner: str, sources: Iterable[str]) -> list[Acl]:
+    """What ``choreo dlq replay`` of ``owner``'s dead letters needs when run as ``who``, the
+    owner's principal (``choreo acl apply --replay``): read each DLQ topic, write the topic
+    its name says the records came from (nothing else, so no forged header or ``--to-topic``
+    reaches another team's topic), read and write the replay ledger, and use that DLQ
+    topic's own transactional id (literal, not a prefix)."""
+    acls = [Acl(who, "topic", LEDGER_TOPIC, "READ"), Acl(who, "topic", LEDGER_TOPIC, "WRITE")]
+    for source in sources:
+        parked = dlq_topic(owner, source)
+        acls += [
+            Acl(who, "topic", parked, "READ"),
+            Acl(who, "topic", source, "WRITE"),
+            Acl(who, "transactional_id", replay_transactional_id(parked), "WRITE"),
+        ]
+    return acls
+
+
 def service_grant(
-    service: Service, config: ServiceConfig, catalog: Catalog, principal: str | None = None
+    service: Service,
+    config: ServiceConfig,
+    catalog: Catalog,
+    principal: str | None = None,
+    *,
+    replay: bool = False,
 ) -> Grant:
-    """The service's ACLs, computed from the same subscription logic ``choreo run`` uses."""
+    """The service's ACLs, computed from the same subscription logic ``choreo run`` uses;
+    with ``replay``, also what replaying its own dead letters needs (``replay_acls``)."""
     runner = ServiceRunner(service, config, MemoryTransport(), catalog)
     who = principal or default_principal(service.name)
     retries = {t for t in runner.topics if t.startswith(RETRY_PREFIX)}
@@ -96,7 +120,11 @@ def service_grant(
     if config.exactly_once:
         prefix = transactional_prefix(runner.group_id)
         acls.append(Acl(who, "transactional_id", prefix, "WRITE", prefixed=True))
-    return Grant(service.name, who, tuple(sorted(set(acls))), tuple(runner.topic_configs()))
+    topics = runner.topic_configs()
+    if replay:
+        acls += replay_acls(who, service.name, sources)
+        topics.append(LEDGER)
+    return Grant(service.name, who, tuple(sorted(set(acls))), tuple(topics))
 
 
 def tracker_grant(sagas: Sequence[Saga], catalog: Catalog, principal: str | None = None) -> Grant:

@@ -126,3 +126,33 @@ def test_hostile_header_bytes_cannot_crash_show_ls_or_replay(secured: Secured) -
     assert "Traceback" not in dry.stderr, dry.stderr
     assert f"{len(records)} selected, would replay 0 to " in dry.stdout
     assert len(dry.stderr.splitlines()) == len(records)  # every one refused, with its line
+
+
+def test_the_owning_principal_replays_its_own_dead_letters_and_can_reach_nothing_else(
+    secured: Secured,
+) -> None:
+    stock = secured.user("stock")
+    applied = secured.admin("acl", "apply", "--replay", "secure_services:stock")
+    assert applied.returncode == 0, applied.stderr
+    catalog = Catalog.load(secured.schemas)
+    orders = catalog.topic_of(OrderPlaced.event_type).name
+    payments = catalog.topic_of(PaymentAuthorized.event_type).name
+    parked = dlq_topic(stock, orders)
+    assert f"READ  topic {parked}" in applied.stdout
+    assert f"WRITE transactional_id choreo-dlq-replay-{parked}" in applied.stdout
+    honest: Headers = [(dlq.REASON, b"handler-error"), (dlq.TOPIC, orders.encode())]
+    forged: Headers = [(dlq.REASON, b"handler-error"), (dlq.TOPIC, payments.encode())]
+    _write_as(secured, stock, parked, [(b"h-1", honest), (b"f-1", forged)])
+    payments_before = len(_admin_read(secured, payments))
+
+    as_stock = secured.as_user(stock)
+    replayed = secured.choreo("dlq", "replay", parked, env=as_stock)
+    assert replayed.returncode == 1, replayed.stdout + replayed.stderr
+    assert f"2 selected, replayed 1 to {orders}, 0 already replayed before, 1 refused" in (
+        replayed.stdout
+    )
+    redirect = secured.choreo("dlq", "replay", parked, "--to-topic", payments, env=as_stock)
+    assert redirect.returncode == 1, redirect.stdout + redirect.stderr
+    [denied] = [line for line in redirect.stderr.splitlines() if line.startswith("choreo: ")]
+    assert f"replaying {parked} to {payments}" in denied and "uthoriz" in denied, denied
+    assert len(_admin_read(secured, payments)) == payments_before
