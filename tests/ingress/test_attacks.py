@@ -131,7 +131,7 @@ def test_sigterm_answers_the_request_in_flight_then_exits_0(
     body = _order("in-flight")
     with ingress.connect() as connection:
         connection.sendall(_head(body) + body[:10])
-        time.sleep(0.5)  # the app is reading the body
+        time.sleep(1)  # the server accepted it and the app is reading the body
         ingress.process.send_signal(signal.SIGTERM)
         time.sleep(1)
         assert ingress.process.poll() is None, "exited with a request in flight"
