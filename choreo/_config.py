@@ -170,6 +170,8 @@ class IngressConfig(BaseModel):
     right for one process only (a restart forgets). Set it with ``CHOREO_INGRESS__REPLAY_DSN``."""
     accept_v1: bool = False
     """Also accept ``v1=`` signatures (method, path and query unsigned) while senders move."""
+    metrics_port: int | None = Field(default=None, ge=0, le=65535)
+    """Serve ``/metrics`` and a ``/readyz`` that says why on 127.0.0.1 at this port (0: any)."""
     source: str = "ingress"
     """``ce_source`` of the events published."""
 
