@@ -68,6 +68,7 @@ _IDS = uuid.UUID("7c1f3a52-2d7e-4b0e-9a55-0c40a8b1e6d3")
 _UNDONE_OR_DONE = frozenset(
     {StepStatus.SUCCEEDED, StepStatus.SKIPPED, StepStatus.COMPENSATING, StepStatus.COMPENSATED}
 )
+"""A step that succeeded (perhaps undone since) or was skipped: its stage can move on."""
 
 
 @dataclass(frozen=True)
@@ -450,9 +451,7 @@ class Engine:
         """Start the deadlines of the first stage that is not done yet (and of its sub-sagas)."""
         for members in definition.stages:
             open_members = [
-                p
-                for p in members
-                if state.steps[p.step.name].status not in (StepStatus.SUCCEEDED, StepStatus.SKIPPED)
+                p for p in members if state.steps[p.step.name].status not in _UNDONE_OR_DONE
             ]
             if not open_members:
                 continue
@@ -750,9 +749,8 @@ def _versions(versions: Mapping[str, int]) -> str:
 def _awaited(definition: Saga, state: SagaState) -> list[PlacedStep]:
     """The activated steps that have not reported: the pending members of the first stage
     not done yet (stages run in order, so no later step can have been started)."""
-    done = (StepStatus.SUCCEEDED, StepStatus.SKIPPED)
     for members in definition.stages:
-        if all(state.steps[p.step.name].status in done for p in members):
+        if all(state.steps[p.step.name].status in _UNDONE_OR_DONE for p in members):
             continue
         return [p for p in members if state.steps[p.step.name].status is StepStatus.PENDING]
     return []

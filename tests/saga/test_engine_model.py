@@ -1,0 +1,396 @@
+"""Model-based property test of the saga engine: any definition, any arrival order, any crash.
+
+Hypothesis draws a definition (sequences, parallel groups, sub-sagas, conditional steps, step
+and saga deadlines), what each step's service does (succeeds, fails, never answers, answers
+after its deadline) and then a schedule: which input topic the tracker reads next (Kafka keeps
+order per topic only), duplicates, transaction commits, tracker crashes (state back to the
+last commit, the uncommitted input read again, its emits lost), slow services, and time.
+The simulated services act in choreography (a stage starts once the stage before succeeded)
+and apply compensations idempotently by ``ce_id``. Like the real tracker (see
+``choreo._saga.caught_up``), the engine's clock only moves once it has read every event
+already written.
+
+Checked against that world: the end state; each succeeded step with a compensation undone
+exactly once (one ``ce_id`` per step) iff the saga did not complete, and nothing else undone;
+compensations in reverse definition order (a success that came after its step's deadline,
+or after the wait for it, is exempt: it is undone as soon as it is read); never
+``compensated`` while an activated step may still report. ``derandomize``: CI runs the same
+examples every time; a failure prints its case, to be kept below as a plain regression test.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from choreo import Event
+from choreo.saga import Engine, Incoming, Parallel, Saga, SagaState, SagaStatus, Step, SubSaga
+from choreo.saga import StepStatus as S
+
+SLOTS = 6
+DEADLINE = timedelta(seconds=5)
+UNDO_DEADLINE = timedelta(seconds=3)
+LATE = 30.0
+DELAYS = (0.5, 2.0, LATE)
+"""Service answer delays: in time, and after any deadline. A late success is undone as soon
+as it is read, after the steps before it only if they were still to be undone (documented):
+whether a compensation already went out when it is read depends on how topics interleave."""
+EXAMPLES = 2000
+
+
+def _model(name: str, **fields: type) -> type[Event]:
+    namespace: dict[str, Any] = {
+        "__annotations__": fields,
+        "__module__": __name__,
+        "event_type": f"model.{name}",
+    }
+    return type(name, (Event,), namespace)
+
+
+Begin = _model("Begin", saga=str, flags=int)
+OK = [_model(f"Ok{i}", saga=str) for i in range(SLOTS)]
+BAD = [_model(f"Bad{i}", saga=str) for i in range(SLOTS)]
+UNDO = [_model(f"Undo{i}", saga=str) for i in range(SLOTS)]
+UNDONE = [_model(f"Undone{i}", saga=str) for i in range(SLOTS)]
+
+
+def _step(slot: int, compensable: bool, deadline: bool, conditional: bool) -> Step:
+    return Step(
+        f"s{slot}",
+        success=[OK[slot]],
+        failure=[BAD[slot]],
+        compensate=UNDO[slot] if compensable else None,
+        compensated=[UNDONE[slot]] if compensable else (),
+        needs_compensation=compensable,
+        deadline=DEADLINE if deadline else None,
+        when=(lambda start, bit=1 << slot: not start.flags & bit) if conditional else None,
+        compensation_deadline=UNDO_DEADLINE,
+        compensation_retries=1000,  # the services always answer in the end: never parked
+    )
+
+
+@st.composite
+def definitions(draw: st.DrawFn) -> Saga:
+    count = draw(st.integers(1, SLOTS))
+    steps = [
+        _step(slot, draw(st.booleans()), draw(st.booleans()), draw(st.integers(0, 4)) == 0)
+        for slot in range(count)
+    ]
+    items: list[Step | Parallel | SubSaga] = []
+    while steps:
+        kind = draw(st.sampled_from(["step", "step", "parallel", "sub"]))
+        size = 1 if kind == "step" else min(len(steps), draw(st.integers(1, 3)))
+        chunk, steps = steps[:size], steps[size:]
+        if kind == "step":
+            items.append(chunk[0])
+        elif kind == "parallel":
+            items.append(Parallel(chunk))
+        else:
+            inner = Saga(f"sub{len(items)}", 1, Begin, chunk)
+            items.append(SubSaga(inner))
+    deadline = draw(st.sampled_from([None, timedelta(seconds=20)]))
+    return Saga("model", 1, Begin, items, deadline=deadline)
+
+
+def _slot(name: str) -> int:
+    """``s3`` or ``sub1/s3`` → 3."""
+    return int(name.rsplit("s", 1)[1])
+
+
+@dataclass
+class Record:
+    born: int
+    """Sequence number when it was written: compares with emits for 'truly late'."""
+    event: Event
+    event_id: str
+
+
+@dataclass
+class World:
+    """The services, the topics and the tracker, all in memory, driven by hypothesis."""
+
+    saga: Saga
+    outcome: dict[str, str]
+    delay: dict[str, float]
+    flags: int
+    engine: Engine = field(init=False)
+    now: float = 0.0
+    seq: int = 0
+    topics: dict[str, deque[Record]] = field(default_factory=dict)
+    commands: dict[str, deque[Record]] = field(default_factory=dict)
+    scheduled: list[tuple[float, int, str, Event]] = field(default_factory=list)
+    state: SagaState | None = None
+    committed: bytes | None = None
+    uncommitted: list[tuple[str, Record]] = field(default_factory=list)
+    pending_emits: list[tuple[str, Record]] = field(default_factory=list)
+    """(step, compensation) decided in the open transaction."""
+    delivered: set[str] = field(default_factory=set)
+    """Step names whose report (success or failure) the engine has read."""
+    delivered_ok: set[str] = field(default_factory=set)
+    committed_delivered: tuple[set[str], set[str]] = (set(), set())
+    emitted: dict[str, list[tuple[int, str]]] = field(default_factory=dict)
+    """Per step: (sequence, ce_id) of each compensation the tracker published."""
+    applied: dict[str, int] = field(default_factory=dict)
+    seen_ids: dict[str, set[str]] = field(default_factory=dict)
+    born_ok: dict[str, int] = field(default_factory=dict)
+    activated: set[int] = field(default_factory=set)
+    violations: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.engine = Engine([self.saga])
+        self.topics = {"start": deque()} | {p.step.name: deque() for p in self.saga.placed}
+        self.commands = {p.step.name: deque() for p in self.saga.placed}
+        self._write("start", Begin(saga="m", flags=self.flags))
+        self._activate()
+
+    # -- the services ----------------------------------------------------------------------
+
+    def _skipped(self, name: str) -> bool:
+        step = self.saga.step(name).step
+        return step.when is not None and not step.when(Begin(saga="m", flags=self.flags))
+
+    def _write(self, topic: str, event: Event) -> None:
+        self.seq += 1
+        self.topics[topic].append(Record(self.seq, event, f"w{self.seq}"))
+        if isinstance(event, tuple(OK)):
+            self.born_ok[topic] = self.seq
+
+    def _activate(self) -> None:
+        """Choreography: the first stage not done starts once every stage before succeeded."""
+        for number, members in enumerate(self.saga.stages):
+            names = [p.step.name for p in members if not self._skipped(p.step.name)]
+            if all(n in self.born_ok for n in names):
+                continue
+            if number in self.activated:
+                return
+            self.activated.add(number)
+            for n in names:
+                if self.outcome[n] != "silent":
+                    made = (OK if self.outcome[n] == "ok" else BAD)[_slot(n)](saga="m")
+                    self.scheduled.append((self.now + self.delay[n], self.seq, n, made))
+            return
+
+    def failed(self) -> bool:
+        """A step's service reported a failure (it was written to its topic)."""
+        return any(
+            self.outcome[n] == "fail" and all(s[2] != n for s in self.scheduled)
+            for members in (self.saga.stages[k] for k in self.activated)
+            for n in (p.step.name for p in members)
+            if not self._skipped(n)
+        )
+
+    def serve(self, name: str) -> None:
+        """The service of step ``name`` handles one compensation command, idempotently."""
+        record = self.commands[name].popleft()
+        seen = self.seen_ids.setdefault(name, set())
+        if record.event_id in seen:
+            return
+        seen.add(record.event_id)
+        self.applied[name] = self.applied.get(name, 0) + 1
+        self._write(name, UNDONE[_slot(name)](saga="m"))
+
+    # -- the tracker -----------------------------------------------------------------------
+
+    def deliver(self, topic: str) -> None:
+        record = self.topics[topic].popleft()
+        self.uncommitted.append((topic, record))
+        if isinstance(record.event, (*OK, *BAD)):
+            self.delivered.add(topic)
+        if isinstance(record.event, tuple(OK)):
+            self.delivered_ok.add(topic)
+        incoming = Incoming("m", record.event, record.event_id)
+        self._take(self.engine.handle(self.state, incoming, self.now))
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+        for entry in sorted(self.scheduled, key=lambda s: (s[0], s[1])):
+            if entry[0] <= self.now:
+                self.scheduled.remove(entry)
+                self._write(entry[2], entry[3])
+                self._activate()
+        caught_up = not any(self.topics.values())
+        if caught_up and self.state is not None:
+            self._take(self.engine.tick(self.state, self.now))
+
+    def commit(self) -> None:
+        for name, record in self.pending_emits:
+            self.commands[name].append(record)
+            self.emitted.setdefault(name, []).append((record.born, record.event_id))
+        self.pending_emits = []
+        self.uncommitted = []
+        self.committed = None if self.state is None else self.state.to_bytes()
+        self.committed_delivered = (set(self.delivered), set(self.delivered_ok))
+
+    def crash(self) -> None:
+        """Killed mid-batch: nothing since the last commit happened; the input is read again."""
+        for topic, record in reversed(self.uncommitted):
+            self.topics[topic].appendleft(record)
+        self.uncommitted = []
+        self.pending_emits = []
+        self.state = None if self.committed is None else SagaState.from_bytes(self.committed)
+        self.delivered, self.delivered_ok = (set(s) for s in self.committed_delivered)
+
+    def duplicate(self, topic: str) -> None:
+        """A producer retry or a service replaying its input: the same record once more."""
+        if self.topics[topic]:
+            self.topics[topic].append(self.topics[topic][0])
+
+    def _take(self, outcome: Any) -> None:
+        was = None if self.state is None else self.state.status
+        self.state = outcome.state
+        for emit in outcome.emits:
+            self.seq += 1
+            self.pending_emits.append((emit.step, Record(self.seq, emit.event, emit.event_id)))
+        if self.state is not None and self.state.status is not was:
+            self._check_not_final_too_soon(self.state)
+
+    def _check_not_final_too_soon(self, state: SagaState) -> None:
+        """On becoming final: every step started by what the engine read has reported or
+        was given up at its deadline. (A late success may start more steps afterwards: their
+        successes re-open the saga.)"""
+        if state.status not in (SagaStatus.COMPLETED, SagaStatus.COMPENSATED):
+            return
+        for members in self.saga.stages:  # the stages the engine can know were started
+            names = [p.step.name for p in members if not self._skipped(p.step.name)]
+            for name in names:
+                if name not in self.delivered and state.steps[name].status is not S.TIMED_OUT:
+                    self.violations.append(f"{state.status} while {name} may still report")
+            if not all(n in self.delivered_ok for n in names):
+                return
+
+    def settle(self) -> None:
+        """Everything delivered and answered, time moved on until nothing changes."""
+        for _ in range(400):
+            self.commit()
+            busy = False
+            for name, queue in self.commands.items():
+                while queue:
+                    self.serve(name)
+                    busy = True
+            for topic, queue in self.topics.items():
+                while queue:
+                    self.deliver(topic)
+                    busy = True
+            self.commit()
+            if not busy and not self.scheduled and (self.state is None or self._quiet()):
+                return
+            moments = [at for at, *_ in self.scheduled]
+            if self.state is not None and not self._quiet() and self.state.wake_at is not None:
+                moments.append(self.state.wake_at)  # not a finished saga's retention
+            self.advance(max(0.1, min(moments, default=self.now + 2.0) - self.now))
+        self.violations.append("never settled")
+
+    def _quiet(self) -> bool:
+        """Finished, or running with no deadline left to wait for (a step that never answers
+        and has none: the saga waits for it for ever, as documented)."""
+        assert self.state is not None
+        return self.state.status in (SagaStatus.COMPLETED, SagaStatus.COMPENSATED) or (
+            self.state.status is SagaStatus.RUNNING and self.state.wake_at is None
+        )
+
+
+ACTIONS = ("deliver", "deliver", "deliver", "serve", "commit", "crash", "duplicate", "advance")
+
+
+def run(world: World, data: st.DataObject) -> None:
+    for _ in range(data.draw(st.integers(0, 60), label="steps")):
+        action = data.draw(st.sampled_from(ACTIONS))
+        if action in ("deliver", "duplicate"):
+            topics = [t for t, q in world.topics.items() if q]
+            if topics:
+                topic = data.draw(st.sampled_from(topics))
+                (world.deliver if action == "deliver" else world.duplicate)(topic)
+        elif action == "serve":
+            names = [n for n, q in world.commands.items() if q]
+            if names:
+                world.serve(data.draw(st.sampled_from(names)))
+        elif action == "commit":
+            world.commit()
+        elif action == "crash":
+            world.crash()
+        else:
+            world.advance(data.draw(st.sampled_from([0.5, 1.0, 3.0, 10.0])))
+    world.settle()
+
+
+def check(world: World) -> list[str]:
+    problems = list(world.violations)
+    state = world.state
+    assert state is not None
+    undoable = {n for n in world.born_ok if world.saga.step(n).step.compensate is not None}
+    completed = state.status is SagaStatus.COMPLETED
+    silent = any(world.outcome[p.step.name] == "silent" for p in world.saga.placed)
+    stuck = state.status is SagaStatus.RUNNING and state.wake_at is None and silent
+    if state.status not in (SagaStatus.COMPLETED, SagaStatus.COMPENSATED) and not stuck:
+        problems.append(f"ended {state.status}")
+    if completed and world.failed():
+        problems.append("completed although a step failed")
+    expected = set() if completed or stuck else undoable
+    if set(world.applied) != expected:
+        problems.append(f"undone {sorted(world.applied)}, expected {sorted(expected)}")
+    problems += [f"{n} undone {k} times" for n, k in world.applied.items() if k != 1]
+    problems += [
+        f"{n} sent with {len({i for _, i in e})} ce_ids"
+        for n, e in world.emitted.items()
+        if len({i for _, i in e}) != 1
+    ]
+    first = sorted((emits[0][0], name) for name, emits in world.emitted.items())
+    index = {p.step.name: p.index for p in world.saga.placed}
+    for position, (sent, earlier) in enumerate(first):
+        for _, later in first[position + 1 :]:
+            on_time = world.delay[later] != LATE
+            if index[later] > index[earlier] and world.born_ok[later] < sent and on_time:
+                problems.append(f"{later} undone after {earlier}")
+    return problems
+
+
+@st.composite
+def worlds(draw: st.DrawFn) -> World:
+    saga = draw(definitions())
+    names = [p.step.name for p in saga.placed]
+    outcome = {n: draw(st.sampled_from(["ok", "ok", "ok", "fail", "silent"])) for n in names}
+    delay = {n: draw(st.sampled_from(DELAYS)) for n in names}
+    return World(saga, outcome, delay, draw(st.integers(0, 2**SLOTS - 1)))
+
+
+@settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(worlds(), st.data())
+def test_engine_holds_its_guarantees_in_any_world(world: World, data: st.DataObject) -> None:
+    run(world, data)
+    problems = check(world)
+    assert not problems, "; ".join(problems)
+
+
+# -- cases the property test found, kept as plain regression tests ------------------------------
+
+
+def test_a_late_success_reopening_the_saga_waits_for_the_steps_it_started() -> None:
+    """Found: after ``compensated``, s1's late success was undone at once, although the s2 it
+    started could still report (an undone s0 counted as an open stage, so nothing was awaited)."""
+    steps = [_step(0, True, False, False), _step(1, True, False, False)]
+    steps += [_step(slot, False, False, False) for slot in (2, 3, 4)]
+    saga = Saga("model", 1, Begin, steps, deadline=timedelta(seconds=20))
+    delay = {"s0": 0.5, "s1": LATE, "s2": 0.5, "s3": 0.5, "s4": 0.5}
+    world = World(saga, dict.fromkeys(delay, "ok"), delay, 0)
+    world.settle()
+    assert check(world) == []
+    assert world.applied == {"s0": 1, "s1": 1}
+
+
+def test_a_skipped_step_that_would_have_failed_does_not_fail_the_saga() -> None:
+    """Found (in the oracle): a skipped step's drawn failure counted as a failure."""
+    saga = Saga("model", 1, Begin, [_step(0, True, False, True), _step(1, True, True, False)])
+    world = World(saga, {"s0": "fail", "s1": "ok"}, {"s0": 0.5, "s1": 0.5}, 1)
+    world.settle()
+    assert world.state is not None and world.state.status is SagaStatus.COMPLETED
+    assert check(world) == []
