@@ -51,7 +51,7 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
         action.add_argument(
             "--replay",
             action="store_true",
-            help="also let each service's principal run `choreo dlq replay` of its own DLQs",
+            help="also let each service's (and tracker's) principal replay its own DLQs",
         )
         action.set_defaults(handler=handler)
 
@@ -79,7 +79,7 @@ def grants(
     made = [
         service_grant(s, config, catalog, principals.get(s.name), replay=replay) for s in services
     ] + [
-        tracker_grant(versions, catalog, principals.get(f"choreo-saga-{name}"))
+        tracker_grant(versions, catalog, principals.get(f"choreo-saga-{name}"), replay=replay)
         for name, versions in sagas.items()
     ]
     unknown = (

@@ -15,6 +15,7 @@ from choreo._dlq.purge import purge
 from choreo._dlq.reader import DeadLetter, dlq_topics, read
 from choreo._dlq.reasons import check_reason
 from choreo._dlq.replay import Selection, replay
+from choreo._errors import TransportError
 from choreo._runtime import dead_letters as dlq
 from choreo._transport.confluent import librdkafka_settings
 
@@ -73,7 +74,7 @@ def _ls(args: argparse.Namespace) -> int:
         topic
         for topic in dlq_topics(settings)
         if (args.pattern is None or fnmatchcase(topic, args.pattern))
-        and (args.service is None or parse(topic).owner == args.service)
+        and (args.service is None or _owner(topic) == args.service)
     ]
     if not topics:
         print("no dead-letter topics")
@@ -87,6 +88,14 @@ def _ls(args: argparse.Namespace) -> int:
         top = ", ".join(f"{name} x{count}" for name, count in counts.most_common(3))
         print(f"{_safe(topic):<{width}} {counts.total():>8}  {_safe(top)}")
     return 0
+
+
+def _owner(topic: str) -> str | None:
+    """The service a DLQ topic belongs to; None for a name that only starts like one."""
+    try:
+        return parse(topic).owner
+    except TransportError:
+        return None
 
 
 def _safe(text: object) -> str:

@@ -127,8 +127,11 @@ def service_grant(
     return Grant(service.name, who, tuple(sorted(set(acls))), tuple(topics))
 
 
-def tracker_grant(sagas: Sequence[Saga], catalog: Catalog, principal: str | None = None) -> Grant:
-    """A saga tracker's ACLs (see ``choreo._saga.tracker`` for its group and transactional ids)."""
+def tracker_grant(
+    sagas: Sequence[Saga], catalog: Catalog, principal: str | None = None, *, replay: bool = False
+) -> Grant:
+    """A saga tracker's ACLs (see ``choreo._saga.tracker`` for its group and transactional ids);
+    with ``replay``, also what replaying its own dead letters needs (``replay_acls``)."""
     topology = plan(sagas, catalog)
     group = tracker_name(topology.saga)
     who = principal or default_principal(group)
@@ -140,12 +143,11 @@ def tracker_grant(sagas: Sequence[Saga], catalog: Catalog, principal: str | None
         Acl(who, "group", group, "READ"),
         Acl(who, "transactional_id", f"{group}-", "WRITE", prefixed=True),
     ]
-    return Grant(
-        f"saga {topology.saga}",
-        who,
-        tuple(sorted(set(acls))),
-        tuple(topology.topic_configs(catalog)),
-    )
+    topics = topology.topic_configs(catalog)
+    if replay:
+        acls += replay_acls(who, group, topology.inputs)
+        topics.append(LEDGER)
+    return Grant(f"saga {topology.saga}", who, tuple(sorted(set(acls))), tuple(topics))
 
 
 @dataclass(frozen=True)

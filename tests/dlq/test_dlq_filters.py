@@ -49,6 +49,7 @@ def test_reason_filters_previews_dry_run_listing_and_ls_filters(kafka: str) -> N
     long = dlq.dlq_topic(f"filt-{run}-with-a-service-name-longer-than-the-old-column", "shop.x")
     _park(kafka, short, "shop.orders", ["handler-error", "not-avro", "handler-error"])
     _park(kafka, long, "shop.x", ["invalid"])
+    _park(kafka, f"choreo.dlq.nodot{run}", "x", ["invalid"])  # only looks like a DLQ topic
 
     shown = _dlq(kafka, "show", short, "--reason", "not-avro")
     assert shown.returncode == 0, shown.stderr
