@@ -51,6 +51,11 @@ class Progress:
             pending.popleft()
         return self.next_offset
 
+    @property
+    def idle(self) -> bool:
+        """Nothing finished is waiting for deliveries (after ``commit_point``)."""
+        return not self._pending
+
     def abandon(self, offset: int) -> None:
         """Forget ``offset`` and everything after it: never started, to be read again."""
         while self._pending and self._pending[-1][0] >= offset:

@@ -307,10 +307,13 @@ class ServiceRunner:
     async def commit(self, workers: Iterable[PartitionWorker] | None = None) -> None:
         """Commit every partition whose commit point moved since the last commit."""
         assert self._consumer is not None
+        # Between polls only (not on a revocation, inside one): then a position says where
+        # the records handed to the workers ended, transaction markers behind them included.
+        positions = await self._idle_positions() if workers is None else {}
         if self._transaction is not None:
-            await self._commit_transaction(workers)
+            await self._commit_transaction(workers, positions)
             return
-        offsets = self._moved(self.workers.values() if workers is None else workers)
+        offsets = self._moved(self.workers.values() if workers is None else workers, positions)
         if not offsets:
             return
         try:
@@ -323,15 +326,31 @@ class ServiceRunner:
             return
         self._committed.update(offsets)
 
-    def _moved(self, workers: Iterable[PartitionWorker]) -> dict[TopicPartition, int]:
+    async def _idle_positions(self) -> dict[TopicPartition, int]:
+        """Consumer positions of the partitions whose workers handled all they were given."""
+        assert self._consumer is not None
+        idle = [worker.tp for worker in self.workers.values() if worker.idle]
+        return await self._consumer.positions(idle) if idle else {}
+
+    def _moved(
+        self, workers: Iterable[PartitionWorker], positions: dict[TopicPartition, int]
+    ) -> dict[TopicPartition, int]:
+        """Commit points that moved. An idle worker's point goes up to the consumer's
+        position: what lies between is only transaction markers (or aborted records), which
+        are never returned, so without this lag would stay above 0 after every transaction."""
         offsets: dict[TopicPartition, int] = {}
         for worker in workers:
             point = worker.progress.commit_point()
+            position = positions.get(worker.tp)
+            if position is not None and worker.idle and (point is None or position > point):
+                point = position
             if point is not None and self._committed.get(worker.tp) != point:
                 offsets[worker.tp] = point
         return offsets
 
-    async def _commit_transaction(self, extra: Iterable[PartitionWorker] | None) -> None:
+    async def _commit_transaction(
+        self, extra: Iterable[PartitionWorker] | None, positions: dict[TopicPartition, int]
+    ) -> None:
         """Exactly-once: stop every worker at a record boundary, then commit the
         transaction holding what they emitted with the offsets of what they handled.
 
@@ -348,7 +367,7 @@ class ServiceRunner:
             while any(worker.busy for worker in workers):
                 await asyncio.sleep(0.001)
             await producer.flush()
-            offsets = self._moved(workers)
+            offsets = self._moved(workers, positions)
             if not offsets:
                 return
             try:

@@ -94,6 +94,11 @@ class PartitionWorker:
     def stopped(self) -> bool:
         return self._stop_now
 
+    @property
+    def idle(self) -> bool:
+        """Every record fed was handled and its outputs acknowledged (for the commit point)."""
+        return not self.queued and not self._stop_now and self.progress.idle
+
     async def _run(self) -> None:
         try:
             await self._loop()

@@ -403,6 +403,19 @@ class AiokafkaConsumer:
             return []
         return _ours(self._consumer.assignment())
 
+    async def positions(self, partitions: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
+        found: dict[TopicPartition, int] = {}
+        owned = set(self.assignment())
+        for tp, aio in zip(partitions, _aio(partitions), strict=True):
+            if tp not in owned:
+                continue
+            try:
+                async with asyncio.timeout(WATERMARKS_TIMEOUT_S):
+                    found[tp] = await self._client().position(aio)
+            except (KafkaError, TimeoutError):
+                continue  # no position yet: nothing read there to skip past
+        return found
+
     async def high_watermarks(
         self, partitions: Sequence[TopicPartition]
     ) -> dict[TopicPartition, int]:

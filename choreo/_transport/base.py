@@ -127,6 +127,14 @@ class Consumer(Protocol):
 
     def assignment(self) -> list[TopicPartition]: ...
 
+    async def positions(self, partitions: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
+        """The offset each partition will be read from next, past transaction markers.
+
+        Local (no broker round trip); a partition without a position yet is left out.
+        Only meaningful between polls: it says where the last poll's records ended.
+        """
+        ...
+
     async def high_watermarks(
         self, partitions: Sequence[TopicPartition]
     ) -> dict[TopicPartition, int]:

@@ -318,6 +318,9 @@ class MemoryConsumer:
     def assignment(self) -> list[TopicPartition]:
         return list(self._assigned or ())
 
+    async def positions(self, partitions: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
+        return {tp: self._positions[tp] for tp in partitions if tp in self._positions}
+
     async def high_watermarks(
         self, partitions: Sequence[TopicPartition]
     ) -> dict[TopicPartition, int]:
