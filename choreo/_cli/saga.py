@@ -29,7 +29,9 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
     run = actions.add_parser("run", help="track the saga(s) defined in MODULE[:ATTRIBUTE]")
     run.add_argument("target", help="dotted module path, optionally module:attribute")
     run.add_argument(
-        "--instance", help="stable id of this tracker instance (default: the host name)"
+        "--instance",
+        help="stable id of this tracker instance: static membership, a fast restart "
+        "(default: CHOREO_INSTANCE_ID, else one per process)",
     )
     run.set_defaults(handler=_run)
     ls = actions.add_parser("ls", help="list sagas from the state changelog")

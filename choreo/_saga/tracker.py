@@ -7,13 +7,14 @@ the consumer's group metadata, KIP-447). A tracker killed at any moment either c
 three or none; its successor restores the committed state and re-reads the uncommitted input.
 Memory is updated only after the commit, and an aborted transaction rewinds the consumer.
 
-Membership is static (``group.instance.id`` = the instance id): a restarted instance gets its
-partitions back without a rebalance; a dead instance's partitions move after the session
-timeout. Fencing: the transactional id is ``choreo-saga-<saga>-<instance>``. A restarted
-instance with the same id aborts whatever its predecessor left open as it starts; another
-instance taking over partitions is protected by the group generation carried in the offsets (a
-zombie's commit fails), and waits at most ``transaction.timeout.ms`` for a dead instance's
-open transaction.
+Membership follows the services' settings (README "Scaling out"): static
+(``group.instance.id``) when the instance id is stable (``--instance`` or
+``static_membership``), so a restarted instance gets its partitions back without a rebalance; a
+dead instance's partitions move after ``session_timeout_s``. Fencing: the transactional id is
+``choreo-saga-<saga>-<instance>``. A restarted instance with the same id aborts whatever its
+predecessor left open as it starts; another instance taking over partitions is protected by the
+group generation carried in the offsets (a zombie's commit fails), and waits at most
+``transaction.timeout.ms`` for a dead instance's open transaction.
 
 Input records the tracker cannot read (not Avro, an unknown schema, no correlation or event id
 header) go to ``choreo.dlq.choreo-saga-<saga>.<topic>`` with the runtime's DLQ headers, in the
@@ -44,7 +45,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 import threading
 import time
 from collections.abc import Sequence
@@ -293,7 +293,7 @@ class SagaTracker:
         catalog: Catalog | None = None,
         tick_s: float = 0.2,
         transaction_timeout_ms: int = 10_000,
-        session_timeout_ms: int = 10_000,
+        session_timeout_ms: int | None = None,
         tracer_provider: trace.TracerProvider | None = None,
     ) -> None:
         self.engine = Engine(definitions)
@@ -301,7 +301,9 @@ class SagaTracker:
         self.topology: Topology = plan(definitions, self.catalog)
         self.codec = Codec(self.catalog)
         self.config = config
-        self.instance = instance or socket.gethostname()
+        self.instance = instance or config.instance()
+        stable = instance is not None or config.static_membership
+        self._static_id = f"{tracker_name(self.engine.name)}-{self.instance}" if stable else None
         self.tick_s = tick_s
         self.store = StateStore()
         self.timers = Timers()
@@ -309,7 +311,7 @@ class SagaTracker:
         self._settings = librdkafka_settings(config.kafka)
         self._encoder = EventEncoder(self.catalog, self.codec, self.group_id)
         self._transaction_timeout_ms = transaction_timeout_ms
-        self._session_timeout_ms = session_timeout_ms
+        self._session_timeout_ms = session_timeout_ms or round(config.session_timeout_s * 1000)
         self._last_tick = 0.0
         self._consumer: ck.Consumer | None = None
         self._producer: ck.Producer | None = None
@@ -354,9 +356,9 @@ class SagaTracker:
                 "enable.auto.commit": False,
                 "auto.offset.reset": "earliest",
                 "partition.assignment.strategy": "range",
-                # Static membership: a restarted instance takes its partitions back at once;
-                # a dead one's move to the others after the session timeout.
-                "group.instance.id": f"{self.group_id}-{self.instance}",
+                # Static with a stable instance id: a restarted instance takes its partitions
+                # back at once; a dead one's move to the others after the session timeout.
+                **({"group.instance.id": self._static_id} if self._static_id else {}),
                 "session.timeout.ms": self._session_timeout_ms,
             }
         )

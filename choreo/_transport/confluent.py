@@ -622,15 +622,6 @@ class ConfluentConsumer:
     def assignment(self) -> list[TopicPartition]:
         return list(self._assigned)
 
-    async def positions(self, partitions: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
-        """On the worker thread, like every call on the consumer."""
-        asked = [ck.TopicPartition(tp.topic, tp.partition) for tp in partitions]
-        try:
-            found = await self._call(partial(self._consumer.position, asked))
-        except (ck.KafkaException, RuntimeError):
-            return {}
-        return {TopicPartition(p.topic, p.partition): p.offset for p in found if p.offset >= 0}
-
     async def high_watermarks(
         self, partitions: Sequence[TopicPartition]
     ) -> dict[TopicPartition, int]:
@@ -832,24 +823,39 @@ class ConfluentTransactionalProducer(ConfluentProducer):
     """
 
     def __init__(self, settings: dict[str, Any], client_id: str) -> None:
-        super().__init__(settings, client_id)
-        self._initialised = False
         self._fenced = FencedError(
             f"producer {client_id}: transactional id {settings['transactional.id']!r} was "
             "taken over by another instance with the same instance id (fenced); give every "
             "instance its own CHOREO_INSTANCE_ID, or leave it unset for one per process"
         )
+        self._fatal = False
+        """error_cb reported a fatal error: the sends librdkafka purges next are part of it."""
+        report = settings.get("error_cb")
+
+        def on_error(error: ck.KafkaError) -> None:
+            """Served before the reports of the sends librdkafka purges after a fence."""
+            self._fatal = self._fatal or error.fatal()
+            if report is not None:
+                report(error)
+
+        super().__init__({**settings, "error_cb": on_error}, client_id)
+        self._initialised = False
 
     def _on_delivery(
         self, delivered: asyncio.Future[None], error: ck.KafkaError | None, message: ck.Message
     ) -> None:
-        if error is not None and (error.code() in FENCED_ERRORS or error.fatal()):
+        if error is not None and (
+            error.code() in FENCED_ERRORS
+            or error.fatal()
+            or (self._fatal and error.code() == ck.KafkaError._PURGE_QUEUE)
+        ):
             self._reports.append((delivered, self._fenced))
         else:
             super()._on_delivery(delivered, error, message)
 
     def _refused(self, topic: str, error: ck.KafkaException) -> TransportError:
-        """After a fence every ``produce`` fails with librdkafka's generic fatal error."""
+        """After a fence every ``produce`` fails with librdkafka's generic fatal error (a
+        transactional producer's fatal errors are, in practice, fences)."""
         if _error_code(error) in (*FENCED_ERRORS, ck.KafkaError._FATAL):
             return self._fenced
         return super()._refused(topic, error)

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -85,6 +86,8 @@ class Instances:
     env: dict[str, str]
     static: bool = False
     """Give each slot a stable ``CHOREO_INSTANCE_ID`` and static membership."""
+    group: str = field(default_factory=lambda: f"scale-{uuid.uuid4().hex[:8]}")
+    """A group of this run's own: runs on one broker never join each other's group."""
     live: dict[int, subprocess.Popen[str]] = field(default_factory=dict)
     killed: set[int] = field(default_factory=set)
     """Pids ended with kill -9 (their last records may be handled again)."""
@@ -102,6 +105,7 @@ class Instances:
                 "CHOREO_BOOTSTRAP_SERVERS": self.kafka,
                 "CHOREO_SCHEMAS_DIR": str(self.schemas),
                 "LEDGER_DIR": str(self.ledgers),
+                "CHOREO_GROUP_ID": self.group,
                 **(identity if self.static else {}),
                 **self.env,
             },

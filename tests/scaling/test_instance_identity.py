@@ -67,5 +67,5 @@ def test_a_process_fenced_by_a_sibling_with_its_instance_id_stops_with_one_line(
     output = (instances.ledgers / "slot-0-0.log").read_text()
     assert first.returncode == 1, output
     [line] = [x for x in output.splitlines() if x.startswith("choreo: ")]
-    assert "'choreo.scale.twin'" in line and "CHOREO_INSTANCE_ID" in line, line
+    assert f"'choreo.{instances.group}.twin'" in line and "CHOREO_INSTANCE_ID" in line, line
     assert "never retrieved" not in output, output
