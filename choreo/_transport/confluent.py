@@ -622,6 +622,15 @@ class ConfluentConsumer:
     def assignment(self) -> list[TopicPartition]:
         return list(self._assigned)
 
+    async def positions(self, partitions: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
+        """On the worker thread, like every call on the consumer."""
+        asked = [ck.TopicPartition(tp.topic, tp.partition) for tp in partitions]
+        try:
+            found = await self._call(partial(self._consumer.position, asked))
+        except (ck.KafkaException, RuntimeError):
+            return {}
+        return {TopicPartition(p.topic, p.partition): p.offset for p in found if p.offset >= 0}
+
     async def high_watermarks(
         self, partitions: Sequence[TopicPartition]
     ) -> dict[TopicPartition, int]:
