@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from confluent_kafka import Consumer, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from choreo._errors import TransportError
@@ -22,6 +22,12 @@ from choreo._transport.watermarks import watermarks
 
 READ_TIMEOUT_S = 10.0
 POLL_S = 0.2
+DENIED = frozenset({KafkaError.TOPIC_AUTHORIZATION_FAILED, KafkaError.CLUSTER_AUTHORIZATION_FAILED})
+"""Fetch errors that waiting cannot cure: reading on would show an empty topic (and exit 0)
+where the truth is that this principal may not read it. Others are retried by the client; a
+denied group is no obstacle (the tools assign partitions and commit nothing, but the client
+still looks up the coordinator of the ``group.id`` it must have)."""
+GRANT_HINT = "(`choreo acl apply --replay` lets a service read and replay its own DLQs)"
 BATCH = 500
 """Records taken per consume: the end check (a position per open partition) runs once each."""
 
@@ -106,9 +112,13 @@ def read_partitions(consumer: Consumer, partitions: Iterable[TopicPartition]) ->
     while ends and time.monotonic() < deadline:
         messages = consumer.consume(BATCH, POLL_S)
         for message in messages:
-            if message.error() is None:
+            error = message.error()
+            if error is None:
                 deadline = time.monotonic() + READ_TIMEOUT_S
                 yield message
+            elif error.code() in DENIED or error.fatal():
+                where = message.topic() or ", ".join(sorted({t for t, _ in ends}))
+                raise TransportError(f"reading {where}: {error.str()} {GRANT_HINT}")
         for position in consumer.position([TopicPartition(t, p) for t, p in ends]):
             if position.offset >= ends[(position.topic, position.partition)]:
                 del ends[(position.topic, position.partition)]

@@ -28,7 +28,7 @@ from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
 from choreo._dlq.naming import parse
-from choreo._dlq.reader import READ_TIMEOUT_S, DeadLetter, read, read_partitions
+from choreo._dlq.reader import GRANT_HINT, READ_TIMEOUT_S, DeadLetter, read, read_partitions
 from choreo._dlq.reasons import check_reason
 from choreo._errors import TransportError
 from choreo._runtime import dead_letters as dlq
@@ -99,7 +99,9 @@ def _ensure_ledger(settings: dict[str, Any]) -> None:
             future.result(READ_TIMEOUT_S)
         except KafkaException as error:
             if "TOPIC_ALREADY_EXISTS" not in str(error):
-                raise TransportError(f"cannot create {LEDGER_TOPIC}: {error}") from None
+                raise TransportError(
+                    f"cannot create {LEDGER_TOPIC}: {error} {GRANT_HINT}"
+                ) from None
 
 
 def replayed_keys(settings: dict[str, Any], dlq_topic: str) -> set[str]:

@@ -156,3 +156,14 @@ def test_the_owning_principal_replays_its_own_dead_letters_and_can_reach_nothing
     [denied] = [line for line in redirect.stderr.splitlines() if line.startswith("choreo: ")]
     assert f"replaying {parked} to {payments}" in denied and "uthoriz" in denied, denied
     assert len(_admin_read(secured, payments)) == payments_before
+
+
+def test_reading_a_dlq_without_read_rights_is_refused_naming_it(secured: Secured) -> None:
+    stock, parked, _ = _topics(secured)  # no --replay: stock may write its DLQ, not read it
+    _write_as(secured, stock, parked, [(b"k", [(dlq.REASON, b"handler-error")])])
+    for command in ("show", "replay"):
+        result = secured.choreo("dlq", command, parked, env=secured.as_user(stock))
+        assert result.returncode == 1, result.stdout + result.stderr
+        [line] = [line for line in result.stderr.splitlines() if line.startswith("choreo: ")]
+        assert "uthoriz" in line and "choreo acl apply --replay" in line, result.stderr
+        assert parked in line or command == "replay"  # replay stops at the ledger it needs
