@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import Iterable
 
-from choreo._config import ServiceConfig
+from choreo._config import ServiceConfig, transactional_id
 from choreo._emitter import Emitter
 from choreo._errors import TopologyError, TransportError
 from choreo._runtime.dead_letters import SCRUBBED, DeadLetterRefused, DeadLetters, dlq_topic
@@ -461,17 +461,6 @@ class ServiceRunner:
                 log.error(
                     "%s: unsent records dropped at exit (broker unreachable)", self.service.name
                 )
-
-
-def transactional_prefix(group_id: str) -> str:
-    """``choreo.<group>.``: a group name holds no ``.``, so an ACL on this prefix reaches
-    this group's transactional ids and no other group's (``a`` never reaches ``a-b``)."""
-    return f"choreo.{group_id}."
-
-
-def transactional_id(group_id: str, instance: str) -> str:
-    """One instance's transactional id, under its group's prefix."""
-    return transactional_prefix(group_id) + instance
 
 
 def _names(partitions: Iterable[TopicPartition]) -> str:
