@@ -11,7 +11,7 @@ Membership follows the services' settings (README "Scaling out"): static
 (``group.instance.id``) when the instance id is stable (``--instance`` or
 ``static_membership``), so a restarted instance gets its partitions back without a rebalance; a
 dead instance's partitions move after ``session_timeout_s``. Fencing: the transactional id is
-``choreo.choreo-saga-<saga>.<instance>``. A restarted instance with the same id aborts whatever its
+``choreo-saga-<saga>-<instance>``. A restarted instance with the same id aborts whatever its
 predecessor left open as it starts; another instance taking over partitions is protected by the
 group generation carried in the offsets (a zombie's commit fails), and waits at most
 ``transaction.timeout.ms`` for a dead instance's open transaction.
@@ -49,6 +49,7 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import confluent_kafka as ck
@@ -58,7 +59,7 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from opentelemetry.util.types import AttributeValue
 
 from choreo import _headers
-from choreo._config import ServiceConfig, transactional_id, transactional_prefix
+from choreo._config import ServiceConfig
 from choreo._emitter import EventEncoder
 from choreo._errors import DecodeError, SchemaError, TransportError
 from choreo._observability import carrier
@@ -71,6 +72,7 @@ from choreo._observability.tracing import (
     Tracing,
 )
 from choreo._runtime.dead_letters import failure_headers
+from choreo._saga.caught_up import read_to_end
 from choreo._saga.definition import Saga
 from choreo._saga.engine import Emit, Engine, Incoming, Outcome
 from choreo._saga.state import SagaState, SagaStatus
@@ -328,11 +330,11 @@ class SagaTracker:
         """Create topics, check partition counts, fence predecessors, subscribe."""
         transport = ConfluentTransport(self.config.kafka)
         asyncio.run(transport.ensure_topics(self.topology.topic_configs(self.catalog)))
-        tid = transactional_id(self.group_id, self.instance)
+        transactional_id = f"{self.group_id}-{self.instance}"
         self._producer = ck.Producer(
             {
                 **self._settings,
-                "transactional.id": tid,
+                "transactional.id": transactional_id,
                 "transaction.timeout.ms": self._transaction_timeout_ms,
                 "enable.idempotence": True,
                 "acks": "all",
@@ -346,7 +348,7 @@ class SagaTracker:
             self.topology,
             {name: len(t.partitions) for name, t in metadata.topics.items() if t.error is None},
         )
-        self._init_transactions(self._producer, tid)
+        self._init_transactions(self._producer, transactional_id)
         self._consumer = ck.Consumer(
             {
                 **self._settings,
@@ -385,7 +387,7 @@ class SagaTracker:
             error = exc.args[0] if exc.args else None
             what = f"saga tracker '{self.engine.name}' starting transactions as {transactional_id}"
             if isinstance(error, ck.KafkaError) and error.code() in AUTHORIZATION_ERRORS:
-                needed = f"WRITE on transactional_id prefix {transactional_prefix(self.group_id)}"
+                needed = f"WRITE on transactional_id prefix {self.group_id}-"
                 raise denied(f"{what} (it needs {needed})", error) from None
             detail = error.str() if isinstance(error, ck.KafkaError) else str(exc)
             raise TransportError(f"{what}: {detail}") from None
@@ -513,7 +515,9 @@ class SagaTracker:
             name: value for name in TRACE_HEADERS if (value := _text(headers.get(name))) is not None
         }
         key = (partition, saga_id)
-        incoming = Incoming(saga_id, event, event_id, start_trace)
+        incoming = Incoming(
+            saga_id, event, event_id, start_trace, _event_time(headers.get(_headers.TIME))
+        )
         state = batch.state(self.store, key)
         tracing = self._tracing
         if tracing is None or headers.get(_headers.SOURCE) == self._source:
@@ -542,13 +546,21 @@ class SagaTracker:
         batch.dead_letters.append((self.topology.dead_letters(topic), message, reason, error))
 
     def _fire_due(self, batch: _Batch, now: float) -> None:
-        batch.fired = self.timers.due(now)
-        due = [key for key in batch.fired if key not in batch.changes]
-        due += [
+        fired = self.timers.due(now)
+        changed = [
             key
             for key, state in batch.changes.items()
             if state is not None and (at := self.engine.wake_at(state)) is not None and at <= now
         ]
+        consumer = self._consumer
+        assert consumer is not None
+        ready = read_to_end(consumer, self.topology.inputs, {key[0] for key in (*fired, *changed)})
+        for key in fired:
+            if key[0] not in ready:
+                self.timers.set(key, now)  # events may be waiting on a topic: a later tick
+        batch.fired = [key for key in fired if key[0] in ready]
+        due = [key for key in batch.fired if key not in batch.changes]
+        due += [key for key in changed if key[0] in ready]
         tracing = self._tracing
         for key in due:
             state = batch.state(self.store, key)
@@ -673,6 +685,19 @@ class SagaTracker:
             state = self.store.get(*key) if self.store.owns(key[0]) else None
             if state is not None:
                 self.timers.set(key, self.engine.wake_at(state))
+
+
+def _event_time(value: bytes | str | None) -> float | None:
+    """The ``ce_time`` header as epoch seconds; None when absent or not an ISO 8601 time with a
+    zone (a foreign producer's header is shown as missing, never trusted as local time)."""
+    if value is None:
+        return None
+    try:
+        text = value.decode() if isinstance(value, bytes) else value
+        at = datetime.fromisoformat(text)
+    except (UnicodeDecodeError, ValueError):
+        return None
+    return None if at.tzinfo is None else at.timestamp()
 
 
 def _text(value: bytes | str | None) -> str | None:

@@ -103,6 +103,21 @@ parallel_saga = Saga(
 )
 """v2 of the same saga: stock and payment at the same time."""
 
+_patient = {"compensation_deadline": timedelta(seconds=3), "compensation_retries": 40}
+chaos_saga = replace(
+    order_saga,
+    version=5,
+    deadline=timedelta(seconds=300),
+    steps=[
+        replace(order_step, **_patient),
+        replace(stock_step, deadline=timedelta(seconds=60), **_patient),
+        replace(charge_step, **_patient),
+        replace(approval_step, deadline=timedelta(seconds=60)),
+    ],
+)
+"""For the chaos test: compensations re-sent every 3 s (a stopped service sees re-sends), never
+parked within the test, and deadlines no kill can reach."""
+
 fulfilment_v1 = Saga(
     "fulfilment",
     version=1,

@@ -45,6 +45,9 @@ def test_the_outer_saga_undoes_a_completed_sub_saga_in_reverse(composed: World) 
     assert "started under v3 (sub-sagas fulfilment v1)" in shown.stdout
     assert re.search(r"fulfilment +compensated \(sub-saga v1\)", shown.stdout)
     assert "[fulfilment/charge] emitted shop.payments.RefundPayment" in shown.stdout
+    # Each event's own time (ce_time) beside the time the tracker handled it.
+    stamp = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}"
+    assert re.search(rf"{stamp}  {stamp}  shop\.approvals\.OrderRejected", shown.stdout)
 
 
 def test_in_flight_sagas_finish_under_the_version_they_started_with(
