@@ -42,6 +42,18 @@ def default_instance_id() -> str:
 _NAME_CHARACTERS = "letters, digits, '-' or '_'"
 
 
+def transactional_prefix(group_id: str) -> str:
+    """``choreo.<group>.``: a group name (a service's, or a tracker's ``choreo-saga-<saga>``)
+    holds no ``.``, so an ACL on this prefix reaches this group's transactional ids and no
+    other group's (``a`` never reaches ``a-b``)."""
+    return f"choreo.{group_id}."
+
+
+def transactional_id(group_id: str, instance: str) -> str:
+    """One instance's transactional id, under its group's prefix."""
+    return transactional_prefix(group_id) + instance
+
+
 def is_plain_name(name: str) -> bool:
     """Letters, digits, ``-`` and ``_`` only: never a ``.``, which choreo uses to separate a
     group from an instance id, so one name's ACL prefix cannot reach another's ids."""

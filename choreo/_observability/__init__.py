@@ -225,6 +225,8 @@ def _not_ready(runner: ServiceRunner) -> str | None:
     """
     if not runner.workers:
         return "no partitions assigned"
+    for tp, why in list(runner.stopped.items()):
+        return f"partition {tp.topic}[{tp.partition}] stopped: {why}"
     if not runner.polled_at:  # assigned inside the first poll, which has not returned yet
         return "the consumer loop has not polled yet"
     silent = time.monotonic() - runner.polled_at

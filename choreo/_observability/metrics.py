@@ -29,6 +29,9 @@ DURATION_BUCKETS = (
 )  # fmt: skip
 """Seconds, from a fast in-memory handler to a slow remote call with back-off."""
 
+STOPPED = "dead-letter-refused"
+"""The one reason a partition stops today (a bounded label, the error is in the log)."""
+
 HANDLED, DEAD_LETTERED, FAILED = "handled", "dead_lettered", "failed"
 """Outcomes of the duration histogram. Failed: given up on without a dead letter
 (a test's ``raise_errors``, a shutdown cutting a handler short)."""
@@ -111,6 +114,13 @@ class Metrics:
             ("service", "topic", "partition"),
             registry=registry,
         )
+        self.stopped = Gauge(
+            "choreo_partition_stopped",
+            "1 for a partition stopped at a record whose dead letter the broker refused"
+            " (the log and /readyz give the error); the other partitions go on.",
+            ("service", "topic", "partition", "reason"),
+            registry=registry,
+        )
         self.in_flight = Gauge(
             "choreo_records_in_flight",
             "Records fetched but not yet handled.",
@@ -163,6 +173,9 @@ class Metrics:
         for tp, lag in lags.items():
             self.lag.labels(self.service, tp.topic, str(tp.partition)).set(lag)
         self.in_flight.labels(self.service).set(runner.in_flight())
+        self.stopped.clear()
+        for tp in runner.stopped:
+            self.stopped.labels(self.service, tp.topic, str(tp.partition), STOPPED).set(1)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

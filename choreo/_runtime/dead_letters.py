@@ -11,6 +11,7 @@ import asyncio
 import traceback
 from datetime import UTC, datetime
 
+from choreo._errors import TransportError
 from choreo._runtime.instrument import Instrumentation
 from choreo._runtime.retry_topics import HEADER_PREFIX as RETRY_HEADERS
 from choreo._runtime.retry_topics import retry_state
@@ -43,6 +44,15 @@ MAX_BYTES = 900_000
 """What a dead letter may weigh (key, value, headers): under librdkafka's default
 ``message.max.bytes`` (1,000,000) with room for its framing, so a record of any size the
 broker accepted can be parked. A bigger value keeps its first bytes and ``VALUE_BYTES``."""
+
+
+class DeadLetterRefused(TransportError):
+    """The broker did not take a dead letter (an ACL, a topic limit, a deleted topic).
+
+    Its record's partition stops there, uncommitted and paused, while the other partitions
+    go on; ``/readyz`` and ``choreo_partition_stopped`` say which and why. A restart reads
+    the record again once someone fixed the cause.
+    """
 
 
 def dlq_topic(service: str, topic: str) -> str:

@@ -19,7 +19,7 @@ from choreo._context import Context
 from choreo._emitter import Emitter, Outbound
 from choreo._errors import ChoreoError, DecodeError
 from choreo._runtime.admission import check_headers
-from choreo._runtime.dead_letters import DeadLetters
+from choreo._runtime.dead_letters import DeadLetterRefused, DeadLetters
 from choreo._runtime.idempotency import IdempotencyStore
 from choreo._runtime.instrument import Instrumentation, Scope
 from choreo._runtime.retry_topics import PREFIX as RETRY_PREFIX
@@ -173,24 +173,23 @@ class Dispatcher:
         """Send the dead letter; it is logged once the broker acknowledged it, or failed."""
         where = f"{self.service.name}: {record.topic}[{record.partition}]@{record.offset}"
         written = await self.dead_letters.park(record, reason, error, attempts)
+        parked: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
-        def logged(delivery: asyncio.Future[None]) -> None:
-            failed = delivery.cancelled() or delivery.exception() is not None
-            if failed:
-                log.error(
-                    "%s: dead letter NOT written (%s: %s): %s",
-                    where,
-                    reason,
-                    error,
-                    "cancelled" if delivery.cancelled() else delivery.exception(),
+        def settled(delivery: asyncio.Future[None]) -> None:
+            if delivery.cancelled() or delivery.exception() is not None:
+                cause = "cancelled" if delivery.cancelled() else delivery.exception()
+                log.error("%s: dead letter NOT written (%s: %s): %s", where, reason, error, cause)
+                parked.set_exception(
+                    DeadLetterRefused(f"{where}: the dead letter ({reason}) was refused: {cause}")
                 )
-            else:
-                log.warning(
-                    "%s dead-lettered after %d attempt(s): %s: %s", where, attempts, reason, error
-                )
+                return
+            log.warning(
+                "%s dead-lettered after %d attempt(s): %s: %s", where, attempts, reason, error
+            )
+            parked.set_result(None)
 
-        written.add_done_callback(logged)
-        return [written]
+        written.add_done_callback(settled)
+        return [parked]
 
     async def poisoned(self, record: Record, error: DecodeError) -> list[asyncio.Future[None]]:
         if self.raise_errors:

@@ -15,6 +15,7 @@ from collections import deque
 from collections.abc import Sequence
 
 from choreo._errors import TransportError
+from choreo._runtime.dead_letters import DeadLetterRefused
 
 
 class Progress:
@@ -46,6 +47,8 @@ class Progress:
                     return self.next_offset
                 if delivery.cancelled() or delivery.exception() is not None:
                     cause = None if delivery.cancelled() else delivery.exception()
+                    if isinstance(cause, DeadLetterRefused):
+                        raise cause  # the runner stops this partition only
                     raise TransportError(f"delivery for offset {offset} failed: {cause}") from cause
             self.next_offset = offset + 1
             pending.popleft()

@@ -13,10 +13,10 @@ import logging
 import time
 from collections.abc import Iterable
 
-from choreo._config import ServiceConfig
+from choreo._config import ServiceConfig, transactional_id
 from choreo._emitter import Emitter
 from choreo._errors import TopologyError, TransportError
-from choreo._runtime.dead_letters import SCRUBBED, DeadLetters, dlq_topic
+from choreo._runtime.dead_letters import SCRUBBED, DeadLetterRefused, DeadLetters, dlq_topic
 from choreo._runtime.dispatch import Dispatcher
 from choreo._runtime.instrument import Instrumentation
 from choreo._runtime.retry_topics import LAST_ERROR, RetryTopics, retry_topic
@@ -67,6 +67,8 @@ class ServiceRunner:
         self.topics = self._subscriptions()
         self.workers: dict[TopicPartition, PartitionWorker] = {}
         self._paused: set[TopicPartition] = set()
+        self.stopped: dict[TopicPartition, str] = {}
+        """Partitions stopped at a dead letter the broker refused, and why (see ``_stop_at``)."""
         self._committed: dict[TopicPartition, int] = {}
         self._consumer: Consumer | None = None
         self._producer: Producer | None = None
@@ -212,6 +214,7 @@ class ServiceRunner:
         await self._finish(leaving, timeout_s=self.config.shutdown_grace_s)
         for tp in partitions:
             self._paused.discard(tp)
+            self.stopped.pop(tp, None)
             self._committed.pop(tp, None)
         log.info("%s: revoked %s", self.service.name, _names(partitions))
 
@@ -256,7 +259,7 @@ class ServiceRunner:
 
     def _feed_run(self, topic: str, partition: int, run: list[Record]) -> None:
         worker = self.workers.get(TopicPartition(topic, partition))
-        if worker is not None:
+        if worker is not None and not worker.stopped:
             worker.feed(run)
 
     def in_flight(self) -> int:
@@ -294,6 +297,7 @@ class ServiceRunner:
             tp
             for tp in self._paused
             if tp in self.workers
+            and tp not in self.stopped
             and (
                 self.workers[tp].queued <= batch // 2
                 if self.workers[tp].is_retry
@@ -340,13 +344,36 @@ class ServiceRunner:
         are never returned, so without this lag would stay above 0 after every transaction."""
         offsets: dict[TopicPartition, int] = {}
         for worker in workers:
-            point = worker.progress.commit_point()
+            try:
+                point = worker.progress.commit_point()
+            except DeadLetterRefused as refused:
+                self._stop_at(worker, refused)
+                point = worker.progress.next_offset  # up to the record that could not be parked
             position = positions.get(worker.tp)
-            if position is not None and worker.idle and (point is None or position > point):
+            if point is not None and position is not None and position > point and worker.idle:
                 point = position
             if point is not None and self._committed.get(worker.tp) != point:
                 offsets[worker.tp] = point
         return offsets
+
+    def _stop_at(self, worker: PartitionWorker, refused: DeadLetterRefused) -> None:
+        """A record that can be neither handled nor parked stops its partition, not the
+        service: its offset stays uncommitted, the partition is paused (and stays paused),
+        and the other partitions keep flowing. Restarting cannot help until someone fixes
+        the cause, so the service does not exit; ``/readyz`` and the metrics say why."""
+        if worker.tp in self.stopped:
+            return
+        assert self._consumer is not None
+        self.stopped[worker.tp] = str(refused)
+        worker.stop()
+        self._consumer.pause([worker.tp])
+        log.error(
+            "%s: partition %s[%d] stopped, the others go on: %s",
+            self.service.name,
+            worker.tp.topic,
+            worker.tp.partition,
+            refused,
+        )
 
     async def _commit_transaction(
         self, extra: Iterable[PartitionWorker] | None, positions: dict[TopicPartition, int]
@@ -434,17 +461,6 @@ class ServiceRunner:
                 log.error(
                     "%s: unsent records dropped at exit (broker unreachable)", self.service.name
                 )
-
-
-def transactional_prefix(group_id: str) -> str:
-    """``choreo.<group>.``: a group name holds no ``.``, so an ACL on this prefix reaches
-    this group's transactional ids and no other group's (``a`` never reaches ``a-b``)."""
-    return f"choreo.{group_id}."
-
-
-def transactional_id(group_id: str, instance: str) -> str:
-    """One instance's transactional id, under its group's prefix."""
-    return transactional_prefix(group_id) + instance
 
 
 def _names(partitions: Iterable[TopicPartition]) -> str:

@@ -11,7 +11,7 @@ Membership follows the services' settings (README "Scaling out"): static
 (``group.instance.id``) when the instance id is stable (``--instance`` or
 ``static_membership``), so a restarted instance gets its partitions back without a rebalance; a
 dead instance's partitions move after ``session_timeout_s``. Fencing: the transactional id is
-``choreo-saga-<saga>-<instance>``. A restarted instance with the same id aborts whatever its
+``choreo.choreo-saga-<saga>.<instance>``. A restarted instance with the same id aborts whatever its
 predecessor left open as it starts; another instance taking over partitions is protected by the
 group generation carried in the offsets (a zombie's commit fails), and waits at most
 ``transaction.timeout.ms`` for a dead instance's open transaction.
@@ -59,7 +59,7 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from opentelemetry.util.types import AttributeValue
 
 from choreo import _headers
-from choreo._config import ServiceConfig
+from choreo._config import ServiceConfig, transactional_id, transactional_prefix
 from choreo._emitter import EventEncoder
 from choreo._errors import DecodeError, SchemaError, TransportError
 from choreo._observability import carrier
@@ -330,11 +330,11 @@ class SagaTracker:
         """Create topics, check partition counts, fence predecessors, subscribe."""
         transport = ConfluentTransport(self.config.kafka)
         asyncio.run(transport.ensure_topics(self.topology.topic_configs(self.catalog)))
-        transactional_id = f"{self.group_id}-{self.instance}"
+        tid = transactional_id(self.group_id, self.instance)
         self._producer = ck.Producer(
             {
                 **self._settings,
-                "transactional.id": transactional_id,
+                "transactional.id": tid,
                 "transaction.timeout.ms": self._transaction_timeout_ms,
                 "enable.idempotence": True,
                 "acks": "all",
@@ -348,7 +348,7 @@ class SagaTracker:
             self.topology,
             {name: len(t.partitions) for name, t in metadata.topics.items() if t.error is None},
         )
-        self._init_transactions(self._producer, transactional_id)
+        self._init_transactions(self._producer, tid)
         self._consumer = ck.Consumer(
             {
                 **self._settings,
@@ -387,7 +387,7 @@ class SagaTracker:
             error = exc.args[0] if exc.args else None
             what = f"saga tracker '{self.engine.name}' starting transactions as {transactional_id}"
             if isinstance(error, ck.KafkaError) and error.code() in AUTHORIZATION_ERRORS:
-                needed = f"WRITE on transactional_id prefix {self.group_id}-"
+                needed = f"WRITE on transactional_id prefix {transactional_prefix(self.group_id)}"
                 raise denied(f"{what} (it needs {needed})", error) from None
             detail = error.str() if isinstance(error, ck.KafkaError) else str(exc)
             raise TransportError(f"{what}: {detail}") from None

@@ -11,7 +11,7 @@ no other group's ids start with: a group name holds no ``.``). A saga tracker ma
 input topics with its group, write the topics of its compensations and parked
 events and its dead-letter topics, read and write its state changelog, and use its
 transactional ids
-(``choreo-saga-<saga>-<instance>``). Nothing else: no CREATE (topics come from
+(``choreo.choreo-saga-<saga>.<instance>``). Nothing else: no CREATE (topics come from
 ``choreo acl apply``, run as an admin), no cluster rights.
 
 Read and write imply describe, which is all the runtime's start-up checks need
@@ -24,13 +24,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from choreo._config import ServiceConfig
+from choreo._config import ServiceConfig, transactional_prefix
 from choreo._dlq.replay import LEDGER, LEDGER_TOPIC, replay_transactional_id
 from choreo._docs.emits import service_emits
 from choreo._errors import TopologyError
 from choreo._runtime.dead_letters import dlq_topic
 from choreo._runtime.retry_topics import PREFIX as RETRY_PREFIX
-from choreo._runtime.runner import ServiceRunner, transactional_prefix
+from choreo._runtime.runner import ServiceRunner
 from choreo._saga.definition import Saga
 from choreo._saga.topology import plan, tracker_name
 from choreo._schemas import Catalog
@@ -141,7 +141,7 @@ def tracker_grant(
     acls += [Acl(who, "topic", t, "WRITE") for t in writes]
     acls += [
         Acl(who, "group", group, "READ"),
-        Acl(who, "transactional_id", f"{group}-", "WRITE", prefixed=True),
+        Acl(who, "transactional_id", transactional_prefix(group), "WRITE", prefixed=True),
     ]
     topics = topology.topic_configs(catalog)
     if replay:

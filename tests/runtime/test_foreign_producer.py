@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import socket
 import time
+import urllib.error
 import urllib.request
 import uuid
 from collections import Counter
@@ -20,7 +21,8 @@ from pathlib import Path
 
 import pytest
 from builders import placed, received, reserved
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
 from conftest import ServiceProcess
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -261,3 +263,73 @@ def _kept(sent: tuple[str, bytes | None, Headers], value: bytes | None, headers:
         and size == str(len(original)).encode()
         and original.startswith(value or b"x")
     )
+
+
+def test_a_dead_letter_the_broker_refuses_stops_its_partition_only(
+    kafka: str, isolated_schemas: Path, tmp_path: Path, run_service: ServiceProcess
+) -> None:
+    """The DLQ topic takes records of at most 1,000 bytes (a limit nobody can fix from the
+    service): the poison's partition stops uncommitted and says why; the others go on."""
+    catalog = Catalog.load(isolated_schemas)
+    codec = Codec(catalog)
+    topic = catalog.topic_of(OrderPlaced.event_type).name
+    admin = AdminClient({"bootstrap.servers": kafka})
+    small = NewTopic(dlq.dlq_topic("ledger", topic), 1, 1, config={"max.message.bytes": "1000"})
+    for future in admin.create_topics([small, NewTopic(topic, 3, 1)]).values():
+        future.result(30)
+    ledger = tmp_path / "ledger.txt"
+    port = _free_port()
+    group = f"refused-{uuid.uuid4().hex[:8]}"
+    service = run_service(
+        "ledger_service",
+        isolated_schemas,
+        LEDGER_FILE=str(ledger),
+        CHOREO_GROUP_ID=group,
+        CHOREO_METRICS_PORT=str(port),
+    )
+    log = tmp_path / "ledger_service-0.log"
+    _wait_ready(port, log)
+
+    producer = Producer({"bootstrap.servers": kafka})
+    producer.produce(topic, b"not avro", b"poison", partition=0, headers=_ce("x"))
+    for i in range(30):
+        order_id = f"after-{i}"
+        value = codec.encode(placed(order_id))
+        headers = _ce(OrderPlaced.event_type)
+        producer.produce(topic, value, order_id.encode(), partition=i % 3, headers=headers)
+    assert producer.flush(30) == 0
+
+    deadline = time.monotonic() + 90
+    stopped: list[dict[str, str]] = []
+    lags: dict[str, float] = {}
+    while time.monotonic() < deadline:
+        assert service.poll() is None, f"the service exited:\n{log.read_text()[-3000:]}"
+        samples = _scrape(port)
+        stopped = [labels for labels, value in samples.get("choreo_partition_stopped", []) if value]
+        lags = {
+            labels["partition"]: value
+            for labels, value in samples.get("choreo_consumer_lag", [])
+            if labels["topic"] == topic
+        }
+        if stopped and lags.get("1") == 0 and lags.get("2") == 0:
+            break
+        time.sleep(0.5)
+    assert [(s["topic"], s["partition"], s["reason"]) for s in stopped] == [
+        (topic, "0", "dead-letter-refused")
+    ]
+    assert lags.get("1") == 0 and lags.get("2") == 0, lags
+    handled = {line.split()[0]: line.split()[1] for line in ledger.read_text().splitlines()}
+    assert {f"after-{i}" for i in range(30) if i % 3} <= set(handled)
+    try:
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=5)
+        raise AssertionError("/readyz said ready with a stopped partition")
+    except urllib.error.HTTPError as refused:
+        why = refused.read().decode()
+    assert f"{topic}[0] stopped" in why and "refused" in why, why
+    assert "dead letter NOT written" in log.read_text()
+    assert service.poll() is None
+
+    reader = Consumer({"bootstrap.servers": kafka, "group.id": group})
+    [committed] = reader.committed([TopicPartition(topic, 0)], timeout=10)
+    reader.close()
+    assert committed.offset < 1, "the poison (offset 0) must stay uncommitted"

@@ -87,7 +87,6 @@ def test_membership_changes_under_load_move_only_the_partitions_that_change_owne
             time.sleep(rng.uniform(8.0, 12.0))
         time.sleep(FAILOVER_BOUND_S)
         load.finish()
-        ended = time.time()
 
         def all_handled() -> bool:
             return {h.order_id for h in read_ledgers(ledgers)} >= set(load.sent)
@@ -98,7 +97,7 @@ def test_membership_changes_under_load_move_only_the_partitions_that_change_owne
         instances.stop_all()
 
     handlings = read_ledgers(ledgers)
-    found = pauses(handlings, actions[0][1] - 5, ended)
+    found = pauses(handlings, actions[0][1] - 5, float("inf"))  # a stall may outlast the load
     print(f"{'change':<10}{'moved partitions':>20}{'other partitions':>20}")
     for kind, at in actions:
         moved, kept = describe(found, at, 8.0)

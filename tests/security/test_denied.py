@@ -74,7 +74,7 @@ def test_a_tracker_without_its_transactional_id_acl_stops_naming_it(secured: Sec
     tracker = secured.user(f"choreo-saga-{secured.saga}")
     applied = secured.admin("acl", "apply", "saga_defs:order_saga")
     assert applied.returncode == 0, applied.stderr
-    prefix = f"choreo-saga-{secured.saga}-"
+    prefix = f"choreo.choreo-saga-{secured.saga}."
     admin = AclAdmin(secured.secure.admin())
     admin.delete([Acl(f"User:{tracker}", "transactional_id", prefix, "WRITE", prefixed=True)])
     process = secured.start(

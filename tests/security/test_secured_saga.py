@@ -52,7 +52,7 @@ def test_saga_completes_with_least_privilege_acls(secured: Secured, kafka: str) 
     stock = users["stock"]
     assert f"+ User:{stock}" in applied.stdout
     assert f"WRITE topic choreo.dlq.{stock}.shop.orders." in applied.stdout
-    assert f"WRITE transactional_id prefix choreo-saga-{secured.saga}-" in applied.stdout
+    assert f"WRITE transactional_id prefix choreo.choreo-saga-{secured.saga}." in applied.stdout
     planned = secured.admin("acl", "plan", *TARGETS)
     assert "0 to create, 0 to delete" in planned.stdout, planned.stdout + planned.stderr
 

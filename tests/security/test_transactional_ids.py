@@ -11,8 +11,7 @@ import pytest
 from conftest import Secured
 
 import choreo
-from choreo._config import ServiceConfig
-from choreo._runtime.runner import transactional_id
+from choreo._config import ServiceConfig, transactional_id
 from choreo._schemas import Catalog
 from choreo._security.acl import service_grant
 from choreo._security.acl_admin import AclAdmin
