@@ -33,8 +33,10 @@ pytestmark = pytest.mark.stack
 PARTITIONS = 6
 RATE = 120.0
 SESSION_TIMEOUT_S = float(os.environ.get("CHOREO_SESSION_TIMEOUT_S", "10"))
-STALL_BOUND_S = 6.0
-"""Longest pause of a partition whose owner did not change (a busy 2-core machine included)."""
+STALL_BOUND_S = 8.0
+"""Longest pause of a partition whose owner did not change: generous for a busy 2-core
+machine (5.2 s seen at a load average of 15, while a process started), yet below the
+session timeout, the least a group-wide stall behind a dead member costs."""
 FAILOVER_BOUND_S = SESSION_TIMEOUT_S + 15.0
 """Documented failover: the session timeout, then a rebalance and a process start."""
 
