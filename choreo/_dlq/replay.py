@@ -8,10 +8,12 @@ purpose). Replayed records are placed by murmur2 of their key, as every other
 choreo producer places them, so a replayed event lands on the partition of its
 key's other events.
 
-Each replayed record and a marker in the compacted ``choreo.dlq-replays``
-topic (key ``<dlq topic>/<partition>/<offset>``) are written in one Kafka
-transaction: an interrupted replay leaves either both or neither, so running
-it again picks up exactly what is missing. The transactional id is per DLQ
+Each replayed record and a marker in the owner's compacted ledger,
+``choreo.dlq-replays.<owner>`` (key ``<dlq topic>/<partition>/<offset>``), are
+written in one Kafka transaction: an interrupted replay leaves either both or
+neither, so running it again picks up exactly what is missing. One ledger per
+owner, so a service allowed to replay its own DLQs cannot mark another's
+records as replayed (or read which were). The transactional id is per DLQ
 topic, so two replays of one DLQ at once fence each other instead of doubling.
 """
 
@@ -34,8 +36,9 @@ from choreo._errors import TransportError
 from choreo._runtime import dead_letters as dlq
 from choreo._transport.base import TopicConfig
 
-LEDGER_TOPIC = "choreo.dlq-replays"
-LEDGER = TopicConfig(LEDGER_TOPIC, partitions=1, compacted=True)
+SHARED_LEDGER = "choreo.dlq-replays"
+"""The ledger of every owner before there was one per owner: still read where it exists and
+this principal can see it, so records replayed before are not replayed again."""
 REPLAYED_FROM = "choreo_replayed_from"
 """Header on a replayed record: the DLQ coordinates it came from."""
 TRANSACTION_SIZE = 200
@@ -88,23 +91,30 @@ def _ledger_key(record: DeadLetter) -> str:
     return f"{record.topic}/{record.partition}/{record.offset}"
 
 
-def _ensure_ledger(settings: dict[str, Any]) -> None:
-    """Create the ledger if missing (a service principal cannot: ``choreo acl apply`` does)."""
+def ledger(owner: str) -> TopicConfig:
+    """Where the replays of ``owner``'s DLQ topics are marked (``choreo acl apply`` makes it)."""
+    return TopicConfig(f"{SHARED_LEDGER}.{owner}", partitions=1, compacted=True)
+
+
+def _ledgers(settings: dict[str, Any], own: TopicConfig) -> list[str]:
+    """The owner's ledger, created if missing (a service principal cannot: ``choreo acl apply
+    --replay`` does), and the shared one of earlier versions if this principal can see it."""
     admin = AdminClient(settings)
-    if LEDGER_TOPIC in admin.list_topics(timeout=READ_TIMEOUT_S).topics:
-        return
-    topic = NewTopic(LEDGER.name, LEDGER.partitions, config={"cleanup.policy": "compact"})
+    existing = admin.list_topics(timeout=READ_TIMEOUT_S).topics
+    legacy = [SHARED_LEDGER] if SHARED_LEDGER in existing else []
+    if own.name in existing:
+        return [own.name, *legacy]
+    topic = NewTopic(own.name, own.partitions, config={"cleanup.policy": "compact"})
     for future in admin.create_topics([topic]).values():
         try:
             future.result(READ_TIMEOUT_S)
         except KafkaException as error:
             if "TOPIC_ALREADY_EXISTS" not in str(error):
-                raise TransportError(
-                    f"cannot create {LEDGER_TOPIC}: {error} {GRANT_HINT}"
-                ) from None
+                raise TransportError(f"cannot create {own.name}: {error} {GRANT_HINT}") from None
+    return [own.name, *legacy]
 
 
-def replayed_keys(settings: dict[str, Any], dlq_topic: str) -> set[str]:
+def replayed_keys(settings: dict[str, Any], dlq_topic: str, ledgers: Iterable[str]) -> set[str]:
     """Keys of the records of ``dlq_topic`` already replayed (committed transactions only)."""
     consumer = Consumer(
         {
@@ -117,7 +127,7 @@ def replayed_keys(settings: dict[str, Any], dlq_topic: str) -> set[str]:
     prefix = f"{dlq_topic}/".encode()
     keys: set[str] = set()
     try:
-        for message in read_partitions(consumer, [TopicPartition(LEDGER_TOPIC, 0)]):
+        for message in read_partitions(consumer, [TopicPartition(t, 0) for t in ledgers]):
             key = message.key() or b""
             if key.startswith(prefix):
                 keys.add(key.decode())
@@ -137,9 +147,9 @@ def replay(
 ) -> ReplayReport:
     """Replay the selected records of ``dlq_topic`` to the topic its name says they came from
     (or to ``to_topic``, where every selected record goes, whatever its headers say)."""
-    source = parse(dlq_topic).source
-    _ensure_ledger(settings)
-    done = replayed_keys(settings, dlq_topic)
+    owner, source = parse(dlq_topic)
+    ledgers = _ledgers(settings, ledger(owner))
+    done = replayed_keys(settings, dlq_topic, ledgers)
     report = ReplayReport(to_topic or source)
     reasons: set[str] = set()
     for record in read(settings, dlq_topic):
@@ -159,13 +169,18 @@ def replay(
             report.sent.append(record)
     check_reason(selection.reason, reasons)
     if not dry_run and report.sent:
-        _send(settings, dlq_topic, report.destination, report.sent)
+        _send(settings, dlq_topic, report.destination, ledgers[0], report.sent)
     return report
 
 
 def _send(
-    settings: dict[str, Any], dlq_topic: str, destination: str, records: Iterable[DeadLetter]
+    settings: dict[str, Any],
+    dlq_topic: str,
+    destination: str,
+    marks: str,
+    records: Iterable[DeadLetter],
 ) -> None:
+    """Replay ``records`` to ``destination``, marking each in the ledger ``marks``."""
     producer = Producer(
         {
             **settings,
@@ -189,13 +204,13 @@ def _send(
         for record in records:
             batch.append(record)
             if len(batch) >= TRANSACTION_SIZE:
-                _commit_batch(producer, destination, batch, delivered)
+                _commit_batch(producer, destination, marks, batch, delivered)
                 batch = []
         if batch:
-            _commit_batch(producer, destination, batch, delivered)
+            _commit_batch(producer, destination, marks, batch, delivered)
     except KafkaException as error:
         raise TransportError(
-            f"replaying {dlq_topic} to {destination} (and marking it in {LEDGER_TOPIC}) "
+            f"replaying {dlq_topic} to {destination} (and marking it in {marks}) "
             f"as transactional id {replay_transactional_id(dlq_topic)}: "
             f"{refused[0] if refused else error.args[0]}; "
             "batches committed before stay replayed; run it again for the rest"
@@ -210,6 +225,7 @@ def replay_transactional_id(dlq_topic: str) -> str:
 def _commit_batch(
     producer: Producer,
     destination: str,
+    marks: str,
     batch: list[DeadLetter],
     delivered: Callable[[KafkaError | None, Message], None],
 ) -> None:
@@ -226,6 +242,6 @@ def _commit_batch(
         )
         marker = json.dumps({"replayed_at": now, "to": destination})
         producer.produce(
-            LEDGER_TOPIC, key=key.encode(), value=marker.encode(), on_delivery=delivered
+            marks, key=key.encode(), value=marker.encode(), on_delivery=delivered
         )
     producer.commit_transaction(READ_TIMEOUT_S * 3)

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from choreo._config import ServiceConfig, transactional_prefix
-from choreo._dlq.replay import LEDGER, LEDGER_TOPIC, replay_transactional_id
+from choreo._dlq.replay import ledger, replay_transactional_id
 from choreo._docs.emits import service_emits
 from choreo._errors import TopologyError
 from choreo._runtime.dead_letters import dlq_topic
@@ -78,9 +78,10 @@ def replay_acls(who: str, owner: str, sources: Iterable[str]) -> list[Acl]:
     """What ``choreo dlq replay`` of ``owner``'s dead letters needs when run as ``who``, the
     owner's principal (``choreo acl apply --replay``): read each DLQ topic, write the topic
     its name says the records came from (nothing else, so no forged header or ``--to-topic``
-    reaches another team's topic), read and write the replay ledger, and use that DLQ
-    topic's own transactional id (literal, not a prefix)."""
-    acls = [Acl(who, "topic", LEDGER_TOPIC, "READ"), Acl(who, "topic", LEDGER_TOPIC, "WRITE")]
+    reaches another team's topic), read and write the owner's replay ledger, and use that
+    DLQ topic's own transactional id (literal, not a prefix)."""
+    marks = ledger(owner).name
+    acls = [Acl(who, "topic", marks, "READ"), Acl(who, "topic", marks, "WRITE")]
     for source in sources:
         parked = dlq_topic(owner, source)
         acls += [
@@ -123,7 +124,7 @@ def service_grant(
     topics = runner.topic_configs()
     if replay:
         acls += replay_acls(who, service.name, sources)
-        topics.append(LEDGER)
+        topics.append(ledger(service.name))
     return Grant(service.name, who, tuple(sorted(set(acls))), tuple(topics))
 
 
@@ -146,7 +147,7 @@ def tracker_grant(
     topics = topology.topic_configs(catalog)
     if replay:
         acls += replay_acls(who, group, topology.inputs)
-        topics.append(LEDGER)
+        topics.append(ledger(group))
     return Grant(f"saga {topology.saga}", who, tuple(sorted(set(acls))), tuple(topics))
 
 

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 import choreo
-from choreo._dlq.replay import LEDGER_TOPIC, replay_transactional_id
+from choreo._dlq.replay import ledger, replay_transactional_id
 from choreo._schemas import Catalog
 from choreo._security.acl import Grant, service_grant, tracker_grant
 from services import shipping
@@ -30,7 +30,9 @@ def _expected(owner: str, plain: Grant) -> set[tuple[str, str, str]]:
     """Read on each DLQ topic the owner writes, write on its source, its transactional id."""
     prefix = f"choreo.dlq.{owner}."
     parked = {a.name for a in plain.acls if a.operation == "WRITE" and a.name.startswith(prefix)}
-    expected = {("topic", LEDGER_TOPIC, "READ"), ("topic", LEDGER_TOPIC, "WRITE")}
+    marks = ledger(owner).name
+    assert marks == f"choreo.dlq-replays.{owner}"  # its own: no other owner's marks
+    expected = {("topic", marks, "READ"), ("topic", marks, "WRITE")}
     for topic in parked:
         expected |= {
             ("topic", topic, "READ"),
@@ -47,7 +49,8 @@ def test_a_service_may_replay_its_own_dlqs_back_to_their_sources_only() -> None:
     replaying = service_grant(shipping.svc, config, CATALOG, replay=True)
     assert _added(plain, replaying) == _expected(shipping.svc.name, plain)
     assert not any(a.name.startswith("choreo.dlq.") and a.operation == "READ" for a in plain.acls)
-    assert {t.name for t in replaying.topics} - {t.name for t in plain.topics} == {LEDGER_TOPIC}
+    added = {t.name for t in replaying.topics} - {t.name for t in plain.topics}
+    assert added == {ledger(shipping.svc.name).name}
 
 
 def test_a_saga_tracker_may_replay_its_own_dlqs_too() -> None:

@@ -30,6 +30,13 @@ def _write_as(
     secured: Secured, user: str, topic: str, records: list[tuple[bytes, Headers]]
 ) -> None:
     """Produce with a plain confluent-kafka client as ``user``; fails on any delivery error."""
+    assert _try_write_as(secured, user, topic, records) == []
+
+
+def _try_write_as(
+    secured: Secured, user: str, topic: str, records: list[tuple[bytes, Headers]]
+) -> list[KafkaError]:
+    """The delivery errors of producing ``records`` as ``user``."""
     config = secured.secure.config(user, secured.passwords[user])
     producer = Producer(librdkafka_settings(config))
     errors: list[KafkaError] = []
@@ -42,7 +49,7 @@ def _write_as(
             on_delivery=lambda error, _: errors.append(error) if error else None,
         )
     assert producer.flush(30) == 0
-    assert errors == [], errors
+    return errors
 
 
 def _topics(secured: Secured) -> tuple[str, str, str]:
@@ -156,6 +163,10 @@ def test_the_owning_principal_replays_its_own_dead_letters_and_can_reach_nothing
     [denied] = [line for line in redirect.stderr.splitlines() if line.startswith("choreo: ")]
     assert f"replaying {parked} to {payments}" in denied and "uthoriz" in denied, denied
     assert len(_admin_read(secured, payments)) == payments_before
+    for ledger in ("choreo.dlq-replays", f"choreo.dlq-replays.{secured.prefix}payments"):
+        marker = [(f"{dlq_topic(f'{secured.prefix}payments', orders)}/0/0".encode(), [])]
+        [refused] = _try_write_as(secured, stock, ledger, marker)  # others' marks are not its
+        assert refused.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED, ledger
 
 
 def test_reading_a_dlq_without_read_rights_is_refused_naming_it(secured: Secured) -> None:
