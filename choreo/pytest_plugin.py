@@ -6,11 +6,13 @@ SASL_SSL listener (ACLs apply there), with its CA and a way to add SCRAM users.
 Where a Docker engine answers and ``CHOREO_STACK=docker``, Kafka and
 PostgreSQL come from testcontainers instead. ``unique_name`` gives each test
 its own topic/group names so tests never see each other's records.
+``kafka_cluster`` is a separate 3-node cluster, started only when a test asks.
 """
 
 from __future__ import annotations
 
 import os
+import socket
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -19,7 +21,9 @@ from pathlib import Path
 import pytest
 
 from choreo._config import KafkaConfig
+from choreo._dev.component import StackPaths
 from choreo._dev.settings import StackSettings
+from choreo._dev.stack import Stack
 
 
 @dataclass(frozen=True)
@@ -83,6 +87,81 @@ class SecureKafka:
         for upsert in upserts:  # one change per user per request
             for future in admin.alter_user_scram_credentials([upsert]).values():
                 future.result(30)
+
+
+@dataclass(frozen=True)
+class KafkaCluster:
+    """A 3-node KRaft cluster of its own (own ports and state dir): tests may kill its nodes.
+
+    Replication factor 3 and ``min.insync.replicas=2`` by default. Node names
+    are ``kafka-1`` .. ``kafka-3``; ``node_ids`` maps them to broker ids.
+    """
+
+    stack: Stack
+    settings: StackSettings
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return self.settings.bootstrap_servers
+
+    @property
+    def node_ids(self) -> dict[str, int]:
+        return {c.name: i for i, c in enumerate(self.stack.components, start=1)}
+
+    def kill(self, node: str) -> None:
+        """SIGKILL one node (no controlled shutdown)."""
+        self.stack.kill(node)
+
+    def stop(self, node: str) -> None:
+        """Stop one node gracefully (controlled shutdown moves its leaders away first)."""
+        self.stack.down([node])
+
+    def start(self, *nodes: str) -> None:
+        """Start the named nodes (default: whichever are down) and wait until each answers."""
+        chosen = [c for c in self.stack.components if not nodes or c.name in nodes]
+        Stack(self.stack.paths, chosen).up()
+
+
+def _free_ports(count: int) -> list[int]:
+    """Ports the kernel just handed out, so the cluster never meets another listener."""
+    sockets = [socket.socket() for _ in range(count)]
+    for sock in sockets:
+        sock.bind(("127.0.0.1", 0))
+    ports = [sock.getsockname()[1] for sock in sockets]
+    for sock in sockets:
+        sock.close()
+    return ports
+
+
+@pytest.fixture(scope="session")
+def kafka_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaCluster]:
+    """Three Kafka nodes started (in parallel) for the session's tests that ask for them.
+
+    Not the shared stack: its own state dir and kernel-assigned ports, so
+    killing its brokers disturbs nobody. Killed at the end of the session.
+    """
+    from choreo._dev import default_paths, kafka_cluster_stack
+
+    if _use_docker():
+        pytest.skip("kafka_cluster runs its own local nodes (CHOREO_STACK is docker)")
+    ports = _free_ports(9)
+    nodes = [(ports[i], ports[i + 1], ports[i + 2]) for i in range(0, 9, 3)]
+    settings = StackSettings(
+        kafka_port=nodes[0][0],
+        kafka_controller_port=nodes[0][1],
+        kafka_secure_port=nodes[0][2],
+        kafka_brokers=3,
+        kafka_other_nodes=tuple(nodes[1:]),
+    )
+    shared = default_paths()
+    paths = StackPaths(shared.cache, tmp_path_factory.mktemp("kafka-cluster"), shared.project)
+    stack = kafka_cluster_stack(settings, paths)
+    try:
+        stack.up()
+        yield KafkaCluster(stack, settings)
+    finally:
+        for component in stack.components:
+            stack.kill(component.name)
 
 
 def _use_docker() -> bool:

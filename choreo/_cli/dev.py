@@ -15,17 +15,25 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
         "dev", help="run the local stack (Kafka, PostgreSQL, Connect, Jaeger)"
     )
     actions = dev.add_subparsers(dest="action", required=True)
-    actions.add_parser("up", help="start every component, reusing those already up").set_defaults(
-        handler=_up
-    )
+    up = actions.add_parser("up", help="start every component, reusing those already up")
+    up.set_defaults(handler=_up)
     down = actions.add_parser("down", help="stop the components this project started")
     down.add_argument("names", nargs="*", help="only these components (default: all)")
     down.set_defaults(handler=_down)
-    actions.add_parser("status", help="a table of component, port, pid, healthy").set_defaults(
-        handler=_status
-    )
+    status = actions.add_parser("status", help="a table of component, port, pid, healthy")
+    status.set_defaults(handler=_status)
+    for parser in (up, down, status):
+        parser.add_argument(
+            "--brokers",
+            type=int,
+            choices=(1, 3),
+            default=StackSettings().kafka_brokers,
+            help="Kafka nodes: 1, or a replicated 3-node cluster (default: $CHOREO_KAFKA_BROKERS "
+            "or 1); give the same number to status and down",
+        )
     logs = actions.add_parser("logs", help="print a component's log")
-    logs.add_argument("name", choices=[c.name for c in local_stack().components])
+    shapes = (local_stack(StackSettings(kafka_brokers=n)) for n in (1, 3))
+    logs.add_argument("name", choices=sorted({c.name for s in shapes for c in s.components}))
     logs.add_argument("-n", "--lines", type=int, default=50)
     logs.set_defaults(handler=_logs)
     actions.add_parser("smoke", help="a produce/consume round trip on the stack").set_defaults(
@@ -33,9 +41,13 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
     )
 
 
+def _settings(args: argparse.Namespace) -> StackSettings:
+    return StackSettings(kafka_brokers=args.brokers)
+
+
 def _up(args: argparse.Namespace) -> int:
     try:
-        local_stack().up()
+        local_stack(_settings(args)).up()
     except ComponentError as error:
         raise ChoreoError(str(error)) from None
     return _status(args)
@@ -43,14 +55,15 @@ def _up(args: argparse.Namespace) -> int:
 
 def _down(args: argparse.Namespace) -> int:
     try:
-        local_stack().down(args.names)
+        local_stack(_settings(args)).down(args.names)
     except ComponentError as error:
         raise ChoreoError(str(error)) from None
     return 0
 
 
 def _status(args: argparse.Namespace) -> int:
-    rows = local_stack().status()
+    settings = _settings(args)
+    rows = local_stack(settings).status()
     print(f"{'component':<10} {'port':>6} {'pid':>8}  healthy")
     for row in rows:
         pid = str(row.pid) if row.pid else "-"
@@ -58,7 +71,6 @@ def _status(args: argparse.Namespace) -> int:
     for row in rows:
         if row.stale:
             print(f"{row.name}: {row.stale}")
-    settings = StackSettings()
     print(
         f"\nkafka {settings.bootstrap_servers} (SASL_SSL {settings.secure_bootstrap_servers})"
         f"  postgres {settings.postgres_dsn}\n"

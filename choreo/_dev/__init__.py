@@ -5,7 +5,7 @@ from __future__ import annotations
 from choreo._dev.component import ComponentError, StackPaths
 from choreo._dev.connect import Connect
 from choreo._dev.jaeger import Jaeger
-from choreo._dev.kafka import Kafka
+from choreo._dev.kafka import Kafka, kafka_cluster
 from choreo._dev.postgres import Postgres
 from choreo._dev.settings import StackSettings, default_paths
 from choreo._dev.stack import Stack
@@ -18,11 +18,7 @@ def local_stack(settings: StackSettings | None = None, paths: StackPaths | None 
         paths or default_paths(),
         [
             Postgres(port=s.postgres_port),
-            Kafka(
-                port=s.kafka_port,
-                controller_port=s.kafka_controller_port,
-                secure_port=s.kafka_secure_port,
-            ),
+            *kafka_nodes(s),
             Connect(port=s.connect_port, kafka_port=s.kafka_port),
             Jaeger(
                 port=s.jaeger_port,
@@ -34,4 +30,24 @@ def local_stack(settings: StackSettings | None = None, paths: StackPaths | None 
     )
 
 
-__all__ = ["ComponentError", "Stack", "StackSettings", "default_paths", "local_stack"]
+def kafka_nodes(settings: StackSettings) -> list[Kafka]:
+    """The one broker, or a cluster's nodes when ``kafka_brokers`` asks for more."""
+    if settings.kafka_brokers == 1:
+        return [Kafka(*settings.kafka_node_ports()[0])]
+    return kafka_cluster(settings.kafka_node_ports())
+
+
+def kafka_cluster_stack(settings: StackSettings, paths: StackPaths) -> Stack:
+    """Only the Kafka nodes: a cluster a test may kill brokers of without touching the rest."""
+    return Stack(paths, kafka_nodes(settings))
+
+
+__all__ = [
+    "ComponentError",
+    "Stack",
+    "StackSettings",
+    "default_paths",
+    "kafka_cluster_stack",
+    "kafka_nodes",
+    "local_stack",
+]

@@ -71,9 +71,11 @@ class Connect:
             "config.storage.topic": f"{TOPIC_PREFIX}_configs",
             "offset.storage.topic": f"{TOPIC_PREFIX}_offsets",
             "status.storage.topic": f"{TOPIC_PREFIX}_status",
-            "config.storage.replication.factor": "1",
-            "offset.storage.replication.factor": "1",
-            "status.storage.replication.factor": "1",
+            # -1: the broker's default, 1 alone and 3 on a cluster (where min.insync.replicas=2
+            # would refuse every write to a topic with one replica).
+            "config.storage.replication.factor": "-1",
+            "offset.storage.replication.factor": "-1",
+            "status.storage.replication.factor": "-1",
             "offset.storage.partitions": "1",
             "status.storage.partitions": "1",
             # Plain JSON on the wire; a connector can override per instance.

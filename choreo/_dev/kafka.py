@@ -1,4 +1,8 @@
-"""A single-node Kafka (KRaft, combined broker and controller) run from Maven Central jars.
+"""Kafka (KRaft, combined broker and controller nodes) run from Maven Central jars.
+
+One node by default; ``kafka_cluster`` gives three (or more) nodes that are all
+voters of a static controller quorum, with replication factor 3 and
+``min.insync.replicas=2`` as the cluster defaults, so a broker can fail over.
 
 No tarball and no Docker: ``infra/kafka/pom.xml`` fetches the broker jars and
 the broker runs as ``java -cp <jars>/* kafka.Kafka``. The readiness probe
@@ -32,6 +36,8 @@ from choreo._dev.tls import BROKER_FILE, CA_FILE, ensure_broker_keystore
 KAFKA_VERSION = "4.3.1"
 """Debezium 3.7 (infra/connect/pom.xml) is built against this Kafka, so Connect matches it."""
 JVM_HEAP = ["-Xms256m", "-Xmx1g"]
+CLUSTER_NODE_HEAP = ["-Xms128m", "-Xmx512m"]
+"""Three JVMs share a laptop (or a 2-core CI runner) with the rest of the stack."""
 JVM_FLAGS = ["-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20", "-Djava.awt.headless=true"]
 BROKER_MAIN = "kafka.Kafka"
 STORAGE_TOOL_MAIN = "kafka.tools.StorageTool"
@@ -89,18 +95,39 @@ def _new_cluster_id() -> str:
 
 
 class Kafka:
-    """One KRaft node that is both broker and controller, on loopback only."""
+    """One KRaft node that is both broker and controller, on loopback only.
 
-    name = "kafka"
+    Alone (no ``voters``) it is the whole cluster, named ``kafka``. As one of a
+    cluster it is ``kafka-<node_id>``, its quorum is the static ``voters`` list
+    (node id, controller port), and its stack starts all nodes together: none
+    answers before a majority of voters is up.
+    """
+
     install_lane = "maven"
 
     def __init__(
-        self, port: int = 9092, controller_port: int = 9093, secure_port: int = 9094
+        self,
+        port: int = 9092,
+        controller_port: int = 9093,
+        secure_port: int = 9094,
+        *,
+        node_id: int = 1,
+        voters: tuple[tuple[int, int], ...] = (),
     ) -> None:
         self.port = port
         self.controller_port = controller_port
         self.secure_port = secure_port
         self.ports = (port, controller_port, secure_port)
+        self.node_id = node_id
+        self.voters = voters
+        self.name = f"kafka-{node_id}" if voters else "kafka"
+        self.start_group = "kafka" if voters else None
+        """Components sharing a start group are spawned together (see ``Stack.up``)."""
+
+    @property
+    def replication(self) -> int:
+        """Replicas of every topic by default: all nodes, at most three."""
+        return min(3, max(1, len(self.voters)))
 
     @property
     def bootstrap(self) -> str:
@@ -128,13 +155,17 @@ class Kafka:
         ensure_broker_keystore(tls_dir(paths))
 
     def _format(self, paths: StackPaths, data: Path) -> None:
-        id_file = data / "cluster.id"
+        # A cluster's nodes must share one id: it lives beside their data dirs.
+        id_file = paths.data("kafka-cluster") / "cluster.id" if self.voters else data / "cluster.id"
+        id_file.parent.mkdir(parents=True, exist_ok=True)
         if not id_file.exists():
             id_file.write_text(_new_cluster_id() + "\n")
         cluster_id = id_file.read_text().strip()
         args = ["format", "--config", str(self._config(paths)), "--cluster-id", cluster_id]
-        argv = java_argv(paths, STORAGE_TOOL_MAIN, *args, "--standalone", heap=["-Xmx256m"])
-        log = paths.log("kafka-format")
+        if not self.voters:  # a static voters list needs no flag; alone, it is the sole voter
+            args.append("--standalone")
+        argv = java_argv(paths, STORAGE_TOOL_MAIN, *args, heap=["-Xmx256m"])
+        log = paths.log(f"{self.name}-format")
         log.parent.mkdir(parents=True, exist_ok=True)
         with log.open("w") as out:
             done = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out, cwd=data)
@@ -147,11 +178,13 @@ class Kafka:
             f"PLAINTEXT://{self.bootstrap},SASL_SSL://{self.secure_bootstrap},"
             f"CONTROLLER://{controller}"
         )
+        replicas = str(self.replication)
+        min_isr = str(min(2, self.replication))
         settings = {
-            # KRaft, one node in both roles; --standalone formatting makes it the sole voter.
+            # KRaft, each node in both roles; alone, --standalone formatting makes it the voter.
             "process.roles": "broker,controller",
-            "node.id": "1",
-            "controller.quorum.bootstrap.servers": controller,
+            "node.id": str(self.node_id),
+            **_quorum(controller, self.voters),
             "controller.listener.names": "CONTROLLER",
             "listeners": listeners,
             "advertised.listeners": listeners,
@@ -161,14 +194,15 @@ class Kafka:
             ),
             **_secure_listener(tls),
             "log.dirs": str(log_dir),
-            # One replica of everything, or internal topics (groups, transactions) never appear.
-            "default.replication.factor": "1",
-            "min.insync.replicas": "1",
-            "offsets.topic.replication.factor": "1",
-            "transaction.state.log.replication.factor": "1",
-            "transaction.state.log.min.isr": "1",
-            "share.coordinator.state.topic.replication.factor": "1",
-            "share.coordinator.state.topic.min.isr": "1",
+            # Alone: one replica of everything, or internal topics (groups, transactions)
+            # never appear. In a cluster: three, and an acks=all write needs two of them.
+            "default.replication.factor": replicas,
+            "min.insync.replicas": min_isr,
+            "offsets.topic.replication.factor": replicas,
+            "transaction.state.log.replication.factor": replicas,
+            "transaction.state.log.min.isr": min_isr,
+            "share.coordinator.state.topic.replication.factor": replicas,
+            "share.coordinator.state.topic.min.isr": min_isr,
             # Few partitions: internal topics are created faster, and a laptop needs no more.
             "offsets.topic.num.partitions": "1",
             "transaction.state.log.num.partitions": "1",
@@ -185,7 +219,8 @@ class Kafka:
         )
 
     def launch(self, paths: StackPaths) -> Launch:
-        argv = java_argv(paths, BROKER_MAIN, str(self._config(paths)))
+        heap = CLUSTER_NODE_HEAP if self.voters else JVM_HEAP
+        argv = java_argv(paths, BROKER_MAIN, str(self._config(paths)), heap=heap)
         return Launch(argv=argv, cwd=paths.data(self.name))
 
     def healthy(self) -> bool:
@@ -209,8 +244,11 @@ class Kafka:
 
         Done through the PLAINTEXT listener with Kafka's own ConfigCommand, so it
         also works on a storage formatted before the secure listener existed.
-        Topics are created by the services that use them.
+        Topics are created by the services that use them. In a cluster the
+        first node does it for all: the credentials are cluster metadata.
         """
+        if self.node_id != 1:
+            return
         done = paths.data(self.name) / _SCRAM_DONE
         if done.exists():
             return
@@ -228,6 +266,24 @@ class Kafka:
                     f"kafka: creating the SCRAM user {ADMIN_USER} failed; log: {log}"
                 )
         done.write_text(f"{ADMIN_USER}\n")
+
+
+def kafka_cluster(nodes: list[tuple[int, int, int]]) -> list[Kafka]:
+    """One node per ``(port, controller_port, secure_port)``, ids from 1, all voters."""
+    voters = tuple((node_id, ports[1]) for node_id, ports in enumerate(nodes, start=1))
+    return [
+        Kafka(*ports, node_id=node_id, voters=voters)
+        for node_id, ports in enumerate(nodes, start=1)
+    ]
+
+
+def _quorum(controller: str, voters: tuple[tuple[int, int], ...]) -> dict[str, str]:
+    """A static voters list for a cluster; a bootstrap address for the lone node."""
+    if not voters:
+        return {"controller.quorum.bootstrap.servers": controller}
+    return {
+        "controller.quorum.voters": ",".join(f"{node}@127.0.0.1:{port}" for node, port in voters)
+    }
 
 
 def tls_dir(paths: StackPaths) -> Path:

@@ -12,6 +12,8 @@ from pathlib import Path
 
 from choreo._dev.component import StackPaths
 
+_BROKERS = "CHOREO_KAFKA_BROKERS"
+
 
 def _port(name: str, default: int) -> int:
     return int(os.environ.get(f"CHOREO_{name}_PORT", default))
@@ -36,6 +38,12 @@ class StackSettings:
     """Kafka's SASL_SSL listener (PLAIN, SCRAM, OAUTHBEARER over TLS; ACLs apply)."""
     kafka_controller_port: int = field(default_factory=lambda: _port("KAFKA_CONTROLLER", 9093))
     """Kafka's KRaft controller listener."""
+    kafka_brokers: int = field(default_factory=lambda: int(os.environ.get(_BROKERS, 1)))
+    """How many Kafka nodes: 1 (the default) or a replicated cluster (3, each broker and
+    controller). Node ``n`` > 1 listens on ``CHOREO_KAFKA_<n>_PORT``, ``_CONTROLLER_PORT`` and
+    ``_SECURE_PORT``, by default the first node's ports plus ``10 * (n - 1)``."""
+    kafka_other_nodes: tuple[tuple[int, int, int], ...] | None = None
+    """Explicit ports of nodes 2.. (tests use kernel-assigned ones); None: from the env."""
     postgres_port: int = field(default_factory=lambda: _port("POSTGRES", 5432))
     """PostgreSQL, with wal_level=logical for Debezium."""
     connect_port: int = field(default_factory=lambda: _port("CONNECT", 8083))
@@ -49,13 +57,31 @@ class StackSettings:
     jaeger_grpc_port: int = field(default_factory=lambda: _port("JAEGER_GRPC", 16685))
     """Jaeger's query gRPC API."""
 
+    def kafka_node_ports(self) -> list[tuple[int, int, int]]:
+        """(client, controller, secure) ports of each Kafka node, the first node's first."""
+        first = (self.kafka_port, self.kafka_controller_port, self.kafka_secure_port)
+        if self.kafka_other_nodes is not None:
+            return [first, *self.kafka_other_nodes][: self.kafka_brokers]
+        nodes = [first]
+        for n in range(2, self.kafka_brokers + 1):
+            names = (f"KAFKA_{n}", f"KAFKA_{n}_CONTROLLER", f"KAFKA_{n}_SECURE")
+            nodes.append(
+                (
+                    _port(names[0], first[0] + 10 * (n - 1)),
+                    _port(names[1], first[1] + 10 * (n - 1)),
+                    _port(names[2], first[2] + 10 * (n - 1)),
+                )
+            )
+        return nodes
+
     @property
     def bootstrap_servers(self) -> str:
-        return f"127.0.0.1:{self.kafka_port}"
+        """Every node's client listener: a client reaches the cluster with any one of them up."""
+        return ",".join(f"127.0.0.1:{ports[0]}" for ports in self.kafka_node_ports())
 
     @property
     def secure_bootstrap_servers(self) -> str:
-        return f"127.0.0.1:{self.kafka_secure_port}"
+        return ",".join(f"127.0.0.1:{ports[2]}" for ports in self.kafka_node_ports())
 
     @property
     def postgres_dsn(self) -> str:

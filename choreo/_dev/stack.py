@@ -124,16 +124,16 @@ class Stack:
         self._install(pending)
         started: list[Component] = []
         try:
-            for component in self.components:
-                if component in pending:
-                    with _named(component):
-                        self._start(component)
-                    started.append(component)
-                else:
-                    self._await_ready(component)
-                    self.say(f"{component.name}: already running (pid {self.pid(component)})")
-                    if (stale := _stale(component)) is not None:
-                        self.say(f"{component.name}: {stale}")
+            for wave in _waves(self.components):
+                starting = [c for c in wave if c in pending]
+                started += starting
+                self._start(starting)
+                for component in wave:
+                    if component not in starting:
+                        self._await_ready(component)
+                        self.say(f"{component.name}: already running (pid {self.pid(component)})")
+                        if (stale := _stale(component)) is not None:
+                            self.say(f"{component.name}: {stale}")
         except ComponentError:
             for component in reversed(started):
                 self._stop(component)
@@ -147,6 +147,18 @@ class Stack:
         for component in reversed(self.components):
             if not names or component.name in names:
                 self._stop(component)
+
+    def kill(self, name: str) -> None:
+        """SIGKILL one component's processes, as a crash would: no shutdown, nothing flushed."""
+        component = next((c for c in self.components if c.name == name), None)
+        if component is None:
+            raise ComponentError(f"no such component: {name}")
+        pid = self.pid(component)
+        self._pidfile(component).unlink(missing_ok=True)
+        if pid is None:
+            return
+        _kill_group(pid)
+        self.say(f"{component.name}: killed (pid {pid})")
 
     def _install(self, components: list[Component]) -> None:
         lanes: dict[str, list[Component]] = {}
@@ -172,7 +184,22 @@ class Stack:
                         "free it or set its CHOREO_*_PORT (see README)"
                     )
 
-    def _start(self, component: Component) -> None:
+    def _start(self, components: list[Component]) -> None:
+        """Spawn them all, then wait for each: nodes of one quorum only answer together."""
+        processes = []
+        for component in components:
+            with _named(component):
+                processes.append((component, self._spawn(component), time.monotonic()))
+        for component, process, began in processes:
+            with _named(component):
+                self._await_ready(component, process)
+                component.after_start(self.paths)
+            self.say(
+                f"{component.name}: started on 127.0.0.1:{component.port} "
+                f"(pid {process.pid}, ready in {time.monotonic() - began:.1f}s)"
+            )
+
+    def _spawn(self, component: Component) -> subprocess.Popen[bytes]:
         component.prepare(self.paths)
         launch = component.launch(self.paths)
         log = self.paths.log(component.name)
@@ -191,13 +218,7 @@ class Stack:
         pidfile = self._pidfile(component)
         pidfile.parent.mkdir(parents=True, exist_ok=True)
         pidfile.write_text(f"{process.pid} {_start_time(process.pid)}\n")
-        began = time.monotonic()
-        self._await_ready(component, process)
-        component.after_start(self.paths)
-        self.say(
-            f"{component.name}: started on 127.0.0.1:{component.port} "
-            f"(pid {process.pid}, ready in {time.monotonic() - began:.1f}s)"
-        )
+        return process
 
     def _await_ready(
         self, component: Component, process: subprocess.Popen[bytes] | None = None
@@ -227,12 +248,30 @@ class Stack:
             _reap(pid)
             time.sleep(0.1)
         if _group_alive(pid):
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(pid, signal.SIGKILL)
-            while _group_alive(pid):
-                _reap(pid)
-                time.sleep(0.05)
+            _kill_group(pid)
         self.say(f"{component.name}: stopped (pid {pid})")
+
+
+def _kill_group(pgid: int) -> None:
+    """SIGKILL the process group and wait until none of it is left."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pgid, signal.SIGKILL)
+    while _group_alive(pgid):
+        _reap(pgid)
+        time.sleep(0.05)
+
+
+def _waves(components: list[Component]) -> Iterator[list[Component]]:
+    """Components in start order, neighbours with the same ``start_group`` in one wave."""
+    wave: list[Component] = []
+    for component in components:
+        group = getattr(component, "start_group", None)
+        if wave and (group is None or group != getattr(wave[0], "start_group", None)):
+            yield wave
+            wave = []
+        wave.append(component)
+    if wave:
+        yield wave
 
 
 def _stale(component: Component) -> str | None:

@@ -206,3 +206,49 @@ def test_everything_the_image_copies_exists_and_is_not_docker_ignored() -> None:
         assert (ROOT / source).exists(), source
         assert source not in ignored, source
     assert {".git", ".venv", ".choreo", "tests"} <= ignored
+
+
+# The three-node option: docker-compose.cluster.yml over the base file.
+
+CLUSTER = ROOT / "docker-compose.cluster.yml"
+_NODE_KEYS = {"KAFKA_NODE_ID", "KAFKA_LISTENERS", "KAFKA_ADVERTISED_LISTENERS"}
+
+
+def test_compose_cluster_nodes_are_the_local_cluster_nodes(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Same ports, quorum and replication defaults as ``choreo dev up --brokers 3``; every
+    other broker setting as the one-node service's."""
+    monkeypatch.setenv("CHOREO_KAFKA_BROKERS", "3")
+    nodes = _default_stack(monkeypatch).kafka_node_ports()
+    overlay = yaml.safe_load(CLUSTER.read_text())["services"]
+    base = _services()["kafka"]["environment"]
+    envs = [{**base, **overlay["kafka"]["environment"]}]
+    envs += [overlay[f"kafka-{n}"]["environment"] for n in (2, 3)]
+    local = kafka.kafka_cluster(nodes)
+    for n, (env, ports, node) in enumerate(zip(envs, nodes, local, strict=True), start=1):
+        props = node._properties(tmp_path / "log", tmp_path / "tls")
+        wanted = dict(line.split("=", 1) for line in props.splitlines() if "=" in line)
+        for setting in (
+            "default.replication.factor",
+            "min.insync.replicas",
+            "offsets.topic.replication.factor",
+            "transaction.state.log.replication.factor",
+            "transaction.state.log.min.isr",
+        ):
+            assert env["KAFKA_" + setting.upper().replace(".", "_")] == wanted[setting], setting
+        voters = wanted["controller.quorum.voters"].split(",")
+        assert env["KAFKA_CONTROLLER_QUORUM_VOTERS"].split(",") == [
+            f"{v.split('@')[0]}@{'kafka' if i == 0 else f'kafka-{i + 1}'}:9093"
+            for i, v in enumerate(voters)
+        ]
+        assert env["KAFKA_NODE_ID"] == wanted["node.id"] == str(n)
+        advertised = env["KAFKA_ADVERTISED_LISTENERS"]
+        assert f"PLAINTEXT://127.0.0.1:{ports[0]}" in advertised
+        assert f"SASL_SSL://127.0.0.1:{ports[2]}" in advertised
+        same = {k: v for k, v in env.items() if k not in _NODE_KEYS}
+        assert same == {k: v for k, v in envs[0].items() if k not in _NODE_KEYS}
+    published = [_published(overlay[f"kafka-{n}"]) for n in (2, 3)]
+    assert published == [{p[0], p[2]} for p in nodes[1:]]
+    connect_env = overlay["connect"]["environment"]
+    assert {connect_env[k] for k in connect_env if k.endswith("_REPLICATION_FACTOR")} == {"3"}
