@@ -93,12 +93,22 @@ def inspect(container_id: str, template: str) -> str:
     return shown.stdout.strip()
 
 
-def wait_for(what: str, check: Callable[[], bool], timeout_s: float, every_s: float = 1) -> None:
-    """Poll ``check`` until it holds; fail naming ``what`` after ``timeout_s``."""
+def wait_for(
+    what: str,
+    check: Callable[[], bool],
+    timeout_s: float,
+    every_s: float = 1,
+    status: Callable[[], str] = str,
+    container: Any = None,
+) -> None:
+    """Poll ``check`` until it holds; fail naming ``what`` after ``timeout_s``, with ``status()``
+    and the end of ``container``'s log."""
     deadline = time.monotonic() + timeout_s
     while not check():
         if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout_s:.0f} s: {what}")
+            logs = b"" if container is None else container.get_wrapped_container().logs(tail=40)
+            tail = logs.decode(errors="replace")
+            raise AssertionError(f"not within {timeout_s:.0f} s: {what} ({status()})\n{tail}")
         time.sleep(every_s)
 
 
