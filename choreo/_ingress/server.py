@@ -25,7 +25,7 @@ from choreo._observability import build_instrumentation, tracer_provider_from_en
 from choreo._observability.http import ProbeServer
 from choreo._publisher import Publisher
 from choreo._schemas import Catalog
-from choreo._transport.base import TopicConfig, Transport
+from choreo._transport.base import Transport
 from choreo._transport.registry import make_transport
 
 log = logging.getLogger("choreo.ingress")
@@ -82,7 +82,7 @@ async def prepare_topics(transport: Transport, catalog: Catalog, topics: set[str
         await transport.check_reachable(timeout_s=START_TIMEOUT_S)
         await transport.ensure_topics(
             [
-                TopicConfig(spec.name, spec.partitions, spec.retention_ms)
+                spec.topic_config()
                 for spec in catalog.topics.values()
                 if spec.name in topics
             ]

@@ -128,7 +128,7 @@ class ServiceRunner:
     def topic_configs(self) -> list[TopicConfig]:
         """What this service needs to exist: the catalog topics it reads and emits, its DLQs."""
         configs = [
-            TopicConfig(spec.name, spec.partitions, spec.retention_ms)
+            spec.topic_config()
             for spec in self.catalog.topics.values()
         ]
         configs += [

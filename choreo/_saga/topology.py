@@ -46,7 +46,7 @@ class Topology:
     def topic_configs(self, catalog: Catalog) -> list[TopicConfig]:
         """Every topic the tracker needs, for ``ensure_topics``."""
         configs = [
-            TopicConfig(name, spec.partitions, spec.retention_ms)
+            spec.topic_config()
             for name in sorted({*self.inputs, *self.outputs})
             for spec in [catalog.topics[name]]
         ]

@@ -17,12 +17,25 @@ from typing import Any
 from choreo._errors import SchemaError, TopologyError
 from choreo._schemas.avro import Primitive
 from choreo._schemas.layout import SchemaVersion, load_versions
+from choreo._transport.base import TopicConfig
 
 CATALOG_FILE = "catalog.toml"
 COMPATIBILITY_RULES = ("backward", "forward", "full", "none")
 DEFAULT_COMPATIBILITY = "backward"
 
-_TOPIC_KEYS = {"events", "key", "partitions", "retention_ms", "compatibility", "scheduled"}
+_TOPIC_KEYS = {
+    "events",
+    "key",
+    "partitions",
+    "retention_ms",
+    "compatibility",
+    "scheduled",
+    "replication_factor",
+    "min_insync_replicas",
+    "configs",
+}
+_DEDICATED_CONFIGS = {"retention.ms": "retention_ms", "min.insync.replicas": "min_insync_replicas"}
+"""Broker configs that have their own catalog key: one place to set each."""
 
 
 @dataclass(frozen=True)
@@ -39,6 +52,30 @@ class TopicSpec:
     """Records may carry a delivery time (``ctx.emit(event, at=...)``) and consumers hold each
     one until then. A held record holds up the partition behind it, so a scheduled topic
     should carry only delayed events with about the same delay."""
+    replication_factor: int | None = None
+    """Replicas of each partition; None: the broker's ``default.replication.factor``."""
+    min_insync_replicas: int | None = None
+    """Replicas an ``acks=all`` write must reach; None: the broker's default."""
+    configs: tuple[tuple[str, str], ...] = ()
+    """Other topic configs by Kafka's names (``cleanup.policy``, ``segment.ms``...)."""
+
+    def broker_configs(self) -> dict[str, str]:
+        """Every topic config the catalog sets, by Kafka's names (what drift is checked on)."""
+        settings = dict(self.configs)
+        if self.retention_ms is not None:
+            settings["retention.ms"] = str(self.retention_ms)
+        if self.min_insync_replicas is not None:
+            settings["min.insync.replicas"] = str(self.min_insync_replicas)
+        return settings
+
+    def topic_config(self) -> TopicConfig:
+        """What ``ensure_topics`` creates for this topic when it is missing."""
+        return TopicConfig(
+            self.name,
+            self.partitions,
+            replication_factor=self.replication_factor,
+            configs=tuple(sorted(self.broker_configs().items())),
+        )
 
 
 class Catalog:
@@ -159,7 +196,48 @@ def _topic(config_path: Path, name: str, table: Any) -> TopicSpec:
     scheduled = table.get("scheduled", False)
     if not isinstance(scheduled, bool):
         raise TopologyError(f"{where}: 'scheduled' must be true or false")
-    return TopicSpec(name, tuple(events), key, partitions, retention_ms, compatibility, scheduled)
+    replication_factor = table.get("replication_factor")
+    if replication_factor is not None and not _positive_int(replication_factor):
+        raise TopologyError(f"{where}: 'replication_factor' must be a positive integer")
+    min_isr = table.get("min_insync_replicas")
+    if min_isr is not None and not _positive_int(min_isr):
+        raise TopologyError(f"{where}: 'min_insync_replicas' must be a positive integer")
+    if min_isr is not None and replication_factor is not None and min_isr > replication_factor:
+        raise TopologyError(
+            f"{where}: 'min_insync_replicas' ({min_isr}) exceeds 'replication_factor' "
+            f"({replication_factor}): no acks=all write could ever succeed"
+        )
+    return TopicSpec(
+        name,
+        tuple(events),
+        key,
+        partitions,
+        retention_ms,
+        compatibility,
+        scheduled,
+        replication_factor,
+        min_isr,
+        _configs(where, table.get("configs", {})),
+    )
+
+
+def _configs(where: str, table: object) -> tuple[tuple[str, str], ...]:
+    """``configs = { "cleanup.policy" = "compact" }``: strings, integers or booleans."""
+    if not isinstance(table, dict):
+        raise TopologyError(f"{where}: 'configs' must be a table of Kafka topic configs")
+    configs = []
+    for name, value in sorted(table.items()):
+        if name in _DEDICATED_CONFIGS:
+            raise TopologyError(
+                f"{where}: set '{name}' with the topic's '{_DEDICATED_CONFIGS[name]}' key, "
+                "not in 'configs'"
+            )
+        if isinstance(value, bool):
+            value = "true" if value else "false"
+        elif not isinstance(value, str | int):
+            raise TopologyError(f"{where}: config '{name}' must be a string, integer or boolean")
+        configs.append((name, str(value)))
+    return tuple(configs)
 
 
 def _positive_int(value: object) -> bool:

@@ -250,7 +250,12 @@ class AiokafkaTransport:
         brokers = len((await admin.describe_cluster())["brokers"])
         replicas = max(1, min(3, brokers))
         new = [
-            NewTopic(t.name, t.partitions, replicas, topic_configs=topic_settings(t))
+            NewTopic(
+                t.name,
+                t.partitions,
+                t.replication_factor or replicas,
+                topic_configs=topic_settings(t),
+            )
             for t in topics
         ]
         response = await admin.create_topics(new)

@@ -70,6 +70,10 @@ class TopicConfig:
     partitions: int = 1
     retention_ms: int | None = None
     compacted: bool = False
+    replication_factor: int | None = None
+    """None: the broker's ``default.replication.factor`` (3 on a replicated cluster)."""
+    configs: tuple[tuple[str, str], ...] = ()
+    """Further topic configs by Kafka's names, e.g. ``("min.insync.replicas", "2")``."""
 
 
 @dataclass(frozen=True)

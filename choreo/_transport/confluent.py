@@ -281,7 +281,12 @@ class ConfluentTransport:
     async def _create_topics(self, topics: list[TopicConfig]) -> None:
         new = [
             # replication_factor=-1: the broker's default.replication.factor.
-            NewTopic(t.name, num_partitions=t.partitions, config=topic_settings(t))
+            NewTopic(
+                t.name,
+                num_partitions=t.partitions,
+                replication_factor=t.replication_factor or -1,
+                config=topic_settings(t),
+            )
             for t in topics
         ]
         futures = self._admin_client().create_topics(

@@ -77,7 +77,7 @@ def make_transport(name: str, config: KafkaConfig) -> Transport:
 
 def topic_settings(topic: TopicConfig) -> dict[str, str]:
     """The broker-side topic configs a ``TopicConfig`` asks for (Kafka's own names)."""
-    settings: dict[str, str] = {}
+    settings = dict(topic.configs)
     if topic.retention_ms is not None:
         settings["retention.ms"] = str(topic.retention_ms)
     if topic.compacted:
