@@ -1,0 +1,167 @@
+"""What the cluster tests share: a paced producer of orders, partition leadership, ISR waits."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from builders import placed
+from confluent_kafka import Consumer, KafkaError, Message, Producer
+from confluent_kafka.admin import AdminClient
+
+from choreo import _headers
+from choreo._schemas import Catalog, Codec
+from services.events import OrderPlaced
+
+INTERNAL_TOPICS = ("__consumer_offsets", "__transaction_state")
+
+
+@dataclass
+class OrderFeed:
+    """Produces ``OrderPlaced`` ``o-<i>`` at about ``rate`` a second (seeded jitter), acks=all
+    and idempotent as a careful producer outside choreo would, until ``stop`` or ``limit``."""
+
+    kafka: str
+    catalog: Catalog
+    seed: int
+    rate: float = 40.0
+    limit: int | None = None
+    first: int = 0
+    timeout_ms: int = 300_000
+    """``message.timeout.ms``: how long a record may wait for its acks before it fails."""
+    """The first ``i``: a second feed on the same topic starts where the first stopped."""
+    sent_at: dict[int, float] = field(default_factory=dict)
+    partition_of: dict[int, int] = field(default_factory=dict)
+    errors: Counter[str] = field(default_factory=Counter)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    @property
+    def topic(self) -> str:
+        return self.catalog.topic_of(OrderPlaced.event_type).name
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="order-feed", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> int:
+        """Stop sending, wait for every delivery report; returns how many were sent."""
+        self._stop.set()
+        return self.finish()
+
+    def finish(self) -> int:
+        """Wait until ``limit`` records are sent and reported; returns how many were sent."""
+        assert self._thread is not None
+        self._thread.join(timeout=self.timeout_ms / 1000 + 30)
+        return len(self.sent_at)
+
+    def _run(self) -> None:
+        rng = random.Random(self.seed)
+        codec = Codec(self.catalog)
+        producer = Producer(
+            {
+                "bootstrap.servers": self.kafka,
+                "acks": "all",
+                "enable.idempotence": True,
+                "linger.ms": 5,
+                "message.timeout.ms": self.timeout_ms,
+            }
+        )
+        template = placed("x")
+        i = self.first
+        while not self._stop.is_set() and (self.limit is None or i < self.first + self.limit):
+            event = template.model_copy(update={"order_id": f"o-{i}"})
+            event_id = f"in-{self.seed}-{i}"
+            headers = _headers.event_headers(
+                OrderPlaced.event_type.encode(), b"test", event_id, event_id, None
+            )
+            self.sent_at[i] = time.time()
+            producer.produce(
+                self.topic,
+                key=event.order_id.encode(),
+                value=codec.encode(event),
+                headers=headers,
+                on_delivery=self._delivered(i),
+            )
+            producer.poll(0)
+            i += 1
+            time.sleep(rng.uniform(0.5, 1.5) / self.rate)
+        producer.flush(self.timeout_ms / 1000 + 20)
+
+    def _delivered(self, i: int) -> Callable[[KafkaError | None, Message], None]:
+        def report(error: KafkaError | None, message: Message) -> None:
+            if error is None:
+                self.partition_of[i] = message.partition()
+            else:
+                self.errors[error.name()] += 1
+
+        return report
+
+
+def leaders(kafka: str, topic: str) -> dict[int, int]:
+    """Partition -> id of the broker leading it (-1: none)."""
+    metadata = AdminClient({"bootstrap.servers": kafka}).list_topics(topic, timeout=10)
+    return {p: info.leader for p, info in metadata.topics[topic].partitions.items()}
+
+
+def wait_fully_replicated(kafka: str, topics: list[str], timeout_s: float = 120) -> None:
+    """Until every partition of ``topics`` (and the internal ones) has all 3 replicas in sync."""
+    admin = AdminClient({"bootstrap.servers": kafka})
+    wanted = [*topics, *INTERNAL_TOPICS]
+    lagging: list[str] = []
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        metadata = admin.list_topics(timeout=10)
+        lagging = [
+            f"{name}[{p}] isr={info.isrs}"
+            for name in wanted
+            if name in metadata.topics
+            for p, info in metadata.topics[name].partitions.items()
+            if len(info.isrs) < 3 or info.leader < 0
+        ]
+        if not lagging:
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"not fully replicated after {timeout_s:.0f}s: {', '.join(lagging)}")
+
+
+def outputs_by_source(
+    kafka: str, topic: str, expected: int, sources: tuple[str, ...], timeout_s: float = 120
+) -> dict[str, Counter[str]]:
+    """Causation ids of ``topic``'s records per ``ce_source``, read_committed, until each
+    source has ``expected`` distinct ones and 3 s more passed (late duplicates)."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": kafka,
+            "group.id": f"reader-{time.time_ns()}",
+            "auto.offset.reset": "earliest",
+            "isolation.level": "read_committed",
+        }
+    )
+    consumer.subscribe([topic])
+    seen: dict[str, Counter[str]] = {source: Counter() for source in sources}
+    deadline = time.monotonic() + timeout_s
+    quiet_until = None
+    while time.monotonic() < deadline:
+        for message in consumer.consume(1000, 0.5):
+            if message.error() is None:
+                headers = dict(message.headers() or [])
+                source = headers[_headers.SOURCE].decode()
+                seen.setdefault(source, Counter())[headers[_headers.CAUSATION].decode()] += 1
+        if all(len(seen[s]) >= expected for s in sources):
+            quiet_until = quiet_until or time.monotonic() + 3
+            if time.monotonic() > quiet_until:
+                break
+    consumer.close()
+    return seen
+
+
+def wait_until(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out after {timeout_s:.0f}s waiting for {what}"
+        time.sleep(0.2)
