@@ -165,12 +165,9 @@ class ServiceRunner:
         emitter = Emitter(
             self.catalog, self.codec, self._producer, self.service.name, self.instrument
         )
+        # Masks secrets (configured, or shaped like a DSN's) in the error text they add.
         redact = Redactor(self.config.kafka.secrets())
-        failures: Producer = (
-            ScrubbingProducer(self._producer, redact, SCRUBBED | {LAST_ERROR})
-            if redact
-            else self._producer
-        )
+        failures = ScrubbingProducer(self._producer, redact, SCRUBBED | {LAST_ERROR})
         dead_letters = DeadLetters(failures, self.service.name, self.group_id, self.instrument)
         self._dispatcher = Dispatcher(
             self.service,

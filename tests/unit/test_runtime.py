@@ -13,6 +13,7 @@ import choreo
 from choreo import _headers
 from choreo._runtime import dead_letters as dlq
 from choreo._runtime.dispatch import HandlerFailed
+from choreo._schemas import Codec
 from choreo._transport.base import Record
 from choreo.testing import TestService
 from services.events import OrderPlaced, OrderReceived, StockReserved
@@ -321,6 +322,32 @@ def test_a_record_that_fails_every_delayed_retry_is_parked_under_its_source_topi
     assert _header(retried, "choreo_retry_attempts") == "2"
     assert _header(retried, "choreo_retry_last_error") == "ConnectionError: down on try 2"
     assert _header(retried, _headers.ID) == _header(original, _headers.ID)
+
+
+def test_retries_and_dead_letters_keep_every_header_byte_for_byte() -> None:
+    """Binary and non-UTF-8 header values of the record survive a retry topic and the DLQ;
+    only the error text choreo adds is scrubbed."""
+    svc = choreo.Service("exact")
+    policy = choreo.RetryPolicy(max_attempts=1, delays_s=(5.0,))
+
+    @svc.on(OrderPlaced, retry=policy)
+    def reserve(event: OrderPlaced, ctx: choreo.Context) -> None:
+        raise ConnectionError("still down")
+
+    event_id = str(uuid.uuid4())
+    own = [
+        *_headers.event_headers(OrderPlaced.event_type.encode(), b"web", event_id, event_id, None),
+        ("x-binary", b"\xff\xfe\x00\x80"),
+        ("x-latin1", "caf\xe9".encode("latin-1")),
+        ("x-empty", b""),
+    ]
+    with TestService(svc, raise_errors=False) as t:
+        t.send_raw("shop.orders", Codec(t.catalog).encode(placed("o-1")), key=b"o-1", headers=own)
+        t.advance(timedelta(seconds=5))
+        [retried] = t.records("choreo.retry.exact.shop.orders.1")
+        [parked] = t.dead_letters("shop.orders")
+    assert retried.headers[: len(own)] == own
+    assert parked.headers[: len(own)] == own
 
 
 def test_key_lanes_handle_keys_of_one_partition_concurrently_and_each_key_in_order() -> None:
