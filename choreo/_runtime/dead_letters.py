@@ -149,5 +149,11 @@ def bounded(
     return key, value, [*headers, *failure]
 
 
+def fits(record: Record, extra: int) -> bool:
+    """Whether ``record`` plus ``extra`` bytes of headers can be produced whole (a retry)."""
+    size = len(record.key or b"") + len(record.value or b"") + _size(record.headers)
+    return size + extra <= MAX_BYTES
+
+
 def _size(headers: Headers) -> int:
     return sum(len(name) + len(data or b"") for name, data in headers)

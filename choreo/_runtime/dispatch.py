@@ -19,9 +19,10 @@ from choreo._context import Context
 from choreo._emitter import Emitter, Outbound
 from choreo._errors import ChoreoError, DecodeError
 from choreo._runtime.admission import check_headers
-from choreo._runtime.dead_letters import DeadLetterRefused, DeadLetters
+from choreo._runtime.dead_letters import DeadLetterRefused, DeadLetters, fits
 from choreo._runtime.idempotency import IdempotencyStore
 from choreo._runtime.instrument import Instrumentation, Scope
+from choreo._runtime.retry_topics import HEADERS_BYTES as RETRY_HEADERS_BYTES
 from choreo._runtime.retry_topics import PREFIX as RETRY_PREFIX
 from choreo._runtime.retry_topics import RetryTopics, retry_state
 from choreo._schemas import Codec, Event
@@ -247,7 +248,10 @@ class Dispatcher:
                     f"{self.service.name}: {handler.name} failed on {record.topic}"
                     f"[{record.partition}]@{record.offset} after {attempt} attempt(s): {error!r}"
                 ) from error
-            if policy.retryable(error) and state.level < len(policy.delays_s):
+            # A record too big to be written whole again skips the retry topics: its dead
+            # letter (bounded) is what can still be written.
+            delayed = policy.retryable(error) and state.level < len(policy.delays_s)
+            if delayed and fits(record, RETRY_HEADERS_BYTES):
                 if scope is not None:
                     scope.retrying(attempt, error)
                     scope.delayed(state.level + 1, error)

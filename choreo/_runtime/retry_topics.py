@@ -33,6 +33,8 @@ ORIGIN_TOPIC = "choreo_retry_origin_topic"
 ORIGIN_PARTITION = "choreo_retry_origin_partition"
 ORIGIN_OFFSET = "choreo_retry_origin_offset"
 MAX_ERROR_CHARS = 1000
+HEADERS_BYTES = 2 * MAX_ERROR_CHARS
+"""At most what the ``choreo_retry_*`` headers and trace context add to a record."""
 
 
 def retry_topic(service: str, topic: str, level: int) -> str:

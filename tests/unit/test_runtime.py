@@ -350,6 +350,26 @@ def test_retries_and_dead_letters_keep_every_header_byte_for_byte() -> None:
     assert parked.headers[: len(own)] == own
 
 
+def test_a_record_too_big_to_write_again_skips_the_retry_topics_and_is_parked_cut() -> None:
+    """Just under the consume limit, it decodes; a retry record (value plus retry headers)
+    would be over the produce limit, so it goes to the DLQ, value cut and size recorded."""
+    svc = choreo.Service("heavy")
+
+    @svc.on(OrderPlaced, retry=choreo.RetryPolicy(max_attempts=1, delays_s=(5.0,)))
+    def reserve(event: OrderPlaced, ctx: choreo.Context) -> None:
+        raise ConnectionError("still down")
+
+    big = placed("o-1").model_copy(update={"customer_id": "c" * 1_040_000})
+    with TestService(svc, raise_errors=False) as t:
+        t.send(big)
+        [original] = t.records("shop.orders")
+        [parked] = t.dead_letters("shop.orders")
+        assert t.records("choreo.retry.heavy.shop.orders.1") == []
+    assert original.value is not None and parked.value is not None
+    assert _header(parked, dlq.VALUE_BYTES) == str(len(original.value))
+    assert original.value.startswith(parked.value) and len(parked.value) < dlq.MAX_BYTES
+
+
 def test_key_lanes_handle_keys_of_one_partition_concurrently_and_each_key_in_order() -> None:
     svc = choreo.Service("lanes")
     running: dict[int, int] = {}
