@@ -5,8 +5,9 @@ topic while its deadline falls due, e.g. after a restart with a backlog on every
 then would treat an event already in Kafka as late. The inputs are co-partitioned by the saga
 id, so partition *p* of every input topic holds all of a saga's events: a deadline of a saga on
 *p* fires only once the consumer's position on *p* of every input topic has reached that
-partition's end as the broker reports it at that moment (with ``read_committed``, an open
-transaction holds the position back until it ends: its records are not "written" yet).
+partition's end as the broker reports it at that moment. The consumer reads ``read_committed``,
+so that end is the last stable offset: a record in a transaction still open then is not
+written yet, and counts from its commit.
 """
 
 from __future__ import annotations
