@@ -9,13 +9,18 @@ Rules:
   if the definition lists completion events, one of them arrived.
 * A failure event, a step's deadline or the saga's deadline → ``compensating``: the succeeded
   steps that need compensation are undone one at a time, latest in definition order first
-  (members of a parallel group in reverse listed order). Each compensation is re-emitted after
-  its ``compensation_deadline`` up to ``compensation_retries`` times; still unconfirmed → the
-  saga is parked (``failed``) and the ``parked`` event is emitted. A confirmation arriving
-  later un-parks it and compensation carries on.
-* A success that arrives after compensation began (even after ``compensated``) is compensated
-  too: the saga goes back to ``compensating``. A failure that arrives before an earlier step's
-  success starts compensation at once; the late success is then undone by the same rule.
+  (members of a parallel group in reverse listed order). Nothing is undone, and the saga is
+  not final, while a step it activated (a pending member of the first stage not done) may
+  still report: it is waited for up to its deadline, or one ``compensation_deadline`` if it
+  has none, then counted as timed out. So a failure read before an earlier step's success
+  (another topic) waits for it, and the success is undone in its place. Each compensation
+  is re-emitted with the same ``ce_id`` after its ``compensation_deadline`` up to
+  ``compensation_retries`` times; still unconfirmed → the saga is parked (``failed``) and the
+  ``parked`` event is emitted. A confirmation arriving later un-parks it and compensation
+  carries on.
+* A success that arrives after its step timed out (even after ``compensated``) is compensated
+  too, next: the saga goes back to ``compensating`` and waits again for the steps that
+  success activated.
 * Duplicate events (an already seen ``ce_id``) change nothing.
 * Events whose saga has not started are buffered in a ``waiting`` state for the saga's
   ``orphan_ttl`` and replayed, in arrival order, when the start arrives; after the TTL they are
