@@ -127,10 +127,7 @@ class ServiceRunner:
 
     def topic_configs(self) -> list[TopicConfig]:
         """What this service needs to exist: the catalog topics it reads and emits, its DLQs."""
-        configs = [
-            spec.topic_config()
-            for spec in self.catalog.topics.values()
-        ]
+        configs = [spec.topic_config() for spec in self.catalog.topics.values()]
         configs += [
             TopicConfig(dlq_topic(self.service.name, topic), 1, DLQ_RETENTION_MS)
             for topic in self.topics
