@@ -72,7 +72,7 @@ from choreo._observability.tracing import (
     Tracing,
 )
 from choreo._runtime.dead_letters import failure_headers
-from choreo._saga.caught_up import read_to_end
+from choreo._saga.caught_up import ReadGate
 from choreo._saga.definition import Saga
 from choreo._saga.engine import Emit, Engine, Incoming, Outcome
 from choreo._saga.state import SagaState, SagaStatus
@@ -309,6 +309,7 @@ class SagaTracker:
         self.tick_s = tick_s
         self.store = StateStore()
         self.timers = Timers()
+        self._gate = ReadGate(self.topology.inputs)
         self.group_id = tracker_name(self.engine.name)
         self._settings = librdkafka_settings(config.kafka)
         self._encoder = EventEncoder(self.catalog, self.codec, self.group_id)
@@ -452,7 +453,9 @@ class SagaTracker:
 
     def _on_revoke(self, consumer: ck.Consumer, partitions: list[ck.TopicPartition]) -> None:
         # No transaction is open here: each one commits before the next poll.
-        for number in {tp.partition for tp in partitions}:
+        numbers = {tp.partition for tp in partitions}
+        self._gate.forget(numbers)
+        for number in numbers:
             self.store.drop(number)
             self.timers.drop_partition(number)
 
@@ -554,7 +557,7 @@ class SagaTracker:
         ]
         consumer = self._consumer
         assert consumer is not None
-        ready = read_to_end(consumer, self.topology.inputs, {key[0] for key in (*fired, *changed)})
+        ready = self._gate.ready(consumer, {key[0] for key in (*fired, *changed)})
         for key in fired:
             if key[0] not in ready:
                 self.timers.set(key, now)  # events may be waiting on a topic: a later tick

@@ -1,6 +1,5 @@
-"""The deadline gate on the real broker: a partition counts as read only when the tracker's
-consumer has reached the end of it on every input topic, markers and open transactions
-included (``choreo._saga.caught_up``)."""
+"""The deadline gate on the real broker: a partition is ready once the tracker's consumer has
+reached, on every input topic, the end it had when first asked (``choreo._saga.caught_up``)."""
 
 from __future__ import annotations
 
@@ -11,7 +10,7 @@ import confluent_kafka as ck
 import pytest
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from choreo._saga.caught_up import read_to_end
+from choreo._saga.caught_up import ReadGate
 
 pytestmark = pytest.mark.stack
 
@@ -27,15 +26,16 @@ def topics(kafka: str, unique_name: Callable[[str], str]) -> Iterator[list[str]]
 
 
 def drain(consumer: ck.Consumer, expected: int) -> int:
-    """Read until ``expected`` records came (or 20 s passed); how many did."""
+    """Read exactly ``expected`` records (or for 20 s); how many came."""
     read = 0
     deadline = time.monotonic() + 20
     while read < expected and time.monotonic() < deadline:
-        read += sum(1 for m in consumer.consume(100, timeout=0.2) if m.error() is None)
+        batch = consumer.consume(expected - read, timeout=0.2)
+        read += sum(1 for m in batch if m.error() is None)
     return read
 
 
-def test_a_partition_counts_only_once_every_topic_was_read_to_its_end(
+def test_a_partition_is_ready_once_every_topic_was_read_to_its_end_when_asked_first(
     kafka: str, topics: list[str], unique_name: Callable[[str], str]
 ) -> None:
     first, second = topics
@@ -52,17 +52,25 @@ def test_a_partition_counts_only_once_every_topic_was_read_to_its_end(
             "enable.auto.commit": False,
         }
     )
+    gate = ReadGate(topics)
     try:
         consumer.assign([ck.TopicPartition(t, p) for t in topics for p in (0, 1)])
         # Nothing fetched yet: partition 0 holds unread records, partition 1 is empty.
-        assert read_to_end(consumer, topics, {0, 1}) == {1}
+        assert gate.ready(consumer, {0, 1}) == {1}
+        for _ in range(2):  # more arrive after the deadline fell due: not waited for
+            plain.produce(first, b"x", partition=0)
+        plain.flush(10)
         assert drain(consumer, 3) == 3
-        assert read_to_end(consumer, topics, {0, 1}) == {0, 1}
+        assert gate.ready(consumer, {0}) == {0}
+        assert gate.ready(consumer, {0}) == set()  # a new deadline: a new end to reach
+        assert drain(consumer, 2) == 2
+        assert gate.ready(consumer, {0, 1}) == {0, 1}
 
         plain.produce(second, b"y", partition=1)  # written on the other topic only
         plain.flush(10)
-        assert read_to_end(consumer, topics, {0, 1}) == {0}
+        assert gate.ready(consumer, {0, 1}) == {0}
         assert drain(consumer, 1) == 1
+        assert gate.ready(consumer, {1}) == {1}
 
         writer = ck.Producer({"bootstrap.servers": kafka, "transactional.id": unique_name("tx")})
         writer.init_transactions(15)
@@ -71,10 +79,14 @@ def test_a_partition_counts_only_once_every_topic_was_read_to_its_end(
         writer.flush(10)
         # For a read_committed reader the end is the last stable offset: a record in an open
         # transaction is not written yet, and does not hold deadlines back.
-        assert read_to_end(consumer, topics, {0, 1}) == {0, 1}
+        assert gate.ready(consumer, {0, 1}) == {0, 1}
         writer.commit_transaction(15)
-        assert read_to_end(consumer, topics, {0, 1}) == {0}  # committed, not read yet
+        assert gate.ready(consumer, {0, 1}) == {0}  # committed, not read yet
         assert drain(consumer, 1) == 1
-        assert read_to_end(consumer, topics, {0, 1}) == {0, 1}  # past the commit marker
+        # The position passes the commit marker once the fetcher has read it: a poll or two.
+        deadline = time.monotonic() + 20
+        while gate.ready(consumer, {1}) != {1}:
+            assert time.monotonic() < deadline, "never past the commit marker"
+            assert consumer.consume(1, timeout=0.2) == []
     finally:
         consumer.close()
