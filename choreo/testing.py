@@ -68,7 +68,9 @@ class TestService:
         self.config = (config or ServiceConfig()).model_copy(
             update={"commit_interval_s": 0.0, "shutdown_grace_s": 5.0}
         )
-        self.service = _with_store(service, idempotency)
+        self.service = service
+        self._tested = _with_store(service, idempotency)
+        """What runs: ``service``'s handlers with the test's idempotency store."""
         self.catalog = Catalog.load(Path(schemas))
         self.transport = MemoryTransport()
         self.raise_errors = raise_errors
@@ -102,7 +104,7 @@ class TestService:
 
     async def _start(self) -> None:
         self._runner = ServiceRunner(
-            self.service, self.config, self.transport, self.catalog, raise_errors=self.raise_errors
+            self._tested, self.config, self.transport, self.catalog, raise_errors=self.raise_errors
         )
         await self._runner.start()
         self._producer = self.transport.producer("choreo-testing")

@@ -17,8 +17,11 @@ from services.events import (
     OrderPlaced,
     OrderReceived,
 )
+from services.settings import DSN
 
-svc = choreo.Service("orders")
+# A compensation the saga tracker re-sends carries its first ce_id: the store recognises it
+# and re-sends the first OrderCancelled instead of cancelling twice.
+svc = choreo.Service("orders", idempotency=choreo.PostgresIdempotency(DSN))
 
 SUPPORTED_CURRENCIES = frozenset({"EUR", "USD", "GBP"})
 

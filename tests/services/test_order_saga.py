@@ -242,23 +242,43 @@ def test_a_carrier_that_never_answers_cancels_the_order_at_the_shipment_deadline
     assert undo(run, undoers) == [VoidAuthorization, ReleaseStock, CancelOrder]
 
 
-def test_a_late_authorization_after_out_of_stock_is_voided_too(undoers: Undoers) -> None:
+def test_out_of_stock_waits_for_the_card_processor_then_voids_before_cancelling(
+    undoers: Undoers,
+) -> None:
     order_id = b.new_order_id()
     run = order(order_id, b.reservation_failed, b.fraud_cleared)
-    assert run.types() == [CancelOrder]
-    run.send(b.authorized(order_id))  # the card processor answers while the order is cancelled
-    assert undo(run, undoers) == [CancelOrder, VoidAuthorization]
+    assert status(run) is SagaStatus.COMPENSATING
+    assert run.types() == []  # the authorization is still out: nothing is undone before it
+    run.send(b.authorized(order_id))  # the card processor answers while the order fails
+    assert undo(run, undoers) == [VoidAuthorization, CancelOrder]  # reverse definition order
     assert status(run) is SagaStatus.COMPENSATED
 
 
-def test_a_capture_after_the_damaged_pick_is_refunded_too(undoers: Undoers) -> None:
+def test_a_card_processor_that_never_answers_holds_the_cancellation_one_deadline(
+    undoers: Undoers,
+) -> None:
+    order_id = b.new_order_id()
+    run = order(order_id, b.reservation_failed, b.fraud_cleared)
+    [authorize] = [p.step for p in order_saga.placed if p.step.name == "authorize-payment"]
+    wait = authorize.compensation_deadline.total_seconds()  # no deadline of its own
+    run.advance(wait - 1)
+    assert run.types() == []
+    run.advance(2)
+    assert run.step("authorize-payment") is StepStatus.TIMED_OUT
+    assert undo(run, undoers) == [CancelOrder]
+    assert status(run) is SagaStatus.COMPENSATED
+
+
+def test_a_damaged_pick_waits_for_the_capture_then_undoes_everything_last_first(
+    undoers: Undoers,
+) -> None:
     order_id = b.new_order_id()
     run = order(order_id, *SHIPPED, b.confirmation_sent, b.commit_failed)
-    assert run.types() == [CancelShipment]
+    assert run.types() == []  # the capture is still out
     run.send(b.captured(order_id))  # payments captured while inventory found the damage
     assert undo(run, undoers) == [
-        CancelShipment,
         RefundPayment,
+        CancelShipment,
         VoidAuthorization,
         ReleaseStock,
         CancelOrder,

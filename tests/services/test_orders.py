@@ -8,10 +8,12 @@ from decimal import Decimal
 import pytest
 from builders import cancel_order, new_order_id, received
 
+from choreo._transport.base import Record
 from choreo.testing import TestService
 from services import orders
 from services.events import (
     CancellationReason,
+    CancelOrder,
     LineItem,
     OrderCancelled,
     OrderInvalid,
@@ -96,3 +98,21 @@ def test_a_cancelled_order_tells_the_customer_why_in_a_category(
     assert cancelled.order_id == order_id
     assert cancelled.reason is customer_reason
     assert cancelled.detail == saga_reason
+
+
+@pytest.mark.stack
+@pytest.mark.usefixtures("shop_db")
+def test_a_cancellation_the_tracker_re_sent_with_its_first_event_id_cancels_once() -> None:
+    order_id = new_order_id()
+    with TestService(orders.svc, idempotency=orders.svc.idempotency) as t:
+        topic = t.catalog.topic_of(CancelOrder.event_type).name
+        t.send(cancel_order(order_id), correlation_id=order_id)
+        [command] = [r for r in t.records(topic) if _type(r) == CancelOrder.event_type]
+        t.send_raw(topic, command.value, key=command.key, headers=command.headers)
+        cancelled = [r for r in t.records(topic) if _type(r) == OrderCancelled.event_type]
+    assert len(cancelled) == 2  # the first notice, re-sent as it was stored
+    assert len({r.header("ce_id") for r in cancelled}) == 1  # one event id: consumers drop it
+
+
+def _type(record: Record) -> str:
+    return (record.header("ce_type") or b"").decode()
