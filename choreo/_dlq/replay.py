@@ -241,7 +241,5 @@ def _commit_batch(
             on_delivery=delivered,
         )
         marker = json.dumps({"replayed_at": now, "to": destination})
-        producer.produce(
-            marks, key=key.encode(), value=marker.encode(), on_delivery=delivered
-        )
+        producer.produce(marks, key=key.encode(), value=marker.encode(), on_delivery=delivered)
     producer.commit_transaction(READ_TIMEOUT_S * 3)
