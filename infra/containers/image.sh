@@ -36,6 +36,9 @@ runtime = "runc"
 EOF
     mv "$STATE/containers.conf.new" "$STATE/containers.conf"
     export CONTAINERS_CONF=$STATE/containers.conf
+    # Docker's image format for every build (OCI images have no HEALTHCHECK): this script's,
+    # the API service's (it inherits this) and podman-compose's when given the same variable.
+    export BUILDAH_FORMAT=docker
 }
 
 install_missing() {
@@ -56,9 +59,11 @@ start_podman() {
     local socket=$STATE/podman.sock
     export DOCKER_HOST=unix://$socket
     if engine_answers; then return; fi
+    # It exits after 10 idle minutes (a CI clone leaves no process behind); the next run of
+    # this script starts it again.
     say "starting podman system service on $socket"
     rm -f "$socket"
-    setsid nohup podman system service --time=0 "$DOCKER_HOST" \
+    setsid nohup podman system service --time=600 "$DOCKER_HOST" \
         >"$STATE/podman-service.log" 2>&1 </dev/null &
     echo $! >"$STATE/podman-service.pid"
     for _ in $(seq 100); do
@@ -105,7 +110,6 @@ local_base() {
     rm -f "$tarball"
 }
 
-# Podman writes OCI images unless told otherwise, and OCI images have no HEALTHCHECK.
 BUILD=(docker build)
 if engine_answers; then
     say "using the Docker engine at ${DOCKER_HOST:-its default socket}"
@@ -116,7 +120,7 @@ else
     else
         start_podman
         say "using Podman at $DOCKER_HOST"
-        BUILD=(podman build --format docker --layers)
+        BUILD=(podman build --layers)
         local_base
     fi
 fi

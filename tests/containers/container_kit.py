@@ -7,7 +7,9 @@ runs the image's HEALTHCHECK once, as Docker's timer would, and returns the stat
 
 from __future__ import annotations
 
+import json
 import os
+import shlex
 import socket
 import subprocess
 import time
@@ -40,12 +42,19 @@ def free_port() -> int:
 
 
 def app(
-    command: list[str], kafka: str, schemas: Path, mounts: dict[Path, str] | None = None, **env: str
+    engine: Engine,
+    command: list[str],
+    kafka: str,
+    schemas: Path,
+    mounts: dict[Path, str] | None = None,
+    restart: str = "no",
+    **env: str,
 ) -> Any:  # a testcontainers DockerContainer (imported late: it reads its settings at import)
     """A DockerContainer of the image running ``command`` against ``kafka`` (not started).
 
     The schemas (their topics renamed per test) are mounted read-only at /schemas; the root
-    filesystem is read-only, as a hardened deployment runs it.
+    filesystem is read-only, as a hardened deployment runs it. ``restart`` is the restart
+    policy (``on-failure``: at most 5 restarts).
     """
     from testcontainers.core.container import DockerContainer
 
@@ -62,12 +71,54 @@ def app(
             **env,
         )
         .with_volume_mapping(schemas, "/schemas", "ro")
-        .with_kwargs(network_mode="host", read_only=True, stop_signal="SIGTERM")
+        .with_kwargs(
+            network_mode="host",
+            read_only=True,
+            healthcheck=quick_healthcheck(engine),
+            restart_policy={
+                "Name": restart,
+                "MaximumRetryCount": 5 if restart == "on-failure" else 0,
+            },
+        )
     )
     for host, inside in (mounts or {}).items():
         mode = "rw" if host.is_dir() else "ro"
         container.with_volume_mapping(host, inside, mode)
     return container
+
+
+def image_healthcheck(engine: Engine) -> list[str]:
+    """The image's HEALTHCHECK command (Podman 4.3's Docker API leaves it out of an image's
+    inspect, though its containers run it: ask Podman itself there)."""
+    cli = ["podman", "image"] if engine.podman else ["docker", "image"]
+    shown = subprocess.run(
+        [*cli, "inspect", "-f", "{{json .Config.Healthcheck}}", IMAGE],
+        env=os.environ | {"CONTAINERS_CONF": str(engine.containers_conf)},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    config = json.loads(shown.stdout) or {}
+    test: list[str] = config.get("Test") or []
+    return test
+
+
+def quick_healthcheck(engine: Engine) -> dict[str, object]:
+    """The image's own HEALTHCHECK command on a test's clock: no 30 s start period, two
+    failures to turn unhealthy (the timings are deployment settings, the command is the image's).
+    """
+    second = 1_000_000_000
+    command = image_healthcheck(engine)
+    assert command[0] == "CMD", command
+    return {
+        # As one shell line: Podman 4.3's Docker API splits a CMD list's arguments on spaces.
+        "test": ["CMD-SHELL", shlex.join(command[1:])],
+        "interval": 2 * second,
+        "timeout": 3 * second,
+        "retries": 2,
+        "start_period": second,
+    }
 
 
 def health(engine: Engine, container_id: str) -> str:
@@ -82,9 +133,10 @@ def health(engine: Engine, container_id: str) -> str:
     return inspect(container_id, "{{.State.Health.Status}}")
 
 
-def inspect(container_id: str, template: str) -> str:
+def inspect(name: str, template: str, kind: str = "container") -> str:
+    """``docker container|image inspect -f template name``."""
     shown = subprocess.run(
-        ["docker", "inspect", "-f", template, container_id],
+        ["docker", kind, "inspect", "-f", template, name],
         capture_output=True,
         text=True,
         timeout=30,

@@ -28,6 +28,7 @@ def test_sigterm_drains_and_the_next_container_resumes_exactly_where_it_stopped(
     def service() -> Any:
         # Half a second a record: SIGTERM all but certainly lands inside a handler's sleep.
         return app(
+            engine,
             ["choreo", "run", "ledger_service"],
             kafka,
             isolated_schemas,

@@ -7,7 +7,16 @@ import asyncio
 from pathlib import Path
 
 from builders import placed
-from container_kit import IMAGE, ROOT_MODULES, Engine, app, health, inspect, wait_for
+from container_kit import (
+    IMAGE,
+    ROOT_MODULES,
+    Engine,
+    app,
+    health,
+    image_healthcheck,
+    inspect,
+    wait_for,
+)
 from runtime.runtime_kit import fill_orders, publish
 
 from choreo._schemas import Catalog
@@ -24,6 +33,7 @@ def test_healthy_once_assigned_unhealthy_when_the_poll_loop_stops_non_root_read_
     fill_orders(kafka, Catalog.load(isolated_schemas), 0, id_prefix="none")
     # The ledger handler sleeps 600 s on its first record: a handler holding the poll loop.
     container = app(
+        engine,
         ["choreo", "run", "ledger_service"],
         kafka,
         isolated_schemas,
@@ -33,7 +43,9 @@ def test_healthy_once_assigned_unhealthy_when_the_poll_loop_stops_non_root_read_
     )
     with container:
         cid = container.get_wrapped_container().id
-        wait_for("healthy (partitions assigned)", lambda: health(engine, cid) == "healthy", 120, 2)
+        probes = lambda: inspect(cid, "{{json .State.Health}}")  # noqa: E731
+        healthy = lambda: health(engine, cid) == "healthy"  # noqa: E731
+        wait_for("healthy (partitions assigned)", healthy, 120, 2, probes, container)
 
         code, user = container.exec(["id", "-u"])
         assert (code, user.decode().strip()) == (0, "10001")
@@ -49,8 +61,7 @@ def test_healthy_once_assigned_unhealthy_when_the_poll_loop_stops_non_root_read_
 
 
 def test_image_is_small_and_its_healthcheck_survived_the_build(engine: Engine) -> None:
-    shown = inspect(IMAGE, "{{.Size}} {{.Config.Healthcheck.Test}}").split(maxsplit=1)
-    size_mb = int(shown[0]) / 1e6
+    size_mb = int(inspect(IMAGE, "{{.Size}}", "image")) / 1e6
     print(f"choreo-app:latest is {size_mb:.0f} MB")
     assert size_mb < MAX_IMAGE_MB
-    assert "CHOREO_HEALTH_URL" in shown[1]
+    assert "CHOREO_HEALTH_URL" in " ".join(image_healthcheck(engine))

@@ -97,26 +97,33 @@ def test_killed_containers_restart_and_every_saga_ends_as_expected(
 ) -> None:
     config = fast_failover(tmp_path)
     mounts = {config: "/config/service.toml"}
-    restart = {"Name": "on-failure", "MaximumRetryCount": 5}
     orders = app(
+        engine,
         ["choreo", "run", "--config", "/config/service.toml", "services.orders"],
         kafka,
         isolated_schemas,
         mounts,
+        restart="on-failure",
         CHOREO_GROUP_ID=f"orders-{tmp_path.name}",
-    ).with_kwargs(network_mode="host", read_only=True, restart_policy=restart)
+    )
+    # Its own instance id: the tracker's transactional id must not fence another tracker.
     tracker = app(
-        ["choreo", "saga", "--config", "/config/service.toml", "run", "services.order_saga"],
+        engine,
+        [
+            "choreo",
+            "saga",
+            "--config",
+            "/config/service.toml",
+            "run",
+            "--instance",
+            tmp_path.name,
+            "services.order_saga",
+        ],
         kafka,
         isolated_schemas,
         mounts,
-    ).with_kwargs(network_mode="host", read_only=True, restart_policy=restart)
-    tracker.with_command(
-        [
-            "choreo", "saga", "--config", "/config/service.toml",
-            "run", "--instance", tmp_path.name, "services.order_saga",
-        ]
-    )  # fmt: skip
+        restart="on-failure",
+    )
     valid = {f"ok-{tmp_path.name}-{i}" for i in range(COUNT) if i % 4}
     bad = {f"bad-{tmp_path.name}-{i}" for i in range(COUNT) if not i % 4}
     with orders, tracker:
