@@ -503,8 +503,12 @@ class SagaTracker:
             reason = exc.reason if isinstance(exc, DecodeError) else "incompatible"
             self._dead_letter(batch, message, reason, exc)
             return
-        saga_id = _text(headers.get(_headers.CORRELATION))
-        event_id = _text(headers.get(_headers.ID))
+        try:
+            saga_id = _header_text(headers, _headers.CORRELATION)
+            event_id = _header_text(headers, _headers.ID)
+        except DecodeError as exc:
+            self._dead_letter(batch, message, exc.reason, exc)
+            return
         if saga_id is None or event_id is None:
             missing = _headers.CORRELATION if saga_id is None else _headers.ID
             unreadable = DecodeError(
@@ -515,7 +519,9 @@ class SagaTracker:
             self._dead_letter(batch, message, unreadable.reason, unreadable)
             return
         start_trace = {
-            name: value for name in TRACE_HEADERS if (value := _text(headers.get(name))) is not None
+            name: value
+            for name in TRACE_HEADERS
+            if (value := _optional_text(headers.get(name))) is not None
         }
         key = (partition, saga_id)
         incoming = Incoming(
@@ -703,7 +709,26 @@ def _event_time(value: bytes | str | None) -> float | None:
     return None if at.tzinfo is None else at.timestamp()
 
 
-def _text(value: bytes | str | None) -> str | None:
-    if value is None:
+def _header_text(headers: dict[str, Any], name: str) -> str | None:
+    """A header the tracker keys on; bytes that are not UTF-8 park the record (``bad-header``)
+    instead of stopping the tracker on a foreign producer's record."""
+    value: bytes | str | None = headers.get(name)
+    if value is None or isinstance(value, str):
+        return value
+    try:
+        return value.decode()
+    except UnicodeDecodeError:
+        raise DecodeError(
+            "bad-header", f"header {name} is not UTF-8 text: {value[:16]!r}"
+        ) from None
+
+
+def _optional_text(value: bytes | str | None) -> str | None:
+    """A trace header as text; bytes that are not UTF-8 count as absent (a damaged trace
+    header costs only the trace link)."""
+    if value is None or isinstance(value, str):
+        return value
+    try:
+        return value.decode()
+    except UnicodeDecodeError:
         return None
-    return value.decode() if isinstance(value, bytes) else value

@@ -74,11 +74,22 @@ def test_unreadable_input_goes_to_the_trackers_dead_letter_topic(fragile: World)
         value=fragile.codec.encode(d.placed(o)),
         headers=no_correlation,  # type: ignore[arg-type]
     )
+    binary_id = [
+        (k, b"\xff\xfe\x00\x80" if k == _headers.ID else v)
+        for k, v in _headers.event_headers(b"shop.orders.OrderPlaced", b"tests", "e-2", o, None)
+    ]
+    fragile.producer.produce(
+        orders,
+        key=o.encode(),
+        value=fragile.codec.encode(d.placed(o)),
+        headers=binary_id,  # type: ignore[arg-type]
+    )
     fragile.producer.flush(10)
-    healthy_saga_completes(fragile)
-    letters = read_all(fragile.kafka, dlq.dlq_topic(fragile.source, orders), 2)
+    healthy_saga_completes(fragile)  # the tracker read all three and is still deciding
+    letters = read_all(fragile.kafka, dlq.dlq_topic(fragile.source, orders), 3)
     reasons = {h[dlq.REASON].decode(): (key, value, h) for key, value, h in letters}
-    assert set(reasons) == {"not-avro", "missing-header"}
+    assert set(reasons) == {"not-avro", "missing-header", "bad-header"}
+    assert b"ce_id" in reasons["bad-header"][2][dlq.ERROR_MESSAGE]
     key, value, headers = reasons["not-avro"]
     assert (key, value) == (b"junk", b"not avro at all")
     assert headers[dlq.TOPIC] == orders.encode()
