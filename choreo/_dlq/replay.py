@@ -165,6 +165,13 @@ def replay(
                 f"{dlq.TOPIC} header names {record.source_topic!r} but the records of "
                 f"{dlq_topic} come from {source!r} (--to-topic replays elsewhere on purpose)"
             )
+        elif (cut := record.header(dlq.VALUE_BYTES)) is not None:
+            report.refused.append(
+                f"{dlq_topic}[{record.partition}]@{record.offset}: refused, only the first "
+                f"{len(record.value or b'')} of its {cut} value bytes were kept "
+                f"({dlq.VALUE_BYTES}); the whole record is at {record.source_topic}"
+                f"[{record.header(dlq.PARTITION)}]@{record.header(dlq.OFFSET)} while retained"
+            )
         elif limit is None or len(report.sent) < limit:
             report.sent.append(record)
     check_reason(selection.reason, reasons)
