@@ -81,11 +81,7 @@ async def prepare_topics(transport: Transport, catalog: Catalog, topics: set[str
     try:
         await transport.check_reachable(timeout_s=START_TIMEOUT_S)
         await transport.ensure_topics(
-            [
-                spec.topic_config()
-                for spec in catalog.topics.values()
-                if spec.name in topics
-            ]
+            [spec.topic_config() for spec in catalog.topics.values() if spec.name in topics]
         )
     except ChoreoError as error:
         log.warning("broker not ready at start-up: %s", error)
