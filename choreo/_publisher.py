@@ -13,7 +13,7 @@ from choreo._emitter import Emitter
 from choreo._observability import build_instrumentation, tracer_provider_from_env
 from choreo._runtime.instrument import Instrumentation
 from choreo._schemas import Catalog, Codec, Event
-from choreo._transport.base import Producer, TopicConfig, Transport
+from choreo._transport.base import Producer, Transport
 from choreo._transport.registry import make_transport
 
 
@@ -100,10 +100,7 @@ class Publisher:
             return
         if self._transport is None:
             raise RuntimeError("use Publisher in 'async with'")
-        spec = self.catalog.topics[topic]
-        await self._transport.ensure_topics(
-            [TopicConfig(spec.name, spec.partitions, spec.retention_ms)]
-        )
+        await self._transport.ensure_topics([self.catalog.topics[topic].topic_config()])
         self._ready_topics.add(topic)
 
 
