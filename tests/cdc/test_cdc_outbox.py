@@ -7,7 +7,7 @@ from collections import defaultdict
 
 import psycopg
 import pytest
-from builders import placed, received
+from builders import cancel_order, placed, received
 from cdc_kit import CdcKit, eventually, read_topic
 
 import choreo
@@ -163,10 +163,12 @@ def test_malformed_rows_are_dead_lettered_with_the_reason_and_the_stream_flows_o
                 row = outbox.row(placed(f"bad-{reason}"))
                 row.update(type=event_type, payload=payload)
                 conn.execute(insert_sql(relay.table), row)
-        with conn.transaction():  # a type this service does not handle: not its to judge
+        with conn.transaction():  # a type the catalog does not know: parked, never dropped
             row = outbox.row(placed("o-5"))
             row.update(type="shop.orders.OrderShipped")
             conn.execute(insert_sql(relay.table), row)
+        with conn.transaction():  # a type the topic carries that it does not handle: skipped
+            outbox.write(conn, cancel_order("o-7"))
         with conn.transaction():
             outbox.write(conn, placed("o-6"))
 
@@ -179,11 +181,12 @@ def test_malformed_rows_are_dead_lettered_with_the_reason_and_the_stream_flows_o
                 await asyncio.to_thread(write, conn)
             await eventually(lambda: handled == ["o-1", "o-6"], 30, "the good events")
             dead_letters = dlq.dlq_topic(svc.name, topic)
-            parked.extend(await read_topic(runner.transport, dead_letters, 3))
+            parked.extend(await read_topic(runner.transport, dead_letters, 4))
 
     asyncio.run(scenario())
     reasons = {_header(r, dlq.REASON): r for r in parked}
-    assert set(reasons) == set(poison)
+    assert set(reasons) == {*poison, "unknown-type"}
+    assert "shop.orders.OrderShipped" in _header(reasons.pop("unknown-type"), dlq.ERROR_MESSAGE)
     for reason, record in reasons.items():
         assert record.value == poison[reason][1]
         assert _header(record, dlq.TOPIC) == topic

@@ -465,3 +465,23 @@ def test_a_topic_handler_gets_its_delayed_retries_too() -> None:
         t.advance(timedelta(seconds=5))
         assert t.dead_letters("raw.things") == []
     assert tries == [1, 2]
+
+
+def test_a_header_with_a_null_value_counts_as_absent_not_as_a_bad_header() -> None:
+    """Debezium's outbox router writes a NULL column (here: no causation id) as a null header."""
+    svc = choreo.Service("nulls")
+    seen: list[str | None] = []
+
+    @svc.on(OrderPlaced)
+    def take(event: OrderPlaced, ctx: choreo.Context) -> None:
+        seen.append(ctx.causation_id)
+
+    with TestService(svc, raise_errors=False) as t:
+        headers = [
+            *_headers.event_headers(b"shop.orders.OrderPlaced", b"relay", "e-1", "c-1", None),
+            (_headers.CAUSATION, None),
+        ]
+        topic = t.catalog.topic_of(OrderPlaced.event_type).name
+        t.send_raw(topic, Codec(t.catalog).encode(placed("o-null")), headers=headers)
+        assert t.dead_letters(topic) == []
+    assert seen == [None]
