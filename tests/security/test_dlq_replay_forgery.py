@@ -132,7 +132,8 @@ def test_hostile_header_bytes_cannot_crash_show_ls_or_replay(secured: Secured) -
     dry = secured.admin("dlq", "replay", parked, "--dry-run", "--since", "2000-01-01")
     assert "Traceback" not in dry.stderr, dry.stderr
     assert f"{len(records)} selected, would replay 0 to " in dry.stdout
-    assert len(dry.stderr.splitlines()) == len(records)  # every one refused, with its line
+    refusals = [line for line in dry.stderr.splitlines() if ": refused, " in line]
+    assert len(refusals) == len(records)  # every one refused, with its line (librdkafka may log)
 
 
 def test_the_owning_principal_replays_its_own_dead_letters_and_can_reach_nothing_else(
