@@ -188,6 +188,26 @@ class IngressConfig(BaseModel):
     """``ce_source`` of the events published."""
 
 
+class SchemaRegistryConfig(BaseModel):
+    """Where the Confluent-compatible schema registry answers (its ``[schema_registry]`` table).
+
+    The default is the local stack's Apicurio, as ``kafka.bootstrap_servers`` defaults to its
+    broker. ``timeout_s`` is always set: ``SchemaRegistryClient`` has no timeout of its own,
+    and a registry that never answers would hang a service's start for ever.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    url: str = "http://127.0.0.1:8085/apis/ccompat/v7"
+    """Base URL of the Confluent-compatible API (Apicurio's is ``/apis/ccompat/v7``)."""
+    timeout_s: float = Field(default=10.0, gt=0)
+    """How long one registry call may take before it fails, naming the URL."""
+
+    def client_conf(self) -> dict[str, Any]:
+        """Options for ``confluent_kafka.schema_registry.SchemaRegistryClient``."""
+        return {"url": self.url, "timeout": self.timeout_s}
+
+
 class ServiceConfig(BaseModel):
     """How ``choreo run`` runs one service."""
 
@@ -234,6 +254,8 @@ class ServiceConfig(BaseModel):
     """Create the catalog's topics (and the service's DLQ topics) when missing."""
     ingress: IngressConfig = Field(default_factory=IngressConfig)
     """Settings of ``choreo ingress`` (unused by ``choreo run``)."""
+    schema_registry: SchemaRegistryConfig = Field(default_factory=SchemaRegistryConfig)
+    """The registry of topics in the registry wire format (``CHOREO_SCHEMA_REGISTRY__URL``)."""
 
     @model_validator(mode="after")
     def _identity(self) -> ServiceConfig:
@@ -252,13 +274,14 @@ class ServiceConfig(BaseModel):
         return self.instance_id or default_instance_id()
 
 
-_NESTED = ("kafka", "ingress")
+_NESTED = ("kafka", "ingress", "schema_registry")
 """Settings tables that env vars reach with a double underscore."""
 
 
 def _env_overrides(environ: dict[str, str]) -> dict[str, Any]:
     """``CHOREO_TRANSPORT`` → transport; ``CHOREO_KAFKA__SASL_USERNAME`` → kafka.sasl_username
-    (likewise ``CHOREO_INGRESS__PORT`` → ingress.port)."""
+    (likewise ``CHOREO_INGRESS__PORT`` → ingress.port, ``CHOREO_SCHEMA_REGISTRY__URL`` →
+    schema_registry.url)."""
     overrides: dict[str, Any] = {}
     for name, value in environ.items():
         if not name.startswith("CHOREO_"):

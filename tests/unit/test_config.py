@@ -39,3 +39,16 @@ def test_secrets_never_show_in_repr() -> None:
     assert "hunter2" not in repr(config)
     assert config.kafka.sasl_password is not None
     assert config.kafka.sasl_password.get_secret_value() == "hunter2"
+
+
+def test_the_schema_registry_table_is_reached_from_file_and_env_and_always_has_a_timeout(
+    tmp_path: Path,
+) -> None:
+    file = tmp_path / "service.toml"
+    file.write_text('[schema_registry]\nurl = "http://file:1/apis/ccompat/v7"\ntimeout_s = 2.5\n')
+    config = load_config(file, environ={"CHOREO_SCHEMA_REGISTRY__URL": "http://env:2/ccompat"})
+    assert config.schema_registry.url == "http://env:2/ccompat"
+    assert config.schema_registry.client_conf() == {"url": "http://env:2/ccompat", "timeout": 2.5}
+    assert load_config(environ={}).schema_registry.timeout_s > 0
+    with pytest.raises(ConfigError, match=r"schema_registry.timeout_s"):
+        load_config(environ={"CHOREO_SCHEMA_REGISTRY__TIMEOUT_S": "0"})
