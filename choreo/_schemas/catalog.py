@@ -22,6 +22,9 @@ from choreo._transport.base import TopicConfig
 CATALOG_FILE = "catalog.toml"
 COMPATIBILITY_RULES = ("backward", "forward", "full", "none")
 DEFAULT_COMPATIBILITY = "backward"
+WIRE_FORMATS = ("single-object", "registry")
+DEFAULT_WIRE_FORMAT = "single-object"
+"""What choreo writes unless a topic says otherwise: it needs no registry. Readers accept both."""
 
 _TOPIC_KEYS = {
     "events",
@@ -33,6 +36,7 @@ _TOPIC_KEYS = {
     "replication_factor",
     "min_insync_replicas",
     "configs",
+    "wire_format",
 }
 _DEDICATED_CONFIGS = {"retention.ms": "retention_ms", "min.insync.replicas": "min_insync_replicas"}
 """Broker configs that have their own catalog key: one place to set each."""
@@ -58,6 +62,9 @@ class TopicSpec:
     """Replicas an ``acks=all`` write must reach; None: the broker's default."""
     configs: tuple[tuple[str, str], ...] = ()
     """Other topic configs by Kafka's names (``cleanup.policy``, ``segment.ms``...)."""
+    wire_format: str = DEFAULT_WIRE_FORMAT
+    """How choreo writes this topic's events: ``single-object`` (``C3 01`` + fingerprint) or
+    ``registry`` (``00`` + schema registry id, what Java and Connect clients read)."""
 
     def broker_configs(self) -> dict[str, str]:
         """Every topic config the catalog sets, by Kafka's names (what drift is checked on)."""
@@ -143,6 +150,11 @@ class Catalog:
         spec = self._topic_of.get(event_type)
         return spec.compatibility if spec else DEFAULT_COMPATIBILITY
 
+    def wire_format_of(self, event_type: str) -> str:
+        """The topic's wire format, or the default for event types no topic carries yet."""
+        spec = self._topic_of.get(event_type)
+        return spec.wire_format if spec else DEFAULT_WIRE_FORMAT
+
 
 def _table(config_path: Path, name: str, config: Mapping[str, Any]) -> dict[str, Any]:
     value = config.get(name, {})
@@ -187,6 +199,11 @@ def _topic(config_path: Path, name: str, table: Any) -> TopicSpec:
             f"{where}: unknown compatibility {compatibility!r}; "
             f"use one of {', '.join(COMPATIBILITY_RULES)}"
         )
+    wire_format = table.get("wire_format", DEFAULT_WIRE_FORMAT)
+    if wire_format not in WIRE_FORMATS:
+        raise TopologyError(
+            f"{where}: unknown wire_format {wire_format!r}; use one of {', '.join(WIRE_FORMATS)}"
+        )
     partitions = table.get("partitions", 1)
     retention_ms = table.get("retention_ms")
     if not _positive_int(partitions):
@@ -218,6 +235,7 @@ def _topic(config_path: Path, name: str, table: Any) -> TopicSpec:
         replication_factor,
         min_isr,
         _configs(where, table.get("configs", {})),
+        wire_format,
     )
 
 

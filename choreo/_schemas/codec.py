@@ -20,18 +20,18 @@ from fastavro import schemaless_reader, schemaless_writer
 from fastavro.read import SchemaResolutionError
 from pydantic import ValidationError
 
-from choreo._errors import DecodeError, SchemaError
+from choreo._errors import ConfigError, DecodeError, SchemaError
 from choreo._schemas.binding import newest_match
 from choreo._schemas.catalog import Catalog
 from choreo._schemas.compat import read_issues
 from choreo._schemas.event import Event
 from choreo._schemas.layout import SchemaVersion
+from choreo._schemas.registry_wire import HEADER_SIZE as REGISTRY_HEADER_SIZE
+from choreo._schemas.registry_wire import MAGIC as REGISTRY_MAGIC
+from choreo._schemas.registry_wire import RegistrySchemas, frame, schema_id
 
 MAGIC = b"\xc3\x01"
 HEADER_SIZE = 10
-REGISTRY_MAGIC = 0
-"""Confluent wire format: a zero byte and a 4-byte big-endian schema registry id."""
-REGISTRY_HEADER_SIZE = 5
 DEFAULT_MAX_BYTES = 1 << 20
 
 _E = TypeVar("_E", bound=Event)
@@ -43,10 +43,19 @@ _CORRUPT = (ValueError, IndexError, KeyError, TypeError, OverflowError, struct.e
 
 
 class Codec:
-    """Encodes events to and decodes them from the single-object wire format."""
+    """Encodes events to and decodes them from the single-object wire format, or the schema
+    registry's (``registry_wire``) for topics that use it; decoding accepts both anywhere."""
 
-    def __init__(self, catalog: Catalog, *, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
+    def __init__(
+        self,
+        catalog: Catalog,
+        *,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        registry: RegistrySchemas | None = None,
+    ) -> None:
+        """``registry`` reads registry-framed records and writes the topics that use it."""
         self._catalog = catalog
+        self._registry = registry
         self._max_bytes = max_bytes
         self._bound: dict[type[Event], SchemaVersion] = {}
         self._models: dict[str, type[Event]] = {}
@@ -121,14 +130,16 @@ class Codec:
                 "too-large", f"the record has {size} bytes, over the {self._max_bytes} limit"
             )
         if size < HEADER_SIZE or data[:2] != MAGIC:
-            schema_id = int.from_bytes(data[1:REGISTRY_HEADER_SIZE], "big")
-            if size >= REGISTRY_HEADER_SIZE and data[0] == REGISTRY_MAGIC and schema_id > 0:
+            registry_framed = size >= REGISTRY_HEADER_SIZE and data[0] == REGISTRY_MAGIC
+            if registry_framed and self._registry is not None:
+                return data[:REGISTRY_HEADER_SIZE]  # the key of its reader, as a fingerprint is
+            if registry_framed and schema_id(data) > 0:
                 # What Java Avro producers send (registries number schemas from 1): parked
                 # apart from random bytes, as a registry could read it.
                 raise DecodeError(
                     "registry-framed",
-                    f"the record is in the schema registry wire format (schema id {schema_id}),"
-                    " which this catalog cannot read",
+                    f"the record is in the schema registry wire format (schema id "
+                    f"{schema_id(data)}), and no [schema_registry] is configured to read it",
                 )
             raise DecodeError(
                 "not-avro",
@@ -138,6 +149,8 @@ class Codec:
         return data[2:HEADER_SIZE]
 
     def _writer(self, fingerprint: bytes) -> SchemaVersion:
+        if len(fingerprint) == REGISTRY_HEADER_SIZE and self._registry is not None:
+            return self._registry.version_of(schema_id(fingerprint))
         writer = self._catalog.fingerprints.get(fingerprint)
         if writer is None:
             raise DecodeError(
@@ -158,8 +171,20 @@ class Codec:
 
     def _bind_writer(self, model: type[Event]) -> tuple[bytes, dict[str, Any]]:
         version = self._version_of(model)
-        bound = self._writers[model] = (MAGIC + version.fingerprint, version.schema)
+        bound = self._writers[model] = (self._header(version), version.schema)
         return bound
+
+    def _header(self, version: SchemaVersion) -> bytes:
+        """What records of ``version`` start with, in their topic's wire format."""
+        if self._catalog.wire_format_of(version.event_type) != "registry":
+            return MAGIC + version.fingerprint
+        if self._registry is None:
+            topic = self._catalog.topic_of(version.event_type).name
+            raise ConfigError(
+                f"topic {topic} is written in the registry wire format (catalog.toml) "
+                "but no schema registry is configured for this codec"
+            )
+        return frame(self._registry.id_of(version))
 
     def _bind_reader(self, fingerprint: bytes, model: type[Event]) -> _Reader:
         reader = self._version_of(model)
@@ -169,7 +194,12 @@ class Codec:
                 "wrong-type", f"the record holds {writer.event_type}, not {reader.event_type}"
             )
         issues = read_issues(writer, reader)
-        read = _refuse(writer, reader, issues[0]) if issues else _reader(writer, reader, model)
+        if issues:
+            read = _refuse(writer, reader, issues[0])
+        else:
+            registry_framed = len(fingerprint) == REGISTRY_HEADER_SIZE
+            start = REGISTRY_HEADER_SIZE if registry_framed else HEADER_SIZE
+            read = _reader(writer, reader, model, start)
         self._readers[fingerprint, model] = read
         return read
 
@@ -184,8 +214,11 @@ def _refuse(writer: SchemaVersion, reader: SchemaVersion, issue: str) -> _Reader
     return refuse
 
 
-def _reader(writer: SchemaVersion, reader: SchemaVersion, model: type[Event]) -> _Reader:
-    """A closure doing only the per-record work for one (writer, model) pair."""
+def _reader(
+    writer: SchemaVersion, reader: SchemaVersion, model: type[Event], start: int
+) -> _Reader:
+    """A closure doing only the per-record work for one (writer, model) pair; the body
+    starts at ``start`` (after the single-object or the registry header)."""
     writer_schema = writer.schema
     # fastavro skips schema resolution entirely when there is no reader schema.
     reader_schema = None if reader is writer else reader.schema
@@ -194,7 +227,7 @@ def _reader(writer: SchemaVersion, reader: SchemaVersion, model: type[Event]) ->
 
     def read(data: bytes) -> Event:
         body = BytesIO(data)
-        body.seek(HEADER_SIZE)
+        body.seek(start)
         try:
             record = schemaless_reader(body, writer_schema, reader_schema)
         except (EOFError, StopIteration) as exc:
