@@ -7,6 +7,7 @@ its own goal (``<defaultGoal>``) and writes into ``-Dchoreo.out``.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -53,11 +54,13 @@ def fetch_jars(pom: Path, dest: Path, properties: Mapping[str, str] | None = Non
     work = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
     work.chmod(0o755)  # mkdtemp makes it private; the cache is shared and read-only in use
     log = dest.parent / f"{dest.name}.mvn.log"
+    repository, flags = _local_repository()
     argv = [mvn, "-B", "-q", "-Dstyle.color=never", "-f", str(pom), f"-Dchoreo.out={work}"]
+    argv += flags
     argv += [f"-D{key}={value}" for key, value in (properties or {}).items()]
     what = f"maven: fetching {dest.name} jars from Maven Central"
     try:
-        with long_step(what, _local_repository()):
+        with long_step(what, repository):
             with log.open("w") as out:
                 out.write(" ".join(argv) + "\n")
                 out.flush()
@@ -73,9 +76,17 @@ def fetch_jars(pom: Path, dest: Path, properties: Mapping[str, str] | None = Non
     log.unlink(missing_ok=True)
 
 
-def _local_repository() -> Path:
-    """Where mvn downloads to (its default; the poms set no other)."""
-    return Path.home() / ".m2" / "repository"
+def _local_repository() -> tuple[Path, list[str]]:
+    """Where mvn downloads to, and the flags that say so: ``CHOREO_MAVEN_REPO`` or mvn's default.
+
+    The override lets a first run be tried on an empty repository without
+    emptying the one every clone on the machine shares; the progress line
+    watches the same directory, so its sizes stay true.
+    """
+    override = os.environ.get("CHOREO_MAVEN_REPO")
+    if override:
+        return Path(override), [f"-Dmaven.repo.local={override}"]
+    return Path.home() / ".m2" / "repository", []
 
 
 def _first_error(log: Path) -> str:
