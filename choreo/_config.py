@@ -202,6 +202,9 @@ class SchemaRegistryConfig(BaseModel):
     """Base URL of the Confluent-compatible API (Apicurio's is ``/apis/ccompat/v7``)."""
     timeout_s: float = Field(default=10.0, gt=0)
     """How long one registry call may take before it fails, naming the URL."""
+    auto_register: bool = False
+    """Let services register a schema version missing from the registry (dev and tests only;
+    in production ``choreo schemas push`` registers the repo's versions)."""
 
     def client_conf(self) -> dict[str, Any]:
         """Options for ``confluent_kafka.schema_registry.SchemaRegistryClient``."""

@@ -13,6 +13,7 @@ from choreo._emitter import Emitter
 from choreo._observability import build_instrumentation, tracer_provider_from_env
 from choreo._runtime.instrument import Instrumentation
 from choreo._schemas import Catalog, Codec, Event
+from choreo._schemas.registry_setup import check_registry, registry_for
 from choreo._transport.base import Producer, Transport
 from choreo._transport.registry import make_transport
 
@@ -61,7 +62,9 @@ class Publisher:
     async def __aenter__(self) -> Publisher:
         self._transport = make_transport(self.config.transport, self.config.kafka)
         self._producer = self._transport.producer(f"choreo-publisher-{self.source}")
-        codec = Codec(self.catalog, max_bytes=self.config.max_record_bytes)
+        registry = registry_for(self.config, self.catalog)
+        await check_registry(registry)
+        codec = Codec(self.catalog, max_bytes=self.config.max_record_bytes, registry=registry)
         self._emitter = Emitter(self.catalog, codec, self._producer, self.source, self.instrument)
         return self
 

@@ -22,6 +22,7 @@ from choreo._runtime.instrument import Instrumentation
 from choreo._runtime.retry_topics import LAST_ERROR, RetryTopics, retry_topic
 from choreo._runtime.worker import PartitionWorker
 from choreo._schemas import Catalog, Codec, check_model
+from choreo._schemas.registry_setup import check_registry, registry_for
 from choreo._security.redact import Redactor, ScrubbingProducer
 from choreo._service import Handler, Service
 from choreo._transport.base import (
@@ -59,7 +60,8 @@ class ServiceRunner:
         self.config = config
         self.transport = transport
         self.catalog = catalog
-        self.codec = Codec(catalog, max_bytes=config.max_record_bytes)
+        self.registry = registry_for(config, catalog)
+        self.codec = Codec(catalog, max_bytes=config.max_record_bytes, registry=self.registry)
         self.group_id = config.group_id or service.name
         self.client_id = f"choreo-{service.name}"
         self.raise_errors = raise_errors
@@ -141,6 +143,7 @@ class ServiceRunner:
 
     async def start(self) -> None:
         await self.transport.check_reachable(timeout_s=10.0)
+        await check_registry(self.registry)
         if self.config.create_topics:
             await self.transport.ensure_topics(self.topic_configs())
         strangers = [

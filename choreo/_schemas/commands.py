@@ -1,4 +1,4 @@
-"""``choreo schemas check`` and ``choreo schemas codegen``, minus the argument parsing.
+"""``choreo schemas check``, ``push`` and ``codegen``, minus the argument parsing.
 
 Both print one line per problem and return an exit code, so CI can run ``check`` and show every
 problem at once instead of stopping at the first.
@@ -12,12 +12,17 @@ from choreo._errors import ChoreoError
 from choreo._schemas.catalog import Catalog
 from choreo._schemas.codegen import is_fresh, write
 from choreo._schemas.compat import check_catalog
+from choreo._schemas.registry_client import RegistryClient
+from choreo._schemas.registry_commands import push, registry_problems
 
 SCHEMAS_DIR = "schemas"
 
 
-def check_command(project_root: Path) -> int:
-    """Parse everything, check compatibility and generated-model freshness; 0 when all good."""
+def check_command(project_root: Path, registry: RegistryClient | None = None) -> int:
+    """Parse everything, check compatibility and generated-model freshness; 0 when all good.
+
+    With ``registry``, also whether the newest versions may follow what it holds.
+    """
     try:
         catalog = Catalog.load(project_root / SCHEMAS_DIR)
     except ChoreoError as exc:
@@ -33,12 +38,28 @@ def check_command(project_root: Path) -> int:
                 )
         except ChoreoError as exc:
             problems.append(f"error: {exc}")
+    if registry is not None:
+        try:
+            problems += registry_problems(catalog, registry)
+        except ChoreoError as exc:
+            problems.append(f"error: {exc}")
     for problem in problems:
         print(problem)
     if problems:
         return 1
     print(f"ok: {len(catalog.event_types)} event types on {len(catalog.topics)} topics")
     return 0
+
+
+def push_command(project_root: Path, registry: RegistryClient) -> int:
+    """Register every schema version in ``registry``; 0 when all were accepted."""
+    try:
+        problems = push(Catalog.load(project_root / SCHEMAS_DIR), registry)
+    except ChoreoError as exc:
+        problems = [f"error: {exc}"]
+    for problem in problems:
+        print(problem)
+    return 1 if problems else 0
 
 
 def codegen_command(project_root: Path) -> int:

@@ -54,6 +54,11 @@ def subject(spec: TopicSpec, event_type: str) -> str:
     return f"{spec.name}-{event_type}"
 
 
+def fingerprint_of(parsed: dict[str, Any]) -> bytes:
+    """CRC-64-AVRO of a parsed schema's canonical form, as the catalog and single-object use."""
+    return bytes.fromhex(fingerprint(to_parsing_canonical_form(parsed), "CRC-64-AVRO"))
+
+
 def schema_text(version: SchemaVersion) -> str:
     """The version's schema as registered: the ``.avsc`` file, docs and defaults kept."""
     return json.dumps(json.loads(version.path.read_text(encoding="utf-8")), separators=(",", ":"))
@@ -119,13 +124,13 @@ class RegistrySchemas:
         if version is not None:
             return version
         parsed = self.writer_schema(schema_id)
-        found = fingerprint(to_parsing_canonical_form(parsed), "CRC-64-AVRO")
-        version = self._catalog.fingerprints.get(bytes.fromhex(found))
+        found = fingerprint_of(parsed)
+        version = self._catalog.fingerprints.get(found)
         if version is None:
             raise DecodeError(
                 "unknown-fingerprint",
                 f"schema id {schema_id} at {self.client.url} ({parsed.get('name')}, "
-                f"fingerprint {found}) is no version in the catalog",
+                f"fingerprint {found.hex()}) is no version in the catalog",
             )
         self._versions[schema_id] = version
         return version
