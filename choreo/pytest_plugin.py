@@ -1,7 +1,7 @@
 """pytest fixtures for the real stack, usable in any project that installs choreo.
 
-``kafka``, ``postgres``, ``connect`` and ``jaeger`` are session-scoped: the
-local stack is started (or reused) once. ``kafka_secure`` is the same broker's
+``kafka``, ``postgres``, ``connect``, ``schema_registry`` and ``jaeger`` are
+session-scoped: the local stack is started (or reused) once. ``kafka_secure`` is the same broker's
 SASL_SSL listener (ACLs apply there), with its CA and a way to add SCRAM users.
 Where a Docker engine answers and ``CHOREO_STACK=docker``, Kafka and
 PostgreSQL come from testcontainers instead. ``unique_name`` gives each test
@@ -236,6 +236,15 @@ def postgres(choreo_stack: StackSettings) -> Iterator[str]:
 def connect(choreo_stack: StackSettings) -> str:
     """Kafka Connect's REST URL (with the Debezium PostgreSQL connector installed)."""
     return choreo_stack.connect_url
+
+
+@pytest.fixture(scope="session")
+def schema_registry(choreo_stack: StackSettings) -> str:
+    """The Confluent-compatible API of the stack's Apicurio Registry (in memory, BACKWARD by
+    default): a service's ``[schema_registry] url``, ``SchemaRegistryClient``'s ``url``."""
+    if _use_docker():
+        pytest.skip("schema_registry needs the local stack's registry (CHOREO_STACK is docker)")
+    return choreo_stack.schema_registry_url
 
 
 @pytest.fixture(scope="session")

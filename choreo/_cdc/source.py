@@ -52,6 +52,9 @@ from choreo._errors import ConfigError, TopologyError
 
 POSTGRES_CONNECTOR = "io.debezium.connector.postgresql.PostgresConnector"
 JSON_CONVERTER = "org.apache.kafka.connect.json.JsonConverter"
+AVRO_CONVERTER = "io.apicurio.registry.utils.converter.AvroConverter"
+APICURIO_API = "/apis/registry/v2"
+"""Apicurio's own API, the one its converter speaks (clients use ``/apis/ccompat/v7``)."""
 SNAPSHOT_MODES = (
     "initial",
     "initial_only",

@@ -12,7 +12,7 @@ from choreo._errors import ChoreoError
 
 def register(commands: argparse._SubParsersAction[Any]) -> None:
     dev = commands.add_parser(
-        "dev", help="run the local stack (Kafka, PostgreSQL, Connect, Jaeger)"
+        "dev", help="run the local stack (Kafka, PostgreSQL, Connect, registry, Jaeger)"
     )
     actions = dev.add_subparsers(dest="action", required=True)
     up = actions.add_parser("up", help="start every component, reusing those already up")
@@ -74,7 +74,8 @@ def _status(args: argparse.Namespace) -> int:
     print(
         f"\nkafka {settings.bootstrap_servers} (SASL_SSL {settings.secure_bootstrap_servers})"
         f"  postgres {settings.postgres_dsn}\n"
-        f"connect {settings.connect_url}  jaeger {settings.jaeger_query_url}"
+        f"connect {settings.connect_url}  registry {settings.schema_registry_url}\n"
+        f"jaeger {settings.jaeger_query_url}"
     )
     return 0 if all(row.healthy for row in rows) else 1
 

@@ -1,4 +1,5 @@
-"""The local development stack: Kafka, PostgreSQL, Kafka Connect and Jaeger as processes."""
+"""The local development stack: Kafka, PostgreSQL, Kafka Connect, a schema registry and Jaeger
+as processes."""
 
 from __future__ import annotations
 
@@ -7,12 +8,14 @@ from choreo._dev.connect import Connect
 from choreo._dev.jaeger import Jaeger
 from choreo._dev.kafka import Kafka, kafka_cluster
 from choreo._dev.postgres import Postgres
+from choreo._dev.registry import Registry
 from choreo._dev.settings import StackSettings, default_paths
 from choreo._dev.stack import Stack
 
 
 def local_stack(settings: StackSettings | None = None, paths: StackPaths | None = None) -> Stack:
-    """The whole stack in start order: Connect needs Kafka; nothing needs Jaeger."""
+    """The whole stack in start order: Connect needs Kafka; nothing needs the registry or
+    Jaeger to start (a connector writing Avro needs the registry once it runs)."""
     s = settings or StackSettings()
     return Stack(
         paths or default_paths(),
@@ -20,6 +23,7 @@ def local_stack(settings: StackSettings | None = None, paths: StackPaths | None 
             Postgres(port=s.postgres_port),
             *kafka_nodes(s),
             Connect(port=s.connect_port, kafka_port=s.kafka_port),
+            Registry(port=s.registry_port),
             Jaeger(
                 port=s.jaeger_port,
                 otlp_grpc_port=s.otlp_grpc_port,

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from choreo._dev.component import StackPaths
+from choreo._dev.registry import CCOMPAT_PATH
 
 _BROKERS = "CHOREO_KAFKA_BROKERS"
 
@@ -48,6 +49,8 @@ class StackSettings:
     """PostgreSQL, with wal_level=logical for Debezium."""
     connect_port: int = field(default_factory=lambda: _port("CONNECT", 8083))
     """Kafka Connect's REST API."""
+    registry_port: int = field(default_factory=lambda: _port("REGISTRY", 8085))
+    """Apicurio Registry (in memory): the Confluent-compatible API and Apicurio's own."""
     jaeger_port: int = field(default_factory=lambda: _port("JAEGER", 16686))
     """Jaeger's query API and UI."""
     otlp_grpc_port: int = field(default_factory=lambda: _port("OTLP_GRPC", 4317))
@@ -90,6 +93,16 @@ class StackSettings:
     @property
     def connect_url(self) -> str:
         return f"http://127.0.0.1:{self.connect_port}"
+
+    @property
+    def registry_url(self) -> str:
+        """The registry's base URL (Apicurio's API, for its Connect converter, is under it)."""
+        return f"http://127.0.0.1:{self.registry_port}"
+
+    @property
+    def schema_registry_url(self) -> str:
+        """The Confluent-compatible API: ``[schema_registry] url`` of a service on this stack."""
+        return self.registry_url + CCOMPAT_PATH
 
     @property
     def jaeger_query_url(self) -> str:

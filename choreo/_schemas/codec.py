@@ -67,6 +67,11 @@ class Codec:
     def catalog(self) -> Catalog:
         return self._catalog
 
+    @property
+    def registry(self) -> RegistrySchemas | None:
+        """The registry ids are resolved with (CDC decoders read Debezium's schemas through it)."""
+        return self._registry
+
     def register(self, *models: type[Event]) -> None:
         """Make ``models`` the ones :meth:`decode_any` builds for their event types.
 

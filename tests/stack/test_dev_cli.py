@@ -24,6 +24,7 @@ NAMES = (
     "KAFKA_SECURE",
     "POSTGRES",
     "CONNECT",
+    "REGISTRY",
     "JAEGER",
     "OTLP_GRPC",
     "OTLP_HTTP",
@@ -112,11 +113,11 @@ def test_up_twice_reuses_everything_and_down_leaves_no_process(state: Path) -> N
     first = _choreo(state, "up")
     assert first.returncode == 0, first.stdout + first.stderr
     pids = _pids(state)
-    assert sorted(pids) == ["connect", "jaeger", "kafka", "postgres"]
+    assert sorted(pids) == ["connect", "jaeger", "kafka", "postgres", "registry"]
 
     second = _choreo(state, "up")
     assert second.returncode == 0, second.stdout + second.stderr
-    assert second.stdout.count("already running") == 4
+    assert second.stdout.count("already running") == 5
     assert "started" not in second.stdout
     assert _pids(state) == pids
 
@@ -128,6 +129,7 @@ def test_up_twice_reuses_everything_and_down_leaves_no_process(state: Path) -> N
             for line in status.stdout.splitlines()
         ), status.stdout
     assert "no SASL_SSL listener" not in status.stdout
+    assert "AvroConverter plugin" not in status.stdout  # Connect found the Apicurio converter
     assert Kafka(port=PORTS["KAFKA"], secure_port=PORTS["KAFKA_SECURE"]).stale() is None
     older = Kafka(port=PORTS["KAFKA"], secure_port=_free_ports(1)[0])  # as if started without it
     assert "choreo dev down kafka && choreo dev up" in (older.stale() or "")

@@ -148,6 +148,44 @@ def test_connect_lists_the_debezium_postgres_connector(connect: str) -> None:
     assert "io.debezium.transforms.outbox.EventRouter" in classes
 
 
+def test_connect_lists_the_apicurio_avro_converter(connect: str) -> None:
+    """Installed as a second plugin; without its ServiceLoader manifest Connect would not see it."""
+    from choreo._dev.connect import AVRO_CONVERTER, Connect
+
+    port = int(connect.rsplit(":", 1)[1])
+    stale = Connect(port=port).stale()
+    if stale is not None:
+        pytest.fail(f"connect: {stale}")
+    with urllib.request.urlopen(
+        f"{connect}/connector-plugins?connectorsOnly=false", timeout=10
+    ) as reply:
+        assert AVRO_CONVERTER in {plugin["class"] for plugin in json.load(reply)}
+
+
+def test_the_registry_is_backward_by_default_and_ids_resolve_on_its_confluent_api(
+    schema_registry: str, unique_name: Callable[[str], str]
+) -> None:
+    """Confluent's default compatibility, so a breaking version is refused naming the field."""
+    from choreo._schemas.registry_client import RegistryClient, RegistryError
+
+    client = RegistryClient(schema_registry, timeout_s=10)
+    subject = unique_name("registry") + "-value"
+
+    def record(*fields: dict[str, object]) -> str:
+        return json.dumps({"type": "record", "name": "Probe", "fields": list(fields)})
+
+    first = client.register(subject, record({"name": "a", "type": "int"}))
+    breaking = record({"name": "a", "type": "int"}, {"name": "must", "type": "string"})
+    with pytest.raises(RegistryError) as refused:
+        client.register(subject, breaking)
+    assert refused.value.status == 409 and "must" in str(refused.value)
+    compatible = record({"name": "a", "type": "int"}, {"name": "b", "type": "int", "default": 0})
+    second = client.register(subject, compatible)
+    assert second != first
+    assert json.loads(client.schema(second))["fields"][1]["name"] == "b"
+    assert client.lookup(subject, record({"name": "a", "type": "int"})) == first
+
+
 def test_jaeger_returns_a_span_exported_over_otlp(jaeger: JaegerEndpoints) -> None:
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
     from opentelemetry.sdk.resources import Resource

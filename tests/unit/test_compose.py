@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from choreo import load_config
-from choreo._dev import connect, jaeger, kafka, postgres
+from choreo._dev import connect, jaeger, kafka, postgres, registry
 from choreo._dev.settings import StackSettings
 from choreo._docs.model import discover
 from choreo._schemas import Catalog
@@ -44,6 +44,7 @@ def test_compose_publishes_the_local_stack_ports_on_loopback(
     assert _published(services["kafka"]) == {settings.kafka_port, settings.kafka_secure_port}
     assert _published(services["postgres"]) == {settings.postgres_port}
     assert _published(services["connect"]) == {settings.connect_port}
+    assert _published(services["schema-registry"]) == {settings.registry_port}
     assert _published(services["jaeger"]) == {
         settings.jaeger_port,
         settings.otlp_grpc_port,
@@ -58,6 +59,7 @@ def test_compose_runs_the_same_versions_as_the_local_stack() -> None:
     assert services["kafka"]["image"].endswith(f":{kafka.KAFKA_VERSION}")
     assert services["connect"]["image"].endswith(f":{connect.DEBEZIUM_VERSION}")
     assert services["jaeger"]["image"].endswith(f":{jaeger.JAEGER_VERSION}")
+    assert services["schema-registry"]["image"].endswith(f":{registry.APICURIO_VERSION}")
 
 
 def test_compose_postgres_and_connect_match_local_credentials_and_topics() -> None:
@@ -128,6 +130,8 @@ def test_compose_apps_reach_the_stack_as_the_local_stack_does(
     for name, app in _apps().items():
         env = app["environment"]
         assert f"INTERNAL://{env['CHOREO_BOOTSTRAP_SERVERS']}" in internal, name
+        assert env["CHOREO_SCHEMA_REGISTRY__URL"] == _in_compose(settings.schema_registry_url)
+        assert app["depends_on"]["schema-registry"] == {"condition": "service_healthy"}
         assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == f"http://jaeger:{settings.otlp_http_port}"
         for dsn in (env["SHOP_DSN"], env["CATALOG_SYNC_DSN"]):
             url = urlsplit(dsn)
@@ -139,6 +143,29 @@ def test_compose_apps_reach_the_stack_as_the_local_stack_does(
             assert (url.hostname, url.port) == ("postgres", settings.postgres_port)
         assert str(env.get("CHOREO_INGRESS__SECRET", "${")).startswith("${"), "secret in file"
         assert set(app["depends_on"]) <= set(services)
+
+
+def _in_compose(url: str) -> str:
+    """A local-stack registry URL as the apps reach the registry's container (port 8080)."""
+    parts = urlsplit(url)
+    return parts._replace(netloc="schema-registry:8080").geturl()
+
+
+def test_compose_registry_is_probed_on_the_local_probe_path_and_connect_has_its_converter(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    settings = _default_stack(monkeypatch)
+    services = _services()
+    probe = services["schema-registry"]["healthcheck"]["test"]
+    assert (
+        _in_compose(settings.schema_registry_url).replace("schema-registry", "localhost")
+        + "/subjects"
+        in probe
+    )
+    assert services["schema-registry"]["environment"]["REGISTRY_RULES_GLOBAL_COMPATIBILITY"] == (
+        registry.GLOBAL_COMPATIBILITY
+    )
+    assert services["connect"]["environment"]["ENABLE_APICURIO_CONVERTERS"] == "true"
 
 
 def test_catalog_sync_starts_after_a_one_shot_prepared_its_tables_and_connector(
