@@ -22,6 +22,7 @@ from choreo._guards import CircuitBreaker, RateLimit
 from choreo._publisher import Publisher
 from choreo._retry import RetryPolicy
 from choreo._runtime.idempotency import PostgresIdempotency, SqliteIdempotency
+from choreo._schedule import Tick
 from choreo._schemas import (
     AvroDecimal,
     Catalog,
@@ -61,6 +62,7 @@ __all__ = [
     "Service",
     "ServiceConfig",
     "SqliteIdempotency",
+    "Tick",
     "Time",
     "Timestamp",
     "TopologyError",

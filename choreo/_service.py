@@ -9,11 +9,13 @@ from __future__ import annotations
 import inspect
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from choreo._errors import TopologyError
 from choreo._guards import Guard
 from choreo._retry import RetryPolicy
+from choreo._schedule import Schedule, cadence
 from choreo._schemas import Event
 from choreo._transport.base import Record
 
@@ -79,10 +81,16 @@ class Service:
         """The event types its handlers emit: ``choreo acl plan`` grants write on their topics
         (and only those), so on a cluster with ACLs an undeclared emit is refused."""
         self._handlers: dict[type[Event] | str, Handler] = {}
+        self._schedules: dict[str, Schedule] = {}
 
     @property
     def handlers(self) -> Sequence[Handler]:
         return list(self._handlers.values())
+
+    @property
+    def schedules(self) -> Sequence[Schedule]:
+        """What ``every`` declared; the runner creates their topics and starts their alarms."""
+        return list(self._schedules.values())
 
     def handler_for(self, event: type[Event] | str) -> Handler | None:
         """The handler of an event class, or of a topic for topic handlers."""
@@ -136,6 +144,41 @@ class Service:
         """
         batching = Batching(max_size, max_wait_s) if max_size else None
         return self._register(topic, retry, batching, decoder)
+
+    def every(
+        self,
+        when: str | timedelta,
+        *,
+        tz: str | None = None,
+        name: str | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> Callable[[F], F]:
+        """Run the decorated function once per tick, on one instance of the service.
+
+        ``when`` is a cron line (``"0 2 * * *"``, read in ``tz``, UTC by default;
+        six fields put seconds first) or a ``timedelta`` (ticks on multiples of it
+        since the epoch). The function gets a ``choreo.Tick`` and a ``Context``;
+        ticks are records of ``choreo.schedule.<service>.<name>`` (``name``: the
+        function's), with the retries, dead letters, tracing and idempotency of
+        any handler. A tick missed while no instance ran runs once on return,
+        the latest one, with ``Tick.skipped`` counting those before it.
+        """
+        plan = cadence(when, tz)
+
+        def decorate(fn: F) -> F:
+            label = name or fn.__name__
+            if not label.replace("-", "").replace("_", "").isalnum():
+                raise TopologyError(
+                    f"{self.name}: schedule name {label!r} must be letters, digits, '-' or '_'"
+                )
+            schedule = Schedule(self.name, label, plan)
+            if label in self._schedules:
+                raise TopologyError(f"{self.name}: two schedules named {label!r}")
+            self._register(schedule.topic, retry, None, schedule.decode)(schedule.handler(fn))
+            self._schedules[label] = schedule
+            return fn
+
+        return decorate
 
     def on_change(
         self,

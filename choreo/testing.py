@@ -80,6 +80,7 @@ class TestService:
         self._context = contextvars.copy_context()
         self._context.run(CLOCK.set, self._clock)  # the service's tasks inherit it
         self._scheduled = frozenset(n for n, spec in self.catalog.topics.items() if spec.scheduled)
+        self._scheduled |= {schedule.topic for schedule in service.schedules}
         self._stop = asyncio.Event()
         self._codec = Codec(self.catalog)
         self._runner: ServiceRunner | None = None

@@ -63,7 +63,8 @@ class Dispatcher:
         self.retry_topics = retry_topics
         self.raise_errors = raise_errors
         self.instrument = instrument
-        self.scheduled_topics = emitter.scheduled_topics
+        self.scheduled_topics = emitter.scheduled_topics | {s.topic for s in service.schedules}
+        """Topics whose records wait for a due time: scheduled ones, schedules' alarms."""
         self._claims = asyncio.Lock()
         """One store connection: one claim at a time across all idempotent handlers."""
         catalog = codec.catalog
@@ -164,7 +165,9 @@ class Dispatcher:
                     result = fn(event, ctx)
                     if is_async:
                         await result  # type: ignore[misc]
-                    claim.recorded = ctx.prepared = self.prepare_all(ctx)
+                    if ctx.prepared is None:  # a schedule's alarm hands its records encoded
+                        ctx.prepared = self.prepare_all(ctx)
+                    claim.recorded = ctx.prepared
 
         return replace(handler, fn=guarded, is_async=True)
 

@@ -21,6 +21,7 @@ from choreo._runtime.dispatch import Dispatcher
 from choreo._runtime.instrument import Instrumentation
 from choreo._runtime.retry_topics import LAST_ERROR, RetryTopics, retry_topic
 from choreo._runtime.worker import PartitionWorker
+from choreo._schedule import start_schedules
 from choreo._schemas import Catalog, Codec, check_model
 from choreo._schemas.registry_setup import check_registry, registry_for
 from choreo._security.redact import Redactor, ScrubbingProducer
@@ -154,6 +155,12 @@ class ServiceRunner:
                 f"consumer group {self.group_id!r} already has members of another service "
                 f"({', '.join(sorted(set(strangers)))}); give each service its own group"
             )
+        await start_schedules(
+            self.service.schedules,
+            self.transport,
+            self.client_id,
+            create_topics=self.config.create_topics,
+        )
         if self.config.exactly_once:
             self._transaction = self.transport.transactional_producer(
                 self.client_id, transactional_id(self.group_id, self.config.instance())
