@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 
-.PHONY: demo test lint up down status venv image
+.PHONY: demo test lint up down status venv image browser
 
 venv: $(STAMP)
 
@@ -33,7 +33,12 @@ status: venv
 image:
 	@infra/containers/image.sh >/dev/null
 
-demo: up
+# Debian's Chromium for the console's browser tests (Playwright drives it; no browser download).
+browser:
+	@test -x /usr/bin/chromium || apt-get install -y -q chromium chromium-driver >/dev/null \
+		|| (apt-get update -q >/dev/null && apt-get install -y -q chromium chromium-driver >/dev/null)
+
+demo: up browser
 	@$(BIN)/python -m demo
 
 lint: venv
@@ -41,5 +46,5 @@ lint: venv
 	@$(BIN)/ruff format --check choreo tests services bench demo
 	@$(BIN)/mypy
 
-test: up lint image
+test: up lint image browser
 	@$(BIN)/python -m pytest

@@ -7,7 +7,20 @@ import sys
 from collections.abc import Sequence
 from importlib import metadata
 
-from choreo._cli import acl, cdc, dev, dlq, docs, ingress, init, run, saga, schemas, topics
+from choreo._cli import (
+    acl,
+    cdc,
+    console,
+    dev,
+    dlq,
+    docs,
+    ingress,
+    init,
+    run,
+    saga,
+    schemas,
+    topics,
+)
 from choreo._errors import ChoreoError
 
 _DESCRIPTION = """\
@@ -43,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"choreo {_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
-    for group in (acl, cdc, dev, dlq, docs, ingress, init, run, saga, schemas, topics):
+    for group in (acl, cdc, console, dev, dlq, docs, ingress, init, run, saga, schemas, topics):
         group.register(commands)
     return parser
 
