@@ -49,3 +49,14 @@ def event_headers(
     if causation_id is not None:
         headers.append((CAUSATION, causation_id.encode()))
     return headers
+
+
+def lenient_text(value: bytes | None) -> str | None:
+    """A header value as text for reading or showing, whatever a foreign client wrote.
+
+    Bytes that are not UTF-8 keep their readable part (U+FFFD for the rest) instead
+    of raising, and a null value is absent (None), so a tool, a trace link or a
+    test reader never stops on one record's damaged header. Not for headers that
+    decide what happens to a record (ids, correlation): those are checked strictly.
+    """
+    return None if value is None else value.decode("utf-8", "replace")

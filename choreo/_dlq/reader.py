@@ -15,6 +15,7 @@ from typing import Any, cast
 from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 from confluent_kafka.admin import AdminClient
 
+from choreo import _headers
 from choreo._errors import TransportError
 from choreo._runtime import dead_letters as dlq
 from choreo._transport.base import Headers
@@ -47,7 +48,7 @@ class DeadLetter:
     def header(self, name: str) -> str | None:
         for key, value in reversed(self.headers):
             if key == name:
-                return None if value is None else value.decode(errors="replace")
+                return _headers.lenient_text(value)
         return None
 
     @property

@@ -521,7 +521,7 @@ class SagaTracker:
         start_trace = {
             name: value
             for name in TRACE_HEADERS
-            if (value := _optional_text(headers.get(name))) is not None
+            if (value := _headers.lenient_text(headers.get(name))) is not None
         }
         key = (partition, saga_id)
         incoming = Incoming(
@@ -721,14 +721,3 @@ def _header_text(headers: dict[str, Any], name: str) -> str | None:
         raise DecodeError(
             "bad-header", f"header {name} is not UTF-8 text: {value[:16]!r}"
         ) from None
-
-
-def _optional_text(value: bytes | str | None) -> str | None:
-    """A trace header as text; bytes that are not UTF-8 count as absent (a damaged trace
-    header costs only the trace link)."""
-    if value is None or isinstance(value, str):
-        return value
-    try:
-        return value.decode()
-    except UnicodeDecodeError:
-        return None

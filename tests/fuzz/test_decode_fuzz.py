@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 from hypothesis.database import DirectoryBasedExampleDatabase
 
 import choreo
+from choreo import _headers
 from choreo._context import Context
 from choreo._emitter import Emitter
 from choreo._errors import DecodeError
@@ -162,6 +163,22 @@ def test_a_dead_letter_fits_and_keeps_what_it_can_byte_for_byte(
     if value is not None and out_value != value:
         assert value.startswith(out_value or b"")
         assert extra[dlq.VALUE_BYTES] == str(len(value)).encode()
+
+
+@_campaign(300)
+@given(st.one_of(st.none(), st.binary(max_size=64), st.text(max_size=16).map(str.encode)))
+def test_a_lenient_header_read_never_fails_and_keeps_utf8_exact(value: bytes | None) -> None:
+    """What the DLQ tool, the saga tracker's trace link and test readers show of any header."""
+    text = _headers.lenient_text(value)
+    if value is None:
+        assert text is None
+        return
+    assert text is not None
+    try:
+        assert text == value.decode()
+    except UnicodeDecodeError:
+        assert "\ufffd" in text  # the unreadable part is marked, the rest kept
+        assert text.encode("utf-8", "replace") != value
 
 
 @pytest.fixture(scope="module")

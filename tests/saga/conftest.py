@@ -142,7 +142,9 @@ class World:
                     continue
                 # Tests also write foreign bytes to these topics: read, never crash on them.
                 headers = {
-                    k: (v or b"").decode(errors="replace") for k, v in message.headers() or []
+                    k: text
+                    for k, v in message.headers() or []
+                    if (text := _headers.lenient_text(v)) is not None
                 }
                 if headers.get(_headers.SOURCE) != self.source:
                     continue
