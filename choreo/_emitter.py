@@ -78,18 +78,21 @@ class EventEncoder:
     ) -> Outbound:
         """The record an event becomes: topic, key, Avro bytes and headers.
 
-        An event that starts a transaction is its own correlation id.
+        An event that starts a transaction (no ``correlation_id``: handlers pass
+        the incoming event's) is correlated by its Kafka key, the catalog's key
+        field: the business id, so ``choreo saga show <order id>`` finds it, and
+        the key the saga tracker's co-partitioning already relies on.
         """
         route = self._route(type(event))
         event_id = event_id or _headers.new_event_id()
+        key_value = key if key is not None else str(getattr(event, route.key_field))
         headers = _headers.event_headers(
-            route.event_type, self._source, event_id, correlation_id or event_id, causation_id
+            route.event_type, self._source, event_id, correlation_id or key_value, causation_id
         )
         if deliver_at is not None:
             headers.append((_headers.DELIVER_AT_MS, _deliver_at_ms(route, deliver_at)))
         if self._instrument is not None:
             self._instrument.inject(headers)
-        key_value = key if key is not None else str(getattr(event, route.key_field))
         return Outbound(route.topic, key_value.encode(), self._codec.encode(event), headers)
 
 

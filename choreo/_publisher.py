@@ -22,10 +22,12 @@ class Publisher:
     """``async with Publisher(source="web") as pub: await pub.publish(event)``.
 
     Events look exactly like those emitted by handlers (same encoding, key and
-    headers); an event published here starts a new correlation unless one is
-    given. Settings come from the ``CHOREO_*`` environment, as for ``choreo
-    run``, unless ``config`` is given: a publisher in a container must reach the
-    broker its services use, not a default address.
+    headers); an event published here is correlated by its key (the catalog's
+    key field: the business id, which is then the saga id) unless a
+    ``correlation_id`` is given. Settings come from the ``CHOREO_*``
+    environment, as for ``choreo run``, unless ``config`` is given: a publisher
+    in a container must reach the broker its services use, not a default
+    address.
 
     Tracing follows the process's OpenTelemetry set-up: an SDK tracer provider
     the application installed globally is used as it is; otherwise the

@@ -24,7 +24,8 @@ further than the tolerance (5 minutes by default) from the ingress's clock;
 ``application/json``; 422 naming each wrong field (``fields``: path →
 problem); 431 for oversized headers; 503 when the broker did not acknowledge
 in time. Only a 202 publishes anything. ``X-Correlation-Id`` is honoured when
-sent (it becomes the event's correlation id) and always returned; a W3C
+sent (it becomes the event's correlation id; without it, the event's key
+is, as for ``Publisher``) and returned; a W3C
 ``traceparent`` and ``tracestate`` are carried on to the event's headers, no
 other request header is.
 """

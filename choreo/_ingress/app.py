@@ -27,6 +27,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import propagate
 from pydantic import ValidationError
 
+from choreo import _headers
 from choreo._errors import ChoreoError
 from choreo._ingress.replay import SeenStore
 from choreo._ingress.routes import Route
@@ -211,9 +212,12 @@ class IngressApp:
     async def _publish(
         self, event: Event, headers: dict[str, str], correlation_id: str, event_id: str
     ) -> tuple[str, str]:
-        """Send and wait for the acknowledgement; the caller's trace context goes along."""
+        """Send and wait for the acknowledgement; the caller's trace context goes along.
+
+        Without the caller's correlation id the emitter's rule applies (the
+        event's key); either way the one the record carries is returned.
+        """
         emitter = self._publisher.emitter
-        correlation_id = correlation_id or event_id
         forwarded = {
             name: value
             for name, longest in FORWARDED_HEADERS.items()
@@ -221,7 +225,9 @@ class IngressApp:
         }
         token = otel_context.attach(propagate.extract(forwarded))
         try:
-            record = emitter.prepare(event, correlation_id=correlation_id, event_id=event_id)
+            record = emitter.prepare(
+                event, correlation_id=correlation_id or None, event_id=event_id
+            )
             if self._publisher.instrument is None:  # no tracing here: pass the caller's on
                 carrier.inject(record.headers)
         finally:
@@ -232,7 +238,7 @@ class IngressApp:
         except (ChoreoError, TimeoutError) as error:
             log.warning("publishing %s to %s failed: %s", event.event_type, record.topic, error)
             raise Rejection(503, f"the broker did not acknowledge the event: {error}") from None
-        return event_id, correlation_id
+        return event_id, dict(record.headers)[_headers.CORRELATION].decode()
 
 
 def _check_head(raw: list[tuple[bytes, bytes]], headers: dict[str, str], limit: int) -> None:

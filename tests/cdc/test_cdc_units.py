@@ -323,7 +323,7 @@ def test_an_outbox_row_holds_the_exact_bytes_and_headers_of_a_direct_produce(
     )
     assert (row["source"], row["specversion"]) == ("orders", "1.0")
     assert (row["correlation_id"], row["causation_id"], row["traceparent"]) == (
-        event_id,
+        "o-9",  # no correlation given: the event's key
         "c-1",
         None,
     )

@@ -58,15 +58,15 @@ def test_a_signed_order_is_published_with_the_callers_correlation_and_trace(
     assert codec.decode(record.value, OrderReceived) == order
 
 
-def test_without_a_correlation_id_the_event_starts_its_own_and_it_is_returned(
+def test_without_a_correlation_id_the_events_key_is_its_correlation_and_it_is_returned(
     ingress: Ingress, published: Callable[[str], list[DeadLetter]]
 ) -> None:
     body = _body(received("web-2"))
     reply = ingress.request("POST", "/orders", body, signed(body))
     assert reply.status == 202, reply.body
     [record] = published("web-2")
-    assert reply.headers["x-correlation-id"] == reply.body["event_id"]
-    assert record.header("choreo_correlation_id") == reply.body["event_id"]
+    assert reply.headers["x-correlation-id"] == reply.body["correlation_id"] == "web-2"
+    assert record.header("choreo_correlation_id") == "web-2" != reply.body["event_id"]
 
 
 def test_a_replayed_request_is_refused_and_published_once(
