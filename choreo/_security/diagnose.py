@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 from choreo._config import KafkaConfig
 from choreo._errors import SecurityError, TransportError
-from choreo._transport.registry import unreachable
+from choreo._transport.shared import unreachable
 
 _Hint = Callable[[KafkaConfig], str]
 

@@ -32,7 +32,7 @@ from choreo._transport.base import (
     TopicConfig,
     TopicPartition,
 )
-from choreo._transport.registry import ensure_topics_with, topic_settings, unreachable
+from choreo._transport.shared import ensure_topics_with, topic_settings, unreachable
 
 try:
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener

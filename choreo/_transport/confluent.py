@@ -46,7 +46,7 @@ from choreo._transport.base import (
     TopicConfig,
     TopicPartition,
 )
-from choreo._transport.registry import (
+from choreo._transport.shared import (
     ThrottledLog,
     ensure_topics_with,
     topic_settings,

@@ -10,7 +10,7 @@ from choreo._cli.topics import TopicState, drift
 from choreo._errors import TopologyError
 from choreo._schemas import Catalog
 from choreo._transport.base import TopicConfig
-from choreo._transport.registry import topic_settings
+from choreo._transport.shared import topic_settings
 from services.events import OrderPlaced
 
 
