@@ -12,12 +12,13 @@ this console may write fields or statuses it does not know, and those sagas must
 
 from __future__ import annotations
 
+import heapq
 import json
 import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -107,15 +108,21 @@ class Filter:
     search: str | None = None
     """A substring of the saga id."""
 
-    def matches(self, row: Row, *, with_state: bool = True) -> bool:
-        return (
-            (not with_state or self.state is None or row.status == self.state)
-            and (self.saga is None or row.saga == self.saga)
-            and (self.started_from is None or (row.started_at or 0) >= self.started_from)
-            and (self.started_to is None or (row.started_at or 0) <= self.started_to)
-            and (self.failed_step is None or row.failed_step == self.failed_step)
-            and (self.search is None or self.search in row.saga_id)
-        )
+    def checks(self) -> list[Callable[[Row], bool]]:
+        """One test per criterion given, but the state (the counts are by state): only what
+        was asked for runs on each of possibly 100,000 rows."""
+        tests: list[Callable[[Row], bool]] = []
+        if (saga := self.saga) is not None:
+            tests.append(lambda r: r.saga == saga)
+        if (since := self.started_from) is not None:
+            tests.append(lambda r: (r.started_at or 0) >= since)
+        if (until := self.started_to) is not None:
+            tests.append(lambda r: (r.started_at or 0) <= until)
+        if (step := self.failed_step) is not None:
+            tests.append(lambda r: r.failed_step == step)
+        if (text := self.search) is not None:
+            tests.append(lambda r: text in r.saga_id)
+        return tests
 
 
 @dataclass(frozen=True)
@@ -157,35 +164,33 @@ class SagaIndex:
     def listing(self, wanted: Filter, offset: int, limit: int) -> Listing:
         with self._lock:
             rows = list(self._rows.values())
+        selected = rows
+        for test in wanted.checks():
+            selected = [r for r in selected if test(r)]
         counts: dict[tuple[str, int], Counter[str]] = {}
-        matching: list[Row] = []
-        for row in rows:
-            if wanted.matches(row, with_state=False):
-                counts.setdefault((row.saga, row.version), Counter())[row.status] += 1
-                if wanted.state is None or row.status == wanted.state:
-                    matching.append(row)
-        matching.sort(key=lambda r: (-r.updated_at, r.saga_id))
+        for (saga, version, status), n in Counter(
+            (r.saga, r.version, r.status) for r in selected
+        ).items():
+            counts.setdefault((saga, version), Counter())[status] = n
+        if (wanted_state := wanted.state) is not None:
+            selected = [r for r in selected if r.status == wanted_state]
+        newest = heapq.nsmallest(offset + limit, selected, key=lambda r: (-r.updated_at, r.saga_id))
         return Listing(
-            rows=matching[offset : offset + limit],
-            total=len(matching),
+            rows=newest[offset:],
+            total=len(selected),
             counts=dict(sorted(counts.items())),
             failed_steps=sorted({r.failed_step for r in rows if r.failed_step}),
             sagas=sorted({r.saga for r in rows}),
         )
 
-    def apply(self, message: ck.Message) -> None:
+    def apply(
+        self, topic: str, partition: int, offset: int, key: bytes | None, value: bytes | None
+    ) -> None:
         """Take one changelog record in: a new state, or a tombstone (the saga was dropped)."""
-        key = message.key()
-        topic = message.topic()
-        if key is None or topic is None:
+        if key is None:
             return
         saga_id = key.decode(errors="replace")
-        value = message.value()
-        row = (
-            None
-            if value is None
-            else row_of(topic, message.partition() or 0, message.offset() or 0, saga_id, value)
-        )
+        row = None if value is None else row_of(topic, partition, offset, saga_id, value)
         with self._lock:
             if row is None:
                 self._rows.pop((saga_of(topic), saga_id), None)
@@ -212,9 +217,10 @@ class SagaIndex:
                 if not self._assigned:
                     self._stop.wait(0.5)
                     continue
-                for message in consumer.consume(BATCH, 0.5):
-                    if message.error() is None:
-                        self.apply(message)
+                for m in consumer.consume(BATCH, 0.5):
+                    if m.error() is None:
+                        self.apply(m.topic() or "", m.partition() or 0, m.offset() or 0,
+                                   m.key(), m.value())  # fmt: skip
         except Exception:  # the list would silently freeze: say why, once
             _log.exception("the saga list stopped following the changelogs")
             raise

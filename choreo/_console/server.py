@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
+import threading
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -20,6 +22,7 @@ from choreo._console.index import SagaIndex
 from choreo._console.trace import jaeger_ui_present
 from choreo._docs.model import System, discover
 from choreo._errors import ChoreoError
+from choreo._ingress.protocol import _Server as QuietServer
 from choreo._ingress.server import bind
 from choreo._saga.definition import Saga
 from choreo._schemas import Catalog
@@ -76,7 +79,8 @@ class ConsoleServer:
         self._socket = bind(host, port)
         bound_host, bound_port = self._socket.getsockname()[:2]
         self.url = f"http://{bound_host}:{bound_port}"
-        self._server = uvicorn.Server(
+        # uvicorn's own Server re-raises SIGTERM after draining (exit 143); the ingress's exits 0
+        self._server = QuietServer(
             uvicorn.Config(
                 ConsoleApp(sources),
                 lifespan="off",
@@ -88,13 +92,20 @@ class ConsoleServer:
         )
 
     def run(self) -> None:
-        """Serve until :meth:`stop` (or SIGINT/SIGTERM when run on the main thread)."""
+        """Serve until :meth:`stop` (or SIGINT/SIGTERM when run on the main thread: exit 0)."""
         self._sources.index.start()
         try:
-            asyncio.run(self._server.serve(sockets=[self._socket]))
+            asyncio.run(self._serve())
         finally:
             self._socket.close()
             self._sources.index.close()
 
     def stop(self) -> None:
         self._server.should_exit = True
+
+    async def _serve(self) -> None:
+        if threading.current_thread() is threading.main_thread():
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, self.stop)
+        await self._server.serve(sockets=[self._socket])
