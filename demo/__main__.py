@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import choreo
+from choreo._console import jaeger_ui_present, saga_url
 from choreo._dev.settings import StackSettings, default_paths
 from choreo._runtime.dead_letters import dlq_topic
 from choreo._schemas import Catalog
@@ -168,16 +169,26 @@ def _drive(
 def _traces(
     verdicts: list[view.Verdict], stack: StackSettings
 ) -> dict[str, tuple[str, int, list[str]]]:
-    """One completed and one compensated saga (the longest of each), with what Jaeger holds."""
+    """One completed and one compensated saga (the longest of each), with what Jaeger holds.
+
+    Linked to Jaeger's UI where this Jaeger has one, else (the local stack's Jaeger, built
+    from the Go module proxy, serves a placeholder page) to the saga's page in ``choreo
+    console``, which draws the trace from Jaeger's query API."""
+    ui = jaeger_ui_present(stack.jaeger_query_url)
     found: dict[str, tuple[str, int, list[str]]] = {}
     for status in ("completed", "compensated"):
         states = [v.state for v in verdicts if v.state and v.status == status]
         state = max(states, key=lambda s: len(s.history), default=None)
         trace_id = watch.trace_of(state) if state else None
-        if trace_id is None:
+        if state is None or trace_id is None:
             continue
         spans, services = watch.jaeger_trace(stack.jaeger_query_url, trace_id)
-        found[status] = (f"{stack.jaeger_query_url}/trace/{trace_id}", spans, services)
+        link = (
+            f"{stack.jaeger_query_url}/trace/{trace_id}"
+            if ui
+            else saga_url(state.saga, state.saga_id)
+        )
+        found[status] = (link, spans, services)
     return found
 
 

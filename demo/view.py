@@ -127,7 +127,7 @@ def summary(
         )
     lines += ["", "dead-letter topics (records added during the demo):"]
     lines += [f"  {topic}  +{n}" for topic, n in sorted(dlq_added.items())] or ["  none"]
-    lines += ["", "traces in Jaeger:"]
+    lines += ["", "traces (Jaeger's UI, or where it has none, `.venv/bin/choreo console`):"]
     for label, (url, spans, services) in traces.items():
         lines.append(
             f"  {label:<12} {url}  ({spans} spans from {len(services)} services: "

@@ -9,10 +9,11 @@ from pathlib import Path
 from typing import Any
 
 from choreo._config import load_config
-from choreo._console import DEFAULT_JAEGER, ConsoleServer, sources
+from choreo._console import DEFAULT_JAEGER, DEFAULT_URL, ConsoleServer, sources
 from choreo._security.redact import Redactor, redact_logs
 
 TOKEN_ENV = "CHOREO_CONSOLE_TOKEN"
+DEFAULT_PORT = int(DEFAULT_URL.rsplit(":", 1)[1])
 
 
 def register(commands: argparse._SubParsersAction[Any]) -> None:
@@ -25,7 +26,7 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
     )
     console.add_argument("--config", type=Path, help="TOML settings file (env CHOREO_* wins)")
     console.add_argument("--host", default="127.0.0.1", help="address (default 127.0.0.1)")
-    console.add_argument("--port", type=int, default=8070, help="port; 0 picks one (8070)")
+    console.add_argument("--port", type=int, default=DEFAULT_PORT, help="port; 0 picks one (8070)")
     console.add_argument("--token", help=f"needed for replay and purge (default ${TOKEN_ENV})")
     console.add_argument("--jaeger", default=DEFAULT_JAEGER, help="Jaeger query API base URL")
     console.add_argument(

@@ -12,6 +12,7 @@ import signal
 import threading
 from collections.abc import Iterable
 from pathlib import Path
+from urllib.parse import urlencode
 
 import uvicorn
 
@@ -32,6 +33,13 @@ from choreo._transport.confluent import librdkafka_settings
 _log = logging.getLogger("choreo.console")
 
 DEFAULT_JAEGER = "http://127.0.0.1:16686"
+DEFAULT_URL = "http://127.0.0.1:8070"
+"""Where ``choreo console`` serves when started without ``--host``/``--port``."""
+
+
+def saga_url(saga: str, saga_id: str, base: str = DEFAULT_URL) -> str:
+    """The console page of one saga (its timeline and its trace)."""
+    return f"{base}/saga?{urlencode({'saga': saga, 'id': saga_id})}"
 
 
 def sources(
