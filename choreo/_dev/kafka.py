@@ -207,7 +207,8 @@ class Kafka:
             "offsets.topic.num.partitions": "1",
             "transaction.state.log.num.partitions": "1",
             "num.partitions": "1",
-            "auto.create.topics.enable": "true",
+            # A record for a topic nobody created is an error (a typo), not a 1-partition topic.
+            "auto.create.topics.enable": "false",
             # Consumers in tests join at once instead of waiting 3 s for more members.
             "group.initial.rebalance.delay.ms": "0",
         }

@@ -18,6 +18,7 @@ from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
 import pytest
+from confluent_kafka.admin import AdminClient
 
 from choreo._config import KafkaConfig
 from choreo._errors import ConfigError, TransportError
@@ -370,8 +371,10 @@ def test_an_error_raised_by_the_listener_comes_out_of_poll(transport: Transport)
         run(body())
 
 
-def test_sending_to_a_missing_topic_creates_it_with_one_partition(transport: Transport) -> None:
-    """Needs ``auto.create.topics.enable`` (Kafka's default, and the dev stack's)."""
+def test_the_memory_transport_creates_a_missing_topic_with_one_partition() -> None:
+    """A unit test's raw send needs no set-up; the broker refuses (next test)."""
+    transport = transport_for("memory", "memory")
+    assert isinstance(transport, MemoryTransport)
     topic = unique("auto-created")
 
     async def body() -> list[Record]:
@@ -390,8 +393,33 @@ def test_sending_to_a_missing_topic_creates_it_with_one_partition(transport: Tra
         (0, 1, b"b", b"2"),
         (0, 2, None, b"3"),
     ]
-    if isinstance(transport, MemoryTransport):
-        assert [r.value for r in transport.records(topic)] == [b"1", b"2", b"3"]
+    assert [r.value for r in transport.records(topic)] == [b"1", b"2", b"3"]
+
+
+MISSING_TOPIC_WAIT = {
+    "confluent": {"topic.metadata.propagation.max.ms": "3000"},
+    "aiokafka": {"request_timeout_ms": "3000"},
+}
+"""How long each client waits for a topic to appear before failing a send (default 30 s+)."""
+
+
+@pytest.mark.stack
+@pytest.mark.parametrize("name", ["confluent", "aiokafka"])
+def test_a_send_to_a_topic_nobody_created_fails_naming_it(broker: str, name: str) -> None:
+    """The dev stack's broker runs with ``auto.create.topics.enable=false``, as a production
+    cluster should: a misspelt topic is an error naming it, not a new 1-partition topic."""
+    topic = unique("never-created")
+    config = KafkaConfig(bootstrap_servers=broker, client_options=MISSING_TOPIC_WAIT[name])
+    transport = make_transport(name, config)
+
+    async def body() -> None:
+        async with clients(transport) as c:
+            with pytest.raises(TransportError, match=topic):
+                await send_all(c.producer(), topic, [(b"typo", b"1")])
+
+    run(body())
+    topics = AdminClient({"bootstrap.servers": broker}).list_topics(timeout=10).topics
+    assert topic not in topics
 
 
 def test_two_members_of_a_group_split_the_partitions_and_the_first_is_revoked(
