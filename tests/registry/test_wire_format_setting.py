@@ -1,0 +1,37 @@
+"""``wire_format`` in ``catalog.toml``: its default, a wrong value, and a registry topic written
+without a registry (no stack needed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from builders import placed, reserved
+from conftest import copy_schemas
+
+from choreo._errors import ConfigError, TopologyError
+from choreo._schemas import Catalog, Codec
+from choreo._schemas.catalog import DEFAULT_WIRE_FORMAT
+
+
+def test_topics_default_to_single_object_and_a_registry_topic_needs_a_registry(
+    tmp_path: Path,
+) -> None:
+    catalog = Catalog.load(copy_schemas(tmp_path / "schemas", ("shop.inventory",)))
+    formats = {name.rsplit(".", 1)[0]: spec.wire_format for name, spec in catalog.topics.items()}
+    assert DEFAULT_WIRE_FORMAT == "single-object"
+    assert formats.pop("shop.inventory") == "registry"
+    assert set(formats.values()) == {"single-object"}
+    codec = Codec(catalog)
+    assert codec.encode(placed("o-1"))[:2] == b"\xc3\x01"
+    with pytest.raises(ConfigError, match=r"topic shop\.inventory\.\w+ is written in the registry"):
+        codec.encode(reserved("o-1"))
+
+
+def test_an_unknown_wire_format_names_the_topic(tmp_path: Path) -> None:
+    schemas = copy_schemas(tmp_path / "schemas", ("shop.fraud",))
+    catalog = schemas / "catalog.toml"
+    catalog.write_text(catalog.read_text().replace('"registry"', '"confluent"'))
+    wrong = r"topic 'shop\.fraud\.\w+': unknown wire_format 'confluent'"
+    with pytest.raises(TopologyError, match=wrong):
+        Catalog.load(schemas)
