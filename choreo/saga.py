@@ -23,13 +23,18 @@ compensation. See ``choreo._saga.engine`` for the exact rules.
         parked=SagaFailed,
     )
 
+A saga can also be cancelled from outside (``abort=[OrderCancellationRequested]``), give a
+long step a heartbeat (``progress=[ShipmentInTransit], heartbeat=timedelta(hours=12)``) and
+try a fallback before compensating (``fallbacks=[Fallback(on=[ShipmentFailed],
+command=ShipWithBackupCarrier, success=[ShipmentCreated], failure=[BackupShipmentFailed])]``).
+
 Another saga can be one step: ``SubSaga(payment_saga)`` tracks its steps as
 ``payment/<step>``, compensated in reverse with the rest (see :class:`SubSaga`).
 """
 
 from __future__ import annotations
 
-from choreo._saga.definition import CompensationInput, Parallel, Saga, Step, SubSaga
+from choreo._saga.definition import CompensationInput, Fallback, Parallel, Saga, Step, SubSaga
 from choreo._saga.engine import Emit, Engine, Incoming, Outcome
 from choreo._saga.state import SagaState, SagaStatus, StepStatus
 from choreo._saga.tracker import SagaTracker
@@ -38,6 +43,7 @@ __all__ = [
     "CompensationInput",
     "Emit",
     "Engine",
+    "Fallback",
     "Incoming",
     "Outcome",
     "Parallel",

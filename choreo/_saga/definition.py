@@ -5,6 +5,13 @@ on their own (choreography); the tracker watches those events and steps in only 
 when something fails or takes too long. So a step names the events it is waiting for, never a
 command to start it; the one command a step carries is its compensation.
 
+Three controls for long-running transactions: a saga lists ``abort`` events (a customer's
+cancellation) that compensate it from outside; a step lists ``progress`` events and a
+``heartbeat`` interval, so a long step is given up (or parked) when it goes silent rather than
+at a fixed deadline; a step lists :class:`Fallback` commands the tracker tries, in order,
+when it fails, before the saga compensates. The tracker emits a fallback command: it is the
+one place it asks a service for work, and only as the definition's written alternative.
+
 A saga can use another saga as one of its steps (:class:`SubSaga`): its steps are tracked as
 part of the outer saga under qualified names (``payment/charge``), so compensation, deadlines
 and timelines treat them like the outer saga's own steps.
@@ -47,6 +54,26 @@ class CompensationInput:
 
 Builder = Callable[[CompensationInput], Event]
 Condition = Callable[[Any], bool]
+SILENCE_ACTIONS = ("fail", "park")
+"""What a step's missed heartbeat does: fail the step (compensate) or park the saga."""
+
+
+@dataclass(frozen=True)
+class Fallback:
+    """An alternative the tracker tries when a step fails with one of ``on`` (carrier A
+    refused: ask carrier B), before the saga compensates.
+
+    The tracker emits ``command``, its fields filled by name from the failure event, then the
+    start event (timestamps default to now). One of ``success`` settles the step (the step's
+    ``compensate`` must be buildable from it); one of ``failure`` fails it, unless the next
+    fallback of the step lists it in its own ``on`` (a chain). The step's ``deadline`` and
+    ``heartbeat`` are counted again from the moment the command is emitted.
+    """
+
+    on: Sequence[type[Event]]
+    command: type[Event]
+    success: Sequence[type[Event]]
+    failure: Sequence[type[Event]] = ()
 
 
 @dataclass(frozen=True)
@@ -63,6 +90,13 @@ class Step:
     at start, so a saga never changes course halfway). ``build`` makes the compensation
     event; by default its fields are copied by name from the step's success event, then the
     start event, with ``reason`` and any missing timestamp filled in.
+
+    ``progress``: events a long step sends while it works (shipment in transit); each one
+    re-arms the step's ``heartbeat`` timer, armed when the step becomes due. No progress (nor
+    a result) within ``heartbeat`` and ``on_silence="fail"`` counts as the step's failure;
+    ``"park"`` parks the saga for a person instead (the parked event), and the step reporting
+    again (progress, success or failure) un-parks it. ``fallbacks``: tried in order when the
+    step fails (see :class:`Fallback`).
     """
 
     name: str
@@ -76,6 +110,24 @@ class Step:
     compensation_deadline: timedelta = DEFAULT_COMPENSATION_DEADLINE
     compensation_retries: int = DEFAULT_COMPENSATION_RETRIES
     build: Builder | None = None
+    progress: Sequence[type[Event]] = ()
+    heartbeat: timedelta | None = None
+    on_silence: str = "fail"
+    fallbacks: Sequence[Fallback] = ()
+
+    def successes(self) -> list[type[Event]]:
+        """The events that settle the step as succeeded: its own and its fallbacks' (once)."""
+        found: list[type[Event]] = []
+        for event in (*self.success, *(e for f in self.fallbacks for e in f.success)):
+            if event not in found:
+                found.append(event)
+        return found
+
+    def failures(self) -> Iterator[tuple[int, type[Event]]]:
+        """(level, event): level 0 is the step's own failure, n the n-th fallback's."""
+        for level, events in enumerate((self.failure, *(f.failure for f in self.fallbacks))):
+            for event in events:
+                yield level, event
 
 
 @dataclass(frozen=True)
@@ -139,11 +191,13 @@ class PlacedPart:
 @dataclass(frozen=True)
 class Role:
     """What an input event means for a definition: ``kind`` is start, success, failure,
-    compensated, completion (of the saga, or of the sub-saga ``part``)."""
+    compensated, progress, abort, completion (of the saga, or of the sub-saga ``part``).
+    ``level``: for a failure, 0 (the step's own) or the fallback it answers (1 = the first)."""
 
     kind: str
     placed: PlacedStep | None = None
     part: str | None = None
+    level: int = 0
 
 
 @dataclass(frozen=True)
@@ -153,6 +207,10 @@ class Saga:
     ``start``: the event type that begins an instance; its correlation id is the saga id.
     ``deadline``: the whole saga must reach ``completed`` by then, else it is compensated.
     ``completed``: optional events that confirm the end (all steps must also have succeeded).
+    ``abort``: events that cancel a running saga from outside (correlated like any input):
+    what succeeded is compensated, in reverse; one arriving after completion is reported
+    (``choreo saga show``, a log line), not applied. Who and why are read from its fields
+    ``requested_by`` and ``reason`` when it has them (else its ``ce_source`` header).
     ``parked``: the event emitted when a compensation is never confirmed (fields filled by
     name from saga_id, saga, version, step, reason and a timestamp), e.g. ``SagaFailed``.
     ``orphan_ttl``: how long events that arrive before their saga's start are kept.
@@ -168,6 +226,7 @@ class Saga:
     deadline: timedelta | None = None
     completed: Sequence[type[Event]] = ()
     parked: type[Event] | None = None
+    abort: Sequence[type[Event]] = ()
     orphan_ttl: timedelta = DEFAULT_ORPHAN_TTL
     retention: timedelta = DEFAULT_RETENTION
     _placed: tuple[PlacedStep, ...] = field(init=False, repr=False, compare=False)
@@ -200,17 +259,21 @@ class Saga:
         roles: dict[str, Role] = {}
         for p in self._placed:
             for kind, events in (
-                ("success", p.step.success),
-                ("failure", p.step.failure),
+                ("success", p.step.successes()),
                 ("compensated", p.step.compensated),
+                ("progress", p.step.progress),
             ):
                 for event in events:
                     roles.setdefault(event.event_type, Role(kind, p))
+            for level, event in p.step.failures():
+                roles.setdefault(event.event_type, Role("failure", p, level=level))
         for part in self._parts:
             for event in part.saga.completed:
                 roles.setdefault(event.event_type, Role("completion", part=part.name))
         for event in self.completed:
             roles.setdefault(event.event_type, Role("completion"))
+        for event in self.abort:
+            roles.setdefault(event.event_type, Role("abort"))
         roles.setdefault(self.start.event_type, Role("start"))
         return roles
 
@@ -252,18 +315,21 @@ class Saga:
         """Every event type the tracker consumes for this saga (its input)."""
         yield self.start
         yield from self.completed
+        yield from self.abort
         for part in self._parts:
             yield from part.saga.completed
         for placed in self._placed:
-            yield from placed.step.success
-            yield from placed.step.failure
+            yield from placed.step.successes()
+            yield from (event for _, event in placed.step.failures())
             yield from placed.step.compensated
+            yield from placed.step.progress
 
     def emitted_types(self) -> Iterator[type[Event]]:
         """Every event type the tracker may emit for this saga."""
         for placed in self._placed:
             if placed.step.compensate is not None:
                 yield placed.step.compensate
+            yield from (fallback.command for fallback in placed.step.fallbacks)
         if self.parked is not None:
             yield self.parked
 
@@ -291,6 +357,13 @@ class Saga:
                 f"{where}: parked event",
             )
         owner: dict[str, str] = {}
+        for event in self.abort:
+            _in_catalog(catalog, f"{where}: abort event", event)
+            if event is self.start or event in self.completed:
+                raise TopologyError(
+                    f"{where}: abort event {event.event_type} also starts or completes the saga"
+                )
+            owner[event.event_type] = "abort"
         for placed in self._placed:
             _validate_step(catalog, where, self.start, placed.step, owner)
         for part in self._parts:
@@ -361,10 +434,12 @@ def _validate_step(
     at = f"{where} step '{step.name}'"
     if not step.success:
         raise TopologyError(f"{at} lists no success event")
+    _validate_controls(catalog, at, start, step)
     for kind, events in (
-        ("success", step.success),
-        ("failure", step.failure),
+        ("success", step.successes()),
+        ("failure", [event for _, event in step.failures()]),
         ("compensated", step.compensated),
+        ("progress", step.progress),
     ):
         for event in events:
             _in_catalog(catalog, f"{at}: {kind} event", event)
@@ -391,12 +466,40 @@ def _validate_step(
         raise TopologyError(f"{at}: compensation_retries must be >= 0")
     if step.build is None:
         # Each success event must, with the start event, fill the compensation on its own.
-        for success in step.success:
+        for success in step.successes():
             _fillable(
                 step.compensate,
                 set(success.model_fields) | set(start.model_fields) | {"reason"},
                 f"{at}: compensation (from {success.event_type} and {start.event_type})",
             )
+
+
+def _validate_controls(catalog: Catalog, at: str, start: type[Event], step: Step) -> None:
+    """The heartbeat and the fallback chain of a step."""
+    if step.heartbeat is not None and step.heartbeat <= timedelta(0):
+        raise TopologyError(f"{at}: heartbeat must be positive, got {step.heartbeat}")
+    if step.on_silence not in SILENCE_ACTIONS:
+        raise TopologyError(
+            f"{at}: on_silence is one of {', '.join(SILENCE_ACTIONS)}, got {step.on_silence!r}"
+        )
+    previous = list(step.failure)
+    for number, fallback in enumerate(step.fallbacks, 1):
+        where = f"{at} fallback {number} ({getattr(fallback.command, 'event_type', '?')})"
+        _in_catalog(catalog, f"{where}: command", fallback.command)
+        if not fallback.on or not fallback.success:
+            raise TopologyError(f"{where} needs on=[...] and success=[...] events")
+        for event in fallback.on:
+            if event not in previous:
+                raise TopologyError(
+                    f"{where}: {event.event_type} in on=[...] is not a failure event of "
+                    f"{'the step' if number == 1 else f'fallback {number - 1}'}"
+                )
+            _fillable(
+                fallback.command,
+                set(event.model_fields) | set(start.model_fields),
+                f"{where}: command (from {event.event_type} and {start.event_type})",
+            )
+        previous = list(fallback.failure)
 
 
 def _in_catalog(catalog: Catalog, what: str, event: type[Event]) -> None:

@@ -21,6 +21,18 @@ Rules:
 * A success that arrives after its step timed out (even after ``compensated``) is compensated
   too, next: the saga goes back to ``compensating`` and waits again for the steps that
   success activated.
+* An ``abort`` event (a cancellation from outside) → ``compensating`` like a failure, with
+  the same waiting rules; who asked and why are kept for ``choreo saga show``. After
+  completion it is reported (history, ``cancel``, a log line) and not applied; while the saga
+  is already compensating or finished otherwise it is only noted.
+* A step's ``progress`` event while it is pending re-arms its ``heartbeat`` (armed when the
+  step becomes due). The heartbeat running out, read like any deadline (only once the
+  tracker has caught up), times the step out (``on_silence="fail"``) or parks the saga
+  (``"park"``: ``failed``, the parked event); the step reporting again un-parks it.
+* A step failing with an event its next ``Fallback`` lists in ``on`` does not fail the saga:
+  the fallback's command is emitted (fields from the failure event, then the start event)
+  and the step waits again, its deadline and heartbeat re-armed. A failure of an attempt
+  already replaced by a fallback is ignored. While compensating, no fallback is tried.
 * Duplicate events (an already seen ``ce_id``) change nothing.
 * Events whose saga has not started are buffered in a ``waiting`` state for the saga's
   ``orphan_ttl`` and replayed, in arrival order, when the start arrives; after the TTL they are
@@ -55,10 +67,18 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from choreo._errors import TopologyError
-from choreo._saga.definition import CompensationInput, PlacedPart, PlacedStep, Saga, fill
+from choreo._saga.definition import (
+    CompensationInput,
+    PlacedPart,
+    PlacedStep,
+    Saga,
+    Step,
+    fill,
+)
 from choreo._saga.state import (
     BUFFER_LIMIT,
     TERMINAL,
+    Cancellation,
     SagaState,
     SagaStatus,
     SeenEvent,
@@ -86,6 +106,8 @@ class Incoming:
     trace: Mapping[str, str] = field(default_factory=dict)
     occurred_at: float | None = None
     """The event's own time (its ``ce_time``), when the producer gave one."""
+    source: str | None = None
+    """Its ``ce_source`` header, when readable."""
 
 
 @dataclass(frozen=True)
@@ -183,6 +205,7 @@ class Engine:
             payload=incoming.event.model_dump(mode="json"),
             at=now,
             occurred_at=incoming.occurred_at,
+            source=incoming.source,
         )
         if state is None:
             state = SagaState(
@@ -377,25 +400,25 @@ class Engine:
         if placed is None:
             if role == "completion":
                 self._completion(state, name, seen, note)
+            elif role == "abort":
+                self._abort(definition, state, seen, now, outcome, note)
+                self._compensate_next(definition, state, now, outcome)
             elif not already_noted:
                 note(f"ignored: the saga has already started ({role or 'unknown'} event)")
             return
         step = state.steps[placed.step.name]
+        if state.status is SagaStatus.FAILED and step.stalled and role != "compensated":
+            state.status = SagaStatus.RUNNING
+            step.stalled = False
+            note("un-parked: the silent step reported again")
+            _arm_beat(step, placed.step, now)
         if role == "success":
             self._succeeded(definition, state, placed, step, seen, now, note)
         elif role == "failure":
-            if state.status is SagaStatus.RUNNING and step.status is not StepStatus.SUCCEEDED:
-                step.status = StepStatus.FAILED
-                note("step failed")
-                reason = f"step '{placed.step.name}' failed ({seen.type})"
-                _fail_parts(state, placed, reason, now)
-                self._begin_compensation(state, reason, seen.id, now)
-            elif state.status is SagaStatus.COMPENSATING and step.status is StepStatus.PENDING:
-                step.status = StepStatus.FAILED
-                step.due_at = None
-                note("step failed: no longer waiting for it")
-            else:
-                note(f"ignored: step is {step.status}, saga is {state.status}")
+            assert found is not None
+            self._failed(definition, state, placed, step, seen, found.level, now, outcome, note)
+        elif role == "progress":
+            _progress(state, placed, step, now, note)
         elif role == "compensated":
             if step.status is StepStatus.COMPENSATING:
                 step.status = StepStatus.COMPENSATED
@@ -407,6 +430,122 @@ class Engine:
             else:
                 note(f"ignored: no compensation in flight for this step ({step.status})")
         self._compensate_next(definition, state, now, outcome)
+
+    def _failed(
+        self,
+        definition: Saga,
+        state: SagaState,
+        placed: PlacedStep,
+        step: StepState,
+        seen: SeenEvent,
+        level: int,
+        now: float,
+        outcome: Outcome,
+        note: Any,
+    ) -> None:
+        """A failure event: fall back if the definition says so, else fail the step."""
+        if state.status is SagaStatus.RUNNING and step.status is not StepStatus.SUCCEEDED:
+            if level < step.fallback:
+                note(f"ignored: the step already moved on to fallback {step.fallback}")
+                return
+            fallbacks = placed.step.fallbacks
+            if level == step.fallback < len(fallbacks) and seen.type in {
+                e.event_type for e in fallbacks[level].on
+            }:
+                self._fall_back(definition, state, placed, step, seen, now, outcome, note)
+                return
+            step.status = StepStatus.FAILED
+            step.beat_due_at = None
+            note("step failed")
+            reason = f"step '{placed.step.name}' failed ({seen.type})"
+            _fail_parts(state, placed, reason, now)
+            self._begin_compensation(state, reason, seen.id, now)
+        elif state.status is SagaStatus.COMPENSATING and step.status is StepStatus.PENDING:
+            step.status = StepStatus.FAILED
+            step.due_at = step.beat_due_at = None
+            note("step failed: no longer waiting for it")
+        else:
+            note(f"ignored: step is {step.status}, saga is {state.status}")
+
+    def _fall_back(
+        self,
+        definition: Saga,
+        state: SagaState,
+        placed: PlacedStep,
+        step: StepState,
+        seen: SeenEvent,
+        now: float,
+        outcome: Outcome,
+        note: Any,
+    ) -> None:
+        """Emit the next fallback's command; the step waits again with fresh timers."""
+        fallback = placed.step.fallbacks[step.fallback]
+        step.fallback += 1
+        assert state.start is not None
+        at = datetime.fromtimestamp(now, UTC)
+        try:
+            command = fill(fallback.command, [seen.payload, state.start.payload], at)
+        except Exception as error:  # the failure event's values do not fit the command
+            note("step failed")
+            self._park(
+                definition,
+                state,
+                placed.step.name,
+                f"building fallback {fallback.command.event_type} for step "
+                f"'{placed.step.name}' from {seen.type} raised {_describe(error)}",
+                "Fix the fallback's command or the failure event, then carry the step on by "
+                "hand (publish its success or failure event)",
+                seen.type,
+                now,
+                outcome,
+            )
+            return
+        reason = f"step '{placed.step.name}' failed ({seen.type})"
+        outcome.emits.append(
+            Emit(
+                event=command,
+                event_id=_event_id(state.saga_id, f"{placed.step.name}/fallback", step.fallback),
+                correlation_id=state.saga_id,
+                causation_id=seen.id,
+                trace=dict(state.trace),
+                step=placed.step.name,
+                reason=reason,
+            )
+        )
+        note(f"step failed: trying fallback {step.fallback}, emitted {fallback.command.event_type}")
+        step.due_at = None
+        _arm(step, placed.step.deadline, now)
+        _arm_beat(step, placed.step, now)
+
+    def _abort(
+        self,
+        definition: Saga,
+        state: SagaState,
+        seen: SeenEvent,
+        now: float,
+        outcome: Outcome,
+        note: Any,
+    ) -> None:
+        """A cancellation from outside: compensate a running saga, report a completed one."""
+        by = str(seen.payload.get("requested_by") or seen.source or "unknown")
+        why = str(seen.payload.get("reason") or "no reason given")
+        running = state.status is SagaStatus.RUNNING
+        if not running and state.status is not SagaStatus.COMPLETED:
+            note(f"ignored: cancel requested by {by} ({why}) but the saga is {state.status}")
+            return
+        if state.cancel is None:
+            state.cancel = Cancellation(
+                event_id=seen.id, type=seen.type, by=by, reason=why, at=now, applied=running
+            )
+        if running:
+            note(f"cancel requested by {by}: {why}")
+            self._begin_compensation(state, f"cancelled by {by}: {why}", seen.id, now)
+            return
+        note(f"not applied: cancel requested by {by} ({why}) after the saga completed")
+        outcome.logs.append(
+            f"saga '{definition.name}' {state.saga_id}: cancel requested by {by} ({why}) "
+            f"arrived after the saga completed; not applied ({seen.type} {seen.id})"
+        )
 
     def _completion(self, state: SagaState, part: str | None, seen: SeenEvent, note: Any) -> None:
         """The saga's completion event (``part`` None) or a sub-saga's."""
@@ -436,7 +575,7 @@ class Engine:
             return
         step.status = StepStatus.SUCCEEDED
         step.result = seen
-        step.due_at = None
+        step.due_at = step.beat_due_at = None
         if state.status is SagaStatus.RUNNING:
             note("step succeeded")
             self._activate(definition, state, now)
@@ -462,6 +601,8 @@ class Engine:
                 continue
             for p in open_members:
                 _arm(state.steps[p.step.name], p.step.deadline, now)
+                if state.steps[p.step.name].beat_due_at is None:  # a sibling's success
+                    _arm_beat(state.steps[p.step.name], p.step, now)  # is not its progress
                 for part in p.parts:
                     _arm(state.steps[part], definition.part(part).saga.deadline, now)
             return
@@ -562,21 +703,57 @@ class Engine:
         else:
             for placed in definition.placed:
                 step = state.steps[placed.step.name]
-                if (
-                    step.status is StepStatus.PENDING
-                    and step.due_at is not None
-                    and (step.due_at <= now)
-                ):
-                    step.status = StepStatus.TIMED_OUT
-                    step.due_at = None
-                    state.note(now, "deadline", "the step's deadline passed", step=placed.step.name)
-                    reason = f"step '{placed.step.name}' missed its deadline"
-                    _fail_parts(state, placed, reason, now)
-                    self._begin_compensation(state, reason, _start_id(state), now)
-                    break
+                if step.status is not StepStatus.PENDING:
+                    continue
+                if step.due_at is not None and step.due_at <= now:
+                    what, reason = "deadline", f"step '{placed.step.name}' missed its deadline"
+                elif step.beat_due_at is not None and step.beat_due_at <= now:
+                    what = "heartbeat"
+                    reason = (
+                        f"step '{placed.step.name}' sent no progress within its heartbeat "
+                        f"({placed.step.heartbeat})"
+                    )
+                    if placed.step.on_silence == "park":
+                        self._stall(definition, state, placed, reason, now, outcome)
+                        break
+                else:
+                    continue
+                step.status = StepStatus.TIMED_OUT
+                step.due_at = step.beat_due_at = None
+                state.note(now, "deadline", f"the step's {what} passed", step=placed.step.name)
+                _fail_parts(state, placed, reason, now)
+                self._begin_compensation(state, reason, _start_id(state), now)
+                break
             else:
                 self._part_deadlines(definition, state, now)
         self._compensate_next(definition, state, now, outcome)
+
+    def _stall(
+        self,
+        definition: Saga,
+        state: SagaState,
+        placed: PlacedStep,
+        reason: str,
+        now: float,
+        outcome: Outcome,
+    ) -> None:
+        """``on_silence="park"``: hand the silent step to a person; it reporting un-parks."""
+        step = state.steps[placed.step.name]
+        step.stalled = True
+        step.beat_due_at = None
+        failures = ", ".join(e.event_type for _, e in placed.step.failures()) or "none"
+        self._park(
+            definition,
+            state,
+            placed.step.name,
+            reason,
+            "Check the service behind the step: when it reports again (progress, success or "
+            f"failure) the tracker carries on; to give up, publish one of its failure events "
+            f"({failures}) with correlation id {state.saga_id}",
+            "deadline",
+            now,
+            outcome,
+        )
 
     def _part_deadlines(self, definition: Saga, state: SagaState, now: float) -> None:
         for part in definition.parts:
@@ -694,6 +871,26 @@ def _arm(step: StepState, deadline: timedelta | None, now: float) -> None:
         step.due_at = now + deadline.total_seconds()
 
 
+def _arm_beat(step: StepState, definition: Step, now: float) -> None:
+    """Start a pending step's heartbeat, or start it again (progress, a fallback)."""
+    if step.status is StepStatus.PENDING and definition.heartbeat is not None:
+        step.beat_due_at = now + definition.heartbeat.total_seconds()
+
+
+def _progress(state: SagaState, placed: PlacedStep, step: StepState, now: float, note: Any) -> None:
+    """A progress event: counted, and it re-arms the heartbeat of a step still pending."""
+    if step.status is not StepStatus.PENDING or state.status is not SagaStatus.RUNNING:
+        note(f"progress recorded only: step is {step.status}, saga is {state.status}")
+        return
+    step.progress += 1
+    step.progress_at = now
+    _arm_beat(step, placed.step, now)
+    note(
+        f"progress {step.progress}"
+        + ("" if placed.step.heartbeat is None else ": heartbeat re-armed")
+    )
+
+
 def _fail_parts(state: SagaState, placed: PlacedStep, reason: str, now: float) -> None:
     """A step that failed or timed out fails every sub-saga it belongs to."""
     for part in placed.parts:
@@ -782,7 +979,8 @@ def _wake_at(definition: Saga, state: SagaState) -> float | None:
     candidates: list[float | None] = []
     if state.status is SagaStatus.RUNNING:
         candidates.append(state.deadline_at)
-        candidates += [s.due_at for s in state.steps.values() if s.status is StepStatus.PENDING]
+        pending = [s for s in state.steps.values() if s.status is StepStatus.PENDING]
+        candidates += [s.due_at for s in pending] + [s.beat_due_at for s in pending]
     elif state.status is SagaStatus.COMPENSATING:
         candidates += [s.compensation_due_at for s in state.steps.values()]
         candidates += [state.steps[p.step.name].due_at for p in _awaited(definition, state)]

@@ -76,9 +76,24 @@ def timeline(state: SagaState) -> str:
     ]
     if state.reason:
         lines.append(f"  compensating because {state.reason}")
+    cancel = state.cancel
+    if cancel is not None:
+        verdict = "applied" if cancel.applied else "NOT applied: the saga had completed"
+        lines.append(
+            f"  cancel requested by {cancel.by} at {_time(cancel.at)}: {cancel.reason} "
+            f"({cancel.type} {cancel.event_id}; {verdict})"
+        )
     lines.append("  steps")
     for name, step_state in state.steps.items():
         extra = f", {step_state.attempts} compensation attempt(s)" if step_state.attempts else ""
+        if step_state.fallback:
+            extra += f", fallback {step_state.fallback} tried"
+        if step_state.progress:
+            extra += f", {step_state.progress} progress (last {_time(step_state.progress_at)})"
+        if step_state.beat_due_at is not None:
+            extra += f", heartbeat due {_time(step_state.beat_due_at)}"
+        if step_state.stalled:
+            extra += ", stalled: parked for a person"
         if name in state.sub_versions:
             extra += f" (sub-saga v{state.sub_versions[name]})"
         lines.append(f"    {name:<24} {step_state.status.value}{extra}")

@@ -53,6 +53,8 @@ class SeenEvent(BaseModel):
     """When the tracker handled it."""
     occurred_at: float | None = None
     """When it happened, by its producer's clock (``ce_time``); None when it carried none."""
+    source: str | None = None
+    """Its ``ce_source`` header: who sent it (names the canceller of an abort event)."""
 
 
 class StepState(BaseModel):
@@ -67,6 +69,28 @@ class StepState(BaseModel):
     attempts: int = 0
     """Compensation emissions so far."""
     compensation_due_at: float | None = None
+    fallback: int = 0
+    """The fallbacks tried so far (0: the step's own attempt)."""
+    progress: int = 0
+    """Progress events received."""
+    progress_at: float | None = None
+    """When the last progress event was handled."""
+    beat_due_at: float | None = None
+    """When the step's heartbeat runs out, unless progress re-arms it first."""
+    stalled: bool = False
+    """Its heartbeat ran out and the saga was parked for a person (``on_silence="park"``)."""
+
+
+class Cancellation(BaseModel):
+    """An abort event as ``choreo saga show`` reports it: who asked, why, and whether it
+    was applied (not when the saga had already completed)."""
+
+    event_id: str
+    type: str
+    by: str
+    reason: str
+    at: float
+    applied: bool
 
 
 class HistoryEntry(BaseModel):
@@ -94,6 +118,8 @@ class SagaState(BaseModel):
     completion_id: str | None = None
     reason: str | None = None
     """Why the saga is being compensated."""
+    cancel: Cancellation | None = None
+    """The first abort event that arrived while the saga was running or completed."""
     cause_id: str | None = None
     """The event that triggered compensation: the causation id of every compensation."""
     seen_ids: list[str] = Field(default_factory=list)

@@ -1,25 +1,31 @@
 """Model-based property test of the saga engine: any definition, any arrival order, any crash.
 
 Hypothesis draws a definition (sequences, parallel groups, sub-sagas, conditional steps, step
-and saga deadlines), what each step's service does (succeeds, fails, never answers, answers
-after its deadline) and then a schedule: which input topic the tracker reads next (Kafka keeps
-order per topic only), duplicates, transaction commits, tracker crashes (state back to the
-last commit, the uncommitted input read again, its emits lost), slow services, and time.
-The simulated services act in choreography (a stage starts once the stage before succeeded)
-and apply compensations idempotently by ``ce_id``. Like the real tracker (see
+and saga deadlines, heartbeats, fallback chains, an abort event), what each step's service
+does (succeeds, fails, never answers, answers after its deadline; the same for each fallback;
+progress events at random gaps first) and then a schedule: which input topic the tracker
+reads next (Kafka keeps order per topic only), duplicates, transaction commits, tracker
+crashes (state back to the last commit, the uncommitted input read again, its emits lost),
+slow services, time, and a customer's cancel at any point. The simulated services act in
+choreography (a stage starts once the stage before succeeded) and apply compensations and
+fallback commands idempotently by ``ce_id``. Like the real tracker (see
 ``choreo._saga.caught_up``), the engine's clock only moves once it has read every event
 already written.
 
 Checked against that world: the end state; each succeeded step with a compensation undone
-exactly once (one ``ce_id`` per step) iff the saga did not complete, and nothing else undone;
-compensations in reverse definition order (a success that came after its step's deadline,
-or after the wait for it, is exempt: it is undone as soon as it is read); never
-``compensated`` while an activated step may still report. ``derandomize``: CI runs the same
+exactly once (one ``ce_id`` per step) iff the saga did not complete, and nothing else undone
+(a cancel included); compensations in reverse definition order (a success that came after
+its step timed out, or after the wait for it, is exempt: it is undone as soon as it is read);
+never ``compensated`` while an activated step may still report; a heartbeat fires only after
+the step's service really was silent that long; each fallback command goes out with one
+``ce_id``, only after the failure it answers; a cancel read after completion is kept as not
+applied, and an applied one never ends ``completed``. ``derandomize``: CI runs the same
 examples every time; a failure prints its case, to be kept below as a plain regression test.
 """
 
 from __future__ import annotations
 
+import re
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -29,7 +35,17 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from choreo import Event
-from choreo.saga import Engine, Incoming, Parallel, Saga, SagaState, SagaStatus, Step, SubSaga
+from choreo.saga import (
+    Engine,
+    Fallback,
+    Incoming,
+    Parallel,
+    Saga,
+    SagaState,
+    SagaStatus,
+    Step,
+    SubSaga,
+)
 from choreo.saga import StepStatus as S
 
 SLOTS = 6
@@ -57,9 +73,42 @@ OK = [_model(f"Ok{i}", saga=str) for i in range(SLOTS)]
 BAD = [_model(f"Bad{i}", saga=str) for i in range(SLOTS)]
 UNDO = [_model(f"Undo{i}", saga=str) for i in range(SLOTS)]
 UNDONE = [_model(f"Undone{i}", saga=str) for i in range(SLOTS)]
+PROGRESS = [_model(f"Progress{i}", saga=str) for i in range(SLOTS)]
+LEVELS = 2
+"""The longest fallback chain drawn."""
+RETRY = [[_model(f"Retry{i}x{k}", saga=str) for i in range(SLOTS)] for k in range(LEVELS)]
+RETRY_BAD = [[_model(f"RetryBad{i}x{k}", saga=str) for i in range(SLOTS)] for k in range(LEVELS)]
+CANCEL = _model("Cancel", saga=str, requested_by=str, reason=str)
+HEARTBEAT = timedelta(seconds=4)
+GAPS = (1.0, 3.0, 6.0)
+"""Between a step's progress events: the last is a silence longer than the heartbeat."""
 
 
-def _step(slot: int, compensable: bool, deadline: bool, conditional: bool) -> Step:
+def _bad(slot: int, level: int) -> type[Event]:
+    """The failure event of attempt ``level`` (0: the step's own) of step ``slot``."""
+    return BAD[slot] if level == 0 else RETRY_BAD[level - 1][slot]
+
+
+def _fallbacks(slot: int, count: int) -> list[Fallback]:
+    return [
+        Fallback(
+            on=[_bad(slot, level)],
+            command=RETRY[level][slot],
+            success=[OK[slot]],
+            failure=[_bad(slot, level + 1)],
+        )
+        for level in range(count)
+    ]
+
+
+def _step(
+    slot: int,
+    compensable: bool,
+    deadline: bool,
+    conditional: bool,
+    heartbeat: bool = False,
+    fallbacks: int = 0,
+) -> Step:
     return Step(
         f"s{slot}",
         success=[OK[slot]],
@@ -71,6 +120,9 @@ def _step(slot: int, compensable: bool, deadline: bool, conditional: bool) -> St
         when=(lambda start, bit=1 << slot: not start.flags & bit) if conditional else None,
         compensation_deadline=UNDO_DEADLINE,
         compensation_retries=1000,  # the services always answer in the end: never parked
+        progress=[PROGRESS[slot]] if heartbeat else (),
+        heartbeat=HEARTBEAT if heartbeat else None,
+        fallbacks=_fallbacks(slot, fallbacks),
     )
 
 
@@ -78,7 +130,14 @@ def _step(slot: int, compensable: bool, deadline: bool, conditional: bool) -> St
 def definitions(draw: st.DrawFn) -> Saga:
     count = draw(st.integers(1, SLOTS))
     steps = [
-        _step(slot, draw(st.booleans()), draw(st.booleans()), draw(st.integers(0, 4)) == 0)
+        _step(
+            slot,
+            draw(st.booleans()),
+            draw(st.booleans()),
+            draw(st.integers(0, 4)) == 0,
+            draw(st.integers(0, 2)) == 0,
+            draw(st.sampled_from([0, 0, 1, LEVELS])),
+        )
         for slot in range(count)
     ]
     items: list[Step | Parallel | SubSaga] = []
@@ -94,7 +153,7 @@ def definitions(draw: st.DrawFn) -> Saga:
             inner = Saga(f"sub{len(items)}", 1, Begin, chunk)
             items.append(SubSaga(inner))
     deadline = draw(st.sampled_from([None, timedelta(seconds=20)]))
-    return Saga("model", 1, Begin, items, deadline=deadline)
+    return Saga("model", 1, Begin, items, deadline=deadline, abort=[CANCEL])
 
 
 def _slot(name: str) -> int:
@@ -115,9 +174,12 @@ class World:
     """The services, the topics and the tracker, all in memory, driven by hypothesis."""
 
     saga: Saga
-    outcome: dict[str, str]
+    outcome: dict[str, list[str]]
+    """Per step, what each attempt does: the step's own, then each fallback's."""
     delay: dict[str, float]
     flags: int
+    gaps: dict[str, list[float]] = field(default_factory=dict)
+    """Per heartbeat step: the gaps between its progress events before it answers."""
     engine: Engine = field(init=False)
     now: float = 0.0
     seq: int = 0
@@ -140,10 +202,20 @@ class World:
     born_ok: dict[str, int] = field(default_factory=dict)
     activated: set[int] = field(default_factory=set)
     violations: list[str] = field(default_factory=list)
+    beats: dict[str, list[float]] = field(default_factory=dict)
+    """Per step: when it was started and when its service wrote anything (not undo replies)."""
+    fallbacks_sent: dict[tuple[str, int], set[str]] = field(default_factory=dict)
+    failed_at: dict[str, int] = field(default_factory=dict)
+    """Per step: the highest attempt level whose failure was written."""
+    timed_out: set[str] = field(default_factory=set)
+    cancelled: bool = False
+    cancel_read_as: SagaStatus | None = None
+    """The saga's status when the engine read the cancel (waiting: before the start)."""
 
     def __post_init__(self) -> None:
         self.engine = Engine([self.saga])
-        self.topics = {"start": deque()} | {p.step.name: deque() for p in self.saga.placed}
+        self.topics = {"start": deque(), "cancel": deque()}
+        self.topics |= {p.step.name: deque() for p in self.saga.placed}
         self.commands = {p.step.name: deque() for p in self.saga.placed}
         self._write("start", Begin(saga="m", flags=self.flags))
         self._activate()
@@ -159,6 +231,31 @@ class World:
         self.topics[topic].append(Record(self.seq, event, f"w{self.seq}"))
         if isinstance(event, tuple(OK)):
             self.born_ok[topic] = self.seq
+        if topic in self.beats and not isinstance(event, tuple(UNDONE)):
+            self.beats[topic].append(self.now)
+        level = self._level(event)
+        if level is not None:
+            self.failed_at[topic] = max(level, self.failed_at.get(topic, -1))
+
+    @staticmethod
+    def _level(event: Event) -> int | None:
+        """The attempt a failure event answers, None for any other event."""
+        if isinstance(event, tuple(BAD)):
+            return 0
+        return next((k + 1 for k in range(LEVELS) if isinstance(event, tuple(RETRY_BAD[k]))), None)
+
+    def _answer(self, name: str, level: int, after: float) -> None:
+        """Schedule attempt ``level`` of step ``name``'s answer, ``after`` seconds from now."""
+        what = self.outcome[name][level]
+        if what != "silent":
+            made = OK[_slot(name)] if what == "ok" else _bad(_slot(name), level)
+            self.scheduled.append((self.now + after, self.seq, name, made(saga="m")))
+
+    def cancel(self) -> None:
+        """The customer cancels (once)."""
+        if not self.cancelled:
+            self.cancelled = True
+            self._write("cancel", CANCEL(saga="m", requested_by="customer", reason="changed mind"))
 
     def _activate(self) -> None:
         """Choreography: the first stage not done starts once every stage before succeeded."""
@@ -170,27 +267,34 @@ class World:
                 return
             self.activated.add(number)
             for n in names:
-                if self.outcome[n] != "silent":
-                    made = (OK if self.outcome[n] == "ok" else BAD)[_slot(n)](saga="m")
-                    self.scheduled.append((self.now + self.delay[n], self.seq, n, made))
+                self.beats[n] = [self.now]
+                at = 0.0
+                for gap in self.gaps.get(n, []):
+                    at += gap
+                    event = PROGRESS[_slot(n)](saga="m")
+                    self.scheduled.append((self.now + at, self.seq, n, event))
+                self._answer(n, 0, at + self.delay[n])
             return
 
     def failed(self) -> bool:
-        """A step's service reported a failure (it was written to its topic)."""
+        """A step's service reported a failure no fallback answers (it was written)."""
         return any(
-            self.outcome[n] == "fail" and all(s[2] != n for s in self.scheduled)
-            for members in (self.saga.stages[k] for k in self.activated)
-            for n in (p.step.name for p in members)
-            if not self._skipped(n)
+            self.failed_at.get(n, -1) == len(self.saga.step(n).step.fallbacks) for n in self.outcome
         )
 
     def serve(self, name: str) -> None:
-        """The service of step ``name`` handles one compensation command, idempotently."""
+        """The service of step ``name`` handles one command (an undo or a fallback), once."""
         record = self.commands[name].popleft()
         seen = self.seen_ids.setdefault(name, set())
         if record.event_id in seen:
             return
         seen.add(record.event_id)
+        level = next(
+            (k + 1 for k in range(LEVELS) if isinstance(record.event, RETRY[k][_slot(name)])), None
+        )
+        if level is not None:
+            self._answer(name, level, self.delay[name])
+            return
         self.applied[name] = self.applied.get(name, 0) + 1
         self._write(name, UNDONE[_slot(name)](saga="m"))
 
@@ -199,10 +303,17 @@ class World:
     def deliver(self, topic: str) -> None:
         record = self.topics[topic].popleft()
         self.uncommitted.append((topic, record))
-        if isinstance(record.event, (*OK, *BAD)):
-            self.delivered.add(topic)
+        level = self._level(record.event)
+        running = self.state is not None and self.state.status is SagaStatus.RUNNING
+        last = level is not None and level == len(self.saga.step(topic).step.fallbacks)
+        if isinstance(record.event, tuple(OK)) or last or (level is not None and not running):
+            self.delivered.add(topic)  # a report after which the step cannot answer again
         if isinstance(record.event, tuple(OK)):
             self.delivered_ok.add(topic)
+        if isinstance(record.event, CANCEL) and (
+            self.state is None or record.event_id not in self.state.seen_ids
+        ):
+            self.cancel_read_as = SagaStatus.WAITING if self.state is None else self.state.status
         incoming = Incoming("m", record.event, record.event_id)
         self._take(self.engine.handle(self.state, incoming, self.now))
 
@@ -220,7 +331,15 @@ class World:
     def commit(self) -> None:
         for name, record in self.pending_emits:
             self.commands[name].append(record)
-            self.emitted.setdefault(name, []).append((record.born, record.event_id))
+            level = next(
+                (k for k in range(LEVELS) if isinstance(record.event, tuple(RETRY[k]))), None
+            )
+            if level is None:
+                self.emitted.setdefault(name, []).append((record.born, record.event_id))
+                continue
+            if self.failed_at.get(name, -1) < level:
+                self.violations.append(f"{name} fallback {level + 1} before its failure")
+            self.fallbacks_sent.setdefault((name, level), set()).add(record.event_id)
         self.pending_emits = []
         self.uncommitted = []
         self.committed = None if self.state is None else self.state.to_bytes()
@@ -242,12 +361,35 @@ class World:
 
     def _take(self, outcome: Any) -> None:
         was = None if self.state is None else self.state.status
+        if self.state is not None and outcome.state is not None:
+            self._check_heartbeats(self.state, outcome.state)
         self.state = outcome.state
         for emit in outcome.emits:
             self.seq += 1
             self.pending_emits.append((emit.step, Record(self.seq, emit.event, emit.event_id)))
         if self.state is not None and self.state.status is not was:
             self._check_not_final_too_soon(self.state)
+
+    def _check_heartbeats(self, before: SagaState, after: SagaState) -> None:
+        """A step timed out by its heartbeat only after its service was silent that long:
+        everything written was read before the clock moved (the deadline gate), and the
+        engine re-arms when it reads, never before the write."""
+        for name, step in after.steps.items():
+            if step.status is S.TIMED_OUT:
+                self.timed_out.add(name)
+            old = before.steps.get(name)
+            beat = None if old is None else old.beat_due_at
+            if old is None or old.status is not S.PENDING or step.status is not S.TIMED_OUT:
+                continue
+            if (
+                beat is None
+                or beat > self.now
+                or (old.due_at is not None and old.due_at <= self.now)
+            ):
+                continue  # not the heartbeat that fired
+            last = max(b for b in self.beats[name] if b <= self.now)
+            if self.now - last < HEARTBEAT.total_seconds() - 1e-6:
+                self.violations.append(f"{name}: heartbeat fired {self.now - last}s after a beat")
 
     def _check_not_final_too_soon(self, state: SagaState) -> None:
         """On becoming final: every step started by what the engine read has reported or
@@ -294,7 +436,17 @@ class World:
         )
 
 
-ACTIONS = ("deliver", "deliver", "deliver", "serve", "commit", "crash", "duplicate", "advance")
+ACTIONS = (
+    "deliver",
+    "deliver",
+    "deliver",
+    "serve",
+    "commit",
+    "crash",
+    "duplicate",
+    "advance",
+    "cancel",
+)
 
 
 def run(world: World, data: st.DataObject) -> None:
@@ -313,6 +465,8 @@ def run(world: World, data: st.DataObject) -> None:
             world.commit()
         elif action == "crash":
             world.crash()
+        elif action == "cancel":
+            world.cancel()
         else:
             world.advance(data.draw(st.sampled_from([0.5, 1.0, 3.0, 10.0])))
     world.settle()
@@ -324,7 +478,7 @@ def check(world: World) -> list[str]:
     assert state is not None
     undoable = {n for n in world.born_ok if world.saga.step(n).step.compensate is not None}
     completed = state.status is SagaStatus.COMPLETED
-    silent = any(world.outcome[p.step.name] == "silent" for p in world.saga.placed)
+    silent = any("silent" in world.outcome[p.step.name] for p in world.saga.placed)
     stuck = state.status is SagaStatus.RUNNING and state.wake_at is None and silent
     if state.status not in (SagaStatus.COMPLETED, SagaStatus.COMPENSATED) and not stuck:
         problems.append(f"ended {state.status}")
@@ -339,23 +493,62 @@ def check(world: World) -> list[str]:
         for n, e in world.emitted.items()
         if len({i for _, i in e}) != 1
     ]
+    problems += [
+        f"{n} fallback {k + 1} sent with {len(ids)} ce_ids"
+        for (n, k), ids in world.fallbacks_sent.items()
+        if len(ids) != 1
+    ]
+    problems += _check_cancel(world, state)
+    failed = re.fullmatch(r"step '(.+)' failed \((.+)\)", state.reason or "")
+    if failed is not None:
+        name, event_type = failed.groups()
+        last = _bad(_slot(name), len(world.saga.step(name).step.fallbacks)).event_type
+        if event_type != last:
+            problems.append(f"compensating on {event_type}, a failure a fallback answers")
     first = sorted((emits[0][0], name) for name, emits in world.emitted.items())
     index = {p.step.name: p.index for p in world.saga.placed}
     for position, (sent, earlier) in enumerate(first):
         for _, later in first[position + 1 :]:
-            on_time = world.delay[later] != LATE
+            on_time = world.delay[later] != LATE and later not in world.timed_out
             if index[later] > index[earlier] and world.born_ok[later] < sent and on_time:
                 problems.append(f"{later} undone after {earlier}")
     return problems
+
+
+def _check_cancel(world: World, state: SagaState) -> list[str]:
+    """Applied iff read while running (or before the start); reported, not applied, after
+    completion."""
+    read_as, cancel = world.cancel_read_as, state.cancel
+    completed = state.status is SagaStatus.COMPLETED
+    if read_as is SagaStatus.COMPLETED and (not completed or cancel is None or cancel.applied):
+        return [f"a cancel read after completion: ended {state.status}, recorded {cancel}"]
+    if read_as is SagaStatus.RUNNING and (
+        completed or cancel is None or not cancel.applied or "cancelled by" not in str(state.reason)
+    ):
+        return [f"a cancel read while running: ended {state.status}, recorded {cancel}"]
+    if read_as is SagaStatus.WAITING and completed:
+        return ["a cancel read before the start: completed"]
+    return []
 
 
 @st.composite
 def worlds(draw: st.DrawFn) -> World:
     saga = draw(definitions())
     names = [p.step.name for p in saga.placed]
-    outcome = {n: draw(st.sampled_from(["ok", "ok", "ok", "fail", "silent"])) for n in names}
+    outcome = {
+        p.step.name: [
+            draw(st.sampled_from(["ok", "ok", "ok", "fail", "silent"]))
+            for _ in range(len(p.step.fallbacks) + 1)
+        ]
+        for p in saga.placed
+    }
     delay = {n: draw(st.sampled_from(DELAYS)) for n in names}
-    return World(saga, outcome, delay, draw(st.integers(0, 2**SLOTS - 1)))
+    gaps = {
+        p.step.name: draw(st.lists(st.sampled_from(GAPS), max_size=3))
+        for p in saga.placed
+        if p.step.heartbeat is not None
+    }
+    return World(saga, outcome, delay, draw(st.integers(0, 2**SLOTS - 1)), gaps)
 
 
 @settings(
@@ -381,7 +574,7 @@ def test_a_late_success_reopening_the_saga_waits_for_the_steps_it_started() -> N
     steps += [_step(slot, False, False, False) for slot in (2, 3, 4)]
     saga = Saga("model", 1, Begin, steps, deadline=timedelta(seconds=20))
     delay = {"s0": 0.5, "s1": LATE, "s2": 0.5, "s3": 0.5, "s4": 0.5}
-    world = World(saga, dict.fromkeys(delay, "ok"), delay, 0)
+    world = World(saga, {n: ["ok"] for n in delay}, delay, 0)
     world.settle()
     assert check(world) == []
     assert world.applied == {"s0": 1, "s1": 1}
@@ -390,7 +583,7 @@ def test_a_late_success_reopening_the_saga_waits_for_the_steps_it_started() -> N
 def test_a_skipped_step_that_would_have_failed_does_not_fail_the_saga() -> None:
     """Found (in the oracle): a skipped step's drawn failure counted as a failure."""
     saga = Saga("model", 1, Begin, [_step(0, True, False, True), _step(1, True, True, False)])
-    world = World(saga, {"s0": "fail", "s1": "ok"}, {"s0": 0.5, "s1": 0.5}, 1)
+    world = World(saga, {"s0": ["fail"], "s1": ["ok"]}, {"s0": 0.5, "s1": 0.5}, 1)
     world.settle()
     assert world.state is not None and world.state.status is SagaStatus.COMPLETED
     assert check(world) == []
