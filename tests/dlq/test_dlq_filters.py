@@ -4,31 +4,16 @@ misspelt ``--reason`` refused with the reasons that exist."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
+from dlq_kit import run_dlq
 
 from choreo._runtime import dead_letters as dlq
 
 pytestmark = pytest.mark.stack
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _dlq(kafka: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "choreo._cli.main", "dlq", *args],
-        cwd=ROOT,
-        env={**os.environ, "CHOREO_BOOTSTRAP_SERVERS": kafka},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 def _park(kafka: str, topic: str, source: str, reasons: list[str]) -> None:
@@ -51,21 +36,21 @@ def test_reason_filters_previews_dry_run_listing_and_ls_filters(kafka: str) -> N
     _park(kafka, long, "shop.x", ["invalid"])
     _park(kafka, f"choreo.dlq.nodot{run}", "x", ["invalid"])  # only looks like a DLQ topic
 
-    shown = _dlq(kafka, "show", short, "--reason", "not-avro")
+    shown = run_dlq(kafka, "show", short, "--reason", "not-avro")
     assert shown.returncode == 0, shown.stderr
     assert shown.stdout.count(f"{short}[0]@") == 1 and "reason   not-avro" in shown.stdout
     assert "value    hex c3 01 ff 02" in shown.stdout
-    everything = _dlq(kafka, "show", short, "--preview", "10").stdout
+    everything = run_dlq(kafka, "show", short, "--preview", "10").stdout
     assert "value    'body-0body' ... (120 bytes)" in everything
 
-    misspelt = _dlq(kafka, "show", short, "--reason", "handler_error")
+    misspelt = run_dlq(kafka, "show", short, "--reason", "handler_error")
     assert misspelt.returncode == 1
     assert "unknown --reason 'handler_error'" in misspelt.stderr
     assert "in this topic: handler-error, not-avro" in misspelt.stderr
     assert "known: " in misspelt.stderr and "too-large" in misspelt.stderr
-    assert _dlq(kafka, "replay", short, "--reason", "handler_eror").returncode == 1
+    assert run_dlq(kafka, "replay", short, "--reason", "handler_eror").returncode == 1
 
-    dry = _dlq(kafka, "replay", short, "--reason", "handler-error", "--dry-run")
+    dry = run_dlq(kafka, "replay", short, "--reason", "handler-error", "--dry-run")
     assert dry.returncode == 0, dry.stderr
     listed = [line.split() for line in dry.stdout.splitlines() if "->" in line]
     assert [(row[0], row[1]) for row in listed] == [
@@ -75,10 +60,10 @@ def test_reason_filters_previews_dry_run_listing_and_ls_filters(kafka: str) -> N
     assert all(row[-1] == "shop.orders" for row in listed)
     assert "3 selected" not in dry.stdout and "2 selected, would replay 2" in dry.stdout
 
-    mine = _dlq(kafka, "ls", "--service", f"filt-{run}").stdout.splitlines()
+    mine = run_dlq(kafka, "ls", "--service", f"filt-{run}").stdout.splitlines()
     assert [row.split()[:2] for row in mine[1:]] == [[short, "3"]]
-    both = _dlq(kafka, "ls", f"choreo.dlq.filt-{run}*").stdout.splitlines()
+    both = run_dlq(kafka, "ls", f"choreo.dlq.filt-{run}*").stdout.splitlines()
     assert [row.split()[:2] for row in both[1:]] == [[long, "1"], [short, "3"]]
     assert len({row.index(" 1 ") if " 1 " in row else row.index(" 3 ") for row in both[1:]}) == 1
-    nothing = _dlq(kafka, "ls", "--service", f"nobody-{run}")
+    nothing = run_dlq(kafka, "ls", "--service", f"nobody-{run}")
     assert nothing.returncode == 0 and nothing.stdout.strip() == "no dead-letter topics"

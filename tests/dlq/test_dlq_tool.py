@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 from builders import placed
+from dlq_kit import run_dlq
 
 import choreo
 from choreo._config import KafkaConfig, ServiceConfig
@@ -21,7 +19,6 @@ from choreo._transport.registry import make_transport
 from services.events import OrderPlaced
 
 pytestmark = pytest.mark.stack
-ROOT = Path(__file__).resolve().parents[2]
 FAST = choreo.RetryPolicy(max_attempts=2, initial_interval_s=0.01, jitter=0.0)
 
 
@@ -65,19 +62,8 @@ async def _run_until(
     await task
 
 
-def _run_dlq(kafka: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "choreo._cli.main", "dlq", *args],
-        cwd=ROOT,
-        env={**os.environ, "CHOREO_BOOTSTRAP_SERVERS": kafka},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-
-
 def _dlq(kafka: str, *args: str) -> str:
-    result = _run_dlq(kafka, *args)
+    result = run_dlq(kafka, *args)
     assert result.returncode == 0, result.stderr
     return result.stdout
 
@@ -85,7 +71,7 @@ def _dlq(kafka: str, *args: str) -> str:
 def test_a_dlq_topic_that_does_not_exist_is_an_error_not_an_empty_listing(kafka: str) -> None:
     missing = f"choreo.dlq.nobody-{time.time_ns()}.shop.orders"
     for command in ("show", "replay"):
-        result = _run_dlq(kafka, command, missing)
+        result = run_dlq(kafka, command, missing)
         assert result.returncode == 1, result.stdout
         assert f"no such topic: {missing}" in result.stderr
 

@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
+from dlq_kit import run_dlq
 
 from choreo._dlq.reader import read
 from choreo._runtime import dead_letters as dlq
 
 pytestmark = pytest.mark.stack
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_a_cut_value_is_refused_with_where_the_whole_record_is(kafka: str) -> None:
@@ -36,14 +32,7 @@ def test_a_cut_value_is_refused_with_where_the_whole_record_is(kafka: str) -> No
     )
     producer.flush(30)
 
-    result = subprocess.run(
-        [sys.executable, "-m", "choreo._cli.main", "dlq", "replay", dead],
-        cwd=ROOT,
-        env={**os.environ, "CHOREO_BOOTSTRAP_SERVERS": kafka},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = run_dlq(kafka, "replay", dead)
     out = result.stdout + result.stderr
     assert "only the first 100 of its 1200000 value bytes were kept" in out, out
     assert f"{topic}[0]@41" in out

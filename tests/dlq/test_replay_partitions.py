@@ -5,15 +5,12 @@ relay). librdkafka's own default (CRC32) would scatter them and break per-key or
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
 import time
 from collections import defaultdict
-from pathlib import Path
 
 import pytest
 from confluent_kafka.admin import AdminClient, NewTopic
+from dlq_kit import run_dlq
 
 from choreo._config import KafkaConfig
 from choreo._dlq.reader import read
@@ -23,7 +20,6 @@ from choreo._transport.memory import partition_for_key
 from choreo._transport.registry import make_transport
 
 pytestmark = pytest.mark.stack
-ROOT = Path(__file__).resolve().parents[2]
 PARTITIONS = 7
 KEYS = [f"order-{i}".encode() for i in range(24)]
 
@@ -55,14 +51,7 @@ def test_replayed_records_join_their_keys_partition(kafka: str) -> None:
     for name in ("confluent", "aiokafka"):
         asyncio.run(_send_with(name, kafka, topic, dead))
 
-    result = subprocess.run(
-        [sys.executable, "-m", "choreo._cli.main", "dlq", "replay", dead],
-        cwd=ROOT,
-        env={**os.environ, "CHOREO_BOOTSTRAP_SERVERS": kafka},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = run_dlq(kafka, "replay", dead)
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith(f"{len(KEYS)} selected, replayed {len(KEYS)} to {topic}")
 
