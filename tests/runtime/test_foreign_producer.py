@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import json
 import socket
+import subprocess
 import time
 import urllib.error
 import urllib.request
 import uuid
 from collections import Counter
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 from builders import placed, received, reserved
@@ -114,6 +116,30 @@ def _wait_ready(port: int, log: Path) -> None:
     raise AssertionError(f"the service never got ready:\n{log.read_text()[-3000:]}")
 
 
+class Ledger(NamedTuple):
+    process: subprocess.Popen[str]
+    file: Path
+    """Where the service appends each event it handled."""
+    metrics_port: int
+    log: Path
+
+
+def _start_ledger(run_service: ServiceProcess, schemas: Path, tmp_path: Path, group: str) -> Ledger:
+    """``ledger_service`` under its own consumer group, once its /readyz says it is ready."""
+    ledger = tmp_path / "ledger.txt"
+    port = _free_port()
+    process = run_service(
+        "ledger_service",
+        schemas,
+        LEDGER_FILE=str(ledger),
+        CHOREO_GROUP_ID=group,
+        CHOREO_METRICS_PORT=str(port),
+    )
+    log = tmp_path / "ledger_service-0.log"
+    _wait_ready(port, log)
+    return Ledger(process, ledger, port, log)
+
+
 def _read_dlq(kafka: str, topic: str, expected: int) -> list[tuple[bytes | None, Headers]]:
     consumer = Consumer(
         {
@@ -140,18 +166,8 @@ def test_every_record_from_a_foreign_producer_is_accounted_for(
     catalog = Catalog.load(isolated_schemas)
     codec = Codec(catalog)
     topic = catalog.topic_of(OrderPlaced.event_type).name
-    ledger = tmp_path / "ledger.txt"
-    port = _free_port()
     group = f"foreign-{uuid.uuid4().hex[:8]}"
-    service = run_service(
-        "ledger_service",
-        isolated_schemas,
-        LEDGER_FILE=str(ledger),
-        CHOREO_GROUP_ID=group,
-        CHOREO_METRICS_PORT=str(port),
-    )
-    log = tmp_path / "ledger_service-0.log"
-    _wait_ready(port, log)
+    service, ledger, port, log = _start_ledger(run_service, isolated_schemas, tmp_path, group)
 
     producer = Producer(
         {
@@ -279,18 +295,8 @@ def test_a_dead_letter_the_broker_refuses_stops_its_partition_only(
     small = NewTopic(dlq.dlq_topic("ledger", topic), 1, 1, config={"max.message.bytes": "1000"})
     for future in admin.create_topics([small, NewTopic(topic, 3, 1)]).values():
         future.result(30)
-    ledger = tmp_path / "ledger.txt"
-    port = _free_port()
     group = f"refused-{uuid.uuid4().hex[:8]}"
-    service = run_service(
-        "ledger_service",
-        isolated_schemas,
-        LEDGER_FILE=str(ledger),
-        CHOREO_GROUP_ID=group,
-        CHOREO_METRICS_PORT=str(port),
-    )
-    log = tmp_path / "ledger_service-0.log"
-    _wait_ready(port, log)
+    service, ledger, port, log = _start_ledger(run_service, isolated_schemas, tmp_path, group)
 
     producer = Producer({"bootstrap.servers": kafka})
     producer.produce(topic, b"not avro", b"poison", partition=0, headers=_ce("x"))
