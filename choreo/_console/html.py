@@ -26,7 +26,7 @@ max-height:24em}.muted{color:#777}.bar{position:relative;height:14px;background:
 min-width:420px}.bar span{position:absolute;height:14px;background:#5c6bc0;min-width:2px}
 .bar span.tracker{background:#8e24aa}.bar span.error{background:#c62828}
 .events{font-size:12px;color:#555}.warn{background:#fff3e0;padding:6px;border:1px solid #ffb74d}
-button{padding:4px 10px}
+button{padding:4px 10px}.diagram svg{max-width:100%;height:auto}
 """
 
 SCRIPT = """

@@ -86,11 +86,12 @@ def render(system: System, lags: list[Lag]) -> str:
         ]
         for lag in lags
     ]
-    lag_table = (
-        table(["group", "topic", "partition", "committed", "end", "lag"], rows, "lag")
-        if rows
-        else '<p class="muted">None of these groups has committed offsets on this broker.</p>'
-    )
+    if not rows:
+        none = '<p class="muted">None of these groups has committed offsets on this broker.</p>'
+        summary = lag_table = none
+    else:
+        lag_table = table(["group", "topic", "partition", "committed", "end", "lag"], rows, "lag")
+        summary = table(["group", "partitions", "total lag", "most behind"], _by_group(lags))
     apps = table(
         ["application", "kind", "reads", "emits"],
         (
@@ -104,6 +105,25 @@ def render(system: System, lags: list[Lag]) -> str:
         ),
     )
     return (
+        f"<h2>Consumer lag by group</h2>{summary}"
         f'<div class="diagram">{svg.render(system, system.sagas)}</div>'
         f"<h2>Consumer lag by group and partition</h2>{lag_table}<h2>Applications</h2>{apps}"
     )
+
+
+def _by_group(lags: list[Lag]) -> list[list[str]]:
+    groups: dict[str, list[Lag]] = {}
+    for lag in lags:
+        groups.setdefault(lag.group, []).append(lag)
+    rows = []
+    for group, parts in groups.items():
+        worst = max(parts, key=lambda p: p.lag)
+        rows.append(
+            [
+                esc(group),
+                f'<span class="num">{len(parts)}</span>',
+                f'<b class="num">{sum(p.lag for p in parts)}</b>',
+                esc(f"{worst.topic}[{worst.partition}]: {worst.lag}"),
+            ]
+        )
+    return rows

@@ -310,6 +310,8 @@ def test_the_console_shows_sagas_traces_dead_letters_and_topology_in_a_browser(
         for attempt in range(2):
             page.goto(f"{console.url}/dlq/topic?t={world.dlq}")
             expect(page.locator("table.records")).to_contain_text("hex ff fe 6e")
+            if attempt == 0:
+                shots.take(page, "dead-letter-records")
             page.check("input[name=pick]")
             partition, offset = str(page.get_attribute("input[name=pick]", "value")).split(":")
             page.click("#replay")
@@ -333,7 +335,7 @@ def test_the_console_shows_sagas_traces_dead_letters_and_topology_in_a_browser(
         page.goto(f"{console.url}/topology")
         expect(page.locator(".diagram svg")).to_have_count(1)
         expect(page.locator("main")).to_contain_text("Consumer lag by group and partition")
-        shots.take(page, "topology")
+        shots.take(page, "topology", whole=False)  # the diagram alone is 1742 x 1282
     finally:
         stop.set()
         console.stop()
@@ -350,9 +352,9 @@ class Screens:
         extra = os.environ.get("CHOREO_CONSOLE_SCREENSHOTS")
         self.copy_to = Path(extra) if extra else None
 
-    def take(self, page: Page, name: str) -> None:
+    def take(self, page: Page, name: str, *, whole: bool = True) -> None:
         path = self.dir / f"{name}.png"
-        page.screenshot(path=str(path), full_page=True)
+        page.screenshot(path=str(path), full_page=whole)
         self.saved.append(path)
         if self.copy_to is not None:
             self.copy_to.mkdir(parents=True, exist_ok=True)
