@@ -34,6 +34,7 @@ from choreo._runtime.retry_topics import PREFIX as RETRY_PREFIX
 from choreo._runtime.retry_topics import due_at, due_in_s
 from choreo._runtime.runner import ServiceRunner
 from choreo._schemas import Catalog, Codec, Event
+from choreo._schemas.registry_memory import memory_registry
 from choreo._service import Service
 from choreo._transport.base import Headers, Producer, Record, TopicPartition
 from choreo._transport.memory import Backlog, MemoryTransport
@@ -82,7 +83,9 @@ class TestService:
         self._scheduled = frozenset(n for n, spec in self.catalog.topics.items() if spec.scheduled)
         self._scheduled |= {schedule.topic for schedule in service.schedules}
         self._stop = asyncio.Event()
-        self._codec = Codec(self.catalog)
+        self._registry = memory_registry(self.catalog)
+        """Registry-format topics get their ids from memory: no server in unit tests."""
+        self._codec = Codec(self.catalog, registry=self._registry)
         self._runner: ServiceRunner | None = None
         self._task: asyncio.Task[None] | None = None
         self._producer: Producer | None = None
@@ -105,7 +108,12 @@ class TestService:
 
     async def _start(self) -> None:
         self._runner = ServiceRunner(
-            self._tested, self.config, self.transport, self.catalog, raise_errors=self.raise_errors
+            self._tested,
+            self.config,
+            self.transport,
+            self.catalog,
+            raise_errors=self.raise_errors,
+            registry=self._registry,
         )
         await self._runner.start()
         self._producer = self.transport.producer("choreo-testing")

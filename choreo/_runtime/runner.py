@@ -24,6 +24,7 @@ from choreo._runtime.worker import PartitionWorker
 from choreo._schedule import start_schedules
 from choreo._schemas import Catalog, Codec, check_model
 from choreo._schemas.registry_setup import check_registry, registry_for
+from choreo._schemas.registry_wire import RegistrySchemas
 from choreo._security.redact import Redactor, ScrubbingProducer
 from choreo._service import Handler, Service
 from choreo._transport.base import (
@@ -55,13 +56,15 @@ class ServiceRunner:
         *,
         raise_errors: bool = False,
         instrument: Instrumentation | None = None,
+        registry: RegistrySchemas | None = None,
     ) -> None:
+        """``registry``: the one to resolve schema ids with, instead of the config's."""
         self.service = service
         self.instrument = instrument
         self.config = config
         self.transport = transport
         self.catalog = catalog
-        self.registry = registry_for(config, catalog)
+        self.registry = registry or registry_for(config, catalog)
         self.codec = Codec(catalog, max_bytes=config.max_record_bytes, registry=self.registry)
         self.group_id = config.group_id or service.name
         self.client_id = f"choreo-{service.name}"

@@ -1,5 +1,5 @@
-"""``wire_format`` in ``catalog.toml``: its default, a wrong value, and a registry topic written
-without a registry (no stack needed)."""
+"""``wire_format`` in ``catalog.toml``: its default, a wrong value, a registry topic written
+without a registry, and ``choreo.testing`` on registry topics (no stack needed)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ from conftest import copy_schemas
 from choreo._errors import ConfigError, TopologyError
 from choreo._schemas import Catalog, Codec
 from choreo._schemas.catalog import DEFAULT_WIRE_FORMAT
+from choreo.testing import TestService
+from services.events import OrderPlaced, PaymentAuthorized
 
 
 def test_topics_default_to_single_object_and_a_registry_topic_needs_a_registry(
@@ -35,3 +37,22 @@ def test_an_unknown_wire_format_names_the_topic(tmp_path: Path) -> None:
     wrong = r"topic 'shop\.fraud\.\w+': unknown wire_format 'confluent'"
     with pytest.raises(TopologyError, match=wrong):
         Catalog.load(schemas)
+
+
+def test_unit_tests_of_a_registry_topic_service_need_no_registry(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import registry_service
+
+    monkeypatch.setattr(registry_service, "LEDGER", str(tmp_path / "ledger.txt"))
+    schemas = copy_schemas(tmp_path / "schemas", ("shop.orders", "shop.payments"))
+    with TestService(registry_service.svc, schemas=schemas) as test:
+        test.send(placed("o-7"))
+        [payment] = test.emitted(PaymentAuthorized)
+        payments = test.catalog.topic_of(PaymentAuthorized.event_type).name
+        orders = test.catalog.topic_of(OrderPlaced.event_type).name
+        assert [r.value[0] for r in test.records(payments) if r.value] == [0]
+        assert [r.value[0] for r in test.records(orders) if r.value] == [0]
+        assert test.dead_letters(orders) == []
+    assert payment.order_id == "o-7"
+    assert (tmp_path / "ledger.txt").read_text().split()[0] == "o-7"
