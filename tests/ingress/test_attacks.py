@@ -9,6 +9,7 @@ import contextlib
 import signal
 import socket
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -48,47 +49,43 @@ def _answer(connection: socket.socket) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def shared(start_ingress: StartIngress, kafka: str, module_schemas: Path, postgres: str) -> Ingress:
-    """An ingress whose seen signatures are in PostgreSQL."""
-    return start_ingress(kafka, module_schemas, CHOREO_INGRESS__REPLAY_DSN=postgres)
+def replica(
+    start_ingress: StartIngress, kafka: str, module_schemas: Path, postgres: str
+) -> Callable[[], Ingress]:
+    """Starts one more ingress whose seen signatures are in the shared PostgreSQL store."""
+    return lambda: start_ingress(kafka, module_schemas, CHOREO_INGRESS__REPLAY_DSN=postgres)
+
+
+@pytest.fixture(scope="module")
+def shared(replica: Callable[[], Ingress]) -> Ingress:
+    return replica()
 
 
 def test_a_replay_to_a_second_replica_and_after_a_restart_is_refused(
-    shared: Ingress,
-    start_ingress: StartIngress,
-    kafka: str,
-    module_schemas: Path,
-    postgres: str,
-    published: Published,
+    shared: Ingress, replica: Callable[[], Ingress], published: Published
 ) -> None:
     body = _order("replayed-shared")
     headers = signed(body)
     assert shared.request("POST", "/orders", body, headers).status == 202
-    replica = start_ingress(kafka, module_schemas, CHOREO_INGRESS__REPLAY_DSN=postgres)
-    at_replica = replica.request("POST", "/orders", body, headers)
+    second = replica()
+    at_replica = second.request("POST", "/orders", body, headers)
     assert (at_replica.status, at_replica.body["error"]) == (
         409,
         "this signed request was already received (replay)",
     )
-    replica.process.send_signal(signal.SIGTERM)
-    assert replica.process.wait(timeout=60) == 0
-    restarted = start_ingress(kafka, module_schemas, CHOREO_INGRESS__REPLAY_DSN=postgres)
+    second.process.send_signal(signal.SIGTERM)
+    assert second.process.wait(timeout=60) == 0
+    restarted = replica()
     assert restarted.request("POST", "/orders", body, headers).status == 409
     assert len(published("replayed-shared")) == 1
 
 
 def test_copies_racing_into_two_replicas_are_accepted_once(
-    shared: Ingress,
-    start_ingress: StartIngress,
-    kafka: str,
-    module_schemas: Path,
-    postgres: str,
-    published: Published,
+    shared: Ingress, replica: Callable[[], Ingress], published: Published
 ) -> None:
-    replica = start_ingress(kafka, module_schemas, CHOREO_INGRESS__REPLAY_DSN=postgres)
     body = _order("raced")
     headers = signed(body)
-    targets = [shared, replica] * 5
+    targets = [shared, replica()] * 5
     with ThreadPoolExecutor(len(targets)) as pool:
         replies = list(pool.map(lambda i: i.request("POST", "/orders", body, headers), targets))
     assert sorted(r.status for r in replies) == [202] + [409] * 9
