@@ -37,6 +37,15 @@ Choices made for every connector, and why:
   (timestamps without time zone as epoch milliseconds, which pydantic reads as
   datetimes; ``timestamptz`` arrives as an ISO-8601 string, ``date`` as days
   since the epoch).
+* With ``avro_registry`` set, values are Avro in the schema registry wire
+  format instead (what Java consumers, ksqlDB and Flink read), written by
+  Apicurio Registry's Avro converter: it registers each table's envelope
+  schema itself under ``<topic>-value`` (a schema derived from the table, so
+  it has to), and frames records the Confluent way (a 4-byte content id, no
+  headers) so that one decoder reads them and Confluent's. Avro names take
+  no ``-``: ``schema.name.adjustment.mode=avro`` turns other characters of a
+  topic prefix into ``_`` in the schema names (topics keep theirs). Keys stay
+  JSON. Timestamps then arrive as datetimes and dates as dates.
 """
 
 from __future__ import annotations
@@ -219,12 +228,20 @@ class CdcSource(PostgresConnector):
     """
 
     tables: Sequence[str]
+    avro_registry: str | None = None
+    """Apicurio Registry's base URL as Kafka Connect reaches it (``http://registry:8080``):
+    values are then Avro in the schema registry wire format; None (the default): JSON."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if isinstance(self.tables, str) or not self.tables:
             raise ConfigError(f"{self.name}: tables must be a non-empty list of schema.table")
         object.__setattr__(self, "tables", tuple(check_table(self.name, t) for t in self.tables))
+        registry = self.avro_registry
+        if registry is not None and urlsplit(registry).scheme not in ("http", "https"):
+            raise ConfigError(
+                f"{self.name}: avro_registry {registry!r} must be the registry's http(s) base URL"
+            )
 
     def topic_of(self, table: str) -> str:
         """The change topic of ``table``; refuses a table this connector does not capture."""
@@ -242,8 +259,28 @@ class CdcSource(PostgresConnector):
         return {
             "key.converter": JSON_CONVERTER,
             "key.converter.schemas.enable": "false",
-            "value.converter": JSON_CONVERTER,
-            "value.converter.schemas.enable": "false",
+            **(self._json_values() if self.avro_registry is None else self._avro_values()),
             "decimal.handling.mode": "string",
             "time.precision.mode": "connect",
+        }
+
+    @staticmethod
+    def _json_values() -> dict[str, str]:
+        return {"value.converter": JSON_CONVERTER, "value.converter.schemas.enable": "false"}
+
+    def _avro_values(self) -> dict[str, str]:
+        """Apicurio's converter, framing records as Confluent's serializers do."""
+        base = str(self.avro_registry).rstrip("/")
+        options = {
+            "url": base + APICURIO_API,
+            "auto-register": "true",
+            "find-latest": "true",
+            "as-confluent": "true",  # a 4-byte id after the zero byte, not Apicurio's 8
+            "use-id": "contentId",  # the id the Confluent-compatible API serves schemas by
+            "headers.enabled": "false",  # the id in the value, where every reader looks
+        }
+        return {
+            "value.converter": AVRO_CONVERTER,
+            **{f"value.converter.apicurio.registry.{k}": v for k, v in options.items()},
+            "schema.name.adjustment.mode": "avro",
         }

@@ -83,7 +83,7 @@ class Dispatcher:
                     _value_decoder(codec, handler.event),
                 )
             elif handler.topic is not None and handler.decoder is not None:
-                self.by_topic[handler.topic] = (handler, handler.decoder)
+                self.by_topic[handler.topic] = (handler, _topic_decoder(handler.decoder, codec))
 
     def route(self, record: Record) -> Route | None:
         """The handler (and its decoder) for a record, or None if this service skips it.
@@ -312,6 +312,13 @@ class Dispatcher:
         finally:
             if scope is not None:
                 scope.end(failure)
+
+
+def _topic_decoder(decoder: Decode, codec: Codec) -> Decode:
+    """A topic decoder that reads registry-framed values (``choreo.cdc``'s) gets the service's
+    registry here: it was made when its handler was declared, before any config was read."""
+    bind = getattr(decoder, "with_registry", None)
+    return decoder if bind is None else bind(codec.registry)
 
 
 def _value_decoder(codec: Codec, model: type[Event]) -> Decode:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import psycopg
 
-from choreo._config import KafkaConfig, ServiceConfig
+from choreo._config import KafkaConfig, SchemaRegistryConfig, ServiceConfig
 from choreo._runtime.runner import ServiceRunner
 from choreo._schemas import Catalog, TopicSpec
 from choreo._service import Service
@@ -75,17 +75,24 @@ class CdcKit:
         return Catalog(versions, {topic: spec}, None), topic
 
     @asynccontextmanager
-    async def running(self, service: Service, catalog: Catalog) -> AsyncIterator[ServiceRunner]:
+    async def running(
+        self, service: Service, catalog: Catalog, *, registry: str | None = None
+    ) -> AsyncIterator[ServiceRunner]:
         """The service consuming on the confluent transport until the block ends.
 
         Topic-handler topics (change topics) are created first: the runner
         only creates catalog topics, and a consumer subscribed to a missing
-        topic may not notice it appear for minutes.
+        topic may not notice it appear for minutes. ``registry``: the
+        service's ``[schema_registry] url``.
         """
+        settings: dict[str, object] = {}
+        if registry is not None:
+            settings["schema_registry"] = SchemaRegistryConfig(url=registry)
         config = ServiceConfig(
             kafka=KafkaConfig(bootstrap_servers=self.kafka),
             commit_interval_s=0.2,
             shutdown_grace_s=5.0,
+            **settings,  # type: ignore[arg-type]
         )
         transport = make_transport("confluent", config.kafka)
         change_topics = [h.topic for h in service.handlers if h.topic is not None]

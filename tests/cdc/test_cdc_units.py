@@ -104,7 +104,9 @@ def test_rows_validate_into_the_model_and_added_columns_are_ignored_by_it() -> N
 @pytest.mark.parametrize(
     ("value", "reason"),
     [
-        (b"\x00\x01 not json", "not-json"),
+        (b"\xff\x01 not json", "not-json"),
+        (b"\x00\x00\x00\x00\x07{}", "registry-framed"),  # Avro changes, and no registry given
+        (b"\x00\x00\x07", "not-avro"),  # a zero byte and less than a registry header
         (b'{"hello": "world"}', "not-debezium"),
         (b"[1, 2]", "not-debezium"),
         (
