@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from choreo import _headers
-from choreo._emitter import Outbound
+from choreo._outbound import Outbound
 from choreo._schemas import Event
 from choreo._transport.base import Record
 

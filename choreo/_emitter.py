@@ -6,22 +6,13 @@ import asyncio
 import math
 from dataclasses import dataclass
 from datetime import datetime
-from typing import NamedTuple
 
 from choreo import _headers
 from choreo._errors import TopologyError
+from choreo._outbound import Outbound
 from choreo._runtime.instrument import Instrumentation
 from choreo._schemas import Catalog, Codec, Event
-from choreo._transport.base import Headers, Producer
-
-
-class Outbound(NamedTuple):
-    """An encoded event ready for the producer (kept as is when it must be re-sent)."""
-
-    topic: str
-    key: bytes
-    value: bytes
-    headers: Headers
+from choreo._transport.base import Producer
 
 
 @dataclass(frozen=True)

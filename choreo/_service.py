@@ -7,13 +7,13 @@ service module imports cheaply and has no connection until it is run.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from choreo._errors import TopologyError
 from choreo._guards import Guard
+from choreo._handler import Batching, Handler
 from choreo._retry import RetryPolicy
 from choreo._schedule import Schedule, cadence
 from choreo._schemas import Event
@@ -22,42 +22,30 @@ from choreo._transport.base import Record
 if TYPE_CHECKING:
     from pydantic import BaseModel
 
-    from choreo._cdc.source import CdcSource
-    from choreo._context import Context
     from choreo._runtime.idempotency import IdempotencyStore
 
+__all__ = ["Batching", "Handler", "Service"]
+"""``Handler`` and ``Batching`` live in ``_handler``; they are named here too, where the
+runtime has always imported them from."""
+
 E = TypeVar("E", bound=Event)
-HandlerFn = Callable[[Any, "Context"], Awaitable[None] | None]
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-@dataclass(frozen=True)
-class Batching:
-    """Hand a batch handler up to ``max_size`` events, or what arrived within ``max_wait_s``."""
+class ChangeSource(Protocol):
+    """What ``on_change`` subscribes through: a ``choreo.cdc.CdcSource``, which registers the
+    handler with ``on_topic``, so the service API does not import CDC (CDC builds on it)."""
 
-    max_size: int
-    max_wait_s: float
-
-
-@dataclass(frozen=True)
-class Handler:
-    """One decorated function and how to call it; built once, used per message.
-
-    An event handler has ``event`` and is fed by the catalog topic carrying it;
-    a topic handler (CDC, foreign producers) has ``topic`` and its own
-    ``decoder``, which raises ``DecodeError`` for a record it cannot read.
-    """
-
-    name: str
-    event: type[Event] | None
-    fn: HandlerFn
-    is_async: bool
-    retry: RetryPolicy
-    batching: Batching | None = None
-    topic: str | None = None
-    decoder: Callable[[Record], Any] | None = None
-    guards: tuple[Guard, ...] = ()
-    """Circuit breakers and rate limits passed before every call."""
+    def subscribe(
+        self,
+        service: Service,
+        table: str,
+        *,
+        model: type[BaseModel] | None,
+        retry: RetryPolicy | None,
+        max_size: int | None,
+        max_wait_s: float,
+    ) -> Callable[[F], F]: ...
 
 
 class Service:
@@ -184,7 +172,7 @@ class Service:
         self,
         table: str,
         *,
-        source: CdcSource,
+        source: ChangeSource,
         model: type[BaseModel] | None = None,
         retry: RetryPolicy | None = None,
         max_size: int | None = None,
@@ -197,16 +185,12 @@ class Service:
         With ``max_size`` it gets lists of changes and a ``choreo.BatchContext``
         (bulk loads), batched as with ``on_batch``.
         """
-        from choreo._cdc.subscribe import on_change
-
-        return on_change(
-            self,
-            table,
-            source=source,
-            model=model,
-            retry=retry,
-            max_size=max_size,
-            max_wait_s=max_wait_s,
+        if not callable(getattr(source, "subscribe", None)):
+            raise TopologyError(
+                f"{self.name}: on_change({table!r}) needs source=CdcSource(...), got {source!r}"
+            )
+        return source.subscribe(
+            self, table, model=model, retry=retry, max_size=max_size, max_wait_s=max_wait_s
         )
 
     def _register(

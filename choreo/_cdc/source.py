@@ -52,12 +52,20 @@ from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import unquote, urlsplit
 
+from choreo._cdc.subscribe import TopicRegistrar, on_change
 from choreo._errors import ConfigError, TopologyError
+from choreo._retry import RetryPolicy
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 POSTGRES_CONNECTOR = "io.debezium.connector.postgresql.PostgresConnector"
 JSON_CONVERTER = "org.apache.kafka.connect.json.JsonConverter"
@@ -251,6 +259,28 @@ class CdcSource(PostgresConnector):
                 f"(its tables: {', '.join(self.tables)})"
             )
         return f"{self.prefix}.{table}"
+
+    def subscribe(
+        self,
+        service: TopicRegistrar,
+        table: str,
+        *,
+        model: type[BaseModel] | None = None,
+        retry: RetryPolicy | None = None,
+        max_size: int | None = None,
+        max_wait_s: float = 0.5,
+    ) -> Callable[[F], F]:
+        """What ``Service.on_change(table, source=this)`` calls: CDC registers the handler
+        through the service's own ``on_topic``, so the service API never imports CDC."""
+        return on_change(
+            service,
+            table,
+            self.topic_of(table),
+            model=model,
+            retry=retry,
+            max_size=max_size,
+            max_wait_s=max_wait_s,
+        )
 
     def _captured(self) -> Sequence[str]:
         return self.tables

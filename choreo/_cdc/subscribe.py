@@ -10,47 +10,59 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from pydantic import BaseModel
 
 from choreo._cdc.change import change_decoder
-from choreo._cdc.source import CdcSource
-from choreo._errors import TopologyError
 from choreo._retry import RetryPolicy
+from choreo._transport.base import Record
 
 if TYPE_CHECKING:
     from choreo._context import Context
-    from choreo._service import Service
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+class TopicRegistrar(Protocol):
+    """What CDC needs of a service: its public ``on_topic`` registration.
+
+    A protocol rather than ``Service`` itself, so that CDC does not import the
+    service API that calls it (``Service.on_change``).
+    """
+
+    def on_topic(
+        self,
+        topic: str,
+        decoder: Callable[[Record], Any],
+        *,
+        retry: RetryPolicy | None = None,
+        max_size: int | None = None,
+        max_wait_s: float = 0.5,
+    ) -> Callable[[F], F]: ...
+
+
 def on_change(
-    service: Service,
+    service: TopicRegistrar,
     table: str,
+    topic: str,
     *,
-    source: CdcSource,
     model: type[BaseModel] | None = None,
     retry: RetryPolicy | None = None,
     max_size: int | None = None,
     max_wait_s: float = 0.5,
 ) -> Callable[[F], F]:
-    """Register the decorated function for changes of ``table`` captured by ``source``.
+    """Register the decorated function for changes of ``table``, read from ``topic``.
 
     With ``max_size`` the function gets lists of up to that many changes
     (batches as with ``on_batch``) and a ``BatchContext``. Tombstones decode
     to None and never reach the function: they are left out of a batch, and
     a batch of nothing but tombstones is not handed over at all.
     """
-    if not isinstance(source, CdcSource):
-        raise TopologyError(
-            f"{service.name}: on_change({table!r}) needs source=CdcSource(...), got {source!r}"
-        )
     if max_size is not None and (max_size < 1 or max_wait_s <= 0):
         raise ValueError(f"on_change({table!r}) needs max_size >= 1 and max_wait_s > 0")
     register = service.on_topic(
-        source.topic_of(table),
+        topic,
         change_decoder(model),
         retry=retry,
         max_size=max_size,

@@ -16,8 +16,9 @@ from typing import Any
 from choreo import _headers
 from choreo._batch import REJECTED, BatchContext
 from choreo._context import Context
-from choreo._emitter import Emitter, Outbound
+from choreo._emitter import Emitter
 from choreo._errors import ChoreoError, DecodeError
+from choreo._outbound import Outbound
 from choreo._runtime.admission import check_headers
 from choreo._runtime.dead_letters import DeadLetterRefused, DeadLetters, fits
 from choreo._runtime.idempotency import IdempotencyStore

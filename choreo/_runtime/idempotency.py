@@ -28,8 +28,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
-from choreo._emitter import Outbound
 from choreo._errors import ConfigError
+from choreo._outbound import Outbound
 
 PURGE_EVERY = 1000
 """Expired entries are deleted every this many claims."""

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Protocol
 from choreo._transport.base import Headers, Record
 
 if TYPE_CHECKING:
-    from choreo._service import Handler
+    from choreo._handler import Handler
 
 
 class Scope(Protocol):

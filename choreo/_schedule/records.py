@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from choreo import _headers
-from choreo._emitter import Outbound
 from choreo._errors import DecodeError
+from choreo._outbound import Outbound
 from choreo._transport.base import Record
 
 PREFIX = "choreo.schedule."

@@ -38,7 +38,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from choreo._emitter import Outbound
+from choreo._outbound import Outbound
 from choreo._runtime.clock import current_clock
 from choreo._schedule.cadence import Cadence
 from choreo._schedule.records import (
