@@ -213,6 +213,11 @@ class PostgresConnector(ABC):
             "topic.prefix": self.prefix,
             "snapshot.mode": self.snapshot_mode,
             "poll.interval.ms": "100",
+            # Connect creates a topic missing when the first change arrives (the broker's
+            # partition and replica defaults): brokers with auto.create.topics.enable=false,
+            # as the local stack's, would otherwise block the task until it fails.
+            "topic.creation.default.partitions": "-1",
+            "topic.creation.default.replication.factor": "-1",
             **self._shaping(),
             **self.options,
         }
