@@ -45,6 +45,7 @@ lint: venv
 	@$(BIN)/ruff check choreo tests services bench demo
 	@$(BIN)/ruff format --check choreo tests services bench demo
 	@$(BIN)/mypy
+	@$(BIN)/lint-imports --no-cache
 
 test: up lint image browser
 	@$(BIN)/python -m pytest
