@@ -80,6 +80,7 @@ from choreo._saga.store import StateKey, StateStore, read_changelog_bytes
 from choreo._saga.timers import Timers
 from choreo._saga.topology import Topology, check_broker, plan, tracker_name
 from choreo._schemas import Catalog, Codec
+from choreo._schemas.registry_setup import registry_for
 from choreo._transport.base import Headers
 from choreo._transport.confluent import (
     AUTHORIZATION_ERRORS,
@@ -301,7 +302,8 @@ class SagaTracker:
         self.engine = Engine(definitions)
         self.catalog = catalog or Catalog.load(config.schemas_dir)
         self.topology: Topology = plan(definitions, self.catalog)
-        self.codec = Codec(self.catalog)
+        # Registry-framed inputs are read, and registry-format topics written, as services do.
+        self.codec = Codec(self.catalog, registry=registry_for(config, self.catalog))
         self.config = config
         self.instance = instance or config.instance()
         stable = instance is not None or config.static_membership
