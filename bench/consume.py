@@ -82,12 +82,17 @@ def bench_schemas(topic: str, sink: str | None = None) -> Path:
 
 
 def fill(
-    bootstrap: str, topic: str, count: int, make_event: Callable[[int], Any] | None = None
+    bootstrap: str,
+    topic: str,
+    count: int,
+    make_event: Callable[[int], Any] | None = None,
+    encode: Callable[[Any], bytes] | None = None,
 ) -> int:
     """Produce ``count`` events exactly as choreo emits them; returns the mean value size.
 
     1,000 distinct events (``make_event(i)``, ``sample_event`` by default) are
-    encoded once and cycled, so filling is not what the run measures.
+    encoded once (``encode``, the single-object codec by default) and cycled, so
+    filling is not what the run measures.
     """
     from confluent_kafka import Producer
     from confluent_kafka.admin import AdminClient, NewTopic
@@ -109,7 +114,7 @@ def fill(
         }
     )
     templates = [(make_event or sample_event)(i) for i in range(1000)]
-    encoded = [(event.order_id.encode(), codec.encode(event)) for event in templates]
+    encoded = [(event.order_id.encode(), (encode or codec.encode)(event)) for event in templates]
     size = 0
     for i in range(count):
         key, value = encoded[i % 1000]
@@ -162,9 +167,13 @@ def run_raw(bootstrap: str, topic: str, count: int) -> None:
     consumer.close()
 
 
-def run_choreo(bootstrap: str, topic: str, count: int, transport: str) -> None:
-    """choreo's runtime with a no-op sync handler on the chosen transport."""
+def run_choreo(
+    bootstrap: str, topic: str, count: int, transport: str, registry: str | None = None
+) -> None:
+    """choreo's runtime with a no-op sync handler on the chosen transport (reading
+    registry-framed records through ``registry`` when given)."""
     import choreo
+    from choreo._config import SchemaRegistryConfig
     from choreo._runtime.runner import ServiceRunner
     from choreo._schemas import Catalog
     from choreo._transport.registry import make_transport
@@ -182,11 +191,16 @@ def run_choreo(bootstrap: str, topic: str, count: int, transport: str) -> None:
         if seen >= count:
             stop.set()
 
+    extra: dict[str, Any] = {}
+    if registry:  # a config naming a registry reads registry-framed records
+        extra["schema_registry"] = SchemaRegistryConfig(url=registry)
+
     async def main() -> None:
         config = choreo.ServiceConfig(
             kafka=choreo.KafkaConfig(bootstrap_servers=bootstrap),
             transport=transport,  # type: ignore[arg-type]
             create_topics=False,
+            **extra,
         )
         runner = ServiceRunner(svc, config, make_transport(transport, config.kafka), catalog)
         await runner.start()
