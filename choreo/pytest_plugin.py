@@ -12,7 +12,6 @@ its own topic/group names so tests never see each other's records.
 from __future__ import annotations
 
 import os
-import socket
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ import pytest
 
 from choreo._config import KafkaConfig
 from choreo._dev.component import StackPaths
+from choreo._dev.ports import free_ports
 from choreo._dev.settings import StackSettings
 from choreo._dev.stack import Stack
 
@@ -122,17 +122,6 @@ class KafkaCluster:
         Stack(self.stack.paths, chosen).up()
 
 
-def _free_ports(count: int) -> list[int]:
-    """Ports the kernel just handed out, so the cluster never meets another listener."""
-    sockets = [socket.socket() for _ in range(count)]
-    for sock in sockets:
-        sock.bind(("127.0.0.1", 0))
-    ports = [sock.getsockname()[1] for sock in sockets]
-    for sock in sockets:
-        sock.close()
-    return ports
-
-
 @pytest.fixture(scope="session")
 def kafka_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaCluster]:
     """Three Kafka nodes started (in parallel) for the session's tests that ask for them.
@@ -144,7 +133,7 @@ def kafka_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaClu
 
     if _use_docker():
         pytest.skip("kafka_cluster runs its own local nodes (CHOREO_STACK is docker)")
-    ports = _free_ports(9)
+    ports = free_ports(9)
     nodes = [(ports[i], ports[i + 1], ports[i + 2]) for i in range(0, 9, 3)]
     settings = StackSettings(
         kafka_port=nodes[0][0],

@@ -11,7 +11,6 @@ outputs are).
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import time
 import urllib.error
@@ -29,6 +28,7 @@ from conftest import ServiceProcess
 from prometheus_client.parser import text_string_to_metric_families
 
 from choreo import _headers
+from choreo._dev.ports import free_ports
 from choreo._runtime import dead_letters as dlq
 from choreo._schemas import Catalog, Codec
 from choreo._schemas.codec import MAGIC
@@ -78,13 +78,6 @@ def _bad_records(codec: Codec) -> list[tuple[str, bytes | None, Headers]]:
     ]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def _scrape(port: int) -> dict[str, list[tuple[dict[str, str], float]]]:
     """Samples by name; empty while the service is not serving yet."""
     try:
@@ -127,7 +120,7 @@ class Ledger(NamedTuple):
 def _start_ledger(run_service: ServiceProcess, schemas: Path, tmp_path: Path, group: str) -> Ledger:
     """``ledger_service`` under its own consumer group, once its /readyz says it is ready."""
     ledger = tmp_path / "ledger.txt"
-    port = _free_port()
+    [port] = free_ports(1)
     process = run_service(
         "ledger_service",
         schemas,

@@ -14,6 +14,7 @@ import pytest
 
 from choreo._dev.component import StackPaths
 from choreo._dev.kafka import Kafka
+from choreo._dev.ports import free_ports
 from choreo._dev.postgres import Postgres
 
 pytestmark = pytest.mark.stack
@@ -32,18 +33,7 @@ NAMES = (
 )
 
 
-def _free_ports(count: int) -> list[int]:
-    """Ports the kernel just handed out, so the second stack never meets another listener."""
-    sockets = [socket.socket() for _ in range(count)]
-    for sock in sockets:
-        sock.bind(("127.0.0.1", 0))
-    ports = [sock.getsockname()[1] for sock in sockets]
-    for sock in sockets:
-        sock.close()
-    return ports
-
-
-PORTS = dict(zip(NAMES, _free_ports(len(NAMES)), strict=True))
+PORTS = dict(zip(NAMES, free_ports(len(NAMES)), strict=True))
 
 
 def _env(state: Path, path: str | None = None) -> dict[str, str]:
@@ -131,7 +121,7 @@ def test_up_twice_reuses_everything_and_down_leaves_no_process(state: Path) -> N
     assert "no SASL_SSL listener" not in status.stdout
     assert "AvroConverter plugin" not in status.stdout  # Connect found the Apicurio converter
     assert Kafka(port=PORTS["KAFKA"], secure_port=PORTS["KAFKA_SECURE"]).stale() is None
-    older = Kafka(port=PORTS["KAFKA"], secure_port=_free_ports(1)[0])  # as if started without it
+    older = Kafka(port=PORTS["KAFKA"], secure_port=free_ports(1)[0])  # as if started without it
     assert "choreo dev down kafka && choreo dev up" in (older.stale() or "")
 
     down = _choreo(state, "down")
