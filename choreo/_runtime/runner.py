@@ -34,6 +34,7 @@ from choreo._transport.base import (
     Record,
     TopicConfig,
     TopicPartition,
+    TransactionAborted,
     TransactionalProducer,
     Transport,
 )
@@ -204,15 +205,19 @@ class ServiceRunner:
         assert self._dispatcher is not None
         for tp in partitions:
             if tp not in self.workers:
-                worker = PartitionWorker(
-                    tp,
-                    self._dispatcher,
-                    self.config.key_concurrency,
-                    self._gate if self.config.exactly_once else None,
-                )
-                worker.task.add_done_callback(self._worker_ended)
-                self.workers[tp] = worker
+                self._start_worker(tp)
         log.info("%s: assigned %s", self.service.name, _names(partitions))
+
+    def _start_worker(self, tp: TopicPartition) -> None:
+        assert self._dispatcher is not None
+        worker = PartitionWorker(
+            tp,
+            self._dispatcher,
+            self.config.key_concurrency,
+            self._gate if self.config.exactly_once else None,
+        )
+        worker.task.add_done_callback(self._worker_ended)
+        self.workers[tp] = worker
 
     async def on_revoked(self, partitions: list[TopicPartition]) -> None:
         leaving = [self.workers.pop(tp) for tp in partitions if tp in self.workers]
@@ -389,9 +394,12 @@ class ServiceRunner:
         transaction holding what they emitted with the offsets of what they handled.
 
         Stopping first is what makes the pair exact: no record's outputs are in
-        a transaction that does not also carry its offset. A failure aborts and
-        stops the service; the records are read again and their aborted outputs
-        were never visible to ``read_committed`` readers.
+        a transaction that does not also carry its offset. A transaction the
+        producer had to abort (``TransactionAborted``: a broker failure, this
+        member dropped from its group) is read again from the last committed
+        offsets (``_rewind``) and the service goes on; any other failure aborts
+        and stops the service. Either way the aborted outputs were never
+        visible to ``read_committed`` readers.
         """
         producer, gate, consumer = self._transaction, self._gate, self._consumer
         assert producer is not None and consumer is not None
@@ -406,14 +414,35 @@ class ServiceRunner:
                 return
             try:
                 await producer.commit(offsets, consumer)
+            except TransactionAborted as aborted:
+                log.warning("%s: %s", self.service.name, aborted)
+                await self._rewind(producer, consumer)
             except Exception:
                 with contextlib.suppress(Exception):
                     await producer.abort()
                 raise
-            self._committed.update(offsets)
+            else:
+                self._committed.update(offsets)
             await producer.begin()
         finally:
             gate.set()
+
+    async def _rewind(self, producer: TransactionalProducer, consumer: Consumer) -> None:
+        """After an aborted transaction, every record handled since the last commit is
+        handled again: each running worker (the gate holds it at a record boundary) is
+        replaced by a fresh one, and the consumer goes back to the last committed offset,
+        or to the first record fed where nothing was committed yet. Stopped workers
+        (revoked, shutting down, or a partition stopped at a refused dead letter) keep
+        what they have: their records are read again by whoever reads them next."""
+        back: dict[TopicPartition, int] = {}
+        for tp, worker in list(self.workers.items()):
+            start = self._committed.get(tp, worker.first_offset)
+            if worker.stopped or start is None:
+                continue
+            worker.stop()  # it ends when the gate opens, having started nothing more
+            self._start_worker(tp)
+            back[tp] = start
+        await producer.rewind(consumer, back)
 
     def _worker_ended(self, task: asyncio.Task[None]) -> None:
         """A worker that ends on its own (an error, or a CancelledError leaking from a

@@ -13,6 +13,8 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
+from choreo._errors import TransportError
+
 Headers = list[tuple[str, bytes]]
 
 WATERMARKS_TIMEOUT_S = 2.0
@@ -184,6 +186,18 @@ class TransactionalProducer(Producer, Protocol):
     async def commit(self, offsets: Mapping[TopicPartition, int], consumer: Consumer) -> None: ...
 
     async def abort(self) -> None: ...
+
+    async def rewind(self, consumer: Consumer, offsets: Mapping[TopicPartition, int]) -> None:
+        """After ``TransactionAborted``: move ``consumer`` back to ``offsets`` (the last
+        committed ones), so the records whose outputs were aborted are read again."""
+        ...
+
+
+class TransactionAborted(TransportError):
+    """``commit`` could not commit and the transaction was aborted (a broker failure, the
+    member dropped from its group): none of its records or offsets count. The caller
+    rewinds to the last committed offsets and goes on in a new transaction; the service
+    does not stop."""
 
 
 class Transport(Protocol):

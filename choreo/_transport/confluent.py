@@ -45,6 +45,7 @@ from choreo._transport.base import (
     Record,
     TopicConfig,
     TopicPartition,
+    TransactionAborted,
 )
 from choreo._transport.shared import (
     ThrottledLog,
@@ -60,7 +61,12 @@ ADMIN_TIMEOUT_S = 15.0
 FLUSH_STEP_S = 0.5
 """``flush`` waits in steps so a cancelled flush frees its thread soon after."""
 PRODUCER_POLL_S = 0.1
-TRANSACTION_TIMEOUT_S = 30.0
+TRANSACTION_CALL_S = 10.0
+"""Longest one transactional call blocks a thread. A commit or offsets call that times out
+goes on inside librdkafka and is made again (see ``ConfluentTransactionalProducer``)."""
+TRANSACTION_TIMEOUT_MS = 60_000
+"""librdkafka's default ``transaction.timeout.ms``, set so the producer knows it: the
+coordinator aborts a transaction open longer, and bumps the producer's epoch."""
 WAIT_SLICE_S = 0.1
 """Longest a queued consumer job (commit, pause) waits while a poll waits for records."""
 
@@ -125,10 +131,16 @@ def _describe(error: ck.KafkaError | BaseException | None) -> str:
     return str(error)
 
 
-def _error_code(error: BaseException) -> int | None:
-    if isinstance(error, ck.KafkaException) and isinstance(error.args[0], ck.KafkaError):
-        return int(error.args[0].code())
+def _kafka_error(error: BaseException) -> ck.KafkaError | None:
+    if isinstance(error, ck.KafkaException) and error.args:
+        found = error.args[0]
+        return found if isinstance(found, ck.KafkaError) else None
     return None
+
+
+def _error_code(error: BaseException) -> int | None:
+    found = _kafka_error(error)
+    return None if found is None else int(found.code())
 
 
 _CLASSIC_ONLY = ("partition.assignment.strategy", "session.timeout.ms", "heartbeat.interval.ms")
@@ -248,7 +260,12 @@ class ConfluentTransport:
         self, client_id: str, transactional_id: str
     ) -> ConfluentTransactionalProducer:
         settings = self._client_settings(
-            {"acks": "all", "linger.ms": 5, "partitioner": "murmur2_random"},
+            {
+                "acks": "all",
+                "linger.ms": 5,
+                "partitioner": "murmur2_random",
+                "transaction.timeout.ms": TRANSACTION_TIMEOUT_MS,
+            },
             **{"client.id": client_id, "transactional.id": transactional_id},
         )
         return ConfluentTransactionalProducer(settings, client_id)
@@ -606,6 +623,23 @@ class ConfluentConsumer:
                 + ", ".join(f"{tp.topic}[{tp.partition}] ({_describe(tp.error)})" for tp in failed)
             )
 
+    async def seek(self, offsets: Mapping[TopicPartition, int]) -> None:
+        """Read these partitions again from these offsets (records fetched past them and not
+        yet returned are dropped by librdkafka)."""
+        tps = [ck.TopicPartition(tp.topic, tp.partition, o) for tp, o in offsets.items()]
+        if tps:
+            await self._call(partial(self._seek, tps))
+
+    def _seek(self, tps: list[ck.TopicPartition]) -> None:
+        for tp in tps:
+            try:
+                self._consumer.seek(tp)
+            except (ck.KafkaException, RuntimeError) as error:
+                raise TransportError(
+                    f"group {self._group}: cannot go back to offset {tp.offset} of "
+                    f"{tp.topic}[{tp.partition}]: {_describe(error)}"
+                ) from None
+
     def pause(self, partitions: Iterable[TopicPartition]) -> None:
         """Takes effect before the next wait for records, even one already under way."""
         self._flow("pause", partitions)
@@ -696,16 +730,20 @@ class ConfluentProducer:
 
     def __init__(self, settings: dict[str, Any], client_id: str) -> None:
         self._client_id = client_id
-        try:
-            self._producer = ck.Producer(settings)
-        except (ck.KafkaException, ValueError, TypeError) as error:
-            raise ConfigError(f"producer {client_id}: {_describe(error)}") from None
+        self._settings = settings
+        self._producer = self._new_client()
         self._reports: deque[_Delivery] = deque()
         self._settle_scheduled = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop = threading.Event()
         self._poller: threading.Thread | None = None
         self._closed = False
+
+    def _new_client(self) -> ck.Producer:
+        try:
+            return ck.Producer(self._settings)
+        except (ck.KafkaException, ValueError, TypeError) as error:
+            raise ConfigError(f"producer {self._client_id}: {_describe(error)}") from None
 
     def _bind(self) -> asyncio.AbstractEventLoop:
         """The loop delivery futures belong to; starts the poller on first use."""
@@ -759,10 +797,9 @@ class ConfluentProducer:
         self._reports.append((delivered, failure))
 
     def _serve_reports(self) -> None:
-        poll = self._producer.poll
         while not self._stop.is_set():
             try:
-                poll(PRODUCER_POLL_S)
+                self._producer.poll(PRODUCER_POLL_S)  # read each turn: a fatal error renews it
             except ck.KafkaException as error:  # fatal (fenced): reports still come, keep serving
                 _log.debug("producer %s: %s", self._client_id, _describe(error))
             self._schedule_settle()
@@ -826,14 +863,22 @@ FENCED_ERRORS = {
 class ConfluentTransactionalProducer(ConfluentProducer):
     """Sends inside Kafka transactions; ``commit`` also commits the consumer's offsets.
 
-    A failed transaction is aborted and raised as ``TransportError``: the
-    runtime then stops without committing, and the records are read again by
-    whoever owns them next (their outputs were never visible).
+    Every transactional call has a timeout, and its error decides what follows, as
+    librdkafka's transactional API requires (a call left hanging or answered wrongly
+    leaves the transaction open until the coordinator expires it, and the service stalls):
 
-    Fenced (another process initialised the same transactional id), every
-    pending send fails with one ``FencedError`` naming the id and the fix; the
-    sends nobody awaits any more do not each log "Future exception was never
-    retrieved".
+    - retriable (a timeout, a coordinator moving to another broker): the same call again;
+      librdkafka resumes it, and anything else meanwhile would conflict with it.
+    - abortable (the member dropped from its group, a record that could not be written):
+      ``abort_transaction``, then ``TransactionAborted``: the runner rewinds the consumer
+      to the last committed offsets and goes on in a new transaction.
+    - fatal after the transaction was open for its whole ``transaction.timeout.ms``: the
+      coordinator expired it and bumped the epoch, which librdkafka reports as fenced. A
+      new producer takes the same transactional id (its ``init_transactions`` closes the
+      old transaction), then ``TransactionAborted`` as above.
+    - fatal sooner: another live instance initialised the id (a real fence); renewing
+      would fence it back, so every pending send fails with one ``FencedError`` naming
+      the id and the fix, and the service stops.
     """
 
     def __init__(self, settings: dict[str, Any], client_id: str) -> None:
@@ -854,6 +899,8 @@ class ConfluentTransactionalProducer(ConfluentProducer):
 
         super().__init__({**settings, "error_cb": on_error}, client_id)
         self._initialised = False
+        self._expiry_s = int(settings.get("transaction.timeout.ms", TRANSACTION_TIMEOUT_MS)) / 1e3
+        self._begun_at = time.monotonic()
 
     def _on_delivery(
         self, delivered: asyncio.Future[None], error: ck.KafkaError | None, message: ck.Message
@@ -876,37 +923,105 @@ class ConfluentTransactionalProducer(ConfluentProducer):
 
     async def begin(self) -> None:
         if not self._initialised:
-            await self._blocking("init", self._producer.init_transactions, TRANSACTION_TIMEOUT_S)
+            try:  # retried while the coordinator loads or moves (a fresh or failing cluster)
+                init = self._producer.init_transactions
+                await self._resumed("init", init, TRANSACTION_CALL_S)
+            except ck.KafkaException as error:
+                raise self._failed("init", error) from None
             self._initialised = True
-        await self._blocking("begin", self._producer.begin_transaction)
+        try:
+            await asyncio.to_thread(self._producer.begin_transaction)
+        except ck.KafkaException as error:
+            raise self._failed("begin", error) from None
+        self._begun_at = time.monotonic()
 
     async def commit(self, offsets: Mapping[TopicPartition, int], consumer: Consumer) -> None:
-        if not isinstance(consumer, ConfluentConsumer):
-            raise ConfigError("exactly-once needs a confluent consumer beside the producer")
+        confluent = _confluent(consumer)
         await self.flush()
-        if offsets:
-            metadata = await consumer.group_metadata()
-            tps = [
-                ck.TopicPartition(tp.topic, tp.partition, offset) for tp, offset in offsets.items()
-            ]
-            await self._blocking(
-                "send offsets",
-                self._producer.send_offsets_to_transaction,
-                tps,
-                metadata,
-                TRANSACTION_TIMEOUT_S,
-            )
-        await self._blocking("commit", self._producer.commit_transaction, TRANSACTION_TIMEOUT_S)
+        try:
+            if offsets:
+                metadata = await confluent.group_metadata()
+                tps = [ck.TopicPartition(tp.topic, tp.partition, o) for tp, o in offsets.items()]
+                send = self._producer.send_offsets_to_transaction
+                await self._resumed("send offsets", send, tps, metadata, TRANSACTION_CALL_S)
+            commit = self._producer.commit_transaction
+            await self._resumed("commit", commit, TRANSACTION_CALL_S)
+        except ck.KafkaException as error:
+            raise await self._recover(error) from None
 
     async def abort(self) -> None:
-        await self._blocking("abort", self._producer.abort_transaction, TRANSACTION_TIMEOUT_S)
-
-    async def _blocking(self, what: str, call: Callable[..., Any], *args: Any) -> None:
         try:
-            await asyncio.to_thread(call, *args)
+            await asyncio.to_thread(self._producer.abort_transaction, TRANSACTION_CALL_S)
         except ck.KafkaException as error:
-            if _error_code(error) in FENCED_ERRORS:
-                raise self._fenced from None
-            raise TransportError(
-                f"producer {self._client_id}: transaction {what} failed: {_describe(error)}"
-            ) from None
+            raise self._failed("abort", error) from None
+
+    async def rewind(self, consumer: Consumer, offsets: Mapping[TopicPartition, int]) -> None:
+        await _confluent(consumer).seek(offsets)
+
+    async def _resumed(self, what: str, call: Callable[..., Any], *args: Any) -> None:
+        """``call`` until it succeeds or fails for good (a retriable error is made again)."""
+        while True:
+            try:
+                await asyncio.to_thread(call, *args)
+                return
+            except ck.KafkaException as exc:
+                error = _kafka_error(exc)
+                if error is None or not error.retriable() or error.txn_requires_abort():
+                    raise
+                _log.warning(
+                    "producer %s: transaction %s not done yet, trying again: %s",
+                    self._client_id,
+                    what,
+                    error.str(),
+                )
+
+    async def _recover(self, failure: ck.KafkaException) -> TransportError:
+        """After a failed commit: abort (or renew the producer), and say what happened."""
+        error = _kafka_error(failure)
+        if error is not None and error.code() in AUTHORIZATION_ERRORS:
+            return denied(f"producer {self._client_id}: transaction", error)
+        if error is not None and error.fatal():
+            if time.monotonic() - self._begun_at < self._expiry_s:
+                raise self._fenced  # too soon for an expiry: another instance has the id
+            self._renew(_describe(failure))
+        else:
+            try:
+                abort = self._producer.abort_transaction
+                await self._resumed("abort", abort, TRANSACTION_CALL_S)
+            except ck.KafkaException as abort_failure:  # left in no state to go on with
+                self._renew(_describe(abort_failure))
+        return TransactionAborted(
+            f"producer {self._client_id}: transaction aborted, its records are read again: "
+            f"{_describe(failure)}"
+        )
+
+    def _renew(self, cause: str) -> None:
+        """A new librdkafka producer for the same transactional id (``init_transactions``
+        at the next ``begin`` closes the old one's transaction); the old one's sends fail."""
+        _log.warning(
+            "producer %s: fatal transaction error after the transaction timeout (%s); a new "
+            "producer takes over its transactional id",
+            self._client_id,
+            cause,
+        )
+        old, self._producer = self._producer, self._new_client()
+        self._initialised = False
+        old.purge()
+        old.poll(0)  # the purged sends' reports fail their futures
+        self._fatal = False
+        if self._loop is not None:
+            self._settle()
+
+    def _failed(self, what: str, error: ck.KafkaException) -> TransportError:
+        if _error_code(error) in FENCED_ERRORS:
+            return self._fenced
+        return TransportError(
+            f"producer {self._client_id}: transaction {what} failed: {_describe(error)}"
+        )
+
+
+def _confluent(consumer: Consumer) -> ConfluentConsumer:
+    """Offsets go into a transaction with the consumer's group metadata: the same library."""
+    if not isinstance(consumer, ConfluentConsumer):
+        raise ConfigError("exactly-once needs a confluent consumer beside the producer")
+    return consumer
