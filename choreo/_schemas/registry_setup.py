@@ -1,8 +1,9 @@
 """Whether a service talks to the schema registry, and the start-up check when it does.
 
 A service uses the registry when its catalog writes a topic in the registry wire format or its
-config names a ``[schema_registry]``; otherwise it never calls one (registry-framed records are
-then parked as ``registry-framed``), so a deployment without a registry keeps working.
+config sets a ``[schema_registry]`` value (``url``...); otherwise it never calls one
+(registry-framed records are then parked as ``registry-framed``), so a deployment without a
+registry keeps working.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from choreo._schemas.registry_wire import RegistrySchemas
 
 def registry_for(config: ServiceConfig, catalog: Catalog) -> RegistrySchemas | None:
     """The registry a codec resolves ids with, or None; no call is made here."""
-    configured = "schema_registry" in config.model_fields_set
+    configured = bool(config.schema_registry.model_fields_set)  # an empty table does not count
     if not (configured or any(t.wire_format == "registry" for t in catalog.topics.values())):
         return None
     settings = config.schema_registry

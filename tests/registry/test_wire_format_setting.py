@@ -9,9 +9,11 @@ import pytest
 from builders import placed, reserved
 from conftest import copy_schemas
 
+from choreo._config import load_config
 from choreo._errors import ConfigError, TopologyError
 from choreo._schemas import Catalog, Codec
 from choreo._schemas.catalog import DEFAULT_WIRE_FORMAT
+from choreo._schemas.registry_setup import registry_for
 from choreo.testing import TestService
 from services.events import OrderPlaced, PaymentAuthorized
 
@@ -56,3 +58,16 @@ def test_unit_tests_of_a_registry_topic_service_need_no_registry(
         assert test.dead_letters(orders) == []
     assert payment.order_id == "o-7"
     assert (tmp_path / "ledger.txt").read_text().split()[0] == "o-7"
+
+
+def test_only_a_registry_topic_or_a_registry_setting_makes_a_service_use_one(
+    tmp_path: Path,
+) -> None:
+    plain = Catalog.load(copy_schemas(tmp_path / "plain", ()))
+    writing = Catalog.load(copy_schemas(tmp_path / "writing", ("shop.fraud",)))
+    url = {"CHOREO_SCHEMA_REGISTRY__URL": "http://127.0.0.1:1/apis/ccompat/v7"}
+    assert registry_for(load_config(environ={}), plain) is None
+    assert registry_for(load_config(environ={}), writing) is not None
+    configured = registry_for(load_config(environ=url), plain)
+    assert configured is not None
+    assert configured.client.url == url["CHOREO_SCHEMA_REGISTRY__URL"]
