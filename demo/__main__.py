@@ -92,15 +92,21 @@ def main(argv: list[str] | None = None) -> int:
         told = watch.NoticeWatcher(stack.bootstrap_servers, event_catalog, order_ids)
         desk = traffic.ApprovalDesk(orders, stack.postgres_dsn, config)
         desk.start()
+        sent: list[str] = []
+        customers = traffic.Customers(orders, sent, config)
+        customers.start()
         orders_topic = event_catalog.topic_of(OrderReceived.event_type).name
         poison_key = f"{orders[0].order_id}-poison"
         traffic.send_poison(stack.bootstrap_servers, orders_topic, poison_key)
-        verdicts, elapsed, send_s = _drive(fleet, orders, watcher, desk, stack, secret, args)
+        verdicts, elapsed, send_s = _drive(
+            fleet, orders, sent, watcher, (desk, customers), stack, secret, args
+        )
         desk.stop()
+        customers.stop()
         watcher.close()
         print(f"\nCDC pipeline: {args.products} product changes in PostgreSQL ...", flush=True)
         products = catalog_demo.run_demo(args.products, catalog)
-        expected_told = [o.order_id for o in orders if o.scenario.customer_told]
+        expected_told = [v.order.order_id for v in verdicts if v.customer_told]
         notices = told.wait_for(expected_told, NOTICE_WAIT_S)
         told.close()
     # After the stop: every process has flushed its spans.
@@ -110,7 +116,8 @@ def main(argv: list[str] | None = None) -> int:
     print("\n".join(notice_lines))
     print(f"\nCDC pipeline (products -> reporting.product_snapshot): {products}")
     poisoned = added.get(dlq_topic("orders", orders_topic), 0) >= 1
-    ok = all(v.as_expected for v in verdicts) and poisoned and told_ok and desk.error is None
+    ok = all(v.as_expected for v in verdicts) and poisoned and told_ok
+    ok = ok and desk.error is None and customers.error is None
     if not poisoned:
         print("the poison message did not reach the orders service's dead-letter topic")
     print("\nEvery saga ended as its scenario expects." if ok else "\nDEMO FAILED")
@@ -120,14 +127,15 @@ def main(argv: list[str] | None = None) -> int:
 def _drive(
     fleet: Fleet,
     orders: list[scenarios.PlannedOrder],
+    sent: list[str],
     watcher: watch.SagaWatcher,
-    desk: traffic.ApprovalDesk,
+    people: tuple[traffic.ApprovalDesk, traffic.Customers],
     stack: StackSettings,
     secret: str,
     args: argparse.Namespace,
 ) -> tuple[list[view.Verdict], float, float]:
     """Send, then refresh the progress view until every saga finished (or the timeout)."""
-    sent: list[str] = []
+    desk = people[0]
     failure: list[BaseException] = []
     url = f"http://127.0.0.1:{fleet.ingress_port}/orders"
 
@@ -154,8 +162,9 @@ def _drive(
         fleet.check_alive()
         if failure:
             raise failure[0]
-        if desk.error is not None:
-            raise desk.error
+        for person in people:
+            if person.error is not None:
+                raise person.error
         verdicts = view.verdicts(orders, watcher.snapshot())
         elapsed = time.monotonic() - started
         if not send_s and not sender.is_alive():

@@ -2,7 +2,8 @@
 
 What makes an order fail is in its data (see ``services.providers``): a customer whose card is
 declined, an SKU out of stock, a postcode where the carrier's API is down. A scenario also says
-what the manager does with it if it waits for approval.
+what the manager does with it if it waits for approval, and whether its customer cancels it
+(at a random point: often while its saga runs, sometimes after it completed).
 """
 
 from __future__ import annotations
@@ -41,6 +42,10 @@ class Scenario:
     postal_code: str = "9000"
     currency: str = "EUR"
     manager: Manager = Manager.NONE
+    cancel: bool = False
+    """The customer cancels the order ``PlannedOrder.cancel_after_s`` after it was accepted:
+    compensated if the saga is still running then, else completed with the cancel reported
+    (not applied)."""
 
     @property
     def customer_told(self) -> bool:
@@ -97,7 +102,17 @@ SCENARIOS = (
         postal_code=providers.CARRIER_DOWN_POSTCODE,
     ),
     Scenario("damaged at pick", 3, "compensated", "commit-stock", sku="DMG-{n}"),
+    Scenario(
+        "carrier down, backup carrier",
+        3,
+        "completed",
+        postal_code=providers.BACKUP_CARRIER_POSTCODE,
+    ),
+    Scenario("cancelled by the customer", 5, "compensated", cancel=True),
 )
+CANCEL_WINDOW_S = 8.0
+"""A customer's cancel goes out up to this long after the order was accepted: a normal order
+completes about 5 s in (the demo's survey wait), so most cancels land while it runs."""
 
 
 @dataclass(frozen=True)
@@ -105,6 +120,7 @@ class PlannedOrder:
     order_id: str
     scenario: Scenario
     body: dict[str, Any]
+    cancel_after_s: float | None = None
 
 
 def plan(count: int, run_id: str, seed: int = 7) -> list[PlannedOrder]:
@@ -139,4 +155,5 @@ def _order(order_id: str, n: int, scenario: Scenario, rng: random.Random) -> Pla
         },
         "received_at": datetime.now(UTC).isoformat(),
     }
-    return PlannedOrder(order_id, scenario, body)
+    cancel_after_s = round(rng.uniform(0, CANCEL_WINDOW_S), 2) if scenario.cancel else None
+    return PlannedOrder(order_id, scenario, body, cancel_after_s)

@@ -1,8 +1,10 @@
-"""The outside world of the demo: customers posting orders, a poison message, a manager.
+"""The outside world of the demo: customers posting (and cancelling) orders, a poison message,
+a manager.
 
 Orders go through ``choreo ingress`` as signed webhooks, like a shop front-end would send them;
-the poison message is written straight to the topic (a broken producer); the manager works
-the approval queue with the same function as ``python -m services.approval_desk``.
+a customer's cancel is published by the shop front-end (``OrderCancellationRequested``); the
+poison message is written straight to the topic (a broken producer); the manager works the
+approval queue with the same function as ``python -m services.approval_desk``.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 
 import confluent_kafka as ck
 
@@ -25,8 +28,10 @@ from choreo.ingress import CORRELATION_HEADER, sign
 from demo.scenarios import Manager, PlannedOrder
 from services.approval_desk import desk_publisher, publish_decision
 from services.approvals import pending
-from services.events import OrderReceived
+from services.events import OrderCancellationRequested, OrderReceived
 
+CANCEL_REASON = "ordered by mistake"
+"""What the demo's customers give as their reason; ``choreo saga show`` repeats it."""
 MANAGER = "demo-manager"
 REJECTION_COMMENT = "order value over the customer's usual"
 """What the demo's manager writes when rejecting; the customer's notice quotes it."""
@@ -137,6 +142,57 @@ class ApprovalDesk(threading.Thread):
         comment = REJECTION_COMMENT if answer is Manager.REJECT else None
         await publish_decision(publisher, order_id, MANAGER, comment)
         self.decided[order_id] = answer
+
+    def stop(self) -> None:
+        self._halt.set()
+        self.join()
+
+
+class Customers(threading.Thread):
+    """Customers who cancel: each planned cancel is published its drawn delay after the order
+    was accepted (``sent`` is the list of accepted order ids, filled as the ingress answers)."""
+
+    def __init__(
+        self, orders: Sequence[PlannedOrder], sent: list[str], config: choreo.ServiceConfig
+    ) -> None:
+        super().__init__(name="customers", daemon=True)
+        self._plans = {o.order_id: o for o in orders if o.cancel_after_s is not None}
+        self._sent = sent
+        self._config = config
+        self.cancelled: list[str] = []
+        self.error: BaseException | None = None
+        self._halt = threading.Event()
+
+    def run(self) -> None:
+        try:
+            asyncio.run(self._work())
+        except BaseException as error:  # reported by the demo, which then fails
+            self.error = error
+
+    async def _work(self) -> None:
+        accepted: dict[str, float] = {}
+        async with choreo.Publisher(source="shop-frontend", config=self._config) as publisher:
+            while not self._halt.is_set() and len(self.cancelled) < len(self._plans):
+                now = time.monotonic()
+                for order_id in self._sent[len(accepted) :]:
+                    accepted[order_id] = now
+                for order_id, at in accepted.items():
+                    plan = self._plans.get(order_id)
+                    if plan is None or order_id in self.cancelled:
+                        continue
+                    if plan.cancel_after_s is not None and at + plan.cancel_after_s <= now:
+                        await self._cancel(publisher, plan)
+                await asyncio.sleep(0.1)
+
+    async def _cancel(self, publisher: choreo.Publisher, order: PlannedOrder) -> None:
+        event = OrderCancellationRequested(
+            order_id=order.order_id,
+            requested_by=order.body["customer_id"],
+            reason=CANCEL_REASON,
+            requested_at=datetime.now(UTC),
+        )
+        await publisher.publish(event, correlation_id=order.order_id)
+        self.cancelled.append(order.order_id)
 
     def stop(self) -> None:
         self._halt.set()

@@ -37,7 +37,34 @@ class Verdict:
     @property
     def as_expected(self) -> bool:
         scenario = self.order.scenario
+        if scenario.cancel:
+            return self._cancel_as_expected()
         return self.status == scenario.expected and self.failed_step == scenario.failed_step
+
+    def _cancel_as_expected(self) -> bool:
+        """Compensated because the customer asked, or completed first and the cancel kept as
+        not applied."""
+        cancel = None if self.state is None else self.state.cancel
+        if cancel is None:
+            return False
+        if self.status == "compensated":
+            return cancel.applied and str(self.state and self.state.reason).startswith("cancelled")
+        return self.status == "completed" and not cancel.applied
+
+    @property
+    def customer_told(self) -> bool:
+        """Whether the customer must get a notice that the order will not go through."""
+        if self.order.scenario.cancel:
+            return self.status == "compensated"
+        return self.order.scenario.customer_told
+
+    @property
+    def done(self) -> bool:
+        """Finished, and a planned cancel was read by the tracker (it may come after the end)."""
+        state = self.state
+        if state is None or state.status not in TERMINAL:
+            return False
+        return not self.order.scenario.cancel or state.cancel is not None
 
 
 def verdicts(orders: Sequence[PlannedOrder], states: Mapping[str, SagaState]) -> list[Verdict]:
@@ -45,7 +72,7 @@ def verdicts(orders: Sequence[PlannedOrder], states: Mapping[str, SagaState]) ->
 
 
 def finished(verdicts: Sequence[Verdict]) -> bool:
-    return all(v.state is not None and v.state.status in TERMINAL for v in verdicts)
+    return all(v.done for v in verdicts)
 
 
 class Progress:
@@ -117,6 +144,8 @@ def summary(
         expected = scenario.expected + (
             f" ({scenario.failed_step})" if scenario.failed_step else ""
         )
+        if scenario.cancel:
+            expected = "compensated, or completed if too late"
         ok = sum(v.as_expected for v in group)
         lines.append(f"{name:<32}{len(group):>7}  {expected:<40}{ok:>5}/{len(group):<6}")
     wrong = [v for v in verdicts if not v.as_expected]
@@ -125,6 +154,7 @@ def summary(
         lines.append(
             f"  UNEXPECTED {v.order.order_id} ({v.order.scenario.name}): {v.status}, {reason}"
         )
+    lines += _controls(verdicts)
     lines += ["", "dead-letter topics (records added during the demo):"]
     lines += [f"  {topic}  +{n}" for topic, n in sorted(dlq_added.items())] or ["  none"]
     lines += ["", "traces (Jaeger's UI, or where it has none, `.venv/bin/choreo console`):"]
@@ -136,13 +166,29 @@ def summary(
     return "\n".join(lines)
 
 
+def _controls(verdicts: Sequence[Verdict]) -> list[str]:
+    """What the saga controls did: customers' cancels (applied or too late), the fallback."""
+    cancels = [v.state.cancel for v in verdicts if v.state and v.state.cancel]
+    applied = sum(c.applied for c in cancels)
+    shipping = [v.state.steps.get("create-shipment") for v in verdicts if v.state]
+    tried = [s for s in shipping if s is not None and s.fallback]
+    backup = sum(s.status is not StepStatus.FAILED for s in tried)
+    return [
+        "",
+        f"customer cancels: {len(cancels)} read by the tracker, {applied} applied (order "
+        f"compensated), {len(cancels) - applied} after completion (reported, not applied)",
+        f"carrier fallback: {len(tried)} orders the usual carrier refused, {backup} booked with "
+        f"the backup carrier, {len(tried) - backup} refused by both (compensated)",
+    ]
+
+
 def notices(
     verdicts: Sequence[Verdict], sent: Mapping[str, Mapping[str, CancellationSent]], quote: str
 ) -> tuple[list[str], bool]:
     """What the customers of orders that did not go through were told; ok if exactly they were,
     once each (one event id: a redelivered copy keeps its id), and every rejection quoted the
     manager's comment."""
-    expected = {v.order.order_id for v in verdicts if v.order.scenario.customer_told}
+    expected = {v.order.order_id for v in verdicts if v.customer_told}
     rejected = {v.order.order_id for v in verdicts if v.order.scenario.manager is Manager.REJECT}
     first = {order_id: next(iter(by_id.values())) for order_id, by_id in sent.items()}
     missing, extra = expected - first.keys(), first.keys() - expected

@@ -295,6 +295,24 @@ class CancelOrder(Event):
     requested_at: Timestamp
 
 
+class OrderCancellationRequested(Event):
+    """The customer asked to cancel the order (the shop front-end's cancel button); the order saga
+    aborts on it if it has not completed.
+
+    Schema: shop.orders.OrderCancellationRequested v1.
+    """
+
+    event_type: ClassVar[str] = "shop.orders.OrderCancellationRequested"
+
+    order_id: str
+    """Id of the order; the partition key of every shop topic."""
+    requested_by: str
+    """Who asked: the customer id, or a support agent."""
+    reason: str
+    """Why, in the customer's words."""
+    requested_at: Timestamp
+
+
 class CancellationReason(StrEnum):
     """Why an order was cancelled (added in v2: REJECTED, a manager said no; UNDELIVERABLE, the
     carrier could not take it; DAMAGED_STOCK, units were damaged at picking).
@@ -568,6 +586,40 @@ class SagaFailed(Event):
     reason: str
     """What went wrong, and what the saga was undoing."""
     failed_at: Timestamp
+
+
+class BackupShipmentFailed(Event):
+    """The backup carrier could not take the shipment either: the order cannot be delivered.
+
+    Schema: shop.shipping.BackupShipmentFailed v1.
+    """
+
+    event_type: ClassVar[str] = "shop.shipping.BackupShipmentFailed"
+
+    order_id: str
+    """Id of the order; the partition key of every shop topic."""
+    carrier: str
+    """The backup carrier."""
+    reason: str
+    failed_at: Timestamp
+
+
+class BookBackupCarrier(Event):
+    """Command (the order saga's fallback): the usual carrier refused the shipment; book it with the
+    backup carrier.
+
+    Schema: shop.shipping.BookBackupCarrier v1.
+    """
+
+    event_type: ClassVar[str] = "shop.shipping.BookBackupCarrier"
+
+    order_id: str
+    """Id of the order; the partition key of every shop topic."""
+    carrier: str
+    """The carrier that refused."""
+    reason: str
+    """Why it refused."""
+    requested_at: Timestamp
 
 
 class CancelShipment(Event):

@@ -4,20 +4,27 @@ Run the tracker with ``choreo saga run services.order_saga``. The services never
 other or the tracker; they react to events. The tracker watches those events and, when a step
 fails or a deadline passes, emits the compensations of the completed steps, last first:
 refund the payment, cancel the shipment, void the authorization, release the stock, cancel the
-order. ``choreo saga show ORDER_ID`` prints one order's timeline.
+order. Two controls go beyond that: the customer's ``OrderCancellationRequested`` aborts the
+order (undone like a failure; reported, not applied, once the order completed), and a
+shipment the usual carrier refused is first offered to the backup carrier
+(``BookBackupCarrier``) before the order is undone. ``choreo saga show ORDER_ID`` prints one
+order's timeline.
 """
 
 from __future__ import annotations
 
-from choreo.saga import Parallel, Saga, Step
+from choreo.saga import Fallback, Parallel, Saga, Step
 from services.events import (
     AuthorizationVoided,
+    BackupShipmentFailed,
+    BookBackupCarrier,
     CancelOrder,
     CancelShipment,
     ConfirmationSent,
     FraudCleared,
     FraudSuspected,
     OrderApproved,
+    OrderCancellationRequested,
     OrderCancelled,
     OrderInvalid,
     OrderPlaced,
@@ -96,6 +103,14 @@ order_saga = Saga(
             compensate=CancelShipment,
             compensated=[ShipmentCancelled],
             deadline=SHIPMENT_TIMEOUT,
+            fallbacks=[
+                Fallback(
+                    on=[ShipmentFailed],
+                    command=BookBackupCarrier,
+                    success=[ShipmentCreated],
+                    failure=[BackupShipmentFailed],
+                )
+            ],
         ),
         Parallel(
             [
@@ -117,4 +132,5 @@ order_saga = Saga(
         Step("follow-up", success=[SurveySent], needs_compensation=False),
     ],
     parked=SagaFailed,
+    abort=[OrderCancellationRequested],
 )

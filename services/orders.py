@@ -32,8 +32,10 @@ _REASONS = (
     ("OrderRejected", CancellationReason.REJECTED),
     ("ShipmentFailed", CancellationReason.UNDELIVERABLE),
     ("StockCommitFailed", CancellationReason.DAMAGED_STOCK),
+    ("cancelled by", CancellationReason.CUSTOMER_REQUEST),
 )
-"""The saga's reason names the event that failed the order; the customer sees a category."""
+"""The saga's reason names the event that failed the order (or who cancelled it); the customer
+sees a category."""
 
 
 @svc.on(OrderReceived)

@@ -25,6 +25,10 @@ CARRIER_DOWN_POSTCODE = "00000"
 """The carrier's API is down for this area through every retry."""
 CARRIER_FLAKY_POSTCODE = "99999"
 """The carrier's API fails the first call for this area, then works."""
+BACKUP_CARRIER_POSTCODE = "00001"
+"""The usual carrier's API is down for this area; the backup carrier takes it."""
+BACKUP_CARRIER = "swiftship"
+"""The carrier the order saga falls back to when the usual one refuses."""
 
 FRAUD_THRESHOLD = 80
 
@@ -53,8 +57,16 @@ def fraud_score(customer_id: str, total: Decimal) -> tuple[int, list[str]]:
 
 def book_shipment(order_id: str, postal_code: str, attempt: int) -> tuple[str, str]:
     """(carrier, tracking number) or :class:`CarrierUnavailable`."""
-    if postal_code == CARRIER_DOWN_POSTCODE or (
+    if postal_code in (CARRIER_DOWN_POSTCODE, BACKUP_CARRIER_POSTCODE) or (
         postal_code == CARRIER_FLAKY_POSTCODE and attempt == 1
     ):
         raise CarrierUnavailable(f"carrier API timed out booking {order_id}")
     return "parcelco", f"PC{zlib.crc32(order_id.encode()):010d}"
+
+
+def book_backup_shipment(order_id: str, postal_code: str) -> tuple[str, str]:
+    """(carrier, tracking number) from the backup carrier, or :class:`CarrierUnavailable`
+    (it does not serve the area where even the usual carrier is down for good)."""
+    if postal_code == CARRIER_DOWN_POSTCODE:
+        raise CarrierUnavailable(f"{BACKUP_CARRIER} does not deliver to {postal_code}")
+    return BACKUP_CARRIER, f"SW{zlib.crc32(order_id.encode()):010d}"

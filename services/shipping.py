@@ -2,10 +2,11 @@
 
 Run it with ``choreo run services.shipping``. The carrier's API fails now and then: a failed
 booking is retried (twice in place, then after 2 s and 10 s on retry topics, so other orders
-are not held up), and on the last attempt the service gives up with ``ShipmentFailed``, which
-the saga compensates. The postcodes it ships to and its bookings are tables in PostgreSQL
-written through ``ctx.db`` (``PostgresIdempotency``): a duplicate approval books nothing new,
-and a restart forgets nothing.
+are not held up), and on the last attempt the service gives up with ``ShipmentFailed``. The
+order saga then falls back to ``BookBackupCarrier``: the backup carrier books it, or refuses
+with ``BackupShipmentFailed``, which the saga compensates. The postcodes it ships to and its
+bookings are tables in PostgreSQL written through ``ctx.db`` (``PostgresIdempotency``): a
+duplicate approval books nothing new, and a restart forgets nothing.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from datetime import UTC, datetime
 import choreo
 from services import providers
 from services.events import (
+    BackupShipmentFailed,
+    BookBackupCarrier,
     CancelShipment,
     OrderApproved,
     OrderPlaced,
@@ -60,19 +63,11 @@ def remember_destination(event: OrderPlaced, ctx: choreo.Context) -> None:
 
 @svc.on(OrderApproved, retry=CARRIER_RETRY)
 def create_shipment(event: OrderApproved, ctx: choreo.Context) -> None:
-    destination = ctx.db.execute(
-        "SELECT postal_code FROM shop_destinations WHERE order_id = %s", (event.order_id,)
-    ).fetchone()
-    if destination is None:  # the OrderPlaced copy is late: a retry finds it
-        raise LookupError(f"no address yet for order {event.order_id}")
-    row = ctx.db.execute(
-        "SELECT shipment_id, carrier, tracking_number FROM shop_shipments WHERE order_id = %s",
-        (event.order_id,),
-    ).fetchone()
-    booking = None if row is None else Booking(*row)  # a duplicate approval books nothing new
+    postal_code = _destination(ctx, event.order_id)
+    booking = _booking(ctx, event.order_id)  # a duplicate approval books nothing new
     if booking is None:
         try:
-            carrier, tracking = providers.book_shipment(event.order_id, destination[0], ctx.attempt)
+            carrier, tracking = providers.book_shipment(event.order_id, postal_code, ctx.attempt)
         except providers.CarrierUnavailable as error:
             if ctx.attempt < LAST_ATTEMPT:
                 raise
@@ -86,19 +81,67 @@ def create_shipment(event: OrderApproved, ctx: choreo.Context) -> None:
                 )
             )
             return
-        booking = Booking(uuid.uuid4(), carrier, tracking)
-        ctx.db.execute(
-            "INSERT INTO shop_shipments VALUES (%s, %s, %s, %s)",
-            (event.order_id, booking.shipment_id, carrier, tracking),
-        )
-    ctx.emit(
-        ShipmentCreated(
-            order_id=event.order_id,
-            shipment_id=booking.shipment_id,
-            carrier=booking.carrier,
-            tracking_number=booking.tracking_number,
-            created_at=datetime.now(UTC),
-        )
+        booking = _book(ctx, event.order_id, carrier, tracking)
+    ctx.emit(_created(event.order_id, booking))
+
+
+@svc.on(BookBackupCarrier, retry=CARRIER_RETRY)
+def book_backup_carrier(event: BookBackupCarrier, ctx: choreo.Context) -> None:
+    """The order saga's fallback when the usual carrier refused: one try with the backup
+    carrier, whose refusal (``BackupShipmentFailed``) is final."""
+    postal_code = _destination(ctx, event.order_id)
+    booking = _booking(ctx, event.order_id)
+    if booking is None:
+        try:
+            carrier, tracking = providers.book_backup_shipment(event.order_id, postal_code)
+        except providers.CarrierUnavailable as error:
+            ctx.emit(
+                BackupShipmentFailed(
+                    order_id=event.order_id,
+                    carrier=providers.BACKUP_CARRIER,
+                    reason=str(error),
+                    failed_at=datetime.now(UTC),
+                )
+            )
+            return
+        booking = _book(ctx, event.order_id, carrier, tracking)
+    ctx.emit(_created(event.order_id, booking))
+
+
+def _destination(ctx: choreo.Context, order_id: str) -> str:
+    """The order's postcode, from shipping's own copy of the OrderPlaced address."""
+    row = ctx.db.execute(
+        "SELECT postal_code FROM shop_destinations WHERE order_id = %s", (order_id,)
+    ).fetchone()
+    if row is None:  # the OrderPlaced copy is late: a retry finds it
+        raise LookupError(f"no address yet for order {order_id}")
+    return str(row[0])
+
+
+def _booking(ctx: choreo.Context, order_id: str) -> Booking | None:
+    row = ctx.db.execute(
+        "SELECT shipment_id, carrier, tracking_number FROM shop_shipments WHERE order_id = %s",
+        (order_id,),
+    ).fetchone()
+    return None if row is None else Booking(*row)
+
+
+def _book(ctx: choreo.Context, order_id: str, carrier: str, tracking: str) -> Booking:
+    booking = Booking(uuid.uuid4(), carrier, tracking)
+    ctx.db.execute(
+        "INSERT INTO shop_shipments VALUES (%s, %s, %s, %s)",
+        (order_id, booking.shipment_id, carrier, tracking),
+    )
+    return booking
+
+
+def _created(order_id: str, booking: Booking) -> ShipmentCreated:
+    return ShipmentCreated(
+        order_id=order_id,
+        shipment_id=booking.shipment_id,
+        carrier=booking.carrier,
+        tracking_number=booking.tracking_number,
+        created_at=datetime.now(UTC),
     )
 
 

@@ -30,7 +30,7 @@ def _demo(*args: str) -> str:
     assert result.returncode == 0, out[-4000:]
     assert "Every saga ended as its scenario expects." in out
     rows = dict(re.findall(r"^(\S[\w ,]+?)\s{2,}\d+\s+\S.*?(\d+/\d+)\s*$", out, re.MULTILINE))
-    assert len(rows) == 11, out  # every scenario ran (the plan has each at least once)
+    assert len(rows) == 13, out  # every scenario ran (the plan has each at least once)
     assert all(int(a) == int(b) for a, b in (v.split("/") for v in rows.values())), rows
     assert re.search(r"choreo\.dlq\.orders\.shop\.orders\s+\+1$", out, re.MULTILINE), out
     told = re.search(r"customers told why their order did not go through: (\d+) of (\d+) ", out)

@@ -27,12 +27,16 @@ from choreo.saga import SagaStatus, StepStatus
 from choreo.testing import TestService
 from services import inventory, orders, payments, shipping
 from services.events import (
+    BackupShipmentFailed,
+    BookBackupCarrier,
     CancellationReason,
     CancelOrder,
     CancelShipment,
+    OrderCancellationRequested,
     OrderCancelled,
     RefundPayment,
     ReleaseStock,
+    ShipmentCreated,
     VoidAuthorization,
 )
 from services.order_saga import order_saga
@@ -47,6 +51,19 @@ Make = Callable[[str], Event]
 CHECKS: list[Make] = [b.reserved, b.authorized, b.fraud_cleared]
 APPROVED: list[Make] = [*CHECKS, b.approved]
 SHIPPED: list[Make] = [*APPROVED, b.shipment_created]
+ALL_BUT_SURVEY: list[Make] = [*SHIPPED, b.captured, b.confirmation_sent, b.committed]
+
+
+def backup_failed(order_id: str) -> BackupShipmentFailed:
+    return BackupShipmentFailed(
+        order_id=order_id, carrier="swiftship", reason="does not deliver there", failed_at=b.NOW
+    )
+
+
+def cancel_requested(order_id: str) -> OrderCancellationRequested:
+    return OrderCancellationRequested(
+        order_id=order_id, requested_by="c-1", reason="ordered by mistake", requested_at=b.NOW
+    )
 
 
 class Undoers:
@@ -161,10 +178,10 @@ def test_an_invalid_order_has_nothing_to_compensate() -> None:
             id="approval-rejected",
         ),
         pytest.param(
-            [*APPROVED, b.shipment_failed],
-            [VoidAuthorization, ReleaseStock, CancelOrder],
+            [*APPROVED, b.shipment_failed, backup_failed],
+            [BookBackupCarrier, VoidAuthorization, ReleaseStock, CancelOrder],
             CancellationReason.UNDELIVERABLE,
-            id="shipment-failed-after-retries",
+            id="both-carriers-refused",
         ),
         pytest.param(
             [*SHIPPED, b.captured, b.confirmation_sent, b.commit_failed],
@@ -186,6 +203,7 @@ def test_a_failure_undoes_the_completed_steps_last_first(
     assert undo(run, undoers) == commands
     assert status(run) is SagaStatus.COMPENSATED
     undone = [p.step.name for p in order_saga.placed if p.step.compensate in commands]
+    undone = [name for name in undone if run.step(name) is not StepStatus.FAILED]
     assert {run.step(name) for name in undone} == {StepStatus.COMPENSATED}
     assert undoers.cancellation(order_id).reason is reason
 
@@ -283,3 +301,53 @@ def test_a_damaged_pick_waits_for_the_capture_then_undoes_everything_last_first(
         ReleaseStock,
         CancelOrder,
     ]
+
+
+def test_a_carrier_refusal_books_the_backup_carrier_and_the_order_goes_on(
+    undoers: Undoers,
+) -> None:
+    order_id = b.new_order_id()
+    run = order(order_id, *APPROVED, b.shipment_failed)
+    assert status(run) is SagaStatus.RUNNING
+    [command] = run.emitted
+    assert isinstance(command, BookBackupCarrier)
+    assert (command.order_id, command.carrier) == (order_id, "parcelco")
+    [shipping_test] = [t for t in undoers.running if t.service is shipping.svc]
+    shipping_test.send(b.placed(order_id, postal_code="00001"))
+    shipping_test.send(command)  # the real shipping service, with the backup carrier
+    created = shipping_test.emitted(ShipmentCreated)[-1]
+    assert (created.order_id, created.carrier) == (order_id, "swiftship")
+    run.send(created)
+    assert run.step("create-shipment") is StepStatus.SUCCEEDED
+    for make in (b.captured, b.confirmation_sent, b.committed, b.survey_sent):
+        run.send(make(order_id))
+    assert status(run) is SagaStatus.COMPLETED
+
+
+def test_a_customer_cancel_waits_for_the_survey_in_flight_then_undoes_everything(
+    undoers: Undoers,
+) -> None:
+    order_id = b.new_order_id()
+    run = order(order_id, *ALL_BUT_SURVEY, cancel_requested)
+    assert status(run) is SagaStatus.COMPENSATING
+    assert run.types() == []  # the survey is still out: nothing is undone before it reports
+    run.send(b.survey_sent(order_id))
+    assert undo(run, undoers) == [
+        RefundPayment,
+        CancelShipment,
+        VoidAuthorization,
+        ReleaseStock,
+        CancelOrder,
+    ]
+    assert status(run) is SagaStatus.COMPENSATED
+    cancelled = undoers.cancellation(order_id)
+    assert cancelled.reason is CancellationReason.CUSTOMER_REQUEST
+    assert cancelled.detail == "cancelled by c-1: ordered by mistake"
+
+
+def test_a_customer_cancel_after_completion_is_reported_not_applied() -> None:
+    order_id = b.new_order_id()
+    run = order(order_id, *ALL_BUT_SURVEY, b.survey_sent, cancel_requested)
+    assert status(run) is SagaStatus.COMPLETED and run.emitted == []
+    assert run.state is not None and run.state.cancel is not None
+    assert (run.state.cancel.by, run.state.cancel.applied) == ("c-1", False)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import zlib
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from builders import approved, cancel_shipment, new_order_id, placed, shipment_id
@@ -11,7 +11,13 @@ from builders import approved, cancel_shipment, new_order_id, placed, shipment_i
 from choreo._runtime.retry_topics import retry_topic
 from choreo.testing import TestService
 from services import shipping
-from services.events import ShipmentCancelled, ShipmentCreated, ShipmentFailed
+from services.events import (
+    BackupShipmentFailed,
+    BookBackupCarrier,
+    ShipmentCancelled,
+    ShipmentCreated,
+    ShipmentFailed,
+)
 
 pytestmark = [pytest.mark.stack, pytest.mark.usefixtures("shop_db")]
 
@@ -93,3 +99,33 @@ def test_cancelling_a_shipment_confirms_even_for_an_unknown_order() -> None:
         t.send(cancel_shipment(order_id))
         [cancelled] = t.emitted(ShipmentCancelled)
     assert (cancelled.order_id, cancelled.shipment_id) == (order_id, shipment_id(order_id))
+
+
+def _book_backup(order_id: str) -> BookBackupCarrier:
+    """The order saga's fallback command after parcelco refused."""
+    return BookBackupCarrier(
+        order_id=order_id, carrier="parcelco", reason="timed out", requested_at=datetime.now(UTC)
+    )
+
+
+def test_the_backup_carrier_books_what_the_usual_one_refused_once() -> None:
+    order_id = new_order_id()
+    with TestService(shipping.svc, idempotency=shipping.svc.idempotency) as t:
+        t.send(placed(order_id, postal_code="00001"))
+        t.send(_book_backup(order_id))
+        t.send(_book_backup(order_id))  # a second command books nothing new
+        first, second = t.emitted(ShipmentCreated)
+    assert (first.carrier, first.tracking_number[:2]) == ("swiftship", "SW")
+    assert second.shipment_id == first.shipment_id
+    assert t.emitted(BackupShipmentFailed) == []
+
+
+def test_the_backup_carrier_refusing_too_is_final() -> None:
+    order_id = new_order_id()
+    with TestService(shipping.svc, idempotency=shipping.svc.idempotency) as t:
+        t.send(placed(order_id, postal_code="00000"))
+        t.send(_book_backup(order_id))
+        [refused] = t.emitted(BackupShipmentFailed)
+    assert (refused.order_id, refused.carrier) == (order_id, "swiftship")
+    assert "does not deliver to 00000" in refused.reason
+    assert t.emitted(ShipmentCreated) == []

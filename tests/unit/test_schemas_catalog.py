@@ -59,6 +59,7 @@ def test_example_catalog_loads_with_its_topics_and_versions() -> None:
             "shop.orders.OrderCancelled",
             "shop.orders.OrderCompleted",
             "shop.orders.CancelOrder",
+            "shop.orders.OrderCancellationRequested",
         ),
         key="order_id",
         partitions=3,

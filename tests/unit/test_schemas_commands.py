@@ -32,7 +32,7 @@ def add_version(root: Path, field: dict[str, object]) -> None:
 
 def test_check_passes_on_the_example(root: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert check_command(root) == 0
-    assert capsys.readouterr().out == "ok: 34 event types on 9 topics\n"
+    assert capsys.readouterr().out == "ok: 37 event types on 9 topics\n"
 
 
 def test_check_reports_stale_models(root: Path, capsys: pytest.CaptureFixture[str]) -> None:
