@@ -30,7 +30,7 @@ trackers, manage dead letters, CDC connectors, ACLs and the local stack.
 
 _EPILOG = """\
 first steps:
-  choreo dev up                         start Kafka, PostgreSQL, Connect and Jaeger locally
+  choreo dev up                         start Kafka, PostgreSQL, Connect, a registry, Jaeger
   choreo run services.orders            run a service module as a consumer group
   choreo saga run services.order_saga   run a saga tracker
   choreo dlq ls                         what sits in the dead-letter topics
