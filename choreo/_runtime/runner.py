@@ -15,7 +15,7 @@ from collections.abc import Iterable
 
 from choreo._config import ServiceConfig, transactional_id
 from choreo._emitter import Emitter
-from choreo._errors import TopologyError, TransportError
+from choreo._errors import SecurityError, TopologyError, TransportError
 from choreo._runtime.dead_letters import SCRUBBED, DeadLetterRefused, DeadLetters, dlq_topic
 from choreo._runtime.dispatch import Dispatcher
 from choreo._runtime.instrument import Instrumentation
@@ -409,7 +409,16 @@ class ServiceRunner:
             while any(worker.busy for worker in workers):
                 await asyncio.sleep(0.001)
             await producer.flush()
-            offsets = self._moved(workers, positions)
+            try:
+                offsets = self._moved(workers, positions)
+            except TransportError as failed:  # a send of this transaction was not written
+                if isinstance(failed.__cause__, SecurityError):
+                    raise  # no retry can write it: an ACL is missing
+                log.warning("%s: aborting the transaction: %s", self.service.name, failed)
+                await producer.abort()
+                await self._rewind(producer, consumer)
+                await producer.begin()
+                return
             if not offsets:
                 return
             try:

@@ -790,11 +790,15 @@ class ConfluentProducer:
             where = topic if partition is None or partition < 0 else f"{topic}[{partition}]"
             if error.code() in AUTHORIZATION_ERRORS:
                 failure = denied(f"producer {self._client_id}: writing to topic {where}", error)
+            elif self._abandons(error):
+                failure = Abandoned(f"delivery to topic {where} failed: {error.str()}")
             else:
                 failure = TransportError(f"delivery to topic {where} failed: {error.str()}")
-            if error.code() == ck.KafkaError._PURGE_QUEUE:  # by close(): nobody waits now
-                failure = Abandoned(failure.args[0])
         self._reports.append((delivered, failure))
+
+    def _abandons(self, error: ck.KafkaError) -> bool:
+        """Purged by ``close()``: nobody waits for these sends any more."""
+        return bool(error.code() == ck.KafkaError._PURGE_QUEUE)
 
     def _serve_reports(self) -> None:
         while not self._stop.is_set():
@@ -919,7 +923,14 @@ class ConfluentTransactionalProducer(ConfluentProducer):
         transactional producer's fatal errors are, in practice, fences)."""
         if _error_code(error) in (*FENCED_ERRORS, ck.KafkaError._FATAL):
             return self._fenced
+        if _error_code(error) == ck.KafkaError._STATE:  # the transaction failed: it aborts
+            return Abandoned(f"cannot send to topic {topic}: {_describe(error)}")
         return super()._refused(topic, error)
+
+    def _abandons(self, error: ck.KafkaError) -> bool:
+        """Every failed send fails its transaction, which is aborted and reported once
+        (``TransactionAborted``); the records are handled again, so nobody awaits these."""
+        return True
 
     async def begin(self) -> None:
         if not self._initialised:
@@ -950,10 +961,12 @@ class ConfluentTransactionalProducer(ConfluentProducer):
             raise await self._recover(error) from None
 
     async def abort(self) -> None:
+        """Abort the open transaction (made again while retriable); a producer left unable
+        to abort (fatal, or in no state to) is replaced, as after a failed commit."""
         try:
-            await asyncio.to_thread(self._producer.abort_transaction, TRANSACTION_CALL_S)
+            await self._resumed("abort", self._producer.abort_transaction, TRANSACTION_CALL_S)
         except ck.KafkaException as error:
-            raise self._failed("abort", error) from None
+            self._replace(error)
 
     async def rewind(self, consumer: Consumer, offsets: Mapping[TopicPartition, int]) -> None:
         await _confluent(consumer).seek(offsets)
@@ -981,26 +994,28 @@ class ConfluentTransactionalProducer(ConfluentProducer):
         if error is not None and error.code() in AUTHORIZATION_ERRORS:
             return denied(f"producer {self._client_id}: transaction", error)
         if error is not None and error.fatal():
-            if time.monotonic() - self._begun_at < self._expiry_s:
-                raise self._fenced  # too soon for an expiry: another instance has the id
-            self._renew(_describe(failure))
+            self._replace(failure)
         else:
-            try:
-                abort = self._producer.abort_transaction
-                await self._resumed("abort", abort, TRANSACTION_CALL_S)
-            except ck.KafkaException as abort_failure:  # left in no state to go on with
-                self._renew(_describe(abort_failure))
+            await self.abort()
         return TransactionAborted(
             f"producer {self._client_id}: transaction aborted, its records are read again: "
             f"{_describe(failure)}"
         )
 
+    def _replace(self, failure: ck.KafkaException) -> None:
+        """Renew the producer, unless a fatal error came too soon to be an expiry."""
+        error = _kafka_error(failure)
+        expired = time.monotonic() - self._begun_at >= self._expiry_s
+        if error is not None and error.fatal() and not expired:
+            raise self._fenced  # another live instance initialised the id
+        self._renew(_describe(failure))
+
     def _renew(self, cause: str) -> None:
         """A new librdkafka producer for the same transactional id (``init_transactions``
         at the next ``begin`` closes the old one's transaction); the old one's sends fail."""
         _log.warning(
-            "producer %s: fatal transaction error after the transaction timeout (%s); a new "
-            "producer takes over its transactional id",
+            "producer %s: transaction expired or stuck (%s); a new producer takes over its "
+            "transactional id",
             self._client_id,
             cause,
         )
