@@ -18,6 +18,8 @@ from fnmatch import fnmatchcase
 from typing import Any
 from urllib.parse import parse_qs, urlencode
 
+from confluent_kafka import KafkaException
+
 from choreo._console import dead_letters, saga_page, trace
 from choreo._console.guard import Guard, cookies
 from choreo._console.html import CSS, SCRIPT, esc, hidden, link, page, table, when
@@ -138,9 +140,9 @@ class ConsoleApp:
         if request.path in STATIC and request.method == "GET":
             text, kind = STATIC[request.path]
             return Reply(200, text, f"{kind}; charset=utf-8")
-        if request.path == "/healthz":
+        if request.path == "/healthz" and request.method == "GET":
             return Reply(200, "ok", "text/plain")
-        handlers = self._gets if request.method == "GET" else self._posts
+        handlers = {"GET": self._gets, "POST": self._posts}.get(request.method, {})
         handler = handlers.get(request.path)
         if handler is None:
             known = request.path in self._gets or request.path in self._posts
@@ -161,7 +163,9 @@ class ConsoleApp:
         request = replace(request, csrf=csrf, has_token=has_token)
         try:
             reply = await handler(request)
-        except (ChoreoError, OSError, ValueError) as error:
+        except ValueError as error:  # a query value that is no number or time
+            reply = Reply(400, page("Bad request", f"<pre>{esc(error)}</pre>"))
+        except (ChoreoError, KafkaException, OSError) as error:
             _log.warning("%s %s: %s", request.method, request.path, error)
             shown = esc(self._s.redact(str(error)))
             reply = Reply(502, page("Cannot show this", f"<pre>{shown}</pre>"))

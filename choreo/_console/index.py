@@ -36,7 +36,7 @@ BATCH = 2000
 READ_TIMEOUT_S = 10.0
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Row:
     """What the list needs of one saga, and where its whole state is."""
 

@@ -3,9 +3,11 @@ over 100,000 sagas, the POST guard, the trace waterfall's order, the timeline an
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 import time
+from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
 
@@ -13,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from choreo._console import trace
+from choreo._console.app import ConsoleApp, Sources
 from choreo._console.dead_letters import Picked, decoded, parse_picks
 from choreo._console.guard import CSRF_COOKIE, TOKEN_COOKIE, Guard, cookies
 from choreo._console.index import Filter, SagaIndex, row_of
@@ -20,6 +23,7 @@ from choreo._console.saga_page import details, lanes, parse, timeline_svg
 from choreo._dlq.reader import DeadLetter
 from choreo._saga.state import HistoryEntry, SagaState, SagaStatus, StepState
 from choreo._schemas import Catalog, Codec
+from choreo._security.redact import Redactor
 from choreo.saga import Parallel, Saga, Step, SubSaga
 from services.events import (
     CancelOrder,
@@ -271,3 +275,78 @@ def test_a_replay_picks_exactly_the_records_named_on_the_page() -> None:
     assert [chosen.matches(record(p, o)) for p, o in [(0, 5), (0, 6), (2, 7), (3, 8)]] == [
         True, False, True, False
     ]  # fmt: skip
+
+
+def app_without_broker(token: str | None = None) -> ConsoleApp:
+    """The console over an index fed by hand: pages that need no broker answer from it."""
+    index = SagaIndex({"bootstrap.servers": "unused:1"})
+    raw = json.loads(state("<o&1>", SagaStatus.COMPENSATED).to_bytes())
+    index.apply(TOPIC, 0, 0, b"<o&1>", json.dumps(raw).encode())
+    return ConsoleApp(
+        Sources(
+            settings={"bootstrap.servers": "unused:1"},
+            index=index,
+            guard=Guard(token),
+            redact=Redactor([]),
+            jaeger="http://127.0.0.1:9",
+            jaeger_ui=False,
+            catalog=None,
+            system=None,
+            system_error="none here",
+            definitions={},
+        )
+    )
+
+
+def call(
+    app: ConsoleApp, method: str, path: str, query: bytes, headers: list[tuple[bytes, bytes]],
+    body: bytes = b"",
+) -> tuple[int, dict[bytes, bytes], str]:  # fmt: skip
+    sent: list[dict[str, object]] = []
+
+    async def receive() -> dict[str, object]:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message: Mapping[str, object]) -> None:
+        sent.append(dict(message))
+
+    scope = {"type": "http", "method": method, "path": path, "query_string": query,
+             "headers": headers}  # fmt: skip
+    asyncio.run(app(scope, receive, send))
+    start, end = sent
+    response_headers = dict(start["headers"])  # type: ignore[call-overload]
+    return int(start["status"]), response_headers, bytes(end["body"]).decode()  # type: ignore[call-overload]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    method=st.sampled_from(["GET", "POST", "PUT"]),
+    path=st.sampled_from(["/", "/saga", "/saga/raw", "/healthz", "/static/console.js",
+                          "/topology", "/dlq/replay/send", "/dlq/purge/confirm", "/nope"]),
+    query=st.binary(max_size=60),
+    header=st.tuples(st.binary(min_size=1, max_size=12), st.binary(max_size=40)),
+    body=st.binary(max_size=200),
+)  # fmt: skip
+def test_any_request_gets_an_answer_and_nothing_unescaped(
+    method: str, path: str, query: bytes, header: tuple[bytes, bytes], body: bytes
+) -> None:
+    """Hostile query strings, headers and bodies: an HTTP answer, never an exception, never
+    the saga id's markup unescaped; no POST passes without the page's CSRF value."""
+    status, headers, text = call(app_without_broker(), method, path, query, [header], body)
+    assert status in {200, 400, 403, 404, 405}, (status, text[:300])
+    assert b"content-security-policy" in headers
+    assert "<o&1>" not in text or path == "/saga/raw"  # the raw state is JSON, not HTML
+    if method == "POST":
+        assert status in {403, 404, 405}
+
+
+def test_the_list_and_a_saga_page_answer_from_the_index() -> None:
+    app = app_without_broker()
+    status, headers, text = call(app, "GET", "/", b"state=compensated", [])
+    assert status == 200 and "1 matching" in text and "&lt;o&amp;1&gt;" in text
+    assert b"choreo_csrf=" in headers[b"set-cookie"]
+    status, _, fragment = call(app, "GET", "/", b"state=completed", [(b"x-fragment", b"1")])
+    assert status == 200 and "0 matching" in fragment and "<html>" not in fragment
+    assert call(app, "GET", "/", b"page=x", [])[0] == 400
+    assert call(app, "GET", "/", b"from=yesterday", [])[0] == 400
+    assert call(app, "GET", "/saga", b"saga=order&id=absent", [])[0] == 404
