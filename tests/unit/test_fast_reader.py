@@ -1,0 +1,437 @@
+"""The generated fast readers against the validating path (fastavro + pydantic).
+
+For the repo's schemas (every writer/reader version pair) and for generated schemas of every
+supported type, with values inside and outside what the models accept (32-bit bounds,
+decimal digits, timestamp ranges, malformed UUIDs) and with damaged bytes: the codec with fast
+readers must build an equal model (same repr, so the same types: enum members, decimal
+exponents, time zones) or refuse with the same reason and message as ``Codec(fast=False)``.
+And the fast reader alone must never accept a record the validating path refuses.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import io
+import json
+import sys
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
+from typing import Annotated, Any, ClassVar
+
+import pytest
+from fastavro import parse_schema, schemaless_writer
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pydantic import Field, field_validator
+
+from choreo._errors import DecodeError
+from choreo._schemas import Catalog, Codec, Event
+from choreo._schemas.avro import Array, AvroType, Enum, Fixed, Map, Primitive, Record, Union
+from choreo._schemas.codec import HEADER_SIZE, MAGIC
+from choreo._schemas.codegen import generate
+from choreo._schemas.fastread import fast_reader
+from choreo._schemas.layout import SchemaVersion
+
+ROOT = Path(__file__).resolve().parents[2]
+REPO = Catalog.load(ROOT / "schemas")
+SETTINGS = settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+        HealthCheck.function_scoped_fixture,  # each example writes its own directory
+    ],
+    derandomize=True,
+)
+Outcome = tuple[str, ...]
+
+
+def outcome(codec: Codec, data: bytes, model: type[Event]) -> Outcome:
+    """What a consumer sees: the model (repr and fields set) or the refusal."""
+    try:
+        event = codec.decode(data, model)
+    except DecodeError as error:
+        return ("refused", error.reason, str(error))
+    return ("event", repr(event), repr(sorted(event.__pydantic_fields_set__)))
+
+
+def avro_values(avro: AvroType, depth: int = 0) -> st.SearchStrategy[Any]:
+    """Values fastavro's writer takes for ``avro``, some outside what models accept."""
+    match avro:
+        case Union(branches=branches):
+            return st.one_of(*(avro_values(branch, depth) for branch in branches))
+        case Primitive(name="null"):
+            return st.none()
+        case Primitive(name="boolean"):
+            return st.booleans()
+        case Primitive(name="int", logical=None):
+            edges = [2**31 - 1, 2**31, -(2**31), -(2**31) - 1, 2**40, -(2**63)]
+            return st.one_of(st.integers(-(2**31), 2**31 - 1), st.sampled_from(edges))
+        case Primitive(name="long", logical=None):
+            return st.integers(-(2**63), 2**63 - 1)
+        case Primitive(name="float" | "double"):
+            return st.floats(width=32 if avro.name == "float" else 64)
+        case Primitive(name="string", logical=None):
+            return st.text(max_size=12)
+        case Primitive(name="bytes", logical=None):
+            return st.binary(max_size=12)
+        case Primitive(logical=logical) | Fixed(logical=logical) if logical is not None:
+            return _logical_values(avro, logical.name, logical.precision, logical.scale)
+        case Fixed(size=size):
+            return st.binary(min_size=size, max_size=size)
+        case Enum(symbols=symbols):
+            return st.sampled_from(symbols)
+        case Array(items=items):
+            return st.lists(avro_values(items, depth + 1), max_size=3)
+        case Map(values=values):
+            return st.dictionaries(st.text(max_size=4), avro_values(values, depth + 1), max_size=3)
+        case Record(fields=fields):
+            return st.fixed_dictionaries({f.name: avro_values(f.type, depth + 1) for f in fields})
+    raise AssertionError(avro)
+
+
+def _logical_values(
+    avro: Primitive | Fixed, name: str, precision: int, scale: int
+) -> st.SearchStrategy[Any]:
+    match name:
+        case "decimal":  # the unscaled bytes, so more digits than the precision can be sent
+            size = getattr(avro, "size", 16)
+            limit = min(10 ** (precision + 1), 2 ** (8 * size - 1) - 1)
+            edges = [10**precision - 1, 10**precision, -(10**precision), limit, -limit]
+            edges = [edge for edge in edges if abs(edge) <= limit]
+            unscaled = st.one_of(st.integers(-limit, limit), st.sampled_from(edges))
+            return unscaled.map(
+                lambda unscaled: unscaled.to_bytes(
+                    size if isinstance(avro, Fixed) else (unscaled.bit_length() + 8) // 8,
+                    "big",
+                    signed=True,
+                )
+            )
+        case "timestamp-millis" | "local-timestamp-millis":
+            return st.integers(-(2**46), 2**46)  # past year 9999 sometimes
+        case "timestamp-micros" | "local-timestamp-micros":
+            return st.integers(-(2**56), 2**56)
+        case "date":
+            return st.integers(-800_000, 3_000_000)
+        case "time-millis":
+            return st.integers(-10, 86_400_010)
+        case "time-micros":
+            return st.integers(-10, 86_400_000_010)
+        case "uuid":
+            return st.one_of(st.uuids().map(str), st.text(max_size=8))
+    raise AssertionError(name)
+
+
+def encode(version: SchemaVersion, value: dict[str, Any]) -> bytes | None:
+    """Bytes as a foreign producer writes them; None if fastavro refuses the value."""
+    out = io.BytesIO()
+    out.write(MAGIC + version.fingerprint)
+    try:
+        schemaless_writer(out, _undecimal(version), value)
+    except (ValueError, TypeError, OverflowError):
+        return None
+    return out.getvalue()
+
+
+@functools.cache
+def _undecimal(version: SchemaVersion) -> Any:
+    """The writer schema as a foreign producer may use it: decimals as their plain bytes and
+    ints as longs (the same varint), so values past a decimal's precision or 32 bits can be
+    sent; fastavro's writer would refuse them."""
+
+    def loosen(node: Any) -> Any:
+        if node == "int":
+            return "long"
+        if isinstance(node, list):
+            return [loosen(item) for item in node]
+        if not isinstance(node, dict):
+            return node
+        node = {
+            k: loosen(v) if k in ("type", "items", "values", "fields") else v
+            for k, v in node.items()
+        }
+        if node.get("logicalType") == "decimal":
+            del node["logicalType"]
+        return node
+
+    return parse_schema(loosen(json.loads(version.path.read_text())))
+
+
+def models_for(version: SchemaVersion, root: Path) -> ModuleType:
+    """The generated models of a catalog holding ``version`` as its latest."""
+    target = root / f"only_{uuid.uuid4().hex}"
+    namespace, _, name = version.event_type.rpartition(".")
+    folder = target / "schemas" / namespace.replace(".", "/")
+    folder.mkdir(parents=True)
+    (folder / f"{name}.v1.avsc").write_text(version.path.read_text())
+    key = REPO.topic_of(version.event_type).key
+    topic = f'[topics."{namespace}"]\nevents = ["{version.event_type}"]\nkey = "{key}"\n'
+    (target / "schemas" / "catalog.toml").write_text(topic)
+    schemas = target / "schemas"
+    return _import(generate(Catalog.load(schemas)), target)
+
+
+def _import(source: str, root: Path) -> ModuleType:
+    name = f"fast_models_{uuid.uuid4().hex}"
+    path = root / f"{name}.py"
+    path.write_text(source)
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def check_equivalent(
+    catalog: Catalog, data: bytes, model: type[Event], fast: Callable[[bytes], Any] | None
+) -> Outcome:
+    """The fast codec and the validating one agree; the fast reader accepts nothing more."""
+    expected = outcome(Codec(catalog, fast=False), data, model)
+    assert outcome(Codec(catalog), data, model) == expected
+    if fast is not None:
+        try:
+            built = fast(data)
+        except Exception:  # handed to the validating reader, whose verdict is checked above
+            return expected
+        assert expected[0] == "event", f"the fast reader accepted what validation refuses: {data!r}"
+        assert repr(built) == expected[1]
+    return expected
+
+
+# --- the repo's schemas: every event type, every writer/reader version pair --------------------
+
+PAIRS = [
+    (writer, reader)
+    for event_type in REPO.event_types
+    for writer in REPO.versions(event_type)
+    for reader in REPO.versions(event_type)
+]
+
+
+@pytest.fixture(scope="module")
+def repo_models(tmp_path_factory: pytest.TempPathFactory) -> dict[SchemaVersion, type[Event]]:
+    root = tmp_path_factory.mktemp("repo-models")
+    found = {}
+    for event_type in REPO.event_types:
+        for version in REPO.versions(event_type):
+            module = models_for(version, root)
+            found[version] = next(
+                m
+                for m in vars(module).values()
+                if isinstance(m, type) and getattr(m, "event_type", None) == event_type
+            )
+    return found
+
+
+@SETTINGS
+@given(data=st.data())
+def test_repo_schemas_every_version_pair(
+    repo_models: dict[SchemaVersion, type[Event]], data: st.DataObject
+) -> None:
+    writer, reader = data.draw(st.sampled_from(PAIRS), label="writer, reader")
+    value = encode(writer, data.draw(avro_values(writer.record), label="value"))
+    if value is None:
+        return
+    model = repo_models[reader]
+    fast = fast_reader(reader.record, model, HEADER_SIZE) if writer is reader else None
+    if writer is reader:
+        assert fast is not None, f"{reader.label}: its generated model should read fast"
+    check_equivalent(REPO, value, model, fast)
+
+
+def test_every_repo_model_reads_fast(repo_models: dict[SchemaVersion, type[Event]]) -> None:
+    refused = [v.label for v, m in repo_models.items() if fast_reader(v.record, m, 10) is None]
+    assert not refused
+
+
+# --- generated schemas: every supported type, nested ---------------------------------------------
+
+
+def _leaf_schemas() -> st.SearchStrategy[Any]:
+    decimal = st.integers(1, 30).flatmap(
+        lambda p: st.integers(0, p).map(
+            lambda s: {"type": "bytes", "logicalType": "decimal", "precision": p, "scale": s}
+        )
+    )
+    logical = st.sampled_from(
+        [
+            {"type": "long", "logicalType": kind}
+            for kind in (
+                "timestamp-millis",
+                "timestamp-micros",
+                "local-timestamp-millis",
+                "local-timestamp-micros",
+                "time-micros",
+            )
+        ]
+        + [{"type": "int", "logicalType": kind} for kind in ("date", "time-millis")]
+        + [{"type": "string", "logicalType": "uuid"}]
+    )
+    primitive = st.sampled_from(["boolean", "long", "float", "double", "string", "bytes", "null"])
+    # ints and decimals first: their bounds are what the fast readers check themselves
+    return st.one_of(st.just("int"), decimal, primitive, logical)
+
+
+class _Names:
+    """Unique names for the named types of one generated schema."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def next(self, prefix: str) -> str:
+        self.count += 1
+        return f"{prefix}{self.count}"
+
+
+def _type_schema(names: _Names, depth: int) -> st.SearchStrategy[Any]:
+    leaf = _leaf_schemas()
+    if depth >= 2:
+        return leaf
+    inner = st.deferred(lambda: _type_schema(names, depth + 1))
+    return st.one_of(
+        leaf,
+        leaf.map(lambda t: ["null", t] if t != "null" else t),
+        st.builds(lambda t: {"type": "array", "items": t}, inner),
+        st.builds(lambda t: {"type": "map", "values": t}, inner),
+        st.integers(1, 4).map(
+            lambda n: {
+                "type": "enum",
+                "name": names.next("E"),
+                "symbols": [f"S{i}" for i in range(n)],
+            }
+        ),
+        st.integers(1, 9).map(lambda n: {"type": "fixed", "name": names.next("F"), "size": n}),
+        st.lists(inner, min_size=1, max_size=3).map(
+            lambda types: {
+                "type": "record",
+                "name": names.next("R"),
+                "fields": [{"name": f"g{i}", "type": t} for i, t in enumerate(types)],
+            }
+        ),
+    )
+
+
+@st.composite
+def event_schemas(draw: st.DrawFn) -> dict[str, Any]:
+    names = _Names()
+    types = draw(st.lists(_type_schema(names, 0), min_size=1, max_size=5))
+    fields = [{"name": "k", "type": "string"}]  # the topic's key
+    fields += [{"name": f"f{i}", "type": t} for i, t in enumerate(types)]
+    return {"type": "record", "name": "Gen", "namespace": "g.x", "fields": fields}
+
+
+@SETTINGS
+@given(schema=event_schemas(), data=st.data())
+def test_generated_schemas(schema: dict[str, Any], data: st.DataObject, tmp_path: Path) -> None:
+    root = tmp_path / uuid.uuid4().hex
+    (root / "schemas" / "g" / "x").mkdir(parents=True)
+    (root / "schemas" / "g" / "x" / "Gen.v1.avsc").write_text(json.dumps(schema))
+    (root / "schemas" / "catalog.toml").write_text(
+        '[topics."g.x"]\nevents = ["g.x.Gen"]\nkey = "k"\n'
+    )
+    catalog = Catalog.load(root / "schemas")
+    version = catalog.latest("g.x.Gen")
+    model = _import(generate(catalog), root).Gen
+    fast = fast_reader(version.record, model, HEADER_SIZE)
+    assert fast is not None
+    for value in data.draw(st.lists(avro_values(version.record), min_size=1, max_size=4)):
+        encoded = encode(version, value)
+        if encoded is not None:
+            check_equivalent(catalog, encoded, model, fast)
+
+
+# --- damaged bytes: cuts, flips, insertions ------------------------------------------------------
+
+
+@st.composite
+def damaged(draw: st.DrawFn, good: bytes) -> bytes:
+    data = bytearray(good)
+    for _ in range(draw(st.integers(1, 3))):
+        at = draw(st.integers(HEADER_SIZE, len(data)))
+        match draw(st.sampled_from(["cut", "flip", "insert"])):
+            case "cut":
+                del data[at:]
+            case "flip" if at < len(data):
+                data[at] = draw(st.integers(0, 255))
+            case _:
+                data[at:at] = draw(st.binary(min_size=1, max_size=4))
+    return bytes(data)
+
+
+@SETTINGS
+@given(data=st.data())
+def test_damaged_records(
+    repo_models: dict[SchemaVersion, type[Event]], data: st.DataObject
+) -> None:
+    event_type = data.draw(st.sampled_from(REPO.event_types), label="event type")
+    version = REPO.latest(event_type)
+    good = encode(version, data.draw(avro_values(version.record), label="value"))
+    if good is None:
+        return
+    model = repo_models[version]
+    check_equivalent(REPO, data.draw(damaged(good)), model, fast_reader(version.record, model, 10))
+
+
+# --- models whose validation does more than the schema ------------------------------------------
+
+CATALOG_TOML = '[topics."t.orders"]\nevents = ["t.orders.Placed"]\nkey = "order_id"\n'
+PLACED = {
+    "type": "record",
+    "name": "Placed",
+    "namespace": "t.orders",
+    "fields": [
+        {"name": "order_id", "type": "string"},
+        {"name": "quantity", "type": "int"},
+    ],
+}
+
+
+class Validated(Event):
+    event_type: ClassVar[str] = "t.orders.Placed"
+    order_id: str
+    quantity: int
+
+    @field_validator("order_id")
+    @classmethod
+    def _upper(cls, value: str) -> str:
+        return value.upper()
+
+
+class Constrained(Event):
+    event_type: ClassVar[str] = "t.orders.Placed"
+    order_id: Annotated[str, Field(min_length=3)]
+    quantity: int
+
+
+class Bounded(Event):
+    event_type: ClassVar[str] = "t.orders.Placed"
+    order_id: str
+    quantity: Annotated[int, Field(gt=0, le=10)]
+
+
+@pytest.mark.parametrize(
+    ("model", "fast_expected"), [(Validated, False), (Constrained, False), (Bounded, True)]
+)
+@pytest.mark.parametrize(
+    "value", [{"order_id": "ab", "quantity": 0}, {"order_id": "abcd", "quantity": 5}]
+)
+def test_hand_written_models(
+    tmp_path: Path, model: type[Event], fast_expected: bool, value: dict[str, Any]
+) -> None:
+    """Validators and constraints the module does not know leave the model on the validating
+    path; integer bounds it checks itself."""
+    (tmp_path / "schemas" / "t" / "orders").mkdir(parents=True)
+    (tmp_path / "schemas" / "t" / "orders" / "Placed.v1.avsc").write_text(json.dumps(PLACED))
+    (tmp_path / "schemas" / "catalog.toml").write_text(CATALOG_TOML)
+    catalog = Catalog.load(tmp_path / "schemas")
+    version = catalog.latest("t.orders.Placed")
+    fast = fast_reader(version.record, model, HEADER_SIZE)
+    assert (fast is not None) == fast_expected
+    encoded = encode(version, value)
+    assert encoded is not None
+    check_equivalent(catalog, encoded, model, fast)
