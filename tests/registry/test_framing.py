@@ -5,6 +5,7 @@ ids resolved once keep decoding while the registry is down."""
 from __future__ import annotations
 
 import socket
+import uuid
 from pathlib import Path
 
 import pytest
@@ -106,3 +107,17 @@ def test_resolved_ids_keep_decoding_while_the_registry_is_down(
         assert caught.value.reason == "registry-unavailable"
         assert registry.client.url in str(caught.value)
     assert asked == [2**31 - 11]
+
+
+def test_a_writer_schema_the_catalog_lacks_is_parked_naming_it(
+    framing: tuple[Codec, bytes], schema_registry: str
+) -> None:
+    """A Java team's own schema (registered by them, not by ``push``): the repo decides."""
+    codec = framing[0]
+    theirs = '{"type":"record","name":"Theirs","namespace":"java.team","fields":[]}'
+    schema_id = RegistryClient(schema_registry, 10.0).register(f"theirs-{uuid.uuid4()}", theirs)
+    with pytest.raises(DecodeError) as caught:
+        codec.decode(frame(schema_id), OrderPlaced)
+    assert caught.value.reason == "unknown-fingerprint"
+    assert f"schema id {schema_id}" in str(caught.value)
+    assert "java.team.Theirs" in str(caught.value)
