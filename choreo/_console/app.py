@@ -189,6 +189,9 @@ class ConsoleApp:
         number = max(int(request.arg("page") or 0), 0)
         listing = self._s.index.listing(wanted, number * PAGE_SIZE, PAGE_SIZE)
         live = _saga_list(listing, wanted, number)
+        if (failure := self._s.index.failure) is not None:
+            stale = f"this list stopped following the changelogs: {self._s.redact(failure)}"
+            live = f'<p class="warn">{esc(stale)}</p>' + live
         if request.headers.get("x-fragment"):
             return Reply(200, live)
         query = urlencode(request.query, doseq=True)

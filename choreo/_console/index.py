@@ -147,6 +147,8 @@ class SagaIndex:
         self._rows: dict[tuple[str, str], Row] = {}
         self._lock = threading.Lock()
         self._assigned: set[str] = set()
+        self.failure: str | None = None
+        """Why the list stopped following the changelogs (the pages say so), if it did."""
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._follow, name="console-index", daemon=True)
 
@@ -221,7 +223,8 @@ class SagaIndex:
                     if m.error() is None:
                         self.apply(m.topic() or "", m.partition() or 0, m.offset() or 0,
                                    m.key(), m.value())  # fmt: skip
-        except Exception:  # the list would silently freeze: say why, once
+        except Exception as error:  # the list would silently freeze: say why
+            self.failure = f"{type(error).__name__}: {error}"
             _log.exception("the saga list stopped following the changelogs")
             raise
         finally:

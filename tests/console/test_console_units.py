@@ -93,14 +93,13 @@ def test_filters_counts_and_pages_over_100000_sagas() -> None:
     rng = random.Random(seed)
     index = SagaIndex({"bootstrap.servers": "unused:1"})
     statuses = list(SagaStatus)
-    template = json.loads(state("o", SagaStatus.RUNNING).to_bytes())  # what a tracker writes
     expected: dict[str, int] = {}
     failed_at_charge = 0
     for n in range(100_000):
         status = rng.choice(statuses)
         steps = {"charge": {"status": "failed"}} if status is SagaStatus.COMPENSATED else {}
         failed_at_charge += bool(steps)
-        raw = {**template, "saga_id": f"o-{n}", "status": status.value, "steps": steps,
+        raw = {"saga_id": f"o-{n}", "version": 1, "status": status.value, "steps": steps,
                "started_at": float(n), "updated_at": float(n)}  # fmt: skip
         index.apply(TOPIC, n % 3, n, f"o-{n}".encode(), json.dumps(raw).encode())
         expected[status.value] = expected.get(status.value, 0) + 1
@@ -157,7 +156,7 @@ def test_posts_need_the_pages_csrf_value_and_changes_need_the_token() -> None:
     assert Guard.csrf_for({CSRF_COOKIE: "k"}) == ("k", ())
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(st.lists(st.integers(min_value=-1, max_value=30), min_size=1, max_size=30), st.randoms())
 def test_the_waterfall_puts_every_span_once_under_its_parent(
     parents: list[int], rng: random.Random
