@@ -296,7 +296,7 @@ class ConsoleApp:
             '<form method="post" action="/dlq/purge/confirm">'
             + hidden("topic", topic)
             + hidden("csrf", request.csrf)
-            + f"<button>Purge {esc(topic)}...</button></form>"
+            + f'<button id="purge">Purge {esc(topic)}...</button></form>'
         )
         return Reply(200, page(f"Dead letters: {topic}", body))
 
@@ -338,14 +338,14 @@ class ConsoleApp:
             '<form method="post" action="/dlq/purge/send">'
             + hidden("topic", topic)
             + hidden("csrf", request.csrf)
-            + f"{token}<button>Delete {count} records</button></form>"
+            + f'{token}<button id="delete">Delete {count} records</button></form>'
         )
         return Reply(200, page(f"Purge {topic}?", body))
 
     async def _purge_send(self, request: Request) -> Reply:
         topic = request.arg("topic") or ""
         count = await asyncio.to_thread(purge, self._s.settings, topic)
-        return Reply(200, page(f"Purged {topic}", f"<p>deleted {count} records</p>"))
+        return Reply(200, page(f"Purged {topic}", f'<p id="result">deleted {count} records</p>'))
 
     # ---- topology ----
 
