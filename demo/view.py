@@ -35,6 +35,14 @@ class Verdict:
         return next((name for name, step in steps if step.status in GAVE_UP), None)
 
     @property
+    def cause(self) -> str:
+        """What started the compensation: a step, the customer's cancel, or the deadline."""
+        cancel = None if self.state is None else self.state.cancel
+        if cancel is not None and cancel.applied:
+            return "customer cancel"
+        return self.failed_step or "saga deadline"
+
+    @property
     def as_expected(self) -> bool:
         scenario = self.order.scenario
         if scenario.cancel:
@@ -122,13 +130,13 @@ def summary(
 ) -> str:
     """The closing report: outcomes by scenario and reason, DLQ, throughput, trace links."""
     counts = Counter(v.status for v in verdicts)
-    reasons = Counter(v.failed_step for v in verdicts if v.status == "compensated")
+    reasons = Counter(v.cause for v in verdicts if v.status == "compensated")
     lines = [
         "",
         f"{len(verdicts)} orders: accepted by the ingress in {send_s:.1f}s, every saga finished "
         f"in {elapsed:.1f}s ({len(verdicts) / elapsed:.1f} sagas/s end to end, waits included)",
         f"  completed    {counts['completed']:>5}",
-        f"  compensated  {counts['compensated']:>5}   by the step that failed: "
+        f"  compensated  {counts['compensated']:>5}   by the step that failed (or cause): "
         + ", ".join(f"{step} {n}" for step, n in sorted(reasons.items(), key=lambda i: -i[1])),
         f"  failed       {counts['failed']:>5}   (parked for a person)",
     ]

@@ -527,7 +527,12 @@ class SagaTracker:
         }
         key = (partition, saga_id)
         incoming = Incoming(
-            saga_id, event, event_id, start_trace, _event_time(headers.get(_headers.TIME))
+            saga_id,
+            event,
+            event_id,
+            start_trace,
+            _event_time(headers.get(_headers.TIME)),
+            _headers.lenient_text(headers.get(_headers.SOURCE)),  # names an abort's sender
         )
         state = batch.state(self.store, key)
         tracing = self._tracing

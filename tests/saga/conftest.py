@@ -106,7 +106,7 @@ class World:
         saga_id: str | None = None,
         event_id: str | None = None,
         causation_id: str | None = None,
-        headers: dict[str, str] | None = None,
+        headers: dict[str, str | bytes] | None = None,
     ) -> str:
         event_id = event_id or str(uuid.uuid4())
         spec = self.catalog.topic_of(event.event_type)
@@ -114,7 +114,7 @@ class World:
         wire = _headers.event_headers(
             event.event_type.encode(), b"tests", event_id, saga_id or key, causation_id
         )
-        wire += [(k, v.encode()) for k, v in (headers or {}).items()]
+        wire += [(k, v if isinstance(v, bytes) else v.encode()) for k, v in (headers or {}).items()]
         self.producer.produce(
             spec.name, key=key.encode(), value=self.codec.encode(event), headers=wire
         )

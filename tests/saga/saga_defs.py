@@ -19,6 +19,7 @@ from services.events import (
     CancelOrder,
     LineItem,
     OrderApproved,
+    OrderCancellationRequested,
     OrderCancelled,
     OrderCompleted,
     OrderPlaced,
@@ -89,8 +90,10 @@ order_saga = Saga(
     steps=[order_step, stock_step, charge_step, approval_step],
     completed=[OrderCompleted],
     parked=SagaFailed,
+    abort=[OrderCancellationRequested],
 )
-"""Sequential: order → reserve stock → charge → (approval if the total is over 1000)."""
+"""Sequential: order → reserve stock → charge → (approval if the total is over 1000); the
+customer's cancel aborts it."""
 
 parallel_saga = Saga(
     NAME,
@@ -255,6 +258,12 @@ def refunded(order_id: str) -> PaymentRefunded:
 def cancelled(order_id: str) -> OrderCancelled:
     return OrderCancelled(
         order_id=order_id, reason=CancellationReason.OTHER, detail="saga", cancelled_at=NOW
+    )
+
+
+def cancel_requested(order_id: str, by: str = "c-1") -> OrderCancellationRequested:
+    return OrderCancellationRequested(
+        order_id=order_id, requested_by=by, reason="changed my mind", requested_at=NOW
     )
 
 

@@ -145,3 +145,38 @@ def test_cli_lists_and_shows(shared: World) -> None:
     ):
         assert text in shown.stdout
     assert shared.cli("show", "nope", "--saga", shared.name).returncode == 1
+
+
+def test_a_customer_cancel_undoes_what_succeeded_and_names_who_asked(shared: World) -> None:
+    """Who asked: the event's ``requested_by``, else its ``ce_source`` header as a foreign
+    client wrote it (bytes that are not UTF-8 keep their readable part, and stop nothing)."""
+    orders = {oid(): ("c-7", None), oid(): ("", "support-desk"), oid(): ("", b"desk-\xff")}
+    for o, (by, source) in orders.items():
+        for event in (d.placed(o), d.reserved(o), d.authorized(o)):
+            shared.publish(event)
+        shared.wait_step(o, "charge")
+        shared.publish(
+            d.cancel_requested(o, by),
+            headers={} if source is None else {_headers.SOURCE: source},
+        )
+    expected = {"c-7", "support-desk", "desk-\ufffd"}
+    cancels = [shared.wait_status(o, "compensated").cancel for o in orders]
+    assert {c.by for c in cancels if c is not None and c.applied} == expected
+    for o in orders:
+        assert shared.commands(o) == ["RefundPayment", "ReleaseStock", "CancelOrder"]
+        assert all("cancelled by" in getattr(s.event, "reason", "") for s in shared.emitted[o])
+
+
+def test_a_cancel_after_completion_is_reported_not_applied(shared: World) -> None:
+    o = oid()
+    for event in (d.placed(o), d.reserved(o), d.authorized(o), d.completed(o)):
+        shared.publish(event)
+    shared.wait_status(o, "completed")
+    shared.publish(d.cancel_requested(o))
+    shared.wait(lambda: shared.states()[o].cancel is not None, what="the cancel recorded")
+    state = shared.states()[o]
+    assert state.status.value == "completed" and state.cancel is not None
+    assert not state.cancel.applied and shared.commands(o) == []
+    assert f"{o}: cancel requested by c-1 (changed my mind) arrived after" in shared.logs()
+    shown = shared.cli("show", o, "--saga", shared.name)
+    assert "NOT applied: the saga had completed" in shown.stdout
