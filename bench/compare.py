@@ -202,6 +202,10 @@ def report(args: argparse.Namespace, size: int, rows: list[Contender]) -> str:
     rates = {
         c.name: statistics.median(args.count / r["wall"] for r in c.runs) for c in rows if c.runs
     }
+    steadies = {
+        c.name: statistics.median(args.count / r["steady"] for r in c.runs) for c in rows if c.runs
+    }
+    cpus = {c.name: statistics.median(r["steady_cpu"] for r in c.runs) for c in rows if c.runs}
     work = "consume" if args.scenario == "consume" else "consume -> emit 1 StockReserved -> commit"
     lines = [
         f"# compare benchmark ({args.scenario}), {datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
@@ -210,27 +214,38 @@ def report(args: argparse.Namespace, size: int, rows: list[Contender]) -> str:
         f"{args.count:,} OrderPlaced events (~{size} B Avro body, {PARTITIONS} partitions), "
         f"{args.rounds} alternating rounds; {platform.machine()}, {os.cpu_count()} cores, "
         f"Python {platform.python_version()}. msgs/s counts from process start (imports, "
-        "group join) to the last event handled; steady msgs/s from the first event to the last.",
+        "group join) to the last event handled; steady msgs/s from the first event to the last; "
+        "CPU is the process's user+system time to the last event (steady: from the first); "
+        "load is the 1-minute load average when each run started (min-max).",
         "",
         "| contender | msgs/s (median) | spread (min-max) | ratio to raw | steady msgs/s "
-        "| CPU s / 1M msgs | peak RSS MB |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| steady spread | steady ratio | CPU us / record | steady CPU us / record | CPU ratio "
+        "| peak RSS MB | load |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for c in rows:
         if not c.runs:
-            lines.append(f"| {c.name} | failed: {c.failure} | | | | | |")
+            lines.append(f"| {c.name} | failed: {c.failure} |" + " |" * 11)
             continue
         each = [args.count / r["wall"] for r in c.runs]
         rate = statistics.median(each)
         raw_rate = rates.get(c.baseline)
-        steady = statistics.median(args.count / r["steady"] for r in c.runs)
+        steady_each = [args.count / r["steady"] for r in c.runs]
+        steady = steadies[c.name]
         cpu = statistics.median(r["cpu"] for r in c.runs) * 1_000_000 / args.count
+        steady_cpu = cpus[c.name] * 1_000_000 / (args.count - 1)
         rss = max(r["rss_mb"] for r in c.runs)
+        loads = [r.get("load", 0.0) for r in c.runs]
         ratio = f"{rate / raw_rate:.2f}" if raw_rate else "n/a"
+        # CPU ratio: the raw loop's steady CPU per record over this row's (above 1: cheaper).
+        steady_ratio = f"{steady / steadies[c.baseline]:.2f}" if c.baseline in steadies else "n/a"
+        cpu_ratio = f"{cpus[c.baseline] / cpus[c.name]:.2f}" if c.baseline in cpus else "n/a"
         note = f" ({len(c.runs)} of {args.rounds} runs; {c.failure})" if c.failure else ""
         lines.append(
             f"| {c.name}{note} | {rate:,.0f} | {min(each):,.0f}-{max(each):,.0f} | {ratio} | "
-            f"{steady:,.0f} | {cpu:.1f} | {rss:.0f} |"
+            f"{steady:,.0f} | {min(steady_each):,.0f}-{max(steady_each):,.0f} | {steady_ratio} | "
+            f"{cpu:.1f} | {steady_cpu:.1f} | {cpu_ratio} | {rss:.0f} | "
+            f"{min(loads):.1f}-{max(loads):.1f} |"
         )
     lines += ["", "Versions:", ""]
     seen: set[str | None] = set()
@@ -271,8 +286,10 @@ def main() -> None:
         for c in rows:
             if c.failure.startswith("install"):
                 continue
+            load = os.getloadavg()[0]  # other people's work on the machine, for the table
             try:
                 result = measure(args, c)
+                result["load"] = load
             except RuntimeError as exc:
                 c.failure = str(exc)
                 print(f"round {round_no} {c.name}: failed: {exc}", flush=True)

@@ -183,6 +183,7 @@ class Meter:
         self.began_wall = time.perf_counter()
         self.began_cpu = time.process_time()
         self.first = 0.0
+        self.first_cpu = 0.0
         self.finished = False
         # A duplicate of fd 1, because faust's worker swaps sys.stdout for a logger.
         self.out = os.dup(1)
@@ -192,6 +193,7 @@ class Meter:
         self.handled += 1
         if self.handled == 1:
             self.first = time.perf_counter()
+            self.first_cpu = time.process_time()
         if self.handled >= self.count and not self.finished:
             self.finished = True
             now = time.perf_counter()
@@ -199,6 +201,7 @@ class Meter:
                 "wall": now - self.began_wall,
                 "steady": now - self.first,
                 "cpu": time.process_time() - self.began_cpu,
+                "steady_cpu": time.process_time() - self.first_cpu,
                 "rss_mb": peak_rss_mb(),
             }
             os.write(self.out, (json.dumps(result) + "\n").encode())

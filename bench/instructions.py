@@ -1,0 +1,93 @@
+"""Instructions per decoded record, counted by valgrind's callgrind: a figure load cannot move.
+
+```sh
+.venv/bin/python bench/instructions.py               # 1,000 records, 1 and 4 passes
+```
+
+Each decoder runs in its own process under ``valgrind --tool=callgrind`` twice, decoding the
+same 1,000 ``compare.rich_event`` records (~200 B) once and then ``--passes`` times; the
+difference of the two totals divided by the extra records is the cost of one decode, free of
+start-up (imports, schema parsing, building the records), which both runs share. Hash seeds
+are fixed so the two runs do the same start-up work. On a shared machine msgs/s moves with
+other people's load; these counts do not (a rerun agrees to well under 1%).
+
+- **naive**: what the raw loop does per record: check the 10-byte header, fastavro's
+  ``schemaless_reader``, ``OrderPlaced.model_validate``.
+- **choreo-validating**: ``Codec(catalog, fast=False).decode``: fastavro + pydantic.
+- **choreo**: ``Codec(catalog).decode``: the reader generated for the writer's schema.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DECODERS = ("naive", "choreo-validating", "choreo")
+RECORDS = 1000
+
+
+def child(decoder: str, passes: int) -> None:
+    """Build the records, then decode them ``passes`` times with ``decoder``."""
+    sys.path[:0] = [str(ROOT), str(ROOT / "bench"), str(ROOT / "bench" / "contenders")]
+    from _common import make_decoder
+    from compare import rich_event
+
+    from choreo._schemas import Catalog, Codec
+    from services.events import OrderPlaced
+
+    catalog = Catalog.load(ROOT / "schemas")
+    records = [Codec(catalog).encode(rich_event(i)) for i in range(RECORDS)]
+    if decoder == "naive":
+        decode = make_decoder(OrderPlaced)
+    else:
+        codec = Codec(catalog, fast=decoder == "choreo")
+
+        def decode(value: bytes) -> object:
+            return codec.decode(value, OrderPlaced)
+
+    decode(records[0])  # bind readers before the counted passes in both runs alike
+    for _ in range(passes):
+        for value in records:
+            decode(value)
+
+
+def count(decoder: str, passes: int) -> int:
+    """Instructions of one child process under callgrind."""
+    env = {**os.environ, "PYTHONHASHSEED": "0"}
+    command = [
+        "valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
+        sys.executable, __file__, "--child", decoder, "--passes", str(passes),
+    ]  # fmt: skip
+    result = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
+    match = re.search(r"Collected : (\d+)", result.stderr)
+    if match is None:
+        raise RuntimeError(f"no instruction count from callgrind for {decoder}:\n{result.stderr}")
+    return int(match.group(1))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--passes", type=int, default=4)
+    parser.add_argument("--decoders", default=",".join(DECODERS))
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(args.child, args.passes)
+        return
+    print("| decoder | instructions per record | ratio to naive |")
+    print("|---|---:|---:|")
+    naive = 0.0
+    for decoder in args.decoders.split(","):
+        extra = count(decoder, args.passes) - count(decoder, 1)
+        per_record = extra / ((args.passes - 1) * RECORDS)
+        naive = naive or per_record
+        print(f"| {decoder} | {per_record:,.0f} | {naive / per_record:.2f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
