@@ -95,7 +95,7 @@ def _long(data: bytes, p: int) -> tuple[int, int]:
 
 
 class _Compiler:
-    """Emits one Python function per record type and executes the source once."""
+    """Emits the source of one Python function per (schema, model) and executes it once."""
 
     def __init__(self) -> None:
         self._consts: dict[str, Any] = {
@@ -109,22 +109,17 @@ class _Compiler:
             "_f64": struct.Struct("<d").unpack_from,
             "_signed": int.from_bytes,
         }
-        self._functions: dict[tuple[str, type[BaseModel]], str] = {}
-        self._source: list[str] = []
         self._names = 0
 
     def compile(self, record: Record, model: type[BaseModel], header_size: int) -> Read:
-        root = self._record(record, model)
-        self._source.append(
-            "def read(data):\n"
-            "    size = len(data)\n"
-            f"    value, p = {root}(data, {header_size}, size)\n"
-            "    if p != size:\n"
-            "        raise _Refused('bytes after the body')\n"
-            "    return value\n"
-        )
+        body: list[str] = []
+        self._record(body, record, model, "value")
+        lines = ["def read(data):", "    size = len(data)", f"    p = {header_size}"]
+        lines += ["    " + line for line in body]
+        lines += ["    if p != size:", "        raise _Refused('bytes after the body')"]
+        lines.append("    return value")
         namespace = dict(self._consts)
-        source = "\n".join(self._source)  # ours, built from a parsed schema
+        source = "\n".join(lines) + "\n"  # ours, built from a parsed schema
         exec(compile(source, f"<choreo fast reader {record.name}>", "exec"), namespace)
         return typing.cast(Read, namespace["read"])
 
@@ -137,33 +132,26 @@ class _Compiler:
         self._consts[name] = value
         return name
 
-    def _record(self, record: Record, model: type[BaseModel]) -> str:
-        known = self._functions.get((record.name, model))
-        if known is not None:
-            return known
+    def _record(self, out: list[str], record: Record, model: type[BaseModel], target: str) -> None:
+        """Lines building one model, inline (a nested record costs no call: recursive schemas
+        are refused when the catalog is loaded)."""
         _check_model(model)
-        name = self._functions[record.name, model] = self._name("_record")
         by_alias = {info.alias or attr: (attr, info) for attr, info in model.model_fields.items()}
-        body: list[str] = []
         values: dict[str, str] = {}
         for field in record.fields:
             attr, info = by_alias[field.name]  # binding checked the names match
-            target = values[attr] = self._name("v")
-            self._value(body, field.type, info.annotation, list(info.metadata), target)
+            value = values[attr] = self._name("v")
+            self._value(out, field.type, info.annotation, list(info.metadata), value)
         # Validation fills __dict__ in the model's field order.
         items = ", ".join(f"{attr!r}: {values[attr]}" for attr in model.model_fields)
         names = ", ".join(repr(attr) for attr in model.model_fields)
         fields = f"{{{names}}}" if names else "set()"
         # What validation leaves in a model whose config has no extras or private attributes.
-        body.append(f"o = _new({self._const(model)})")
-        body.append(f"_set(o, '__dict__', {{{items}}})")
-        body.append(f"_set(o, '__pydantic_fields_set__', {fields})")
-        body.append("_set(o, '__pydantic_extra__', None)")
-        body.append("_set(o, '__pydantic_private__', None)")
-        body.append("return o, p")
-        lines = [f"def {name}(data, p, size):", *("    " + line for line in body)]
-        self._source.append("\n".join(lines) + "\n")
-        return name
+        out.append(f"{target} = _new({self._const(model)})")
+        out.append(f"_set({target}, '__dict__', {{{items}}})")
+        out.append(f"_set({target}, '__pydantic_fields_set__', {fields})")
+        out.append(f"_set({target}, '__pydantic_extra__', None)")
+        out.append(f"_set({target}, '__pydantic_private__', None)")
 
     def _value(
         self, out: list[str], avro: AvroType, annotation: Any, metadata: list[Any], target: str
@@ -240,8 +228,7 @@ class _Compiler:
             case Record():
                 if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
                     raise _Ineligible(f"record field typed {annotation!r}")
-                function = self._record(inner, annotation)
-                out.append(f"{target}, p = {function}(data, p, size)")
+                self._record(out, inner, annotation, target)
             case _:
                 raise _Ineligible(f"Avro type {inner!r}")
 
