@@ -26,6 +26,14 @@ WIDTH = 960
 LABEL = 230
 LANE = 26
 CONFIRMED = "compensation confirmed"
+SAGA_DRAWN = frozenset(
+    {"saga_id", "saga", "version", "status", "started_at", "deadline_at", "start", "trace",
+     "steps", "reason", "buffer", "wake_at", "updated_at", "history", "seen_ids"}
+)  # fmt: skip
+"""The state's fields this page draws; any other one (a newer tracker's: aborts, heartbeats,
+fallbacks) is listed as it is, so additions show up without a console release."""
+STEP_DRAWN = frozenset({"status", "due_at", "result", "attempts", "compensation_due_at"})
+EMPTY: tuple[object, ...] = (None, 0, False, "", [], {})
 
 
 @dataclass(frozen=True)
@@ -119,10 +127,14 @@ def timeline_svg(state: SagaState, definition: Saga | None) -> str:
     parts += _groups(rows)
     for i, lane in enumerate(rows):
         step = state.steps.get(lane.name) if lane.name else None
-        due = (
+        due: list[tuple[str, float | None]] = (
             [("saga deadline", state.deadline_at)]
             if step is None
-            else [("deadline", step.due_at), ("compensation due", step.compensation_due_at)]
+            else [
+                (name.removesuffix("_at").replace("_", " "), value)
+                for name, value in step.model_dump().items()
+                if name.endswith("due_at") and isinstance(value, int | float)
+            ]
         )
         parts += _deadlines(due, 20 + i * LANE, x, end, plot)
     for entry in state.history:
@@ -189,6 +201,15 @@ def _deadlines(
     return out
 
 
+def _others(fields: object, drawn: frozenset[str]) -> str:
+    """``name=value`` of the fields not drawn elsewhere that hold something."""
+    if not isinstance(fields, dict):
+        return ""
+    return ", ".join(
+        f"{k}={json.dumps(v)}" for k, v in fields.items() if k not in drawn and v not in EMPTY
+    )
+
+
 def undo_order(state: SagaState) -> list[str]:
     """The steps whose compensation was confirmed, in the order it was."""
     return [e.step for e in state.history if e.action == CONFIRMED and e.step]
@@ -196,8 +217,10 @@ def undo_order(state: SagaState) -> list[str]:
 
 def details(state: SagaState, raw: dict[str, Any], definition: Saga | None) -> str:
     undone = undo_order(state)
+    found = raw.get("steps")
+    raw_steps: dict[str, Any] = found if isinstance(found, dict) else {}
     steps = table(
-        ["step", "status", "compensation attempts", "deadline", "compensation due"],
+        ["step", "status", "compensation attempts", "deadline", "compensation due", "other"],
         (
             [
                 esc(name),
@@ -205,6 +228,7 @@ def details(state: SagaState, raw: dict[str, Any], definition: Saga | None) -> s
                 f'<span class="num">{step.attempts}</span>',
                 esc(when(step.due_at)),
                 esc(when(step.compensation_due_at)),
+                esc(_others(raw_steps.get(name), STEP_DRAWN)),
             ]
             for name, step in state.steps.items()
         ),
@@ -224,7 +248,7 @@ def details(state: SagaState, raw: dict[str, Any], definition: Saga | None) -> s
         ),
         "history",
     )
-    unknown = {k: v for k, v in raw.items() if k not in SagaState.model_fields}
+    unknown = {k: v for k, v in raw.items() if k not in SAGA_DRAWN and v not in EMPTY}
     extra = (
         "<h2>Other fields</h2>"
         + table(["field", "value"], ([esc(k), esc(json.dumps(v))] for k, v in unknown.items()))

@@ -75,12 +75,16 @@ def test_any_changelog_bytes_make_a_row(data: bytes) -> None:
 
 def test_a_newer_trackers_fields_and_statuses_show_up_instead_of_breaking() -> None:
     raw = json.loads(state("s-9", SagaStatus.RUNNING).to_bytes())
-    raw["heartbeat_at"] = 1700000000.5  # a field this console does not know
+    raw["heartbeat_at"] = 1700000000.5  # a field this version of choreo does not know
+    raw["steps"] = {"ship": {"status": "pending", "beat_due_at": 1700000001.0, "fallback": 1,
+                             "stalled": True, "shiny_new": "x"}}  # fmt: skip
     known = json.dumps(raw).encode()
     parsed, kept = parse(known)
     assert parsed is not None and kept["heartbeat_at"] == 1700000000.5
     page = details(parsed, kept, None)
     assert "Other fields" in page and "heartbeat_at" in page
+    assert "fallback=1, stalled=true, shiny_new=&quot;x&quot;" in page  # step fields too
+    assert "beat due" in timeline_svg(parsed, None)  # every *due_at of a step is drawn
     raw["status"] = "aborting"  # a status this console does not know
     unknown = json.dumps(raw).encode()
     assert parse(unknown)[0] is None  # the page shows the JSON as stored
