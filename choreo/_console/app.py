@@ -80,7 +80,9 @@ class Request:
     has_token: bool = False
 
     def arg(self, name: str) -> str | None:
-        values = self.query.get(name) or self.form.get(name)
+        """A GET's query value, a POST's form value (never the other: what a confirmation
+        page showed is what its form sends)."""
+        values = (self.form if self.method == "POST" else self.query).get(name)
         return values[0] if values and values[0] != "" else None
 
 
