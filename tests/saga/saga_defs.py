@@ -32,6 +32,7 @@ from services.events import (
     ReleaseStock,
     ReservedLine,
     SagaFailed,
+    StockCommitted,
     StockReleased,
     StockReservationFailed,
     StockReserved,
@@ -120,6 +121,20 @@ chaos_saga = replace(
 )
 """For the chaos test: compensations re-sent every 3 s (a stopped service sees re-sends), never
 parked within the test, and deadlines no kill can reach."""
+
+HEARTBEAT = timedelta(seconds=8)
+"""Long enough that a busy machine kills the tracker before it runs out the first time."""
+heartbeat_saga = Saga(
+    NAME,
+    version=1,
+    start=OrderPlaced,
+    steps=[
+        order_step,
+        replace(stock_step, deadline=None, progress=[StockCommitted], heartbeat=HEARTBEAT),
+    ],
+)
+"""A warehouse that reports progress while it reserves (``StockCommitted`` stands in for a
+progress event): silent for ``HEARTBEAT``, the reservation is given up."""
 
 fulfilment_v1 = Saga(
     "fulfilment",
@@ -264,6 +279,14 @@ def cancelled(order_id: str) -> OrderCancelled:
 def cancel_requested(order_id: str, by: str = "c-1") -> OrderCancellationRequested:
     return OrderCancellationRequested(
         order_id=order_id, requested_by=by, reason="changed my mind", requested_at=NOW
+    )
+
+
+def progress(order_id: str) -> StockCommitted:
+    return StockCommitted(
+        order_id=order_id,
+        reservation_id=uuid.uuid5(uuid.NAMESPACE_URL, f"reservation/{order_id}"),
+        committed_at=NOW,
     )
 
 
