@@ -133,7 +133,8 @@ class ServiceRunner:
                 self._retry_partitions[retry] = partitions
 
     def topic_configs(self) -> list[TopicConfig]:
-        """What this service needs to exist: the catalog topics it reads and emits, its DLQs."""
+        """What this service needs to exist: the catalog topics it reads and emits, its DLQs,
+        its schedules' topics."""
         configs = [spec.topic_config() for spec in self.catalog.topics.values()]
         configs += [
             TopicConfig(dlq_topic(self.service.name, topic), 1, DLQ_RETENTION_MS)
@@ -144,6 +145,7 @@ class ServiceRunner:
             TopicConfig(topic, partitions, DLQ_RETENTION_MS)
             for topic, partitions in self._retry_partitions.items()
         ]
+        configs += [schedule.topic_config() for schedule in self.service.schedules]
         return configs
 
     async def start(self) -> None:
@@ -159,12 +161,7 @@ class ServiceRunner:
                 f"consumer group {self.group_id!r} already has members of another service "
                 f"({', '.join(sorted(set(strangers)))}); give each service its own group"
             )
-        await start_schedules(
-            self.service.schedules,
-            self.transport,
-            self.client_id,
-            create_topics=self.config.create_topics,
-        )
+        await start_schedules(self.service.schedules, self.transport, self.client_id)
         if self.config.exactly_once:
             self._transaction = self.transport.transactional_producer(
                 self.client_id, transactional_id(self.group_id, self.config.instance())

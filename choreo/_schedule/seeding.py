@@ -17,13 +17,12 @@ from choreo._transport.base import Transport
 
 
 async def start_schedules(
-    schedules: Sequence[Schedule], transport: Transport, client_id: str, *, create_topics: bool
+    schedules: Sequence[Schedule], transport: Transport, client_id: str
 ) -> None:
-    """Return once every proposed alarm is acknowledged (before anything is consumed)."""
+    """Return once every proposed alarm is acknowledged (before anything is consumed); their
+    topics exist by then, created with the service's others (``ServiceRunner.topic_configs``)."""
     if not schedules:
         return
-    if create_topics:
-        await transport.ensure_topics([schedule.topic_config() for schedule in schedules])
     now = current_clock().now()
     producer = transport.producer(client_id)
     try:

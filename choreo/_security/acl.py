@@ -114,7 +114,9 @@ def service_grant(
             raise TopologyError(
                 f"{service.name}: emits {event.event_type}, but no topic in the catalog carries it"
             ) from None
-    writes = {*emitted, *retries, *(dlq_topic(service.name, t) for t in sources)}
+    parked = (dlq_topic(service.name, t) for t in sources)
+    alarms = (schedule.topic for schedule in service.schedules)  # each tick writes the next
+    writes = {*emitted, *retries, *parked, *alarms}
     acls = [Acl(who, "topic", t, "READ") for t in runner.topics]
     acls += [Acl(who, "topic", t, "WRITE") for t in writes]
     acls.append(Acl(who, "group", runner.group_id, "READ"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import choreo
@@ -30,3 +31,16 @@ def test_a_declaration_replaces_what_the_code_shows() -> None:
         ctx.emit(ShipmentCreated.model_construct())
 
     assert _writes(declared) == {"shop.approvals"}
+
+
+def test_a_schedule_may_read_and_write_its_own_topic() -> None:
+    nightly = choreo.Service("nightly")
+
+    @nightly.every(timedelta(minutes=5))
+    def sweep(tick: choreo.Tick, ctx: choreo.Context) -> None: ...
+
+    grant = service_grant(nightly, choreo.ServiceConfig(), Catalog.load(SCHEMAS))
+    [schedule] = nightly.schedules
+    on_its_topic = {a.operation for a in grant.acls if a.name == schedule.topic}
+    assert on_its_topic == {"READ", "WRITE"}  # each tick writes the next alarm there
+    assert schedule.topic in {t.name for t in grant.topics}
