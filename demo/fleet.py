@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -76,6 +77,8 @@ class Fleet:
         ingress = [*cli, "ingress", "--config", "deploy/ingress.toml", "--port", str(ingress_port)]
         self.processes.append(self._process("ingress", ingress, logs))
         self.ingress_port = ingress_port
+        self._restarting = threading.Lock()
+        """Held while a crash test swaps a process: its killed popen is not a crash."""
 
     @staticmethod
     def _process(name: str, argv: list[str], logs: Path, *, health: bool = False) -> Process:
@@ -99,9 +102,10 @@ class Fleet:
         """SIGKILL (no drain, no commit, open transactions left behind), then start again."""
         [process] = [p for p in self.processes if p.name == name]
         assert process.popen is not None
-        process.popen.kill()
-        process.popen.wait()
-        self._start(process, "ab")
+        with self._restarting:
+            process.popen.kill()
+            process.popen.wait()
+            self._start(process, "ab")
 
     def __exit__(
         self,
@@ -132,14 +136,14 @@ class Fleet:
         return None
 
     def check_alive(self) -> None:
-        for process in self.processes:
-            assert process.popen is not None
-            code = process.popen.poll()
-            if code is not None:
-                raise RuntimeError(
-                    f"{process.name} exited with code {code}; its log ({process.log}) ends:\n"
-                    f"{process.tail()}"
-                )
+        with self._restarting:
+            dead = [p for p in self.processes if p.popen is None or p.popen.poll() is not None]
+        if dead:
+            first = dead[0]
+            code = first.popen.poll() if first.popen else None
+            raise RuntimeError(
+                f"{first.name} exited with code {code}; its log ({first.log}) ends:\n{first.tail()}"
+            )
 
     def stop(self) -> None:
         """SIGTERM everyone (they drain and commit), then wait; SIGKILL stragglers."""
