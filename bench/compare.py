@@ -76,6 +76,7 @@ def contenders(scenario: str = "consume") -> list[Contender]:
             Contender("faust", "faust", "faust_app"),
             Contender("quixstreams", "quixstreams", "quix_app"),
             Contender(eos, None, "raw_confluent:eos", eos),
+            Contender(f"{eos}-1s", None, "raw_confluent:eos-1s", eos),
             Contender("choreo-confluent-eos", None, "choreo_service:confluent-eos", eos),
             Contender("faust-eos", "faust", "faust_app:eos", eos),
             Contender("quixstreams-eos", "quixstreams", "quix_app:eos", eos),

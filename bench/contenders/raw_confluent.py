@@ -4,13 +4,15 @@
 no-op handler, one async commit per poll, a final sync commit. ``relay``: per ``consume(500)``
 (returning as soon as one record is there), ``make_relay`` each record and produce the output;
 then at least once (no variant): ``flush()`` and an async commit; exactly once (``:eos``): the
-whole poll is one transaction (``send_offsets_to_transaction`` + ``commit_transaction``). Runs
+whole poll is one transaction (``send_offsets_to_transaction`` + ``commit_transaction``);
+``:eos-1s``: one transaction per second of polls, choreo's default ``commit_interval_s``. Runs
 in choreo's venv (for the generated models).
 """
 
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -59,7 +61,9 @@ def relay(args: Any, meter: Any) -> None:
     from services.events import OrderPlaced, ReservedLine, StockReserved
 
     step = make_relay(OrderPlaced, StockReserved, ReservedLine)
-    eos = args.variant == "eos"
+    eos = args.variant.startswith("eos")
+    # eos: a transaction per poll; eos-1s: one per second, as choreo's commit_interval_s.
+    interval_s = 1.0 if args.variant == "eos-1s" else 0.0
     consumer = Consumer(
         {
             "bootstrap.servers": args.bootstrap,
@@ -77,13 +81,13 @@ def relay(args: Any, meter: Any) -> None:
         producer.init_transactions(30)
     consumer.subscribe([args.topic])
     done = False
+    began: float | None = None  # the open transaction's start
+    ends: dict[tuple[str, int], int] = {}
     while not done:
         messages = _batch(consumer)
-        if not messages:
-            continue
-        if eos:
+        if eos and messages and began is None:
             producer.begin_transaction()
-        ends: dict[tuple[str, int], int] = {}
+            began = time.monotonic()
         for message in messages:
             if message.error() is not None:
                 continue
@@ -97,11 +101,12 @@ def relay(args: Any, meter: Any) -> None:
             producer.poll(0)
             ends[message.topic(), message.partition()] = message.offset() + 1
             done = meter.seen() or done
-        if eos:
+        if eos and began is not None and (done or time.monotonic() - began >= interval_s):
             offsets = [TopicPartition(t, p, o) for (t, p), o in ends.items()]
             producer.send_offsets_to_transaction(offsets, consumer.consumer_group_metadata(), 30)
             producer.commit_transaction(30)
-        else:
+            began, ends = None, {}
+        elif not eos and messages:
             producer.flush(30)
             consumer.commit(asynchronous=True)
     consumer.close()
