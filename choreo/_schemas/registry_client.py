@@ -70,6 +70,15 @@ class RegistryClient:
             raise
         return str(answer["schema"])
 
+    def version_count(self, subject: str) -> int:
+        """How many versions ``subject`` holds (0 for an unknown subject)."""
+        try:
+            return len(self._call("GET", f"/subjects/{_quote(subject)}/versions"))
+        except RegistryError as exc:
+            if exc.status == 404:
+                return 0
+            raise
+
     def set_compatibility(self, subject: str, level: str) -> None:
         """Set ``subject``'s compatibility level (``BACKWARD``, ``NONE``...)."""
         self._call("PUT", f"/config/{_quote(subject)}", {"compatibility": level})

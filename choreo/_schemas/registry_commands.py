@@ -62,12 +62,25 @@ def push(catalog: Catalog, client: RegistryClient) -> list[str]:
 
 
 def registry_problems(catalog: Catalog, client: RegistryClient) -> list[str]:
-    """Whether each subject's registered schema may be followed by the repo's newest version."""
+    """Whether each subject's registered schema may be followed by the repo's newest version,
+    and whether the registry is ahead of the repo: a version registered from elsewhere, whose
+    records choreo services would park as ``unknown-fingerprint``."""
     problems = []
     for name, rule, versions in subjects(catalog):
         newest = versions[-1]
         registered = client.latest(name)
-        if registered is None or _as_version(registered, newest).fingerprint == newest.fingerprint:
+        if registered is None:
+            continue
+        latest = _as_version(registered, newest).fingerprint
+        if latest == newest.fingerprint:
+            continue
+        held = client.version_count(name)
+        if latest not in {v.fingerprint for v in versions} and held > len(versions):
+            problems.append(
+                f"ahead: {name} at {client.url} holds {held} versions, the repo "
+                f"{len(versions)} of {newest.event_type}, and its latest is none of the repo's: "
+                f"add it to schemas/ (records written with it cannot be read by choreo services)"
+            )
             continue
         if not client.compatible(name, schema_text(newest)):
             problems.append(_refusal(client, name, rule, newest, "the registry says incompatible"))

@@ -98,6 +98,24 @@ def test_an_incompatible_new_version_fails_check_and_push_naming_the_field(
     assert "size" not in str(registry.latest(subject)), "the registry kept v1 as the latest"
 
 
+def test_a_version_registered_from_elsewhere_fails_check_as_the_registry_ahead(
+    pushed: tuple[Path, str, RegistryClient], capsys: pytest.CaptureFixture[str]
+) -> None:
+    project, subject, registry = pushed
+    fields: list[dict[str, object]] = [
+        *FIELDS,
+        {"name": "note", "type": ["null", "string"], "default": None},
+    ]
+    other = {"type": "record", "name": "Thing", "namespace": "test.reg", "fields": fields}
+    registry.register(subject, json.dumps(other))  # a Java team's v2, never added to the repo
+
+    assert check_command(project, registry) == 1
+    [ahead] = [line for line in capsys.readouterr().out.splitlines() if "ahead" in line]
+    assert ahead.startswith(f"ahead: {subject}") and "2 versions, the repo 1" in ahead
+    _write(project, 2, fields)  # the repo catches up: nothing to report
+    assert check_command(project, registry) == 0
+
+
 def test_a_service_whose_registry_does_not_answer_stops_at_start_naming_it(
     pushed_schemas: Path, start_service: Callable[..., subprocess.Popen[str]], tmp_path: Path
 ) -> None:
