@@ -64,8 +64,16 @@ class Context:
 
     @property
     def correlation_id(self) -> str | None:
-        """The business transaction id; falls back to the event id for a starting event."""
-        return self._header(_headers.CORRELATION) or self.event_id
+        """The business transaction id. A record without one (a foreign client's) is
+        correlated as choreo's own publishers would have: by its key, the business id, when
+        it has a readable one, else by its event id."""
+        return self._header(_headers.CORRELATION) or self._key() or self.event_id
+
+    def _key(self) -> str | None:
+        try:
+            return self.record.key.decode() if self.record and self.record.key else None
+        except UnicodeDecodeError:
+            return None
 
     @property
     def causation_id(self) -> str | None:
