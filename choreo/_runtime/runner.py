@@ -82,6 +82,9 @@ class ServiceRunner:
         self._dispatcher: Dispatcher | None = None
         self._failure: BaseException | None = None
         self._transaction: TransactionalProducer | None = None
+        self._handed: dict[TopicPartition, list[Record]] = {}
+        """Exactly-once: the records handed to each worker since its last commit, handed
+        again to a fresh worker if the transaction aborts (``_rewind``)."""
         self._gate = asyncio.Event()
         """Exactly-once: cleared while a transaction commits; workers wait at record starts."""
         self._gate.set()
@@ -205,7 +208,7 @@ class ServiceRunner:
                 self._start_worker(tp)
         log.info("%s: assigned %s", self.service.name, _names(partitions))
 
-    def _start_worker(self, tp: TopicPartition) -> None:
+    def _start_worker(self, tp: TopicPartition) -> PartitionWorker:
         assert self._dispatcher is not None
         worker = PartitionWorker(
             tp,
@@ -215,6 +218,7 @@ class ServiceRunner:
         )
         worker.task.add_done_callback(self._worker_ended)
         self.workers[tp] = worker
+        return worker
 
     async def on_revoked(self, partitions: list[TopicPartition]) -> None:
         leaving = [self.workers.pop(tp) for tp in partitions if tp in self.workers]
@@ -225,6 +229,7 @@ class ServiceRunner:
             self._paused.discard(tp)
             self.stopped.pop(tp, None)
             self._committed.pop(tp, None)
+            self._handed.pop(tp, None)
         log.info("%s: revoked %s", self.service.name, _names(partitions))
 
     # The loop ----------------------------------------------------------------------
@@ -270,6 +275,8 @@ class ServiceRunner:
         worker = self.workers.get(TopicPartition(topic, partition))
         if worker is not None and not worker.stopped:
             worker.feed(run)
+            if self._transaction is not None:
+                self._handed.setdefault(worker.tp, []).extend(run)
 
     def in_flight(self) -> int:
         return sum(worker.queued for worker in self.workers.values())
@@ -393,8 +400,8 @@ class ServiceRunner:
         Stopping first is what makes the pair exact: no record's outputs are in
         a transaction that does not also carry its offset. A transaction the
         producer had to abort (``TransactionAborted``: a broker failure, this
-        member dropped from its group) is read again from the last committed
-        offsets (``_rewind``) and the service goes on; any other failure aborts
+        member dropped from its group) has its records handled again from the
+        last commit (``_rewind``) and the service goes on; any other failure aborts
         and stops the service. Either way the aborted outputs were never
         visible to ``read_committed`` readers.
         """
@@ -405,50 +412,57 @@ class ServiceRunner:
         try:
             while any(worker.busy for worker in workers):
                 await asyncio.sleep(0.001)
-            await producer.flush()
             try:
-                offsets = self._moved(workers, positions)
-            except TransportError as failed:  # a send of this transaction was not written
-                if isinstance(failed.__cause__, SecurityError):
-                    raise  # no retry can write it: an ACL is missing
-                log.warning("%s: aborting the transaction: %s", self.service.name, failed)
-                await producer.abort()
-                await self._rewind(producer, consumer)
-                await producer.begin()
-                return
-            if not offsets:
-                return
-            try:
+                await producer.flush()
+                offsets = await self._offsets_in(producer, workers, positions)
+                if not offsets:
+                    return
                 await producer.commit(offsets, consumer)
             except TransactionAborted as aborted:
                 log.warning("%s: %s", self.service.name, aborted)
-                await self._rewind(producer, consumer)
+                self._rewind()
             except Exception:
                 with contextlib.suppress(Exception):
                     await producer.abort()
                 raise
             else:
                 self._committed.update(offsets)
+                for tp, offset in offsets.items():
+                    if self._handed.get(tp):
+                        self._handed[tp] = [r for r in self._handed[tp] if r.offset >= offset]
             await producer.begin()
         finally:
             gate.set()
 
-    async def _rewind(self, producer: TransactionalProducer, consumer: Consumer) -> None:
-        """After an aborted transaction, every record handled since the last commit is
-        handled again: each running worker (the gate holds it at a record boundary) is
-        replaced by a fresh one, and the consumer goes back to the last committed offset,
-        or to the first record fed where nothing was committed yet. Stopped workers
-        (revoked, shutting down, or a partition stopped at a refused dead letter) keep
-        what they have: their records are read again by whoever reads them next."""
-        back: dict[TopicPartition, int] = {}
+    async def _offsets_in(
+        self,
+        producer: TransactionalProducer,
+        workers: Iterable[PartitionWorker],
+        positions: dict[TopicPartition, int],
+    ) -> dict[TopicPartition, int]:
+        """The offsets this transaction commits; a send of it that was not written aborts it
+        (its records are handled again), unless no retry can write it (a missing ACL)."""
+        try:
+            return self._moved(workers, positions)
+        except TransportError as failed:
+            if isinstance(failed.__cause__, SecurityError):
+                raise
+            await producer.abort()
+            raise TransactionAborted(f"aborting the transaction: {failed}") from None
+
+    def _rewind(self) -> None:
+        """After an aborted transaction, every record handed to a running worker since the
+        last commit is handled again: the worker (the gate holds it at a record boundary)
+        is replaced by a fresh one fed those records again. The consumer is not moved (a
+        librdkafka seek waits without limit for a partition whose leader is gone). Stopped
+        workers (revoked, shutting down, or a partition stopped at a refused dead letter)
+        keep what they have: whoever reads their partition next reads it again."""
         for tp, worker in list(self.workers.items()):
-            start = self._committed.get(tp, worker.first_offset)
-            if worker.stopped or start is None:
+            handed = self._handed.get(tp)
+            if worker.stopped or not handed:
                 continue
             worker.stop()  # it ends when the gate opens, having started nothing more
-            self._start_worker(tp)
-            back[tp] = start
-        await producer.rewind(consumer, back)
+            self._start_worker(tp).feed(list(handed))
 
     def _worker_ended(self, task: asyncio.Task[None]) -> None:
         """A worker that ends on its own (an error, or a CancelledError leaking from a

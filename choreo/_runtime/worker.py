@@ -59,9 +59,6 @@ class PartitionWorker:
         self.progress = Progress()
         self.queued = 0
         """Records fed but not yet handled (for backpressure)."""
-        self.first_offset: int | None = None
-        """The first record fed: where reading began (an aborted transaction rewinds here
-        when this worker committed nothing yet)."""
         self.is_retry = tp.topic.startswith(RETRY_PREFIX)
         self.holds = self.is_retry or tp.topic in dispatcher.scheduled_topics
         """Records here may carry a due time (a retry's backoff, a scheduled delivery)."""
@@ -79,8 +76,6 @@ class PartitionWorker:
         )
 
     def feed(self, records: list[Record]) -> None:
-        if self.first_offset is None:
-            self.first_offset = records[0].offset
         self._lists.append(records)
         self.queued += len(records)
         self._wake.set()

@@ -87,6 +87,7 @@ from choreo._transport.confluent import (
     ConfluentTransport,
     denied,
     librdkafka_settings,
+    resumed,
 )
 
 _log = logging.getLogger("choreo.saga")
@@ -609,11 +610,12 @@ class SagaTracker:
             for topic, message, reason, error in batch.dead_letters:
                 self._produce_dead_letter(producer, topic, message, reason, error)
             offsets = self._offsets(consumer, batch)
+            what = f"saga tracker '{self.engine.name}' transaction"  # a timed-out call goes on
             if offsets:
-                producer.send_offsets_to_transaction(
-                    offsets, consumer.consumer_group_metadata(), 30
-                )
-            producer.commit_transaction(30)
+                metadata = consumer.consumer_group_metadata()
+                send = producer.send_offsets_to_transaction
+                resumed(f"{what} send offsets", send, offsets, metadata, 30)
+            resumed(f"{what} commit", producer.commit_transaction, 30)
         except ck.KafkaException as exc:
             self._recover(exc, batch)
             return False
@@ -689,8 +691,9 @@ class SagaTracker:
                 f"{error.str()}; restart it"
             ) from None
         _log.warning("transaction aborted, re-reading the batch: %s", exc)
+        abort = producer.abort_transaction
         try:
-            producer.abort_transaction(30)
+            resumed(f"saga tracker '{self.engine.name}' transaction abort", abort, 30)
         except ck.KafkaException as abort_error:
             raise TransportError(f"cannot abort the saga transaction: {abort_error}") from None
         for (topic, partition), offset in batch.first_offsets.items():

@@ -187,16 +187,11 @@ class TransactionalProducer(Producer, Protocol):
 
     async def abort(self) -> None: ...
 
-    async def rewind(self, consumer: Consumer, offsets: Mapping[TopicPartition, int]) -> None:
-        """After ``TransactionAborted``: move ``consumer`` back to ``offsets`` (the last
-        committed ones), so the records whose outputs were aborted are read again."""
-        ...
-
 
 class TransactionAborted(TransportError):
     """``commit`` could not commit and the transaction was aborted (a broker failure, the
     member dropped from its group): none of its records or offsets count. The caller
-    rewinds to the last committed offsets and goes on in a new transaction; the service
+    handles the records since the last commit again in a new transaction; the service
     does not stop."""
 
 

@@ -623,23 +623,6 @@ class ConfluentConsumer:
                 + ", ".join(f"{tp.topic}[{tp.partition}] ({_describe(tp.error)})" for tp in failed)
             )
 
-    async def seek(self, offsets: Mapping[TopicPartition, int]) -> None:
-        """Read these partitions again from these offsets (records fetched past them and not
-        yet returned are dropped by librdkafka)."""
-        tps = [ck.TopicPartition(tp.topic, tp.partition, o) for tp, o in offsets.items()]
-        if tps:
-            await self._call(partial(self._seek, tps))
-
-    def _seek(self, tps: list[ck.TopicPartition]) -> None:
-        for tp in tps:
-            try:
-                self._consumer.seek(tp)
-            except (ck.KafkaException, RuntimeError) as error:
-                raise TransportError(
-                    f"group {self._group}: cannot go back to offset {tp.offset} of "
-                    f"{tp.topic}[{tp.partition}]: {_describe(error)}"
-                ) from None
-
     def pause(self, partitions: Iterable[TopicPartition]) -> None:
         """Takes effect before the next wait for records, even one already under way."""
         self._flow("pause", partitions)
@@ -832,11 +815,17 @@ class ConfluentProducer:
 
     async def flush(self) -> None:
         """Return once every record sent so far is acknowledged (its future settled)."""
+        await self._flushed(None)
+
+    async def _flushed(self, deadline: float | None) -> bool:
+        """Flush until every record is acknowledged (True) or ``deadline`` passed (False)."""
         loop = asyncio.get_running_loop()
         while await loop.run_in_executor(None, self._producer.flush, FLUSH_STEP_S):
-            pass
+            if deadline is not None and time.monotonic() > deadline:
+                return False
         if self._loop is loop:
             self._settle()
+        return True
 
     async def close(self) -> None:
         """Flush, then stop; records still unsent if the flush is cancelled are purged."""
@@ -844,7 +833,7 @@ class ConfluentProducer:
             return
         self._closed = True
         try:
-            await self.flush()
+            await self._flushed(None)  # unbounded: the caller bounds a close
         finally:
             self._stop.set()
             if self._poller is not None:
@@ -874,8 +863,8 @@ class ConfluentTransactionalProducer(ConfluentProducer):
     - retriable (a timeout, a coordinator moving to another broker): the same call again;
       librdkafka resumes it, and anything else meanwhile would conflict with it.
     - abortable (the member dropped from its group, a record that could not be written):
-      ``abort_transaction``, then ``TransactionAborted``: the runner rewinds the consumer
-      to the last committed offsets and goes on in a new transaction.
+      ``abort_transaction``, then ``TransactionAborted``: the runner handles the records
+      since the last commit again, in a new transaction.
     - fatal after the transaction was open for its whole ``transaction.timeout.ms``: the
       coordinator expired it and bumped the epoch, which librdkafka reports as fenced. A
       new producer takes the same transactional id (its ``init_transactions`` closes the
@@ -904,6 +893,9 @@ class ConfluentTransactionalProducer(ConfluentProducer):
         super().__init__({**settings, "error_cb": on_error}, client_id)
         self._initialised = False
         self._expiry_s = int(settings.get("transaction.timeout.ms", TRANSACTION_TIMEOUT_MS)) / 1e3
+        self._stuck_s = self._expiry_s / 3
+        """A flush or an abort waits this long, then the transaction counts as stuck (its
+        coordinator or a leader unreachable for librdkafka), well before it would expire."""
         self._begun_at = time.monotonic()
 
     def _on_delivery(
@@ -946,6 +938,12 @@ class ConfluentTransactionalProducer(ConfluentProducer):
             raise self._failed("begin", error) from None
         self._begun_at = time.monotonic()
 
+    async def flush(self) -> None:
+        """Bounded: records not acknowledged within ``_stuck_s`` abort the transaction
+        (``TransactionAborted``) before the coordinator expires it."""
+        if not await self._flushed(time.monotonic() + self._stuck_s):
+            raise await self._unstick(f"records unacknowledged after {self._stuck_s:.0f}s")
+
     async def commit(self, offsets: Mapping[TopicPartition, int], consumer: Consumer) -> None:
         confluent = _confluent(consumer)
         await self.flush()
@@ -968,25 +966,24 @@ class ConfluentTransactionalProducer(ConfluentProducer):
         except ck.KafkaException as error:
             self._replace(error)
 
-    async def rewind(self, consumer: Consumer, offsets: Mapping[TopicPartition, int]) -> None:
-        await _confluent(consumer).seek(offsets)
-
     async def _resumed(self, what: str, call: Callable[..., Any], *args: Any) -> None:
-        """``call`` until it succeeds or fails for good (a retriable error is made again)."""
-        while True:
-            try:
-                await asyncio.to_thread(call, *args)
-                return
-            except ck.KafkaException as exc:
-                error = _kafka_error(exc)
-                if error is None or not error.retriable() or error.txn_requires_abort():
-                    raise
-                _log.warning(
-                    "producer %s: transaction %s not done yet, trying again: %s",
-                    self._client_id,
-                    what,
-                    error.str(),
-                )
+        await asyncio.to_thread(
+            resumed, f"producer {self._client_id}: transaction {what}", call, *args
+        )
+
+    async def _unstick(self, reason: str) -> TransactionAborted:
+        """Abort within ``_stuck_s``, else renew the producer: a new one finds the
+        coordinator afresh, and its ``init_transactions`` aborts the stuck transaction."""
+        what = f"producer {self._client_id}: transaction abort"
+        until = time.monotonic() + self._stuck_s
+        abort = self._producer.abort_transaction
+        try:
+            await asyncio.to_thread(resumed, what, abort, TRANSACTION_CALL_S, until=until)
+        except ck.KafkaException as error:
+            self._replace(error)
+        return TransactionAborted(
+            f"producer {self._client_id}: transaction aborted, its records are read again: {reason}"
+        )
 
     async def _recover(self, failure: ck.KafkaException) -> TransportError:
         """After a failed commit: abort (or renew the producer), and say what happened."""
@@ -1033,6 +1030,22 @@ class ConfluentTransactionalProducer(ConfluentProducer):
         return TransportError(
             f"producer {self._client_id}: transaction {what} failed: {_describe(error)}"
         )
+
+
+def resumed(what: str, call: Callable[..., T], *args: Any, until: float | None = None) -> T:
+    """A transactional call, made again while librdkafka says it may be (retriable, no abort
+    required) and ``until`` (a ``time.monotonic()``) has not passed: a call that timed out
+    goes on inside librdkafka, and another transactional call meanwhile would only conflict."""
+    while True:
+        try:
+            return call(*args)
+        except ck.KafkaException as exc:
+            error = _kafka_error(exc)
+            if error is None or not error.retriable() or error.txn_requires_abort():
+                raise
+            if until is not None and time.monotonic() > until:
+                raise
+            _log.warning("%s: not done yet, trying again: %s", what, error.str())
 
 
 def _confluent(consumer: Consumer) -> ConfluentConsumer:
