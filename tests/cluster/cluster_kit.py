@@ -1,23 +1,93 @@
-"""What the cluster tests share: a paced producer of orders, partition leadership, ISR waits."""
+"""What the cluster tests share: a seeded relay set-up, a paced producer of orders, partition
+leadership, ISR waits, and a read_committed reader of the relays' outputs."""
 
 from __future__ import annotations
 
+import asyncio
+import os
 import random
+import sqlite3
+import subprocess
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from builders import placed
 from confluent_kafka import Consumer, KafkaError, Message, Producer
 from confluent_kafka.admin import AdminClient
 
-from choreo import _headers
+from choreo import KafkaConfig, _headers
 from choreo._schemas import Catalog, Codec
-from services.events import OrderPlaced
+from choreo._transport.confluent import ConfluentTransport
+from services.events import OrderPlaced, StockReservationFailed
 
 INTERNAL_TOPICS = ("__consumer_offsets", "__transaction_state")
+RELAY = "relay-once"
+"""``relay_once.py``'s service (and ``ce_source``): at least once, effects in its store."""
+EXACT = "eos"
+"""``tests/runtime/eos_service.py``'s service: exactly once, a ledger line per handling."""
+
+
+def seeded() -> int:
+    """The run's seed, printed so a failure can be replayed with ``CHOREO_TEST_SEED``."""
+    seed = int(os.environ.get("CHOREO_TEST_SEED", time.time_ns() % 100_000))
+    print(f"seed {seed} (CHOREO_TEST_SEED={seed} repeats this run's keys and pacing)")
+    return seed
+
+
+@dataclass
+class Relaying:
+    """A seeded run on the cluster: the catalog's topics created as choreo creates them (its
+    settings, the cluster's replication), and the relays started as ``choreo run`` would."""
+
+    kafka: str
+    schemas: Path
+    tmp: Path
+    run_service: Callable[..., subprocess.Popen[str]]
+    seed: int = field(default_factory=seeded)
+
+    def __post_init__(self) -> None:
+        self.catalog = Catalog.load(self.schemas)
+        self.db = self.tmp / "once.db"
+        self.ledger = self.tmp / "exact-ledger.txt"
+        self.outputs = self.catalog.topic_of(StockReservationFailed.event_type).name
+        transport = ConfluentTransport(KafkaConfig(bootstrap_servers=self.kafka))
+        configs = [spec.topic_config() for spec in self.catalog.topics.values()]
+        asyncio.run(transport.ensure_topics(configs))
+
+    def start_once(self, **env: str) -> subprocess.Popen[str]:
+        """The at-least-once relay (``relay_once.py``), its store in ``db``."""
+        return self.run_service(
+            "tests.cluster.relay_once", self.schemas, RELAY_DB=str(self.db), **env
+        )
+
+    def start_exact(self, config: Path | None = None) -> subprocess.Popen[str]:
+        """The exactly-once relay, committing often so a kill finds a transaction open."""
+        return self.run_service(
+            "eos_service",
+            self.schemas,
+            config,
+            LEDGER_FILE=str(self.ledger),
+            CHOREO_EXACTLY_ONCE="true",
+            CHOREO_COMMIT_INTERVAL_S="0.2",
+        )
+
+    def handled(self) -> int:
+        """How many times the exactly-once relay handled an order (redone ones included)."""
+        return len(self.ledger.read_text().splitlines()) if self.ledger.exists() else 0
+
+    def effects(self) -> list[tuple[str, float]]:
+        """(order id, when handled) per effect row of the at-least-once relay."""
+        if not self.db.exists():
+            return []
+        with sqlite3.connect(self.db) as connection:
+            try:
+                return list(connection.execute("SELECT order_id, at FROM effects"))
+            except sqlite3.OperationalError:  # the service has not made its table yet
+                return []
 
 
 @dataclass
@@ -131,9 +201,10 @@ def wait_fully_replicated(kafka: str, topics: list[str], timeout_s: float = 120)
 
 def outputs_by_source(
     kafka: str, topic: str, expected: int, sources: tuple[str, ...], timeout_s: float = 120
-) -> dict[str, Counter[str]]:
-    """Causation ids of ``topic``'s records per ``ce_source``, read_committed, until each
-    source has ``expected`` distinct ones and 3 s more passed (late duplicates)."""
+) -> dict[str, dict[str, list[float]]]:
+    """Per ``ce_source``, per causation id: the timestamps (s) of ``topic``'s records, one per
+    copy, read_committed, until each source has ``expected`` distinct causation ids and 3 s
+    more passed (late duplicates)."""
     consumer = Consumer(
         {
             "bootstrap.servers": kafka,
@@ -143,15 +214,16 @@ def outputs_by_source(
         }
     )
     consumer.subscribe([topic])
-    seen: dict[str, Counter[str]] = {source: Counter() for source in sources}
+    seen: dict[str, dict[str, list[float]]] = {source: {} for source in sources}
     deadline = time.monotonic() + timeout_s
     quiet_until = None
     while time.monotonic() < deadline:
         for message in consumer.consume(1000, 0.5):
             if message.error() is None:
                 headers = dict(message.headers() or [])
-                source = headers[_headers.SOURCE].decode()
-                seen.setdefault(source, Counter())[headers[_headers.CAUSATION].decode()] += 1
+                copies = seen.setdefault(headers[_headers.SOURCE].decode(), {})
+                cause = headers[_headers.CAUSATION].decode()
+                copies.setdefault(cause, []).append(message.timestamp()[1] / 1000)
         if all(len(seen[s]) >= expected for s in sources):
             quiet_until = quiet_until or time.monotonic() + 3
             if time.monotonic() > quiet_until:

@@ -5,9 +5,13 @@
 
 from __future__ import annotations
 
+import subprocess
 import time
+from collections.abc import Callable
+from pathlib import Path
 
 import pytest
+from cluster_kit import Relaying
 from confluent_kafka import Consumer, KafkaException, Producer
 from confluent_kafka.admin import AdminClient
 from runtime.conftest import run_service
@@ -26,6 +30,17 @@ def kafka(kafka_cluster: KafkaCluster) -> str:
     """
     _warm(kafka_cluster.bootstrap_servers)
     return kafka_cluster.bootstrap_servers
+
+
+@pytest.fixture
+def relaying(
+    kafka: str,
+    isolated_schemas: Path,
+    tmp_path: Path,
+    run_service: Callable[..., subprocess.Popen[str]],
+) -> Relaying:
+    """A seeded relay set-up on this test's fresh topics (see ``Relaying``)."""
+    return Relaying(kafka, isolated_schemas, tmp_path, run_service)
 
 
 def _warm(kafka: str) -> None:

@@ -2,21 +2,15 @@
 
 from __future__ import annotations
 
-import os
 import socket
-import subprocess
 import time
 import urllib.error
 import urllib.request
 from collections import Counter
-from collections.abc import Callable
-from pathlib import Path
 
 import pytest
-from cluster_kit import OrderFeed, wait_fully_replicated, wait_until
-from test_cluster_failover import effects, ensure_catalog_topics
+from cluster_kit import OrderFeed, Relaying, wait_fully_replicated, wait_until
 
-from choreo._schemas import Catalog
 from choreo.pytest_plugin import KafkaCluster
 
 pytestmark = pytest.mark.stack
@@ -33,30 +27,17 @@ def _readyz(port: int) -> str:
 
 @pytest.mark.timeout(600)  # three JVMs restart in turn on a shared 2-core runner
 def test_losing_the_quorum_refuses_writes_and_the_service_resumes_when_a_broker_returns(
-    kafka_cluster: KafkaCluster,
-    kafka: str,
-    isolated_schemas: Path,
-    tmp_path: Path,
-    run_service: Callable[..., subprocess.Popen[str]],
+    kafka_cluster: KafkaCluster, kafka: str, relaying: Relaying
 ) -> None:
-    seed = int(os.environ.get("CHOREO_TEST_SEED", time.time_ns() % 100_000))
-    print(f"seed {seed}")
-    catalog = Catalog.load(isolated_schemas)
-    ensure_catalog_topics(kafka, catalog)
-    db = tmp_path / "once.db"
+    catalog, seed, effects = relaying.catalog, relaying.seed, relaying.effects
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         metrics_port = sock.getsockname()[1]
-    service = run_service(
-        "tests.cluster.relay_once",
-        isolated_schemas,
-        RELAY_DB=str(db),
-        CHOREO_METRICS_PORT=str(metrics_port),
-    )
+    service = relaying.start_once(CHOREO_METRICS_PORT=str(metrics_port))
     before = OrderFeed(kafka, catalog, seed, rate=200, limit=200)
     before.start()
     assert before.finish() == 200 and not before.errors
-    wait_until(lambda: len(effects(db)) >= 200, 90, "the first 200 effects")
+    wait_until(lambda: len(effects()) >= 200, 90, "the first 200 effects")
 
     down = ["kafka-1", "kafka-2"]
     for node in down:
@@ -67,15 +48,15 @@ def test_losing_the_quorum_refuses_writes_and_the_service_resumes_when_a_broker_
     time.sleep(OUTAGE_S)
     during = _readyz(metrics_port)
     assert service.poll() is None, "the service exited while the quorum was lost"
-    assert len(effects(db)) == 200
+    assert len(effects()) == 200
     assert sum(refused.errors.values()) == 50 and not refused.partition_of, refused.errors
 
     kafka_cluster.start(down[0])
     after = OrderFeed(kafka, catalog, seed, rate=200, limit=50, first=200)  # sent again
     after.start()
     assert after.finish() == 50 and not after.errors
-    wait_until(lambda: len(effects(db)) >= 250, 120, "the resent 50 effects")
-    counts = Counter(order for order, _ in effects(db))
+    wait_until(lambda: len(effects()) >= 250, 120, "the resent 50 effects")
+    counts = Counter(order for order, _ in effects())
     assert set(counts) == {f"o-{i}" for i in range(250)} and set(counts.values()) == {1}
     assert service.poll() is None, "the service exited"
     kafka_cluster.start()
