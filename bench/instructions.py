@@ -8,8 +8,9 @@ Each decoder runs in its own process under ``valgrind --tool=callgrind`` twice, 
 same 1,000 ``compare.rich_event`` records (~200 B) once and then ``--passes`` times; the
 difference of the two totals divided by the extra records is the cost of one decode, free of
 start-up (imports, schema parsing, building the records), which both runs share. Hash seeds
-are fixed so the two runs do the same start-up work. On a shared machine msgs/s moves with
-other people's load; these counts do not (a rerun agrees to well under 1%).
+are fixed so the two runs do the same start-up work, and the start-up heap is frozen
+(`gc.freeze`) so full collections do not walk it. On a shared machine msgs/s moves with other
+people's load; these counts do not.
 
 - **naive**: what the raw loop does per record: check the 10-byte header, fastavro's
   ``schemaless_reader``, ``OrderPlaced.model_validate``.
@@ -20,6 +21,7 @@ other people's load; these counts do not (a rerun agrees to well under 1%).
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import re
 import subprocess
@@ -51,6 +53,10 @@ def child(decoder: str, passes: int) -> None:
             return codec.decode(value, OrderPlaced)
 
     decode(records[0])  # bind readers before the counted passes in both runs alike
+    # The start-up heap out of the collector's way: otherwise a full collection's walk over it
+    # (more or fewer of them with the pass count, its size moving with any import) is counted.
+    gc.collect()
+    gc.freeze()
     for _ in range(passes):
         for value in records:
             decode(value)
