@@ -23,7 +23,7 @@ import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
@@ -39,30 +39,29 @@ from observability.obs_kit import (
     reserve_stock,
     running,
 )
+from observability.saga_kit import (
+    cancel_order,
+    order_saga,
+    release_stock,
+    traced,
+    traced_tracker,
+)
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 import choreo
 from choreo._config import KafkaConfig, ServiceConfig
 from choreo._console import ConsoleServer, sources
 from choreo._dlq.replay import REPLAYED_FROM
-from choreo._observability import Tracing
 from choreo.pytest_plugin import JaegerEndpoints
-from choreo.saga import Saga, SagaTracker, Step
 from services import orders
 from services.events import (
-    CancellationReason,
     CancelOrder,
-    OrderCancelled,
     OrderPlaced,
     OrderReceived,
     PaymentAuthorized,
     PaymentDeclined,
     PaymentMethod,
-    PaymentRefunded,
-    RefundPayment,
     ReleaseStock,
-    StockReleased,
-    StockReservationFailed,
     StockReserved,
 )
 
@@ -84,26 +83,6 @@ COMPLETED, DECLINED = 3, 2
 WAIT_MS = 60_000
 
 
-def saga_of(name: str) -> Saga:
-    slow = timedelta(seconds=60)
-    return Saga(
-        name,
-        version=1,
-        start=OrderPlaced,
-        deadline=timedelta(minutes=5),
-        steps=[
-            Step("order", success=[OrderPlaced], compensate=CancelOrder,
-                 compensated=[OrderCancelled], compensation_deadline=slow),
-            Step("reserve-stock", success=[StockReserved], failure=[StockReservationFailed],
-                 compensate=ReleaseStock, compensated=[StockReleased],
-                 compensation_deadline=slow),
-            Step("charge", success=[PaymentAuthorized], failure=[PaymentDeclined],
-                 compensate=RefundPayment, compensated=[PaymentRefunded],
-                 compensation_deadline=slow),
-        ],
-    )  # fmt: skip
-
-
 class World:
     """What the sagas ran on: names the assertions need."""
 
@@ -111,7 +90,7 @@ class World:
         self.prefix = unique_name("con")
         self.names = {n: unique_name(n) for n in ("web", "orders", "inventory", "payments")}
         self.tracker_service = unique_name("saga")
-        self.saga = saga_of(f"order-{uuid.uuid4().hex[:8]}")
+        self.saga = order_saga(f"order-{uuid.uuid4().hex[:8]}")
         self.orders_topic = f"{self.prefix}.shop.orders"
         self.dlq = f"choreo.dlq.{self.names['orders']}.{self.orders_topic}"
         self.declined = [unique_name("declined") for _ in range(DECLINED)]
@@ -121,30 +100,11 @@ class World:
 def services(world: World) -> list[choreo.Service]:
     placer = choreo.Service(world.names["orders"])
     placer.on(OrderReceived)(orders.validate_order)
-
-    @placer.on(CancelOrder)
-    def cancel(event: CancelOrder, ctx: choreo.Context) -> None:
-        ctx.emit(
-            OrderCancelled(
-                order_id=event.order_id,
-                reason=CancellationReason.OTHER,
-                detail=event.reason,
-                cancelled_at=datetime.now(UTC),
-            )
-        )
+    placer.on(CancelOrder)(cancel_order)
 
     stock = choreo.Service(world.names["inventory"])
     stock.on(OrderPlaced)(reserve_stock)
-
-    @stock.on(ReleaseStock)
-    def release(event: ReleaseStock, ctx: choreo.Context) -> None:
-        ctx.emit(
-            StockReleased(
-                order_id=event.order_id,
-                reservation_id=event.reservation_id,
-                released_at=datetime.now(UTC),
-            )
-        )
+    stock.on(ReleaseStock)(release_stock)
 
     payments = choreo.Service(world.names["payments"])
 
@@ -201,15 +161,8 @@ def test_the_console_shows_sagas_traces_dead_letters_and_topology_in_a_browser(
     transport = confluent(kafka)
     spans = Spans(jaeger.otlp_http)
     handlers = services(world)
-    groups = {s.name: unique_name("g") for s in handlers}
-    instruments = [Tracing(s.name, spans.provider(s.name), groups[s.name]) for s in handlers]
-    tracker = SagaTracker(
-        [world.saga],
-        ServiceConfig(kafka=KafkaConfig(bootstrap_servers=kafka)),
-        instance="a",
-        catalog=catalog,
-        tracer_provider=spans.provider(world.tracker_service),
-    )
+    groups, instruments = traced(handlers, spans.provider, unique_name)
+    tracker = traced_tracker(world.saga, kafka, catalog, spans.provider(world.tracker_service))
     stop = threading.Event()
     tracker_thread = threading.Thread(target=tracker.run, args=(stop,), daemon=True)
     console = ConsoleServer(

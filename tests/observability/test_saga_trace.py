@@ -32,69 +32,23 @@ from obs_kit import (
     reserve_stock,
     running,
 )
+from saga_kit import cancel_order, order_saga, release_stock, traced, traced_tracker
 
 import choreo
-from choreo._config import KafkaConfig, ServiceConfig
-from choreo._observability import Tracing
 from choreo.pytest_plugin import JaegerEndpoints
-from choreo.saga import Saga, SagaTracker, Step
 from services import orders
 from services.events import (
-    CancellationReason,
     CancelOrder,
-    OrderCancelled,
     OrderPlaced,
     OrderReceived,
-    PaymentAuthorized,
     PaymentDeclined,
-    PaymentRefunded,
-    RefundPayment,
     ReleaseStock,
-    StockReleased,
-    StockReservationFailed,
     StockReserved,
 )
 
 pytestmark = pytest.mark.stack
 
 Names = Callable[[str], str]
-SLOW = timedelta(seconds=60)
-"""No compensation is re-emitted during the test: one handling span each."""
-
-
-def order_saga(name: str, stock_deadline: timedelta | None = None) -> Saga:
-    return Saga(
-        name,
-        version=1,
-        start=OrderPlaced,
-        deadline=timedelta(minutes=5),
-        steps=[
-            Step(
-                "order",
-                success=[OrderPlaced],
-                compensate=CancelOrder,
-                compensated=[OrderCancelled],
-                compensation_deadline=SLOW,
-            ),
-            Step(
-                "reserve-stock",
-                success=[StockReserved],
-                failure=[StockReservationFailed],
-                compensate=ReleaseStock,
-                compensated=[StockReleased],
-                deadline=stock_deadline,
-                compensation_deadline=SLOW,
-            ),
-            Step(
-                "charge",
-                success=[PaymentAuthorized],
-                failure=[PaymentDeclined],
-                compensate=RefundPayment,
-                compensated=[PaymentRefunded],
-                compensation_deadline=SLOW,
-            ),
-        ],
-    )
 
 
 def tags(span: dict[str, Any]) -> dict[str, Any]:
@@ -132,34 +86,15 @@ def test_a_saga_compensated_after_its_last_step_failed_is_one_trace_in_jaeger(
 
     placer = choreo.Service(orders_name)
     placer.on(OrderReceived)(orders.validate_order)
-
-    @placer.on(CancelOrder)
-    def cancel(event: CancelOrder, ctx: choreo.Context) -> None:
-        ctx.emit(
-            OrderCancelled(
-                order_id=event.order_id,
-                reason=CancellationReason.OTHER,
-                detail=event.reason,
-                cancelled_at=datetime.now(UTC),
-            )
-        )
+    placer.on(CancelOrder)(cancel_order)
 
     stock = choreo.Service(inventory_name)
+    stock.on(ReleaseStock)(release_stock)
 
     @stock.on(OrderPlaced)
     async def reserve(event: OrderPlaced, ctx: choreo.Context) -> None:
         await after_the_tracker_saw("OrderPlaced")
         reserve_stock(event, ctx)
-
-    @stock.on(ReleaseStock)
-    def release(event: ReleaseStock, ctx: choreo.Context) -> None:
-        ctx.emit(
-            StockReleased(
-                order_id=event.order_id,
-                reservation_id=event.reservation_id,
-                released_at=datetime.now(UTC),
-            )
-        )
 
     payments = choreo.Service(payments_name)
 
@@ -177,15 +112,8 @@ def test_a_saga_compensated_after_its_last_step_failed_is_one_trace_in_jaeger(
         )
 
     services = [placer, stock, payments]
-    groups = {s.name: unique_name("g") for s in services}
-    instruments = [Tracing(s.name, spans.provider(s.name), groups[s.name]) for s in services]
-    tracker = SagaTracker(
-        [saga],
-        ServiceConfig(kafka=KafkaConfig(bootstrap_servers=kafka)),
-        instance="a",
-        catalog=catalog,
-        tracer_provider=spans.provider(tracker_service),
-    )
+    groups, instruments = traced(services, spans.provider, unique_name)
+    tracker = traced_tracker(saga, kafka, catalog, spans.provider(tracker_service))
     stop = threading.Event()
     thread = threading.Thread(target=tracker.run, args=(stop,), daemon=True)
     order_id = unique_name("order")
@@ -314,33 +242,15 @@ def test_a_missed_deadline_compensates_in_the_start_events_trace(
     spans = Spans(jaeger.otlp_http)
 
     placer = choreo.Service(orders_name)  # nobody reserves stock: the step's deadline passes
-
-    @placer.on(CancelOrder)
-    def cancel(event: CancelOrder, ctx: choreo.Context) -> None:
-        ctx.emit(
-            OrderCancelled(
-                order_id=event.order_id,
-                reason=CancellationReason.OTHER,
-                detail=event.reason,
-                cancelled_at=datetime.now(UTC),
-            )
-        )
-
-    group = unique_name("g")
-    instrument = Tracing(orders_name, spans.provider(orders_name), group)
-    tracker = SagaTracker(
-        [saga],
-        ServiceConfig(kafka=KafkaConfig(bootstrap_servers=kafka)),
-        instance="a",
-        catalog=catalog,
-        tracer_provider=spans.provider(tracker_service),
-    )
+    placer.on(CancelOrder)(cancel_order)
+    groups, instruments = traced([placer], spans.provider, unique_name)
+    tracker = traced_tracker(saga, kafka, catalog, spans.provider(tracker_service))
     stop = threading.Event()
     thread = threading.Thread(target=tracker.run, args=(stop,), daemon=True)
     order_id = unique_name("order")
 
     async def scenario() -> JaegerTrace:
-        async with running([placer], catalog, transport, [instrument], lambda _: group):
+        async with running([placer], catalog, transport, instruments, groups.get):
             thread.start()
             await eventually(lambda: len(tracker.store.partitions) == 3, 30.0, "tracker ready")
             await publisher(catalog, transport, web, spans.provider(web)).publish(placed(order_id))
