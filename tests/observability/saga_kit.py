@@ -8,28 +8,25 @@ world (and would drift apart if each kept its own copy).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from opentelemetry.sdk.trace import TracerProvider
+from saga.saga_defs import charge_step, order_step, stock_step
 
 import choreo
 from choreo._config import KafkaConfig, ServiceConfig
 from choreo._observability import Tracing
+from choreo._saga.definition import DEFAULT_COMPENSATION_RETRIES
 from choreo._schemas import Catalog
-from choreo.saga import Saga, SagaTracker, Step
+from choreo.saga import Saga, SagaTracker
 from services.events import (
     CancellationReason,
     CancelOrder,
     OrderCancelled,
     OrderPlaced,
-    PaymentAuthorized,
-    PaymentDeclined,
-    PaymentRefunded,
-    RefundPayment,
     ReleaseStock,
     StockReleased,
-    StockReservationFailed,
-    StockReserved,
 )
 
 SLOW = timedelta(seconds=60)
@@ -37,37 +34,17 @@ SLOW = timedelta(seconds=60)
 
 
 def order_saga(name: str, stock_deadline: timedelta | None = None) -> Saga:
-    """order → reserve stock → charge, each undone by its compensation."""
+    """order → reserve stock → charge, the saga tests' steps with slow compensations."""
+    slow = {"compensation_deadline": SLOW, "compensation_retries": DEFAULT_COMPENSATION_RETRIES}
     return Saga(
         name,
         version=1,
         start=OrderPlaced,
         deadline=timedelta(minutes=5),
         steps=[
-            Step(
-                "order",
-                success=[OrderPlaced],
-                compensate=CancelOrder,
-                compensated=[OrderCancelled],
-                compensation_deadline=SLOW,
-            ),
-            Step(
-                "reserve-stock",
-                success=[StockReserved],
-                failure=[StockReservationFailed],
-                compensate=ReleaseStock,
-                compensated=[StockReleased],
-                deadline=stock_deadline,
-                compensation_deadline=SLOW,
-            ),
-            Step(
-                "charge",
-                success=[PaymentAuthorized],
-                failure=[PaymentDeclined],
-                compensate=RefundPayment,
-                compensated=[PaymentRefunded],
-                compensation_deadline=SLOW,
-            ),
+            replace(order_step, **slow),
+            replace(stock_step, deadline=stock_deadline, **slow),
+            replace(charge_step, **slow),
         ],
     )
 
