@@ -3,14 +3,20 @@ so ``import builders`` works."""
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
 import tomllib
 import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+
+ChoreoRun = Callable[..., subprocess.Popen[str]]
 
 
 @pytest.fixture
@@ -42,3 +48,40 @@ def _isolate_schemas(target: Path) -> Path:
         ]
     (target / "catalog.toml").write_text("\n".join(lines))
     return target
+
+
+@pytest.fixture
+def choreo_run(kafka: str, tmp_path: Path) -> Iterator[ChoreoRun]:
+    """``choreo run MODULE ARGS...`` from the project's root, as a user starts it.
+
+    ``path`` (the folder of the test's service modules) goes on its PYTHONPATH after the root;
+    ``env`` is added to this process's environment. Its output goes to
+    ``<module>-<n>.log`` in the test's tmp dir (n counts the processes started), which tests
+    read. Every process still running is killed after the test.
+    """
+    started: list[subprocess.Popen[str]] = []
+
+    def start(module: str, *args: str, path: Path, **env: str) -> subprocess.Popen[str]:
+        log = tmp_path / f"{module.replace('.', '_')}-{len(started)}.log"
+        with log.open("w") as output:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "choreo._cli.main", "run", module, *args],
+                cwd=ROOT,
+                env={
+                    **os.environ,
+                    "PYTHONPATH": f"{ROOT}{os.pathsep}{path}",
+                    "CHOREO_BOOTSTRAP_SERVERS": kafka,
+                    **env,
+                },
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        if process.poll() is None:
+            process.kill()
+        process.wait()

@@ -3,13 +3,11 @@ once to the stack's registry: the payments topic is written in the registry wire
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
-import sys
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -50,27 +48,12 @@ def pushed_schemas(schema_registry: str, tmp_path_factory: pytest.TempPathFactor
 
 
 @pytest.fixture
-def start_service(kafka: str, tmp_path: Path) -> Iterator[StartService]:
+def start_service(choreo_run: StartService) -> StartService:
     """``choreo run MODULE`` from this directory, as a user starts it; killed after the test."""
-    running: list[subprocess.Popen[str]] = []
 
     def start(module: str, schemas: Path, **env: str) -> subprocess.Popen[str]:
-        log = (tmp_path / f"{module}-{len(running)}.log").open("w")
-        here = os.pathsep.join((str(ROOT), str(Path(__file__).parent)))
-        settings = {"PYTHONPATH": here, "CHOREO_BOOTSTRAP_SERVERS": kafka}
-        process = subprocess.Popen(
-            [sys.executable, "-m", "choreo._cli.main", "run", module],
-            cwd=ROOT,
-            env={**os.environ, **settings, "CHOREO_SCHEMAS_DIR": str(schemas), **env},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            text=True,
+        return choreo_run(
+            module, path=Path(__file__).parent, CHOREO_SCHEMAS_DIR=str(schemas), **env
         )
-        running.append(process)
-        return process
 
-    yield start
-    for process in running:
-        if process.poll() is None:
-            process.kill()
-        process.wait()
+    return start

@@ -3,15 +3,13 @@ schedule is killed -9 between ticks, then started again."""
 
 from __future__ import annotations
 
-import os
 import signal
 import sqlite3
 import subprocess
-import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -22,37 +20,17 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
-def start_instance(kafka: str, tmp_path: Path) -> Iterator[Callable[[], subprocess.Popen[str]]]:
+def start_instance(
+    choreo_run: Callable[..., subprocess.Popen[str]], tmp_path: Path
+) -> Callable[[], subprocess.Popen[str]]:
     """``choreo run tick_service``, one more instance per call; all are killed at the end."""
-    started: list[subprocess.Popen[str]] = []
     env = {
-        **os.environ,
-        "PYTHONPATH": f"{ROOT}{os.pathsep}{Path(__file__).parent}",
-        "CHOREO_BOOTSTRAP_SERVERS": kafka,
         "CHOREO_SESSION_TIMEOUT_S": "6",
         "TICK_SERVICE": f"ticks{uuid.uuid4().hex[:8]}",
         "TICK_DB": str(tmp_path / "ticks.db"),
         "TICK_CALLS": str(tmp_path / "calls.log"),
     }
-
-    def start() -> subprocess.Popen[str]:
-        log = (tmp_path / f"instance-{len(started)}.log").open("w")
-        process = subprocess.Popen(
-            [sys.executable, "-m", "choreo._cli.main", "run", "tick_service"],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        started.append(process)
-        return process
-
-    yield start
-    for process in started:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+    return lambda: choreo_run("tick_service", path=Path(__file__).parent, **env)
 
 
 def test_each_tick_runs_once_across_two_instances_and_a_kill_9(
