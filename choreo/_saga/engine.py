@@ -501,16 +501,9 @@ class Engine:
             )
             return
         reason = f"step '{placed.step.name}' failed ({seen.type})"
+        what = f"{placed.step.name}/fallback"
         outcome.emits.append(
-            Emit(
-                event=command,
-                event_id=_event_id(state.saga_id, f"{placed.step.name}/fallback", step.fallback),
-                correlation_id=state.saga_id,
-                causation_id=seen.id,
-                trace=dict(state.trace),
-                step=placed.step.name,
-                reason=reason,
-            )
+            _emit(state, command, what, step.fallback, seen.id, placed.step.name, reason)
         )
         note(f"step failed: trying fallback {step.fallback}, emitted {fallback.command.event_type}")
         step.due_at = None
@@ -677,18 +670,9 @@ class Engine:
             )
             return
         step.compensation_due_at = now + placed.step.compensation_deadline.total_seconds()
-        outcome.emits.append(
-            Emit(
-                event=event,
-                # Every attempt has the first one's id: an idempotent consumer drops re-sends.
-                event_id=_event_id(state.saga_id, placed.step.name, 1),
-                correlation_id=state.saga_id,
-                causation_id=state.cause_id,
-                trace=dict(state.trace),
-                step=placed.step.name,
-                reason=reason,
-            )
-        )
+        # Every attempt has the first one's id: an idempotent consumer drops re-sends.
+        name = placed.step.name
+        outcome.emits.append(_emit(state, event, name, 1, state.cause_id, name, reason))
         attempt = f" (attempt {step.attempts})" if step.attempts > 1 else ""
         state.note(
             now, "compensate", f"emitted {compensate.event_type}{attempt}", step=placed.step.name
@@ -834,17 +818,8 @@ class Engine:
             ],
             datetime.fromtimestamp(now, UTC),
         )
-        outcome.emits.append(
-            Emit(
-                event=event,
-                event_id=_event_id(state.saga_id, f"parked:{step_name}", attempt),
-                correlation_id=state.saga_id,
-                causation_id=state.cause_id,
-                trace=dict(state.trace),
-                step=step_name,
-                reason=reason,
-            )
-        )
+        what = f"parked:{step_name}"
+        outcome.emits.append(_emit(state, event, what, attempt, state.cause_id, step_name, reason))
 
     def _finish(self, definition: Saga, state: SagaState, now: float) -> None:
         """Complete when everything is done, and work out the next moment a timer matters."""
@@ -990,6 +965,28 @@ def _wake_at(definition: Saga, state: SagaState) -> float | None:
 
 def _start_id(state: SagaState) -> str:
     return state.start.id if state.start is not None else state.saga_id
+
+
+def _emit(
+    state: SagaState,
+    event: Event,
+    what: str,
+    attempt: int,
+    cause: str | None,
+    step: str,
+    reason: str,
+) -> Emit:
+    """``event`` sent for the saga, in its trace: its id is fixed by ``what`` and ``attempt``,
+    so the same decision taken again (after a crash) sends the same id."""
+    return Emit(
+        event=event,
+        event_id=_event_id(state.saga_id, what, attempt),
+        correlation_id=state.saga_id,
+        causation_id=cause,
+        trace=dict(state.trace),
+        step=step,
+        reason=reason,
+    )
 
 
 def _event_id(saga_id: str, what: str, attempt: int) -> str:
