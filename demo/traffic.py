@@ -16,6 +16,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -99,13 +100,39 @@ def send_poison(bootstrap: str, topic: str, key: str) -> None:
         raise RuntimeError("the poison message was not delivered")
 
 
-class ApprovalDesk(threading.Thread):
+class _Actor(threading.Thread, ABC):
+    """A person of the demo, acting from a thread of its own until stopped.
+
+    An error ends the thread and is kept in ``error``: the demo reports it and fails.
+    """
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name=name, daemon=True)
+        self.error: BaseException | None = None
+        self._halt = threading.Event()
+
+    def run(self) -> None:
+        try:
+            asyncio.run(self._work())
+        except BaseException as error:  # reported by the demo, which then fails
+            self.error = error
+
+    @abstractmethod
+    async def _work(self) -> None:
+        """What the person does until ``stop``."""
+
+    def stop(self) -> None:
+        self._halt.set()
+        self.join()
+
+
+class ApprovalDesk(_Actor):
     """Approves or rejects the waiting orders the plan says to; leaves the rest to time out."""
 
     def __init__(
         self, orders: Sequence[PlannedOrder], dsn: str, config: choreo.ServiceConfig
     ) -> None:
-        super().__init__(name="approval-desk", daemon=True)
+        super().__init__("approval-desk")
         self._mine = {o.order_id for o in orders}
         self._answers = {
             o.order_id: o.scenario.manager
@@ -117,14 +144,6 @@ class ApprovalDesk(threading.Thread):
         self.decided: dict[str, Manager] = {}
         self.waiting = 0
         """Orders of this run in the approval queue right now (decided or not)."""
-        self.error: BaseException | None = None
-        self._halt = threading.Event()
-
-    def run(self) -> None:
-        try:
-            asyncio.run(self._work())
-        except BaseException as error:  # reported by the demo, which then fails
-            self.error = error
 
     async def _work(self) -> None:
         """One publisher for the whole demo; the queue is looked at twice a second."""
@@ -143,31 +162,19 @@ class ApprovalDesk(threading.Thread):
         await publish_decision(publisher, order_id, MANAGER, comment)
         self.decided[order_id] = answer
 
-    def stop(self) -> None:
-        self._halt.set()
-        self.join()
 
-
-class Customers(threading.Thread):
+class Customers(_Actor):
     """Customers who cancel: each planned cancel is published its drawn delay after the order
     was accepted (``sent`` is the list of accepted order ids, filled as the ingress answers)."""
 
     def __init__(
         self, orders: Sequence[PlannedOrder], sent: list[str], config: choreo.ServiceConfig
     ) -> None:
-        super().__init__(name="customers", daemon=True)
+        super().__init__("customers")
         self._plans = {o.order_id: o for o in orders if o.cancel_after_s is not None}
         self._sent = sent
         self._config = config
         self.cancelled: list[str] = []
-        self.error: BaseException | None = None
-        self._halt = threading.Event()
-
-    def run(self) -> None:
-        try:
-            asyncio.run(self._work())
-        except BaseException as error:  # reported by the demo, which then fails
-            self.error = error
 
     async def _work(self) -> None:
         accepted: dict[str, float] = {}
@@ -193,7 +200,3 @@ class Customers(threading.Thread):
         )
         await publisher.publish(event, correlation_id=order.order_id)
         self.cancelled.append(order.order_id)
-
-    def stop(self) -> None:
-        self._halt.set()
-        self.join()
