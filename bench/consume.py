@@ -210,40 +210,38 @@ def run_choreo(
 
 
 def child(args: argparse.Namespace) -> None:
-    began_wall, began_cpu = time.perf_counter(), time.process_time()
     if args.contender == "raw-confluent":
-        run_raw(args.bootstrap, args.topic, args.count)
+        print_usage(lambda: run_raw(args.bootstrap, args.topic, args.count))
     else:
-        run_choreo(args.bootstrap, args.topic, args.count, args.contender.split("-", 1)[1])
+        transport = args.contender.split("-", 1)[1]
+        print_usage(lambda: run_choreo(args.bootstrap, args.topic, args.count, transport))
+
+
+def print_usage(run: Callable[[], None]) -> None:
+    """Run the measured work and print its wall time, CPU time and peak RSS as one JSON line
+    (what ``run_child`` reads back from the child process)."""
+    began_wall, began_cpu = time.perf_counter(), time.process_time()
+    run()
     wall, cpu = time.perf_counter() - began_wall, time.process_time() - began_cpu
     from contenders._common import peak_rss_mb  # VmHWM: ru_maxrss survives execve
 
-    rss_mb = peak_rss_mb()
-    print(json.dumps({"wall": wall, "cpu": cpu, "rss_mb": rss_mb}))
+    print(json.dumps({"wall": wall, "cpu": cpu, "rss_mb": peak_rss_mb()}))
+
+
+def run_child(script: str, what: str, *args: str) -> dict[str, float]:
+    """``script --child ARGS`` in a process of its own (its peak RSS is its own): its usage."""
+    out = subprocess.run(
+        [sys.executable, script, "--child", *args], capture_output=True, text=True, check=False
+    )
+    if out.returncode:
+        raise SystemExit(f"{what} failed:\n{out.stderr[-3000:]}")
+    result: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
 
 
 def measure(args: argparse.Namespace, contender: str) -> dict[str, float]:
-    out = subprocess.run(
-        [
-            sys.executable,
-            __file__,
-            "--child",
-            contender,
-            "--topic",
-            args.topic,
-            "--count",
-            str(args.count),
-            "--bootstrap",
-            args.bootstrap,
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if out.returncode:
-        raise SystemExit(f"{contender} failed:\n{out.stderr[-3000:]}")
-    result: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
-    return result
+    counted = ["--topic", args.topic, "--count", str(args.count), "--bootstrap", args.bootstrap]
+    return run_child(__file__, contender, contender, *counted)
 
 
 def report(args: argparse.Namespace, size: int, runs: dict[str, list[dict[str, float]]]) -> str:
@@ -270,8 +268,9 @@ def report(args: argparse.Namespace, size: int, runs: dict[str, list[dict[str, f
     return "\n".join(lines) + "\n"
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def bench_parser(doc: str) -> argparse.ArgumentParser:
+    """The options of a benchmark that consumes counted events (``doc``: its module's)."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="100,000 events instead of 1,000,000")
     parser.add_argument("--count", type=int)
     parser.add_argument("--rounds", type=int, default=3)
@@ -279,9 +278,20 @@ def main() -> None:
         "--bootstrap", default=os.environ.get("CHOREO_BENCH_BOOTSTRAP", "127.0.0.1:9092")
     )
     parser.add_argument("--topic")
-    parser.add_argument("--child", dest="contender", choices=CONTENDERS, help=argparse.SUPPRESS)
+    return parser
+
+
+def parse_counted(parser: argparse.ArgumentParser) -> argparse.Namespace:
+    """The arguments, with ``count`` set: given, or as ``--quick`` says."""
     args = parser.parse_args()
     args.count = args.count or (100_000 if args.quick else 1_000_000)
+    return args
+
+
+def main() -> None:
+    parser = bench_parser(__doc__)
+    parser.add_argument("--child", dest="contender", choices=CONTENDERS, help=argparse.SUPPRESS)
+    args = parse_counted(parser)
     if args.contender:
         child(args)
         return

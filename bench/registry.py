@@ -15,12 +15,9 @@ wall-clock rates there swing by 2x.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
-import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -31,7 +28,15 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from consume import bench_schemas, fill, run_choreo  # noqa: E402
+from consume import (  # noqa: E402
+    bench_parser,
+    bench_schemas,
+    fill,
+    parse_counted,
+    print_usage,
+    run_child,
+    run_choreo,
+)
 
 FORMATS = ("single-object", "registry")
 
@@ -51,37 +56,21 @@ def registry_encoder(topic: str, url: str) -> Callable[[Any], bytes]:
 
 
 def child(args: argparse.Namespace) -> None:
-    from contenders._common import peak_rss_mb
-
-    began_wall, began_cpu = time.perf_counter(), time.process_time()
-    run_choreo(args.bootstrap, args.topic, args.count, "confluent", args.registry)
-    wall, cpu = time.perf_counter() - began_wall, time.process_time() - began_cpu
-    print(json.dumps({"wall": wall, "cpu": cpu, "rss_mb": peak_rss_mb()}))
+    print_usage(
+        lambda: run_choreo(args.bootstrap, args.topic, args.count, "confluent", args.registry)
+    )
 
 
 def measure(args: argparse.Namespace, topic: str) -> dict[str, float]:
-    command = [sys.executable, __file__, "--child", "--topic", topic, "--count", str(args.count)]
-    command += ["--bootstrap", args.bootstrap, "--registry", args.registry]
-    out = subprocess.run(command, capture_output=True, text=True, check=False)
-    if out.returncode:
-        raise SystemExit(f"{topic} failed:\n{out.stderr[-3000:]}")
-    result: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
-    return result
+    counted = ["--topic", topic, "--count", str(args.count), "--bootstrap", args.bootstrap]
+    return run_child(__file__, topic, *counted, "--registry", args.registry)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="100,000 events instead of 1,000,000")
-    parser.add_argument("--count", type=int)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument(
-        "--bootstrap", default=os.environ.get("CHOREO_BENCH_BOOTSTRAP", "127.0.0.1:9092")
-    )
+    parser = bench_parser(__doc__)
     parser.add_argument("--registry", default="http://127.0.0.1:8085/apis/ccompat/v7")
-    parser.add_argument("--topic")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    args.count = args.count or (100_000 if args.quick else 1_000_000)
+    args = parse_counted(parser)
     if args.child:
         child(args)
         return
