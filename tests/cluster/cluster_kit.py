@@ -313,8 +313,17 @@ def beyond_inputs(seen: dict[str, list[float]], inputs: Counter[int]) -> dict[st
     }
 
 
-def wait_until(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
+def wait_until(
+    condition: Callable[[], bool],
+    timeout_s: float,
+    what: str,
+    lacking: Callable[[], object] | None = None,
+) -> None:
+    """Poll ``condition``; at the timeout the failure says what ``lacking`` returns then
+    (e.g. which orders), so a run that cannot be repeated still names its culprit."""
     deadline = time.monotonic() + timeout_s
     while not condition():
-        assert time.monotonic() < deadline, f"timed out after {timeout_s:.0f}s waiting for {what}"
+        if time.monotonic() >= deadline:
+            detail = "" if lacking is None else f": {lacking()}"
+            raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {what}{detail}")
         time.sleep(0.2)
