@@ -11,10 +11,8 @@ And the fast reader alone must never accept a record the validating path refuses
 from __future__ import annotations
 
 import functools
-import importlib.util
 import io
 import json
-import sys
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -26,6 +24,8 @@ from fastavro import parse_schema, schemaless_writer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import Field, field_validator
+from test_schemas_codec import make_catalog
+from test_schemas_codegen import import_source as _import
 
 from choreo._errors import DecodeError
 from choreo._schemas import Catalog, Codec, Event
@@ -173,18 +173,6 @@ def models_for(version: SchemaVersion, root: Path) -> ModuleType:
     (target / "schemas" / "catalog.toml").write_text(topic)
     schemas = target / "schemas"
     return _import(generate(Catalog.load(schemas)), target)
-
-
-def _import(source: str, root: Path) -> ModuleType:
-    name = f"fast_models_{uuid.uuid4().hex}"
-    path = root / f"{name}.py"
-    path.write_text(source)
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def check_equivalent(
@@ -425,10 +413,7 @@ def test_hand_written_models(
 ) -> None:
     """Validators and constraints the module does not know leave the model on the validating
     path; integer bounds it checks itself."""
-    (tmp_path / "schemas" / "t" / "orders").mkdir(parents=True)
-    (tmp_path / "schemas" / "t" / "orders" / "Placed.v1.avsc").write_text(json.dumps(PLACED))
-    (tmp_path / "schemas" / "catalog.toml").write_text(CATALOG_TOML)
-    catalog = Catalog.load(tmp_path / "schemas")
+    catalog = make_catalog(tmp_path, {"t/orders/Placed.v1.avsc": PLACED}, CATALOG_TOML)
     version = catalog.latest("t.orders.Placed")
     fast = fast_reader(version.record, model, HEADER_SIZE)
     assert (fast is not None) == fast_expected

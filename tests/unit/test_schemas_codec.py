@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import json
-import sys
 import uuid
 from datetime import UTC, date, datetime, time
 from decimal import Decimal
@@ -16,6 +14,7 @@ from typing import Annotated, Any, ClassVar
 import pytest
 from fastavro import schemaless_writer
 from pydantic import Field, ValidationError
+from test_schemas_codegen import import_source
 
 from choreo._errors import DecodeError, SchemaError
 from choreo._schemas import AvroDecimal, Catalog, Codec, Event, generate_models
@@ -108,14 +107,7 @@ def make_catalog(root: Path, files: dict[str, Any], catalog: str = CATALOG) -> C
 
 
 def import_models(catalog: Catalog, root: Path) -> ModuleType:
-    name = f"generated_{uuid.uuid4().hex}"
-    path = root / f"{name}.py"
-    path.write_text(generate_models(catalog))
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
+    module: ModuleType = import_source(generate_models(catalog), root)
     return module
 
 
