@@ -52,6 +52,8 @@ CHECKS: list[Make] = [b.reserved, b.authorized, b.fraud_cleared]
 APPROVED: list[Make] = [*CHECKS, b.approved]
 SHIPPED: list[Make] = [*APPROVED, b.shipment_created]
 ALL_BUT_SURVEY: list[Make] = [*SHIPPED, b.captured, b.confirmation_sent, b.committed]
+EVERYTHING_UNDONE = [RefundPayment, CancelShipment, VoidAuthorization, ReleaseStock, CancelOrder]
+"""The compensations of an order that got as far as the capture, in the order they are sent."""
 
 
 def backup_failed(order_id: str) -> BackupShipmentFailed:
@@ -294,13 +296,7 @@ def test_a_damaged_pick_waits_for_the_capture_then_undoes_everything_last_first(
     run = order(order_id, *SHIPPED, b.confirmation_sent, b.commit_failed)
     assert run.types() == []  # the capture is still out
     run.send(b.captured(order_id))  # payments captured while inventory found the damage
-    assert undo(run, undoers) == [
-        RefundPayment,
-        CancelShipment,
-        VoidAuthorization,
-        ReleaseStock,
-        CancelOrder,
-    ]
+    assert undo(run, undoers) == EVERYTHING_UNDONE
 
 
 def test_a_carrier_refusal_books_the_backup_carrier_and_the_order_goes_on(
@@ -332,13 +328,7 @@ def test_a_customer_cancel_waits_for_the_survey_in_flight_then_undoes_everything
     assert status(run) is SagaStatus.COMPENSATING
     assert run.types() == []  # the survey is still out: nothing is undone before it reports
     run.send(b.survey_sent(order_id))
-    assert undo(run, undoers) == [
-        RefundPayment,
-        CancelShipment,
-        VoidAuthorization,
-        ReleaseStock,
-        CancelOrder,
-    ]
+    assert undo(run, undoers) == EVERYTHING_UNDONE
     assert status(run) is SagaStatus.COMPENSATED
     cancelled = undoers.cancellation(order_id)
     assert cancelled.reason is CancellationReason.CUSTOMER_REQUEST
