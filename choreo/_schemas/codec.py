@@ -27,6 +27,7 @@ from choreo._schemas.catalog import Catalog
 from choreo._schemas.compat import read_issues
 from choreo._schemas.event import Event
 from choreo._schemas.fastread import fast_reader
+from choreo._schemas.fastwrite import fast_writer
 from choreo._schemas.layout import SchemaVersion
 from choreo._schemas.registry_wire import HEADER_SIZE as REGISTRY_HEADER_SIZE
 from choreo._schemas.registry_wire import MAGIC as REGISTRY_MAGIC
@@ -38,6 +39,7 @@ DEFAULT_MAX_BYTES = 1 << 20
 
 _E = TypeVar("_E", bound=Event)
 _Reader = Callable[[bytes], Event]
+_Writer = Callable[[Event], bytes]
 
 # What fastavro raises on bytes that are not a body of the writer schema. Arbitrary bytes hit
 # many code paths (enum/union indexes, UTF-8, varints, dates), so this list is broad on purpose.
@@ -58,7 +60,8 @@ class Codec:
     ) -> None:
         """``registry`` reads registry-framed records and writes the topics that use it.
 
-        ``fast=False`` always validates in pydantic: what the fast readers (``fastread``) are
+        ``fast=False`` always validates in pydantic and writes through ``model_dump`` and
+        fastavro: what the generated readers and writers (``fastread``, ``fastwrite``) are
         tested against, and the baseline the benchmarks compare them with.
         """
         self._fast = fast
@@ -67,7 +70,7 @@ class Codec:
         self._max_bytes = max_bytes
         self._bound: dict[type[Event], SchemaVersion] = {}
         self._models: dict[str, type[Event]] = {}
-        self._writers: dict[type[Event], tuple[bytes, dict[str, Any]]] = {}
+        self._writers: dict[type[Event], _Writer] = {}
         self._readers: dict[tuple[bytes, type[Event]], _Reader] = {}
         self._any_readers: dict[bytes, _Reader] = {}
 
@@ -93,13 +96,10 @@ class Codec:
     def encode(self, event: Event) -> bytes:
         """The event written with its model's schema version (the latest, for generated models)."""
         try:
-            header, schema = self._writers[type(event)]
+            write = self._writers[type(event)]
         except KeyError:
-            header, schema = self._bind_writer(type(event))
-        out = BytesIO()
-        out.write(header)
-        schemaless_writer(out, schema, event.model_dump(by_alias=True))
-        return out.getvalue()
+            write = self._bind_writer(type(event))
+        return write(event)
 
     def decode(self, data: bytes | None, model: type[_E]) -> _E:
         """Decode a record written with any published version into ``model``.
@@ -183,10 +183,14 @@ class Codec:
         version = self._bound[model] = newest_match(model, self._catalog.versions(event_type))
         return version
 
-    def _bind_writer(self, model: type[Event]) -> tuple[bytes, dict[str, Any]]:
+    def _bind_writer(self, model: type[Event]) -> _Writer:
         version = self._version_of(model)
-        bound = self._writers[model] = (self._header(version), version.schema)
-        return bound
+        header = self._header(version)
+        write = _dumping_writer(header, version.schema)
+        if self._fast:
+            write = _with_fallback(fast_writer(version.record, model, header), write)
+        self._writers[model] = write
+        return write
 
     def _header(self, version: SchemaVersion) -> bytes:
         """What records of ``version`` start with, in their topic's wire format."""
@@ -264,22 +268,41 @@ def _reader(
     return read
 
 
-def _with_fallback(fast: Callable[[bytes], Any] | None, validating: _Reader) -> _Reader:
-    """The fast reader, handing to the validating one every record it does not accept.
+def _dumping_writer(header: bytes, schema: dict[str, Any]) -> _Writer:
+    """``model_dump`` and fastavro's writer: every model, and the authority on odd values."""
 
-    The validating reader is the authority on bad records: it raises the error (and the
-    dead-letter reason) a record always got, so the fast reader need not reproduce them.
+    def write(event: Event) -> bytes:
+        out = BytesIO()
+        out.write(header)
+        schemaless_writer(out, schema, event.model_dump(by_alias=True))
+        return out.getvalue()
+
+    return write
+
+
+_In = TypeVar("_In")
+_Out = TypeVar("_Out")
+
+
+def _with_fallback(
+    fast: Callable[[_In], Any] | None, authority: Callable[[_In], _Out]
+) -> Callable[[_In], _Out]:
+    """The generated reader or writer, handing to the authority (the validating reader, the
+    dumping writer) every input it does not take.
+
+    The authority raises the error (and the dead-letter reason) an input always got, so the
+    generated function need not reproduce them.
     """
     if fast is None:
-        return validating
+        return authority
 
-    def read(data: bytes) -> Event:
+    def run(given: _In) -> _Out:
         try:
-            return fast(data)  # type: ignore[no-any-return]  # a model: cast() costs a call
+            return fast(given)  # type: ignore[no-any-return]  # cast() costs a call
         except Exception:
-            return validating(data)
+            return authority(given)
 
-    return read
+    return run
 
 
 def _first_error(exc: ValidationError) -> str:

@@ -1,0 +1,176 @@
+"""The generated fast writers against the dumping path (``model_dump`` + fastavro's writer).
+
+For the repo's schemas and for generated schemas of every supported type, events decoded from
+random valid records must be written to the same bytes by ``Codec`` as by
+``Codec(fast=False)``, and the generated writer itself must write them (not hand them on).
+Events whose attributes were swapped for odd values (wrong types, ints past 32 or 64 bits,
+bools, naive datetimes, decimals of another scale, plain dicts for nested models) must get
+the same bytes or the same error, type and message, as before.
+"""
+
+from __future__ import annotations
+
+import datetime
+import decimal
+import json
+import uuid
+import warnings
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from test_fast_reader import (
+    REPO,
+    SETTINGS,
+    _import,
+    avro_values,
+    encode,
+    event_schemas,
+    repo_models,
+)
+
+from choreo._errors import DecodeError
+from choreo._schemas import Catalog, Codec, Event
+from choreo._schemas.codec import MAGIC
+from choreo._schemas.codegen import generate
+from choreo._schemas.fastwrite import fast_writer
+from choreo._schemas.layout import SchemaVersion
+
+__all__ = ["repo_models"]  # the fixture, shared with the reader's test
+
+Outcome = tuple[str, ...]
+
+ODD = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**70), 2**70),
+    st.sampled_from([2**31, -(2**31) - 1, 2**63, -(2**63) - 1, 63, 64, -64, -65]),
+    st.floats(),
+    st.text(max_size=4),
+    st.binary(max_size=4),
+    st.decimals(allow_nan=False, allow_infinity=False, places=3),
+    st.datetimes(),
+    st.datetimes(timezones=st.just(datetime.UTC)),
+    st.dates(),
+    st.uuids(),
+    st.lists(st.integers(-100, 100), max_size=2),
+    st.dictionaries(st.text(max_size=2), st.integers(-100, 100), max_size=2),
+)
+"""Values a handler may leave in a model's attributes (by assignment or ``model_construct``)."""
+
+
+def outcome(codec: Codec, event: Event) -> Outcome:
+    """The bytes written, or the error raised, type and message."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pydantic's serializer warnings, the same both ways
+        try:
+            return ("bytes", codec.encode(event).hex())
+        except Exception as error:
+            return ("refused", type(error).__name__, str(error))
+
+
+def decoded(
+    catalog: Catalog, version: SchemaVersion, model: type[Event], value: dict[str, Any]
+) -> Event | None:
+    """A valid event as a consumer builds it from ``value``; None if validation refuses it."""
+    data = encode(version, value)
+    if data is None:
+        return None
+    try:
+        return Codec(catalog, fast=False).decode(data, model)
+    except DecodeError:
+        return None
+
+
+def check_valid(catalog: Catalog, version: SchemaVersion, event: Event) -> None:
+    """Equal bytes, and written by the generated writer itself."""
+    expected = outcome(Codec(catalog, fast=False), event)
+    assert expected[0] == "bytes", expected
+    assert outcome(Codec(catalog), event) == expected
+    fast = fast_writer(version.record, type(event), MAGIC + version.fingerprint)
+    assert fast is not None
+    assert fast(event).hex() == expected[1]
+
+
+def check_odd(catalog: Catalog, event: Event, attr: str, odd: Any) -> None:
+    """The same bytes or the same error as the dumping writer."""
+    changed = event.model_copy()
+    changed.__dict__[attr] = odd
+    assert outcome(Codec(catalog), changed) == outcome(Codec(catalog, fast=False), changed)
+
+
+@SETTINGS
+@given(data=st.data())
+def test_repo_schemas(repo_models: dict[SchemaVersion, type[Event]], data: st.DataObject) -> None:
+    event_type = data.draw(st.sampled_from(sorted(REPO.event_types)), label="event type")
+    version = REPO.latest(event_type)
+    value = data.draw(avro_values(version.record), label="value")
+    event = decoded(REPO, version, repo_models[version], value)
+    if event is None:
+        return
+    check_valid(REPO, version, event)
+    attr = data.draw(st.sampled_from(sorted(type(event).model_fields)), label="field")
+    check_odd(REPO, event, attr, data.draw(ODD, label="odd value"))
+
+
+@SETTINGS
+@given(schema=event_schemas(), data=st.data())
+def test_generated_schemas(schema: dict[str, Any], data: st.DataObject, tmp_path: Path) -> None:
+    root = tmp_path / uuid.uuid4().hex
+    (root / "schemas" / "g" / "x").mkdir(parents=True)
+    (root / "schemas" / "g" / "x" / "Gen.v1.avsc").write_text(json.dumps(schema))
+    (root / "schemas" / "catalog.toml").write_text(
+        '[topics."g.x"]\nevents = ["g.x.Gen"]\nkey = "k"\n'
+    )
+    catalog = Catalog.load(root / "schemas")
+    version = catalog.latest("g.x.Gen")
+    model = _import(generate(catalog), root).Gen
+    for value in data.draw(st.lists(avro_values(version.record), min_size=1, max_size=4)):
+        event = decoded(catalog, version, model, value)
+        if event is None:
+            continue
+        check_valid(catalog, version, event)
+        attr = data.draw(st.sampled_from(sorted(type(event).model_fields)), label="field")
+        check_odd(catalog, event, attr, data.draw(ODD, label="odd value"))
+
+
+def test_decimal_scale_and_precision(tmp_path: Path) -> None:
+    """``AvroDecimal`` quantizes when dumping: a value of fewer places is padded, one of more
+    rounded or refused by fastavro, as before."""
+    schema = {
+        "type": "record",
+        "name": "Gen",
+        "namespace": "g.x",
+        "fields": [
+            {"name": "k", "type": "string"},
+            {"name": "d", "type": {"type": "bytes", "logicalType": "decimal", "precision": 4,
+                                   "scale": 2}},
+        ],
+    }  # fmt: skip
+    (tmp_path / "schemas" / "g" / "x").mkdir(parents=True)
+    (tmp_path / "schemas" / "g" / "x" / "Gen.v1.avsc").write_text(json.dumps(schema))
+    (tmp_path / "schemas" / "catalog.toml").write_text(
+        '[topics."g.x"]\nevents = ["g.x.Gen"]\nkey = "k"\n'
+    )
+    catalog = Catalog.load(tmp_path / "schemas")
+    model = _import(generate(catalog), tmp_path).Gen
+    event = model(k="a", d=decimal.Decimal("1.5"))
+    for odd in ["1.5", "12.34", "1.005", "99.999", "-0.01", "123.4"]:
+        check_odd(catalog, event, "d", decimal.Decimal(odd))
+    assert Codec(catalog).encode(event) == Codec(catalog, fast=False).encode(event)
+
+
+@pytest.mark.parametrize("event_type", sorted(REPO.event_types))
+def test_every_repo_model_writes_fast(event_type: str) -> None:
+    """The repo's generated models all get a generated writer (none is silently ineligible)."""
+    import services.events as generated
+
+    version = REPO.latest(event_type)
+    model = next(
+        m
+        for m in vars(generated).values()
+        if isinstance(m, type) and getattr(m, "event_type", None) == event_type
+    )
+    assert fast_writer(version.record, model, MAGIC + version.fingerprint) is not None
