@@ -61,7 +61,7 @@ Rules:
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -131,6 +131,21 @@ class Outcome:
     emits: list[Emit] = field(default_factory=list)
     logs: list[str] = field(default_factory=list)
     changed: bool = True
+
+
+@dataclass(frozen=True)
+class _StepEvent:
+    """An event of one step as ``_apply`` routed it: what the step's handlers read and change
+    (the saga's state, the step's state and the outcome are changed in place)."""
+
+    definition: Saga
+    state: SagaState
+    placed: PlacedStep
+    step: StepState
+    seen: SeenEvent
+    now: float
+    outcome: Outcome
+    note: Callable[[str], None]
 
 
 class Engine:
@@ -413,10 +428,11 @@ class Engine:
             note("un-parked: the silent step reported again")
             _arm_beat(step, placed.step, now)
         if role == "success":
-            self._succeeded(definition, state, placed, step, seen, now, note)
+            self._succeeded(_StepEvent(definition, state, placed, step, seen, now, outcome, note))
         elif role == "failure":
             assert found is not None
-            self._failed(definition, state, placed, step, seen, found.level, now, outcome, note)
+            event = _StepEvent(definition, state, placed, step, seen, now, outcome, note)
+            self._failed(event, found.level)
         elif role == "progress":
             _progress(state, placed, step, now, note)
         elif role == "compensated":
@@ -431,84 +447,62 @@ class Engine:
                 note(f"ignored: no compensation in flight for this step ({step.status})")
         self._compensate_next(definition, state, now, outcome)
 
-    def _failed(
-        self,
-        definition: Saga,
-        state: SagaState,
-        placed: PlacedStep,
-        step: StepState,
-        seen: SeenEvent,
-        level: int,
-        now: float,
-        outcome: Outcome,
-        note: Any,
-    ) -> None:
+    def _failed(self, ev: _StepEvent, level: int) -> None:
         """A failure event: fall back if the definition says so, else fail the step."""
-        if state.status is SagaStatus.RUNNING and step.status is not StepStatus.SUCCEEDED:
-            if level < step.fallback:
-                note(f"ignored: the step already moved on to fallback {step.fallback}")
+        if ev.state.status is SagaStatus.RUNNING and ev.step.status is not StepStatus.SUCCEEDED:
+            if level < ev.step.fallback:
+                ev.note(f"ignored: the step already moved on to fallback {ev.step.fallback}")
                 return
-            fallbacks = placed.step.fallbacks
-            if level == step.fallback < len(fallbacks) and seen.type in {
+            fallbacks = ev.placed.step.fallbacks
+            if level == ev.step.fallback < len(fallbacks) and ev.seen.type in {
                 e.event_type for e in fallbacks[level].on
             }:
-                self._fall_back(definition, state, placed, step, seen, now, outcome, note)
+                self._fall_back(ev)
                 return
-            step.status = StepStatus.FAILED
-            step.beat_due_at = None
-            note("step failed")
-            reason = f"step '{placed.step.name}' failed ({seen.type})"
-            _fail_parts(state, placed, reason, now)
-            self._begin_compensation(state, reason, seen.id, now)
-        elif state.status is SagaStatus.COMPENSATING and step.status is StepStatus.PENDING:
-            step.status = StepStatus.FAILED
-            step.due_at = step.beat_due_at = None
-            note("step failed: no longer waiting for it")
+            ev.step.status = StepStatus.FAILED
+            ev.step.beat_due_at = None
+            ev.note("step failed")
+            reason = f"step '{ev.placed.step.name}' failed ({ev.seen.type})"
+            _fail_parts(ev.state, ev.placed, reason, ev.now)
+            self._begin_compensation(ev.state, reason, ev.seen.id, ev.now)
+        elif ev.state.status is SagaStatus.COMPENSATING and ev.step.status is StepStatus.PENDING:
+            ev.step.status = StepStatus.FAILED
+            ev.step.due_at = ev.step.beat_due_at = None
+            ev.note("step failed: no longer waiting for it")
         else:
-            note(f"ignored: step is {step.status}, saga is {state.status}")
+            ev.note(f"ignored: step is {ev.step.status}, saga is {ev.state.status}")
 
-    def _fall_back(
-        self,
-        definition: Saga,
-        state: SagaState,
-        placed: PlacedStep,
-        step: StepState,
-        seen: SeenEvent,
-        now: float,
-        outcome: Outcome,
-        note: Any,
-    ) -> None:
+    def _fall_back(self, ev: _StepEvent) -> None:
         """Emit the next fallback's command; the step waits again with fresh timers."""
-        fallback = placed.step.fallbacks[step.fallback]
-        step.fallback += 1
-        assert state.start is not None
-        at = datetime.fromtimestamp(now, UTC)
+        fallback = ev.placed.step.fallbacks[ev.step.fallback]
+        ev.step.fallback += 1
+        assert ev.state.start is not None
+        at = datetime.fromtimestamp(ev.now, UTC)
         try:
-            command = fill(fallback.command, [seen.payload, state.start.payload], at)
+            command = fill(fallback.command, [ev.seen.payload, ev.state.start.payload], at)
         except Exception as error:  # the failure event's values do not fit the command
-            note("step failed")
+            ev.note("step failed")
             self._park(
-                definition,
-                state,
-                placed.step.name,
+                ev.definition,
+                ev.state,
+                ev.placed.step.name,
                 f"building fallback {fallback.command.event_type} for step "
-                f"'{placed.step.name}' from {seen.type} raised {_describe(error)}",
+                f"'{ev.placed.step.name}' from {ev.seen.type} raised {_describe(error)}",
                 "Fix the fallback's command or the failure event, then carry the step on by "
                 "hand (publish its success or failure event)",
-                seen.type,
-                now,
-                outcome,
+                ev.seen.type,
+                ev.now,
+                ev.outcome,
             )
             return
-        reason = f"step '{placed.step.name}' failed ({seen.type})"
-        what = f"{placed.step.name}/fallback"
-        outcome.emits.append(
-            _emit(state, command, what, step.fallback, seen.id, placed.step.name, reason)
-        )
-        note(f"step failed: trying fallback {step.fallback}, emitted {fallback.command.event_type}")
-        step.due_at = None
-        _arm(step, placed.step.deadline, now)
-        _arm_beat(step, placed.step, now)
+        name, attempt = ev.placed.step.name, ev.step.fallback
+        reason = f"step '{name}' failed ({ev.seen.type})"
+        what = f"{name}/fallback"
+        ev.outcome.emits.append(_emit(ev.state, command, what, attempt, ev.seen.id, name, reason))
+        ev.note(f"step failed: trying fallback {attempt}, emitted {fallback.command.event_type}")
+        ev.step.due_at = None
+        _arm(ev.step, ev.placed.step.deadline, ev.now)
+        _arm_beat(ev.step, ev.placed.step, ev.now)
 
     def _abort(
         self,
@@ -553,36 +547,27 @@ class Engine:
         else:
             note(f"ignored: the sub-saga is {state.steps[part].status}")
 
-    def _succeeded(
-        self,
-        definition: Saga,
-        state: SagaState,
-        placed: PlacedStep,
-        step: StepState,
-        seen: SeenEvent,
-        now: float,
-        note: Any,
-    ) -> None:
-        if step.status in _UNDONE_OR_DONE:
-            note(f"ignored: step is already {step.status}")
+    def _succeeded(self, ev: _StepEvent) -> None:
+        if ev.step.status in _UNDONE_OR_DONE:
+            ev.note(f"ignored: step is already {ev.step.status}")
             return
-        step.status = StepStatus.SUCCEEDED
-        step.result = seen
-        step.due_at = step.beat_due_at = None
-        if state.status is SagaStatus.RUNNING:
-            note("step succeeded")
-            self._activate(definition, state, now)
-        elif state.status is SagaStatus.COMPLETED:
-            note("ignored: the saga has completed")
-        elif placed.step.compensate is None:
-            note(f"step succeeded while the saga is {state.status}; nothing to undo")
+        ev.step.status = StepStatus.SUCCEEDED
+        ev.step.result = ev.seen
+        ev.step.due_at = ev.step.beat_due_at = None
+        if ev.state.status is SagaStatus.RUNNING:
+            ev.note("step succeeded")
+            self._activate(ev.definition, ev.state, ev.now)
+        elif ev.state.status is SagaStatus.COMPLETED:
+            ev.note("ignored: the saga has completed")
+        elif ev.placed.step.compensate is None:
+            ev.note(f"step succeeded while the saga is {ev.state.status}; nothing to undo")
         else:
-            note(f"step succeeded while the saga is {state.status}: it will be compensated")
-            if state.status is SagaStatus.COMPENSATED:
-                state.status = SagaStatus.COMPENSATING
-        if state.status is SagaStatus.COMPENSATING:
+            ev.note(f"step succeeded while the saga is {ev.state.status}: it will be compensated")
+            if ev.state.status is SagaStatus.COMPENSATED:
+                ev.state.status = SagaStatus.COMPENSATING
+        if ev.state.status is SagaStatus.COMPENSATING:
             # The services went on from this success: the next stage may report too.
-            self._activate(definition, state, now)
+            self._activate(ev.definition, ev.state, ev.now)
 
     def _activate(self, definition: Saga, state: SagaState, now: float) -> None:
         """Start the deadlines of the first stage that is not done yet (and of its sub-sagas)."""
