@@ -134,18 +134,24 @@ class Outcome:
 
 
 @dataclass(frozen=True)
-class _StepEvent:
-    """An event of one step as ``_apply`` routed it: what the step's handlers read and change
-    (the saga's state, the step's state and the outcome are changed in place)."""
+class _Routed:
+    """An event of a started saga as ``_apply`` routed it: what its handlers read and change
+    (the saga's state and the outcome are changed in place)."""
 
     definition: Saga
     state: SagaState
-    placed: PlacedStep
-    step: StepState
     seen: SeenEvent
     now: float
     outcome: Outcome
     note: Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class _StepEvent(_Routed):
+    """An event of one step: the step's definition and its state (changed in place) too."""
+
+    placed: PlacedStep
+    step: StepState
 
 
 class Engine:
@@ -416,7 +422,7 @@ class Engine:
             if role == "completion":
                 self._completion(state, name, seen, note)
             elif role == "abort":
-                self._abort(definition, state, seen, now, outcome, note)
+                self._abort(_Routed(definition, state, seen, now, outcome, note))
                 self._compensate_next(definition, state, now, outcome)
             elif not already_noted:
                 note(f"ignored: the saga has already started ({role or 'unknown'} event)")
@@ -428,10 +434,10 @@ class Engine:
             note("un-parked: the silent step reported again")
             _arm_beat(step, placed.step, now)
         if role == "success":
-            self._succeeded(_StepEvent(definition, state, placed, step, seen, now, outcome, note))
+            self._succeeded(_StepEvent(definition, state, seen, now, outcome, note, placed, step))
         elif role == "failure":
             assert found is not None
-            event = _StepEvent(definition, state, placed, step, seen, now, outcome, note)
+            event = _StepEvent(definition, state, seen, now, outcome, note, placed, step)
             self._failed(event, found.level)
         elif role == "progress":
             _progress(state, placed, step, now, note)
@@ -504,34 +510,31 @@ class Engine:
         _arm(ev.step, ev.placed.step.deadline, ev.now)
         _arm_beat(ev.step, ev.placed.step, ev.now)
 
-    def _abort(
-        self,
-        definition: Saga,
-        state: SagaState,
-        seen: SeenEvent,
-        now: float,
-        outcome: Outcome,
-        note: Any,
-    ) -> None:
+    def _abort(self, ev: _Routed) -> None:
         """A cancellation from outside: compensate a running saga, report a completed one."""
-        by = str(seen.payload.get("requested_by") or seen.source or "unknown")
-        why = str(seen.payload.get("reason") or "no reason given")
-        running = state.status is SagaStatus.RUNNING
-        if not running and state.status is not SagaStatus.COMPLETED:
-            note(f"ignored: cancel requested by {by} ({why}) but the saga is {state.status}")
+        by = str(ev.seen.payload.get("requested_by") or ev.seen.source or "unknown")
+        why = str(ev.seen.payload.get("reason") or "no reason given")
+        running = ev.state.status is SagaStatus.RUNNING
+        if not running and ev.state.status is not SagaStatus.COMPLETED:
+            ev.note(f"ignored: cancel requested by {by} ({why}) but the saga is {ev.state.status}")
             return
-        if state.cancel is None:
-            state.cancel = Cancellation(
-                event_id=seen.id, type=seen.type, by=by, reason=why, at=now, applied=running
+        if ev.state.cancel is None:
+            ev.state.cancel = Cancellation(
+                event_id=ev.seen.id,
+                type=ev.seen.type,
+                by=by,
+                reason=why,
+                at=ev.now,
+                applied=running,
             )
         if running:
-            note(f"cancel requested by {by}: {why}")
-            self._begin_compensation(state, f"cancelled by {by}: {why}", seen.id, now)
+            ev.note(f"cancel requested by {by}: {why}")
+            self._begin_compensation(ev.state, f"cancelled by {by}: {why}", ev.seen.id, ev.now)
             return
-        note(f"not applied: cancel requested by {by} ({why}) after the saga completed")
-        outcome.logs.append(
-            f"saga '{definition.name}' {state.saga_id}: cancel requested by {by} ({why}) "
-            f"arrived after the saga completed; not applied ({seen.type} {seen.id})"
+        ev.note(f"not applied: cancel requested by {by} ({why}) after the saga completed")
+        ev.outcome.logs.append(
+            f"saga '{ev.definition.name}' {ev.state.saga_id}: cancel requested by {by} ({why}) "
+            f"arrived after the saga completed; not applied ({ev.seen.type} {ev.seen.id})"
         )
 
     def _completion(self, state: SagaState, part: str | None, seen: SeenEvent, note: Any) -> None:
