@@ -127,14 +127,17 @@ async def serve(
         instrument=observability.instrument,
     )
     print(summary(runner), flush=True)
+    # Before start: a SIGTERM while it creates topics, joins the group or seeds schedules
+    # (an orchestrator stopping a pod that is still starting) then ends the process cleanly
+    # once started, before it handles anything, instead of killing it mid-start.
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
     try:
         await runner.start()
         observability.start(runner)
         print(observability.describe(), flush=True)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
         await runner.run(stop)
     finally:
         observability.close()

@@ -149,3 +149,18 @@ def test_a_module_without_a_service_is_a_clear_error(isolated_schemas: Path) -> 
     result = _run_to_exit("services.events", isolated_schemas)
     assert result.returncode == 1
     assert "services.events defines 0 choreo.Service objects" in result.stderr
+
+
+def test_a_sigterm_while_it_starts_ends_the_service_cleanly(
+    isolated_schemas: Path, run_service: Callable[..., subprocess.Popen[str]], tmp_path: Path
+) -> None:
+    """An orchestrator may stop a pod that is still creating topics and joining its group."""
+    service = run_service("services.orders", isolated_schemas)
+    log = tmp_path / "services_orders-0.log"
+    deadline = time.monotonic() + 60
+    while "choreo service 'orders'" not in (log.read_text() if log.exists() else ""):
+        assert time.monotonic() < deadline and service.poll() is None, "no start-up summary"
+        time.sleep(0.005)
+    service.send_signal(signal.SIGTERM)  # its start (topics, group, schedules) is under way
+    assert service.wait(timeout=60) == 0, log.read_text()
+    assert "Traceback" not in log.read_text()
