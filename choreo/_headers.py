@@ -6,7 +6,7 @@ headers, so tools can route and trace without decoding the body.
 
 from __future__ import annotations
 
-import uuid
+import os
 from datetime import UTC, datetime
 
 from choreo._transport.base import Headers
@@ -27,7 +27,13 @@ _SPEC = b"1.0"
 
 
 def new_event_id() -> str:
-    return str(uuid.uuid4())
+    """A random (version 4) UUID as text, as ``str(uuid.uuid4())`` writes it, without building
+    the ``UUID`` object: every emitted event gets one, and the object was half its cost."""
+    raw = bytearray(os.urandom(16))
+    raw[6] = raw[6] & 0x0F | 0x40  # version 4
+    raw[8] = raw[8] & 0x3F | 0x80  # the RFC 4122 variant
+    h = raw.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def event_headers(
