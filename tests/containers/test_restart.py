@@ -13,6 +13,7 @@ import asyncio
 import os
 import signal
 import time
+import uuid
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -97,6 +98,10 @@ def test_killed_containers_restart_and_every_saga_ends_as_expected(
 ) -> None:
     config = fast_failover(tmp_path)
     mounts = {config: "/config/service.toml"}
+    # Ids of this run only: the orders service's idempotency store (PostgreSQL) outlives runs,
+    # and a compensation's id is fixed by its saga id, so a saga id seen by an earlier run
+    # would be answered from that run's stored outputs (on that run's topic).
+    run = f"{tmp_path.name}-{uuid.uuid4().hex[:8]}"
     orders = app(
         engine,
         ["choreo", "run", "--config", "/config/service.toml", "services.orders"],
@@ -104,7 +109,7 @@ def test_killed_containers_restart_and_every_saga_ends_as_expected(
         isolated_schemas,
         mounts,
         restart="on-failure",
-        CHOREO_GROUP_ID=f"orders-{tmp_path.name}",
+        CHOREO_GROUP_ID=f"orders-{run}",
     )
     # Its own instance id: the tracker's transactional id must not fence another tracker.
     tracker = app(
@@ -116,7 +121,7 @@ def test_killed_containers_restart_and_every_saga_ends_as_expected(
             "/config/service.toml",
             "run",
             "--instance",
-            tmp_path.name,
+            run,
             "services.order_saga",
         ],
         kafka,
@@ -124,8 +129,8 @@ def test_killed_containers_restart_and_every_saga_ends_as_expected(
         mounts,
         restart="on-failure",
     )
-    valid = {f"ok-{tmp_path.name}-{i}" for i in range(COUNT) if i % 4}
-    bad = {f"bad-{tmp_path.name}-{i}" for i in range(COUNT) if not i % 4}
+    valid = {f"ok-{run}-{i}" for i in range(COUNT) if i % 4}
+    bad = {f"bad-{run}-{i}" for i in range(COUNT) if not i % 4}
     with orders, tracker:
         ids = {
             name: c.get_wrapped_container().id
