@@ -63,7 +63,10 @@ start_podman() {
     # this script starts it again.
     say "starting podman system service on $socket"
     rm -f "$socket"
-    setsid nohup podman system service --time=600 "$DOCKER_HOST" \
+    # The service is local: a CONTAINER_HOST in the caller's environment would make this podman
+    # a remote client, which refuses the socket argument ("accepts at most 1 arg(s)").
+    setsid nohup env -u CONTAINER_HOST -u CONTAINER_CONNECTION \
+        podman system service --time=600 "$DOCKER_HOST" \
         >"$STATE/podman-service.log" 2>&1 </dev/null &
     echo $! >"$STATE/podman-service.pid"
     for _ in $(seq 100); do
