@@ -58,15 +58,16 @@ start_podman() {
     podman_conf
     local socket=$STATE/podman.sock
     export DOCKER_HOST=unix://$socket
+    # This podman is local: a CONTAINER_HOST in the caller's environment would make every
+    # podman call here a remote client (the service refuses its socket argument, builds go
+    # elsewhere).
+    unset CONTAINER_HOST CONTAINER_CONNECTION
     if engine_answers; then return; fi
     # It exits after 10 idle minutes (a CI clone leaves no process behind); the next run of
     # this script starts it again.
     say "starting podman system service on $socket"
     rm -f "$socket"
-    # The service is local: a CONTAINER_HOST in the caller's environment would make this podman
-    # a remote client, which refuses the socket argument ("accepts at most 1 arg(s)").
-    setsid nohup env -u CONTAINER_HOST -u CONTAINER_CONNECTION \
-        podman system service --time=600 "$DOCKER_HOST" \
+    setsid nohup podman system service --time=600 "$DOCKER_HOST" \
         >"$STATE/podman-service.log" 2>&1 </dev/null &
     echo $! >"$STATE/podman-service.pid"
     for _ in $(seq 100); do
