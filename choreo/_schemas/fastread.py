@@ -32,6 +32,7 @@ from pydantic.fields import FieldInfo
 
 from choreo._schemas.avro import Array, AvroType, Enum, Fixed, Map, Primitive, Record, nullable
 from choreo._schemas.fields import AvroDecimal
+from choreo._schemas.generated import SourceCompiler
 
 Read = Callable[[bytes], Any]
 
@@ -94,22 +95,23 @@ def _long(data: bytes, p: int) -> tuple[int, int]:
     return (n >> 1) ^ -(n & 1), p
 
 
-class _Compiler:
+class _Compiler(SourceCompiler):
     """Emits the source of one Python function per (schema, model) and executes it once."""
 
     def __init__(self) -> None:
-        self._consts: dict[str, Any] = {
-            "_long": _long,
-            "_Refused": _Refused,
-            "_new": object.__new__,
-            "_set": object.__setattr__,
-            "_timedelta": datetime.timedelta,
-            "_Decimal": decimal.Decimal,
-            "_f32": struct.Struct("<f").unpack_from,
-            "_f64": struct.Struct("<d").unpack_from,
-            "_signed": int.from_bytes,
-        }
-        self._names = 0
+        super().__init__(
+            {
+                "_long": _long,
+                "_Refused": _Refused,
+                "_new": object.__new__,
+                "_set": object.__setattr__,
+                "_timedelta": datetime.timedelta,
+                "_Decimal": decimal.Decimal,
+                "_f32": struct.Struct("<f").unpack_from,
+                "_f64": struct.Struct("<d").unpack_from,
+                "_signed": int.from_bytes,
+            }
+        )
 
     def compile(self, record: Record, model: type[BaseModel], header_size: int) -> Read:
         body: list[str] = []
@@ -118,19 +120,7 @@ class _Compiler:
         lines += ["    " + line for line in body]
         lines += ["    if p != size:", "        raise _Refused('bytes after the body')"]
         lines.append("    return value")
-        namespace = dict(self._consts)
-        source = "\n".join(lines) + "\n"  # ours, built from a parsed schema
-        exec(compile(source, f"<choreo fast reader {record.name}>", "exec"), namespace)
-        return typing.cast(Read, namespace["read"])
-
-    def _name(self, prefix: str) -> str:
-        self._names += 1
-        return f"{prefix}{self._names}"
-
-    def _const(self, value: Any) -> str:
-        name = self._name("_k")
-        self._consts[name] = value
-        return name
+        return typing.cast(Read, self._build(lines, f"fast reader {record.name}", "read"))
 
     def _record(self, out: list[str], record: Record, model: type[BaseModel], target: str) -> None:
         """Lines building one model, inline (a nested record costs no call: recursive schemas

@@ -28,6 +28,7 @@ from pydantic import BaseModel
 from choreo._schemas.avro import Array, AvroType, Enum, Fixed, Map, Primitive, Record, nullable
 from choreo._schemas.fastread import _non_none, _unwrap
 from choreo._schemas.fields import AvroDecimal
+from choreo._schemas.generated import SourceCompiler
 
 Write = Callable[[Any], bytes]
 
@@ -66,17 +67,18 @@ def _long(n: int) -> bytes:
     return bytes(out)
 
 
-class _Compiler:
+class _Compiler(SourceCompiler):
     """Emits the source of one Python function per (model, schema) and executes it once."""
 
     def __init__(self) -> None:
-        self._consts: dict[str, Any] = {
-            "_long": _long,
-            "_Refused": _Refused,
-            "_f32": struct.Struct("<f").pack,
-            "_f64": struct.Struct("<d").pack,
-        }
-        self._names = 0
+        super().__init__(
+            {
+                "_long": _long,
+                "_Refused": _Refused,
+                "_f32": struct.Struct("<f").pack,
+                "_f64": struct.Struct("<d").pack,
+            }
+        )
 
     def compile(self, record: Record, model: type[BaseModel], header: bytes) -> Write:
         body: list[str] = []
@@ -84,19 +86,7 @@ class _Compiler:
         lines = ["def write(event):", f"    out = bytearray({header!r})"]
         lines += ["    " + line for line in body]
         lines.append("    return bytes(out)")
-        namespace = dict(self._consts)
-        source = "\n".join(lines) + "\n"  # ours, built from a parsed schema
-        exec(compile(source, f"<choreo fast writer {record.name}>", "exec"), namespace)
-        return typing.cast(Write, namespace["write"])
-
-    def _name(self, prefix: str) -> str:
-        self._names += 1
-        return f"{prefix}{self._names}"
-
-    def _const(self, value: Any) -> str:
-        name = self._name("_k")
-        self._consts[name] = value
-        return name
+        return typing.cast(Write, self._build(lines, f"fast writer {record.name}", "write"))
 
     def _record(
         self, out: list[str], record: Record, model: type[BaseModel], source: str, *, check: bool

@@ -313,9 +313,11 @@ def event_schemas(draw: st.DrawFn) -> dict[str, Any]:
     return {"type": "record", "name": "Gen", "namespace": "g.x", "fields": fields}
 
 
-@SETTINGS
-@given(schema=event_schemas(), data=st.data())
-def test_generated_schemas(schema: dict[str, Any], data: st.DataObject, tmp_path: Path) -> None:
+def generated_event(
+    schema: dict[str, Any], tmp_path: Path
+) -> tuple[Catalog, SchemaVersion, type[Event]]:
+    """A catalog holding only ``schema`` (as ``g.x.Gen``), its version and its generated model,
+    in a fresh folder per hypothesis example (``tmp_path`` is shared by all of them)."""
     root = tmp_path / uuid.uuid4().hex
     (root / "schemas" / "g" / "x").mkdir(parents=True)
     (root / "schemas" / "g" / "x" / "Gen.v1.avsc").write_text(json.dumps(schema))
@@ -323,8 +325,14 @@ def test_generated_schemas(schema: dict[str, Any], data: st.DataObject, tmp_path
         '[topics."g.x"]\nevents = ["g.x.Gen"]\nkey = "k"\n'
     )
     catalog = Catalog.load(root / "schemas")
-    version = catalog.latest("g.x.Gen")
-    model = _import(generate(catalog), root).Gen
+    model: type[Event] = _import(generate(catalog), root).Gen
+    return catalog, catalog.latest("g.x.Gen"), model
+
+
+@SETTINGS
+@given(schema=event_schemas(), data=st.data())
+def test_generated_schemas(schema: dict[str, Any], data: st.DataObject, tmp_path: Path) -> None:
+    catalog, version, model = generated_event(schema, tmp_path)
     fast = fast_reader(version.record, model, HEADER_SIZE)
     assert fast is not None
     for value in data.draw(st.lists(avro_values(version.record), min_size=1, max_size=4)):

@@ -12,14 +12,12 @@ from __future__ import annotations
 
 import datetime
 import decimal
-import json
 import uuid
 import warnings
 from pathlib import Path
 from typing import Any
 
 import pytest
-import test_fast_reader
 from hypothesis import assume, given
 from hypothesis import strategies as st
 from test_fast_reader import (
@@ -28,6 +26,7 @@ from test_fast_reader import (
     avro_values,
     encode,
     event_schemas,
+    generated_event,
     repo_models,
 )
 
@@ -35,7 +34,6 @@ from choreo import _headers
 from choreo._errors import DecodeError, SchemaError
 from choreo._schemas import Catalog, Codec, Event
 from choreo._schemas.codec import MAGIC
-from choreo._schemas.codegen import generate
 from choreo._schemas.fastwrite import fast_writer
 from choreo._schemas.layout import SchemaVersion
 
@@ -119,15 +117,7 @@ def test_repo_schemas(repo_models: dict[SchemaVersion, type[Event]], data: st.Da
 @SETTINGS
 @given(schema=event_schemas(), data=st.data())
 def test_generated_schemas(schema: dict[str, Any], data: st.DataObject, tmp_path: Path) -> None:
-    root = tmp_path / uuid.uuid4().hex
-    (root / "schemas" / "g" / "x").mkdir(parents=True)
-    (root / "schemas" / "g" / "x" / "Gen.v1.avsc").write_text(json.dumps(schema))
-    (root / "schemas" / "catalog.toml").write_text(
-        '[topics."g.x"]\nevents = ["g.x.Gen"]\nkey = "k"\n'
-    )
-    catalog = Catalog.load(root / "schemas")
-    version = catalog.latest("g.x.Gen")
-    model = test_fast_reader._import(generate(catalog), root).Gen
+    catalog, version, model = generated_event(schema, tmp_path)
     try:
         Codec(catalog).register(model)
     except SchemaError:  # binding refuses a few generated models (an array of nulls): not ours
@@ -171,15 +161,9 @@ def test_edges(field: str, odd: Any, tmp_path: Path) -> None:
         "namespace": "g.x",
         "fields": [{"name": name, "type": avro} for name, avro in fields],
     }
-    (tmp_path / "schemas" / "g" / "x").mkdir(parents=True)
-    (tmp_path / "schemas" / "g" / "x" / "Gen.v1.avsc").write_text(json.dumps(schema))
-    (tmp_path / "schemas" / "catalog.toml").write_text(
-        '[topics."g.x"]\nevents = ["g.x.Gen"]\nkey = "k"\n'
-    )
-    catalog = Catalog.load(tmp_path / "schemas")
-    model = test_fast_reader._import(generate(catalog), tmp_path).Gen
+    catalog, version, model = generated_event(schema, tmp_path)
     event = model(k="a", d=decimal.Decimal("1.5"), n=1, i=2, l=3, f=0.5)
-    check_valid(catalog, catalog.latest("g.x.Gen"), event)
+    check_valid(catalog, version, event)
     check_odd(catalog, event, field, odd)
 
 
