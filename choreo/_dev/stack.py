@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from choreo._dev.component import Component, ComponentError, MayBeStale, StackPaths
+from choreo._dev.readiness import await_ready
 
-READY_TIMEOUT_S = 180.0
 STOP_TIMEOUT_S = 30.0
 
 
@@ -223,19 +223,7 @@ class Stack:
     def _await_ready(
         self, component: Component, process: subprocess.Popen[bytes] | None = None
     ) -> None:
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        log = self.paths.log(component.name)
-        while not component.healthy():
-            if process is not None and process.poll() is not None:
-                raise ComponentError(
-                    f"{component.name}: exited with code {process.returncode} while starting; "
-                    f"log: {log}"
-                )
-            if time.monotonic() > deadline:
-                raise ComponentError(
-                    f"{component.name}: not ready after {READY_TIMEOUT_S:.0f}s; log: {log}"
-                )
-            time.sleep(0.25)
+        await_ready(component, self.paths.log(component.name), self.say, process)
 
     def _stop(self, component: Component) -> None:
         pid = self.pid(component)
