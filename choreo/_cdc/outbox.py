@@ -25,9 +25,11 @@ from typing import Any, Protocol
 
 from choreo import _headers
 from choreo._cdc.outbox_table import COLUMNS, DEFAULT_TABLE, insert_sql
+from choreo._config import ServiceConfig
 from choreo._emitter import EventEncoder
 from choreo._runtime.instrument import Instrumentation
 from choreo._schemas import Catalog, Codec, Event
+from choreo._schemas.registry_setup import registry_for
 
 
 class Executes(Protocol):
@@ -49,6 +51,14 @@ class Outbox:
     uses the service name). ``instrument``, if given, injects the current
     trace context, so the relayed event continues the trace of the request
     that wrote it.
+
+    ``config`` is the service's: with it, events of topics written in the schema registry
+    wire format (``wire_format = "registry"`` in catalog.toml) are framed with their schema
+    id from its ``[schema_registry]``, so a relayed row is byte for byte what a direct
+    produce sends, and the record size limit is the service's. Without it such an event
+    is refused with an error naming its topic, never written in the wrong format. The
+    schema id is looked up on the first write of each version (an HTTP call inside the
+    caller's transaction, then cached); nothing is registered.
     """
 
     def __init__(
@@ -58,10 +68,20 @@ class Outbox:
         source: str,
         table: str = DEFAULT_TABLE,
         instrument: Instrumentation | None = None,
+        config: ServiceConfig | None = None,
     ) -> None:
         self.catalog = catalog
         self.table = table
-        self._encoder = EventEncoder(catalog, Codec(catalog), source, instrument)
+        codec = (
+            Codec(catalog)
+            if config is None
+            else Codec(
+                catalog,
+                max_bytes=config.max_record_bytes,
+                registry=registry_for(config, catalog),
+            )
+        )
+        self._encoder = EventEncoder(catalog, codec, source, instrument)
         self._insert = insert_sql(table)
 
     def row(
