@@ -489,8 +489,11 @@ def main() -> None:
                 steady = runs[-1].steady
                 print(f"round {round_no} {what} x{count}: {steady:,.0f} msgs/s", flush=True)
     finally:
-        if "topic" in args:
-            saga_bench.delete_topics([args.topic])
+        if "topic" in args:  # and the dead-letter topic `choreo run` made for it
+            from choreo._runtime.dead_letters import PREFIX
+
+            service = "bench-scale"  # bench/scale_targets.py's Service
+            saga_bench.delete_topics([args.topic, f"{PREFIX}{service}.{args.topic}"])
     table = report(args, runs)
     out = BENCH / "results" / f"scale-{datetime.now(UTC):%Y%m%dT%H%M%S}.md"
     out.write_text(table)
