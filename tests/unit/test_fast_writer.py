@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import datetime
 import decimal
+import os
 import uuid
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
+from unittest.mock import patch
 
 import pytest
 from hypothesis import assume, given
@@ -195,3 +198,40 @@ def test_event_ids_are_version_4_uuids_as_uuid4_writes_them() -> None:
     # the 122 random bits vary: every hex digit but the version and variant ones takes all 16
     digits = [{text.replace("-", "")[i] for text in ids} for i in range(32)]
     assert [i for i, seen in enumerate(digits) if len(seen) < 16] == [12, 16]
+
+
+def test_event_ids_drawn_ahead_are_not_repeated_across_fork_or_threads() -> None:
+    """Ids are drawn ahead in bulk: a forked child (a pre-fork server, multiprocessing) must
+    not hand out the ids its parent holds, nor two threads the same one."""
+    _headers.new_event_id()  # the parent now holds ids drawn ahead
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover (the child)
+        os.write(write, " ".join(_headers.new_event_id() for _ in range(300)).encode())
+        os._exit(0)
+    os.close(write)
+    os.waitpid(child, 0)
+    with os.fdopen(read) as pipe:
+        theirs = set(pipe.read().split())
+    ours = {_headers.new_event_id() for _ in range(300)}
+    assert len(theirs) == 300 and not ours & theirs
+
+    with ThreadPoolExecutor(4) as pool:
+        batches = list(pool.map(lambda _: [_headers.new_event_id() for _ in range(5000)], range(8)))
+    drawn = [event_id for batch in batches for event_id in batch]
+    assert len(set(drawn)) == len(drawn)
+
+
+@SETTINGS
+@given(moments=st.lists(st.integers(0, 2**62), min_size=1, max_size=5))
+def test_ce_time_is_now_to_the_millisecond(moments: list[int]) -> None:
+    """``ce_time`` is formatted once per millisecond and reused: each value must still be the
+    clock's own millisecond, as ``isoformat(timespec="milliseconds")`` writes it."""
+    epoch = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
+    for ns in sorted(moments) + moments:  # the same millisecond again, and going back
+        for at in (ns, ns + 1, ns - ns % 1_000_000 + 999_999):
+            with patch.object(_headers.time, "time_ns", return_value=at):
+                written = _headers.event_headers(b"t", b"s", "i", "c", None)
+            expected = epoch + datetime.timedelta(microseconds=at // 1000)
+            text = expected.isoformat(timespec="milliseconds")
+            assert dict(written)[_headers.TIME] == text.encode()
