@@ -24,6 +24,8 @@ instances the harness lets the first in, and the second as soon as the first has
 decided) its first record: so the second joins a group that is consuming, as when a user scales
 out, and the run shows what the rebalance costs:
 
+- **records**: handled (service: more than the events if a rebalance redelivered some;
+  tracker: the saga events decided);
 - **steady msgs/s**: records from the first handled to the last, across instances;
 - **both msgs/s**: the records handled after the second instance's first one, over that time:
   the rate of two instances once both run;
@@ -282,6 +284,8 @@ def run_service(args: argparse.Namespace, schemas_dir: Path, count: int) -> Run:
     )
     times = [t for t, _ in timeline]
     run.records = len(times)
+    if run.records < args.events:  # the group committed them all: a meter did not write
+        raise RuntimeError(f"group {group}: the meters saw {run.records:,} of {args.events:,}")
     run.steady = rate(times, run.records, times[0])
     run.cpu_us = sum(m["last_cpu"] - m["first_cpu"] for m in meters) * 1e6 / run.records
     held = [Counter(m["partitions"]) for m in meters]
