@@ -218,8 +218,13 @@ class Engine:
             )
         return definition, ""
 
-    def handle(self, state: SagaState | None, incoming: Incoming, now: float) -> Outcome:
-        """Apply one input event to the saga it belongs to (``state`` None: never seen)."""
+    def handle(
+        self, state: SagaState | None, incoming: Incoming, now: float, *, copy: bool = True
+    ) -> Outcome:
+        """Apply one input event to the saga it belongs to (``state`` None: never seen).
+
+        ``copy=False``: the caller owns ``state`` (a private copy it drops unless the outcome is
+        committed), so it is changed in place instead of copied first (~30 us a state)."""
         seen = SeenEvent(
             id=incoming.event_id,
             type=incoming.event.event_type,
@@ -238,7 +243,8 @@ class Engine:
         else:
             if incoming.event_id in state.seen_ids:
                 return Outcome(state, changed=False)
-            state = state.clone()
+            if copy:
+                state = state.clone()
         outcome = Outcome(state)
         definition, why = self._definition(state)
         if definition is None:
@@ -255,8 +261,9 @@ class Engine:
         self._finish(definition, state, now)
         return outcome
 
-    def tick(self, state: SagaState, now: float) -> Outcome:
-        """Fire every deadline of ``state`` that is due at ``now`` (see :meth:`wake_at`)."""
+    def tick(self, state: SagaState, now: float, *, copy: bool = True) -> Outcome:
+        """Fire every deadline of ``state`` that is due at ``now`` (see :meth:`wake_at`);
+        ``copy`` as for :meth:`handle`."""
         wake_at = self.wake_at(state)
         if wake_at is None or wake_at > now:
             return Outcome(state, changed=False)
@@ -272,7 +279,8 @@ class Engine:
                     "its last change passed"
                 ],
             )
-        state = state.clone()
+        if copy:
+            state = state.clone()
         outcome = Outcome(state)
         if state.status is SagaStatus.WAITING:
             outcome.state = None

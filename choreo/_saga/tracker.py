@@ -130,6 +130,8 @@ class _Batch:
     """The sagas whose timers this batch took: set again from the store if it aborts."""
 
     def state(self, store: StateStore, key: StateKey) -> SagaState | None:
+        """The saga's latest state in this batch, the batch's to change in place (the engine
+        runs with ``copy=False``): the store hands out a fresh parse of the committed state."""
         if key in self.changes:
             return self.changes[key]
         return store.get(*key)
@@ -208,12 +210,13 @@ class _SagaTracing:
     def decided(
         self,
         span: Span,
-        before: SagaState | None,
+        was: SagaStatus | None,
         outcome: Outcome,
         event_id: str | None = None,
     ) -> None:
+        """``was``: the saga's status before the decision (None: not started)."""
         after = outcome.state
-        span.set_attribute(SAGA_DECISION, _decision(before, outcome, self._parked, event_id))
+        span.set_attribute(SAGA_DECISION, _decision(was, outcome, self._parked, event_id))
         if after is not None:
             span.set_attribute(SAGA_STATUS, after.status.value)
             action = _action(after, event_id)
@@ -243,7 +246,7 @@ def _has_span(context: Context) -> bool:
 
 
 def _decision(
-    before: SagaState | None, outcome: Outcome, parked: set[str], event_id: str | None
+    was: SagaStatus | None, outcome: Outcome, parked: set[str], event_id: str | None
 ) -> str:
     """One word for what the tracker did with an input (or a deadline), for the span."""
     after = outcome.state
@@ -255,7 +258,6 @@ def _decision(
         return "park"
     if outcome.emits:
         return "compensate"
-    was = None if before is None else before.status
     if after.status is SagaStatus.WAITING:
         return "buffer"
     if after.status is not was and after.status is SagaStatus.COMPLETED:
@@ -425,12 +427,15 @@ class SagaTracker:
         if not numbers:
             return 0
         started = time.monotonic()
-        restored = read_changelog_bytes(self._settings, self.topology.changelog, numbers)
+        store = self.store
+        changelog = self.topology.changelog
+        restored = read_changelog_bytes(self._settings, changelog, numbers, store.packer.pack)
         stranded: list[tuple[str, str]] = []
         for number, states in restored.items():
-            self.store.load(number, states)
-            for saga_id, data in states.items():
-                state = SagaState.from_bytes(data)  # only for its wake time: memory keeps bytes
+            store.load(number, states)
+            for saga_id in states:
+                state = store.get(number, saga_id)  # only for its wake time: memory keeps bytes
+                assert state is not None
                 self.timers.set((number, saga_id), self.engine.wake_at(state))
                 why = self.engine.stranded(state)
                 if why is not None:
@@ -539,14 +544,16 @@ class SagaTracker:
         tracing = self._tracing
         if tracing is None or headers.get(_headers.SOURCE) == self._source:
             # Its own compensations come back on its input topics: no span for those.
-            batch.record(partition, key, self.engine.handle(state, incoming, time.time()))
+            outcome = self.engine.handle(state, incoming, time.time(), copy=False)
+            batch.record(partition, key, outcome)
             return
         span, context = tracing.consumed(
             message, message.headers() or [], event_type, saga_id, event_id, state
         )
         batch.spans.append(span)
-        outcome = self.engine.handle(state, incoming, time.time())
-        tracing.decided(span, state, outcome, event_id)
+        was = None if state is None else state.status
+        outcome = self.engine.handle(state, incoming, time.time(), copy=False)
+        tracing.decided(span, was, outcome, event_id)
         batch.record(partition, key, outcome, context)
 
     def _dead_letter(self, batch: _Batch, message: Any, reason: str, error: Exception) -> None:
@@ -584,12 +591,13 @@ class SagaTracker:
             if state is None:
                 continue
             if tracing is None:
-                batch.record(key[0], key, self.engine.tick(state, now))
+                batch.record(key[0], key, self.engine.tick(state, now, copy=False))
                 continue
             span, context = tracing.deadline(state)
             batch.spans.append(span)
-            outcome = self.engine.tick(state, now)
-            tracing.decided(span, state, outcome)
+            was = state.status
+            outcome = self.engine.tick(state, now, copy=False)
+            tracing.decided(span, was, outcome)
             batch.record(key[0], key, outcome, context)
 
     def _commit(self, batch: _Batch) -> bool:
