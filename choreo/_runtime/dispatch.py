@@ -324,9 +324,9 @@ def _topic_decoder(decoder: Decode, codec: Codec) -> Decode:
 
 def _value_decoder(codec: Codec, model: type[Event]) -> Decode:
     """Bind the codec and model once, so the hot path makes a single call per record."""
-    decode = codec.decode
+    decode = codec.decoder(model)
 
     def decode_record(record: Record) -> Event:
-        return decode(record.value, model)
+        return decode(record.value)
 
     return decode_record

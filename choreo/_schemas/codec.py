@@ -116,6 +116,29 @@ class Codec:
         # Not None (_fingerprint checked) and a model of ``model``; no cast(): a call per record.
         return read(data)  # type: ignore[arg-type,return-value]
 
+    def decoder(self, model: type[_E]) -> Callable[[bytes | None], _E]:
+        """``decode`` bound to ``model``, for a consumer's hot path.
+
+        A single-object record (within the size limit) whose writer version was read before
+        goes straight to its reader: one slice and one dict lookup, not ``decode``'s two
+        calls and checks. Every other record, and the first of each version, goes through
+        ``decode``, which raises what it always raised.
+        """
+        decode, readers, limit = self.decode, self._readers, self._max_bytes
+        known: dict[bytes, _Reader] = {}
+
+        def decode_model(data: bytes | None) -> _E:
+            if data is not None and HEADER_SIZE <= len(data) <= limit and data[:2] == MAGIC:
+                read = known.get(data[2:HEADER_SIZE])
+                if read is not None:
+                    return read(data)  # type: ignore[return-value]  # bound to model
+                event = decode(data, model)
+                known[data[2:HEADER_SIZE]] = readers[data[2:HEADER_SIZE], model]
+                return event
+            return decode(data, model)
+
+        return decode_model
+
     def decode_any(self, data: bytes | None) -> Event:
         """Decode into whichever registered model has the writer's event type."""
         fingerprint = self._fingerprint(data)
