@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -115,6 +116,12 @@ class Emitter(EventEncoder):
 
     async def send_prepared(self, record: Outbound) -> asyncio.Future[None]:
         return await self._producer.send(record.topic, record.key, record.value, record.headers)
+
+    async def send_all(self, records: Sequence[Outbound]) -> list[asyncio.Future[None]]:
+        """Enqueue ``records`` in order, their futures in the same order: a handler's outputs
+        in one coroutine, not one per output (the relay's hot path)."""
+        send = self._producer.send
+        return [await send(r.topic, r.key, r.value, r.headers) for r in records]
 
     async def send(
         self,

@@ -142,7 +142,7 @@ class Dispatcher:
     async def emit_all(self, ctx: Context) -> list[asyncio.Future[None]]:
         """Send what the handler emitted (encoded already, unless a batch handler's)."""
         prepared = self.prepare_all(ctx) if ctx.prepared is None else ctx.prepared
-        return [await self.emitter.send_prepared(record) for record in prepared]
+        return await self.emitter.send_all(prepared)
 
     def _once(self, handler: Handler, store: IdempotencyStore) -> Handler:
         """The handler behind a claim in the idempotency store (see ``idempotency.py``).

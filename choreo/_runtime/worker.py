@@ -221,6 +221,7 @@ class PartitionWorker:
         route = dispatcher.route
         service = dispatcher.service.name
         instrument = dispatcher.instrument
+        send_all = dispatcher.emitter.send_all  # outputs are prepared by then (below)
         is_retry = self.is_retry
         holds = self.holds
         monotonic = time.monotonic
@@ -273,7 +274,7 @@ class PartitionWorker:
             for guard in guards:
                 guard.record(True)
             try:
-                finish(record.offset, await dispatcher.emit_all(ctx) if ctx.prepared else ())
+                finish(record.offset, await send_all(ctx.prepared) if ctx.prepared else ())
             except BaseException as error:
                 if scope is not None:
                     scope.end(error)
