@@ -49,7 +49,7 @@ def _serve(args: Any, model: Any, step: Any) -> None:
     from consume import bench_schemas
 
     import choreo
-    from choreo._runtime.heap import freeze_startup_heap
+    from choreo._runtime.heap import tune_gc_for_serving
     from choreo._runtime.runner import ServiceRunner
     from choreo._schemas import Catalog
     from choreo._transport.registry import make_transport
@@ -75,7 +75,7 @@ def _serve(args: Any, model: Any, step: Any) -> None:
         )
         runner = ServiceRunner(svc, config, make_transport(transport, config.kafka), catalog)
         await runner.start()
-        freeze_startup_heap()  # as choreo run does
+        tune_gc_for_serving()  # as choreo run does
         await runner.run(stop)
 
     asyncio.run(main())
