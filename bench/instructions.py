@@ -15,8 +15,10 @@ with other people's load; these counts do not.
 
 - **naive**: what the raw loop does per record: check the 10-byte header, fastavro's
   ``schemaless_reader``, ``OrderPlaced.model_validate``.
-- **choreo-validating**: ``Codec(catalog, fast=False).decode``: fastavro + pydantic.
-- **choreo**: ``Codec(catalog).decode``: the reader generated for the writer's schema.
+- **choreo-validating**: ``Codec(catalog, fast=False).decoder(OrderPlaced)``: fastavro +
+  pydantic.
+- **choreo**: ``Codec(catalog).decoder(OrderPlaced)`` (the bound decode a service's handler
+  gets): the reader generated for the writer's schema.
 - **choreo-dumping-encode**: ``Codec(catalog, fast=False).encode``: what the naive relay loop
   does per output (``model_dump``, then fastavro's ``schemaless_writer`` after the 10-byte
   header) plus one dict lookup.
@@ -64,12 +66,7 @@ def child(coder: str, passes: int) -> None:
     elif coder.endswith("-encode"):
         run, records = Codec(catalog, fast=coder == "choreo-encode").encode, events
     else:
-        codec = Codec(catalog, fast=coder == "choreo")
-
-        def decode(value: bytes) -> object:
-            return codec.decode(value, OrderPlaced)
-
-        run = decode
+        run = Codec(catalog, fast=coder == "choreo").decoder(OrderPlaced)  # as a service does
 
     run(records[0])  # bind readers and writers before the counted passes in both runs alike
     # The start-up heap out of the collector's way: otherwise a full collection's walk over it

@@ -21,13 +21,13 @@ from typing import Annotated, Any, ClassVar
 
 import pytest
 from fastavro import parse_schema, schemaless_writer
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from pydantic import Field, field_validator
 from test_schemas_codec import make_catalog
 from test_schemas_codegen import import_source as _import
 
-from choreo._errors import DecodeError
+from choreo._errors import DecodeError, SchemaError
 from choreo._schemas import Catalog, Codec, Event
 from choreo._schemas.avro import Array, AvroType, Enum, Fixed, Map, Primitive, Record, Union
 from choreo._schemas.codec import HEADER_SIZE, MAGIC
@@ -326,6 +326,10 @@ def generated_event(
     )
     catalog = Catalog.load(root / "schemas")
     model: type[Event] = _import(generate(catalog), root).Gen
+    try:
+        Codec(catalog).register(model)
+    except SchemaError:  # binding refuses a few generated models (an array of nulls): not ours
+        assume(False)
     return catalog, catalog.latest("g.x.Gen"), model
 
 
