@@ -26,6 +26,12 @@ from choreo._schemas import Catalog
 from choreo._transport.base import TopicConfig
 
 
+CHANGELOG_SEGMENT_MS = 3_600_000
+"""The changelog's segments roll hourly: Kafka never compacts the active segment, and by
+default it rolls after 7 days or 1 GB, so a quiet tracker's changelog would hold, and a
+restarting instance re-read, up to a week of superseded states per partition."""
+
+
 def tracker_name(saga: str) -> str:
     """The tracker's consumer group, event source and, like a service's name, DLQ prefix."""
     return f"choreo-saga-{saga}"
@@ -50,7 +56,14 @@ class Topology:
             for name in sorted({*self.inputs, *self.outputs})
             for spec in [catalog.topics[name]]
         ]
-        configs.append(TopicConfig(self.changelog, self.partitions, compacted=True))
+        configs.append(
+            TopicConfig(
+                self.changelog,
+                self.partitions,
+                compacted=True,
+                configs=(("segment.ms", str(CHANGELOG_SEGMENT_MS)),),
+            )
+        )
         configs += [
             TopicConfig(self.dead_letters(name), 1, DLQ_RETENTION_MS) for name in self.inputs
         ]

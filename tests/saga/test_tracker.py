@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import pytest
 import saga_defs as d
+from confluent_kafka.admin import AdminClient, ConfigResource
 from conftest import World, oid
 
 from choreo import _headers
+from choreo._saga.store import changelog_topic
 from services.events import SagaFailed
 
 pytestmark = pytest.mark.stack
@@ -180,3 +182,17 @@ def test_a_cancel_after_completion_is_reported_not_applied(shared: World) -> Non
     assert f"{o}: cancel requested by c-1 (changed my mind) arrived after" in shared.logs()
     shown = shared.cli("show", o, "--saga", shared.name)
     assert "NOT applied: the saga had completed" in shown.stdout
+
+
+def test_the_changelog_is_compacted_and_rolls_hourly(shared: World) -> None:
+    """Kafka never compacts the active segment (by default 7 days or 1 GB): a restarting
+    tracker would re-read every superseded state written since it rolled."""
+    saga_id = oid()
+    shared.publish(d.placed(saga_id))
+    shared.wait_status(saga_id, "running")
+    topic = changelog_topic(shared.name)
+    resource = ConfigResource(ConfigResource.Type.TOPIC, topic)
+    admin = AdminClient({"bootstrap.servers": shared.kafka})
+    configs = admin.describe_configs([resource])[resource].result(30)
+    assert configs["cleanup.policy"].value == "compact"
+    assert configs["segment.ms"].value == str(60 * 60 * 1000)
