@@ -25,7 +25,6 @@ from choreo._saga.store import changelog_topic
 from choreo._schemas import Catalog
 from choreo._transport.base import TopicConfig
 
-
 CHANGELOG_SEGMENT_MS = 3_600_000
 """The changelog's segments roll hourly: Kafka never compacts the active segment, and by
 default it rolls after 7 days or 1 GB, so a quiet tracker's changelog would hold, and a
