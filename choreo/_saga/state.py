@@ -155,6 +155,10 @@ class SagaState(BaseModel):
         del self.history[:-HISTORY_LIMIT]
 
     def remember(self, event_id: str) -> None:
+        """The start event is remembered on start and again as it is applied: once is enough
+        (a second copy costs a 36-byte id in every state and a place in ``SEEN_LIMIT``)."""
+        if self.seen_ids and self.seen_ids[-1] == event_id:
+            return
         self.seen_ids.append(event_id)
         del self.seen_ids[:-SEEN_LIMIT]
 

@@ -62,6 +62,13 @@ def test_happy_path_completes_and_emits_nothing() -> None:
     assert run.state.wake_at == run.now + d.order_saga.retention.total_seconds()
 
 
+def test_each_event_id_is_remembered_once() -> None:
+    run = Run().send(d.placed("o-1"), "e-start").send(d.placed("o-1"), "e-start")
+    run.send(d.reserved("o-1"), "e-2").send(d.reserved("o-1"), "e-2")
+    assert run.state is not None
+    assert run.state.seen_ids == ["e-start", "e-2"]
+
+
 @pytest.mark.parametrize(
     ("events", "expected"),
     [
