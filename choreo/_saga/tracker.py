@@ -72,6 +72,7 @@ from choreo._observability.tracing import (
     Tracing,
 )
 from choreo._runtime.dead_letters import failure_headers
+from choreo._runtime.heap import hand_back_freed_memory
 from choreo._saga.caught_up import ReadGate
 from choreo._saga.definition import Saga
 from choreo._saga.engine import Emit, Engine, Incoming, Outcome
@@ -441,6 +442,8 @@ class SagaTracker:
                 if why is not None:
                     stranded.append((saga_id, why))
         count = sum(len(s) for s in restored.values())
+        if count:
+            hand_back_freed_memory()
         _log.info(
             "restored %d saga(s) of partition(s) %s in %.2fs",
             count,
