@@ -32,23 +32,30 @@ NUMBERS = frozenset({_headers.DELIVER_AT_MS})
 PREVIEW_BYTES = 32
 
 
-def check_headers(record: Record) -> None:
-    """Raise ``DecodeError('bad-header')`` naming the first header choreo cannot read.
+def check_headers(record: Record) -> bytes | None:
+    """Raise ``DecodeError('bad-header')`` naming the first header choreo cannot read;
+    return the record's ``ce_type`` (its last value, as ``Record.header`` reads it).
 
     A header with a null value counts as absent, as ``Record.header`` reads it: Debezium's
     outbox router writes a NULL column (no causation id, say) that way.
 
     What choreo writes passes in a few C calls: no number header, and every value ASCII
-    (so every text header is UTF-8). Anything else (a null, a number header, one non-ASCII
-    byte anywhere) is checked header by header.
+    (so every text header is UTF-8); the type is read off the same pass over the names, which
+    is why routing asks here instead of scanning the headers again. Anything else (a null, a
+    number header, one non-ASCII byte anywhere, a repeated or missing type) is checked header
+    by header.
     """
     headers = record.headers
     if not headers:
-        return
+        return None
     names, values = zip(*headers, strict=True)
     try:
-        if NUMBERS.isdisjoint(names) and b"".join(values).isascii():
-            return
+        if (
+            NUMBERS.isdisjoint(names)
+            and b"".join(values).isascii()
+            and names.count(_headers.TYPE) == 1
+        ):
+            return values[names.index(_headers.TYPE)]  # type: ignore[no-any-return]
     except TypeError:  # a null value
         pass
     for name, value in headers:
@@ -63,6 +70,7 @@ def check_headers(record: Record) -> None:
                 raise _bad(record, name, value, "is not UTF-8 text") from None
         elif name in NUMBERS and not (value and len(value) <= 20 and value.isdigit()):
             raise _bad(record, name, value, "is not a decimal number")
+    return record.header(_headers.TYPE)
 
 
 def _bad(record: Record, name: str, value: bytes, problem: str) -> DecodeError:

@@ -13,7 +13,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
-from choreo import _headers
 from choreo._batch import REJECTED, BatchContext
 from choreo._context import Context
 from choreo._emitter import Emitter
@@ -95,14 +94,13 @@ class Dispatcher:
         the topic carries and this service does not handle; any other record
         without a handler raises :class:`DecodeError` with its own reason.
         """
-        check_headers(record)
+        event_type = check_headers(record)
         if self.by_topic:
             found = self.by_topic.get(record.topic)
             if found is None and record.topic.startswith(RETRY_PREFIX):
                 found = self.by_topic.get(retry_state(record).origin_topic)
             if found is not None:
                 return found
-        event_type = record.header(_headers.TYPE)
         if event_type is None:
             event_type = self.codec.event_type_of(record.value).encode()
         found = self.by_type.get(event_type)
