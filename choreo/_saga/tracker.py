@@ -47,7 +47,7 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -399,9 +399,13 @@ class SagaTracker:
             detail = error.str() if isinstance(error, ck.KafkaError) else str(exc)
             raise TransportError(f"{what}: {detail}") from None
 
-    def run(self, stop: threading.Event) -> None:
-        """Start, then process until ``stop`` is set; the transaction in hand always finishes."""
+    def run(self, stop: threading.Event, after_start: Callable[[], object] | None = None) -> None:
+        """Start, call ``after_start`` (``choreo saga run`` tunes the collector there: it is
+        process-wide), then process until ``stop`` is set; the transaction in hand always
+        finishes."""
         self.start()
+        if after_start is not None:
+            after_start()
         try:
             while not stop.is_set():
                 self.poll_once()
