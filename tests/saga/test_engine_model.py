@@ -551,12 +551,16 @@ def worlds(draw: st.DrawFn) -> World:
     return World(saga, outcome, delay, draw(st.integers(0, 2**SLOTS - 1)), gaps)
 
 
-@settings(
+ANY_WORLD = settings(
     max_examples=EXAMPLES,
     deadline=None,
     derandomize=True,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
+"""How many worlds a property over ``worlds()`` draws, the same on every run."""
+
+
+@ANY_WORLD
 @given(worlds(), st.data())
 def test_engine_holds_its_guarantees_in_any_world(world: World, data: st.DataObject) -> None:
     run(world, data)

@@ -8,9 +8,9 @@ emit or log line."""
 
 from __future__ import annotations
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_engine_model import World, check, run, worlds
+from test_engine_model import ANY_WORLD, World, check, run, worlds
 
 from choreo.saga import Engine, Incoming, Outcome, SagaState
 
@@ -50,12 +50,7 @@ def _as_bytes(state: SagaState | None) -> bytes | None:
     return None if state is None else state.to_bytes()
 
 
-@settings(
-    max_examples=EXAMPLES,
-    deadline=None,
-    derandomize=True,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
+@settings(ANY_WORLD, max_examples=EXAMPLES)
 @given(worlds(), st.data())
 def test_in_place_decides_as_on_a_copy(world: World, data: st.DataObject) -> None:
     world.engine = TwoWayEngine([world.saga])
