@@ -255,6 +255,11 @@ class ServiceConfig(BaseModel):
     """Larger records are dead-lettered without decoding."""
     create_topics: bool = True
     """Create the catalog's topics (and the service's DLQ topics) when missing."""
+    tune_gc: bool = True
+    """``choreo run`` / ``choreo saga run``: once started, freeze the start-up heap out of
+    Python's collections and collect the young generation every 20,000 new objects instead of
+    700 (13-16% less CPU per event in the saga tracker). Process-wide: false keeps Python's
+    defaults, for handlers that make reference cycles at a high rate."""
     ingress: IngressConfig = Field(default_factory=IngressConfig)
     """Settings of ``choreo ingress`` (unused by ``choreo run``)."""
     schema_registry: SchemaRegistryConfig = Field(default_factory=SchemaRegistryConfig)

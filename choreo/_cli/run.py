@@ -13,7 +13,7 @@ from choreo._cli.targets import import_target
 from choreo._config import KafkaConfig, ServiceConfig, load_config
 from choreo._errors import TopologyError
 from choreo._observability import Observability, install_logging
-from choreo._runtime.heap import tune_gc_for_serving
+from choreo._runtime.heap import gc_for_serving
 from choreo._runtime.runner import ServiceRunner
 from choreo._schemas import Catalog
 from choreo._security.redact import Redactor, redact_logs
@@ -139,7 +139,7 @@ async def serve(
         await runner.start()
         observability.start(runner)
         print(observability.describe(), flush=True)
-        tune_gc_for_serving()
+        print(gc_for_serving(config.tune_gc), flush=True)
         await runner.run(stop)
     finally:
         observability.close()

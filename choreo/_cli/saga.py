@@ -14,7 +14,7 @@ from typing import Any
 from choreo._config import load_config
 from choreo._errors import ConfigError, TopologyError
 from choreo._observability import tracer_provider_from_env
-from choreo._runtime.heap import tune_gc_for_serving
+from choreo._runtime.heap import gc_for_serving
 from choreo._saga.definition import Saga
 from choreo._saga.inspect import load_states, table, timeline
 from choreo._saga.state import SagaStatus
@@ -82,13 +82,12 @@ def _run(args: argparse.Namespace) -> int:
     redact_logs(Redactor(config.kafka.secrets()))
     try:
         tracker = SagaTracker(sagas, config, instance=args.instance, tracer_provider=provider)
-        logging.getLogger("choreo.saga").info(
-            "traces %s", "off (set OTEL_EXPORTER_OTLP_ENDPOINT)" if provider is None else "on"
-        )
+        log = logging.getLogger("choreo.saga")
+        log.info("traces %s", "off (set OTEL_EXPORTER_OTLP_ENDPOINT)" if provider is None else "on")
         stop = threading.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
-        tracker.run(stop, after_start=tune_gc_for_serving)
+        tracker.run(stop, after_start=lambda: log.info(gc_for_serving(config.tune_gc)))
     finally:
         if provider is not None:
             provider.shutdown()  # export the batched spans: the last ones explain the exit

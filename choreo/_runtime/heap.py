@@ -29,6 +29,18 @@ def tune_gc_for_serving() -> None:
     gc.set_threshold(YOUNG_THRESHOLD, *gc.get_threshold()[1:])
 
 
+def gc_for_serving(tune: bool) -> str:
+    """:func:`tune_gc_for_serving` when ``tune`` (the ``tune_gc`` setting); the line a
+    process prints about its collector either way, since the change is process-wide."""
+    if not tune:
+        return "gc: Python's defaults (tune_gc = false)"
+    tune_gc_for_serving()
+    return (
+        f"gc: start-up heap frozen ({gc.get_freeze_count():,} objects), young collections "
+        f"every {YOUNG_THRESHOLD:,} new objects (tune_gc = false keeps Python's defaults)"
+    )
+
+
 def hand_back_freed_memory() -> None:
     """Return memory freed by a burst to the system (glibc's ``malloc_trim``; elsewhere
     nothing). After a saga tracker restores 100,000 states, the changelog's JSON it read and
