@@ -32,7 +32,14 @@ from choreo._transport.base import (
     TopicConfig,
     TopicPartition,
 )
-from choreo._transport.shared import ensure_topics_with, topic_settings, unreachable
+from choreo._transport.shared import (
+    COORDINATOR_MOVING,
+    CoordinatorMoving,
+    ensure_topics_with,
+    topic_settings,
+    unreachable,
+    while_coordinator_moves,
+)
 
 try:
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
@@ -276,13 +283,16 @@ class AiokafkaTransport:
         await admin.close()
 
     async def group_members(self, group_id: str) -> list[str]:
+        what = f"cannot describe group {group_id} on {self._servers}"
+        return await while_coordinator_moves(partial(self._group_members, group_id, what), what)
+
+    async def _group_members(self, group_id: str, what: str) -> list[str]:
         admin = await self._admin()
         try:
             responses = await admin.describe_consumer_groups([group_id])
         except KafkaError as error:
-            raise TransportError(
-                f"cannot describe group {group_id} on {self._servers}: {error}"
-            ) from None
+            moving = getattr(error, "errno", None) in COORDINATOR_MOVING
+            raise (CoordinatorMoving if moving else TransportError)(f"{what}: {error}") from None
         finally:
             await admin.close()
         members: list[str] = []
@@ -292,9 +302,9 @@ class AiokafkaTransport:
                 if code == _GROUP_ID_NOT_FOUND:
                     continue
                 if code:
-                    raise TransportError(
-                        f"cannot describe group {group_id} on {self._servers}: "
-                        f"{for_code(code).description}"
+                    moving = code in COORDINATOR_MOVING
+                    raise (CoordinatorMoving if moving else TransportError)(
+                        f"{what}: {for_code(code).description}"
                     )
                 members.extend(member["client_id"] for member in group["members"])
         return members

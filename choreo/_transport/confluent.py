@@ -48,10 +48,13 @@ from choreo._transport.base import (
     TransactionAborted,
 )
 from choreo._transport.shared import (
+    COORDINATOR_MOVING,
+    CoordinatorMoving,
     ThrottledLog,
     ensure_topics_with,
     topic_settings,
     unreachable,
+    while_coordinator_moves,
 )
 
 _log = logging.getLogger("choreo.transport.confluent")
@@ -329,16 +332,22 @@ class ConfluentTransport:
             raise refused_or_unreachable(self._servers, detail, self._config) from None
 
     async def group_members(self, group_id: str) -> list[str]:
+        what = f"cannot describe group {group_id} on {self._servers}"
+        return await while_coordinator_moves(partial(self._group_members, group_id, what), what)
+
+    async def _group_members(self, group_id: str, what: str) -> list[str]:
         futures = self._admin_client().describe_consumer_groups(
             [group_id], request_timeout=ADMIN_TIMEOUT_S
         )
         try:
             description = await asyncio.wrap_future(futures[group_id])
         except ck.KafkaException as error:
-            if _error_code(error) == ck.KafkaError.GROUP_ID_NOT_FOUND:
+            code = _error_code(error)
+            if code == ck.KafkaError.GROUP_ID_NOT_FOUND:
                 return []
-            raise TransportError(
-                f"cannot describe group {group_id} on {self._servers}: {_describe(error)}"
+            moving = code in COORDINATOR_MOVING
+            raise (CoordinatorMoving if moving else TransportError)(
+                f"{what}: {_describe(error)}"
             ) from None
         return [member.client_id for member in description.members]
 

@@ -12,6 +12,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from typing import TypeVar
 
 from choreo._errors import TransportError
 from choreo._transport.base import TopicConfig
@@ -105,3 +106,33 @@ class ThrottledLog:
         if held_back:
             message = f"{message} (repeated {held_back} more times)"
         self._logger.log(level, "%s", message)
+
+
+COORDINATOR_MOVING = frozenset({14, 15, 16})
+"""COORDINATOR_LOAD_IN_PROGRESS, COORDINATOR_NOT_AVAILABLE, NOT_COORDINATOR: for a few seconds
+after a broker starts or a coordinator moves, a group cannot be described; Java's admin client
+retries these, and a service started beside its brokers (``docker compose up``) meets them."""
+COORDINATOR_WAIT_S = 30.0
+
+_T = TypeVar("_T")
+
+
+class CoordinatorMoving(TransportError):
+    """The group's coordinator is loading or moving: asking again later will answer."""
+
+
+async def while_coordinator_moves(
+    call: Callable[[], Awaitable[_T]], what: str, wait_s: float = COORDINATOR_WAIT_S
+) -> _T:
+    """``call()``, asked again (backing off) while it raises :class:`CoordinatorMoving`, up to
+    ``wait_s``; then the last such error, naming ``what`` and how long it waited."""
+    deadline = time.monotonic() + wait_s
+    delay = 0.2
+    while True:
+        try:
+            return await call()
+        except CoordinatorMoving as moving:
+            if time.monotonic() + delay > deadline:
+                raise TransportError(f"{what}: {moving} (still, after {wait_s:g}s)") from None
+            await asyncio.sleep(delay)
+            delay = min(2 * delay, 2.0)
