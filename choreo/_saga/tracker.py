@@ -87,11 +87,17 @@ from choreo._transport.confluent import (
     AUTHORIZATION_ERRORS,
     ConfluentTransport,
     denied,
+    is_fence,
     librdkafka_settings,
     resumed,
 )
 
 _log = logging.getLogger("choreo.saga")
+
+SAME_INSTANCE = (
+    "; another tracker runs with the same instance id: give each its own --instance "
+    "(or CHOREO_INSTANCE_ID)"
+)
 
 TRACE_HEADERS = ("traceparent", "tracestate")
 SAGA_HEADER = "choreo_saga"
@@ -337,25 +343,13 @@ class SagaTracker:
         """Create topics, check partition counts, fence predecessors, subscribe."""
         transport = ConfluentTransport(self.config.kafka)
         asyncio.run(transport.ensure_topics(self.topology.topic_configs(self.catalog)))
-        tid = transactional_id(self.group_id, self.instance)
-        self._producer = ck.Producer(
-            {
-                **self._settings,
-                "transactional.id": tid,
-                "transaction.timeout.ms": self._transaction_timeout_ms,
-                "enable.idempotence": True,
-                "acks": "all",
-                "linger.ms": 5,
-                "partitioner": "murmur2_random",
-                "client.id": f"{self.group_id}-{self.instance}",
-            }
-        )
+        self._producer = self._new_producer()
         metadata = self._producer.list_topics(timeout=15)
         check_broker(
             self.topology,
             {name: len(t.partitions) for name, t in metadata.topics.items() if t.error is None},
         )
-        self._init_transactions(self._producer, tid)
+        self._init_transactions(self._producer)
         self._consumer = ck.Consumer(
             {
                 **self._settings,
@@ -386,13 +380,29 @@ class SagaTracker:
             self.topology.changelog,
         )
 
-    def _init_transactions(self, producer: ck.Producer, transactional_id: str) -> None:
-        """Fence predecessors; a refusal names the ACL (a prefix: ids end with the instance)."""
+    def _new_producer(self) -> ck.Producer:
+        return ck.Producer(
+            {
+                **self._settings,
+                "transactional.id": transactional_id(self.group_id, self.instance),
+                "transaction.timeout.ms": self._transaction_timeout_ms,
+                "enable.idempotence": True,
+                "acks": "all",
+                "linger.ms": 5,
+                "partitioner": "murmur2_random",
+                "client.id": f"{self.group_id}-{self.instance}",
+            }
+        )
+
+    def _init_transactions(self, producer: ck.Producer) -> None:
+        """Fence predecessors (made again while the coordinator loads or moves, up to a
+        minute); a refusal names the ACL (a prefix: ids end with the instance)."""
+        tid = transactional_id(self.group_id, self.instance)
+        what = f"saga tracker '{self.engine.name}' starting transactions as {tid}"
         try:
-            producer.init_transactions(30)
+            resumed(what, producer.init_transactions, 30, until=time.monotonic() + 60)
         except ck.KafkaException as exc:
             error = exc.args[0] if exc.args else None
-            what = f"saga tracker '{self.engine.name}' starting transactions as {transactional_id}"
             if isinstance(error, ck.KafkaError) and error.code() in AUTHORIZATION_ERRORS:
                 needed = f"WRITE on transactional_id prefix {transactional_prefix(self.group_id)}"
                 raise denied(f"{what} (it needs {needed})", error) from None
@@ -417,7 +427,10 @@ class SagaTracker:
             self._consumer.close()
             self._consumer = None
         if self._producer is not None:
-            self._producer.flush(10)
+            try:
+                self._producer.flush(10)
+            except ck.KafkaException as exc:  # a failed producer: the error that stopped us shows
+                _log.warning("saga tracker '%s' closing its producer: %s", self.engine.name, exc)
             self._producer = None
 
     # -- rebalance --------------------------------------------------------------------------
@@ -501,6 +514,13 @@ class SagaTracker:
         error = message.error()
         if error is not None and error.code() in AUTHORIZATION_ERRORS:
             raise denied(f"saga tracker '{self.engine.name}' reading {message.topic()}", error)
+        if error is not None and (error.fatal() or error.code() == ck.KafkaError._FATAL):
+            # Left running, a fenced consumer never reads again: a live-looking zombie.
+            text = error.str()
+            raise TransportError(
+                f"saga tracker '{self.engine.name}' instance {self.instance} stopped: {text}"
+                + (SAME_INSTANCE if "fenced" in text.lower() else "")
+            )
         if error is not None:
             _log.warning("consumer: %s", error.str())
             return
@@ -693,6 +713,29 @@ class SagaTracker:
         wire: list[tuple[str, str | bytes | None]] = [*(message.headers() or []), *failure]
         producer.produce(topic, key=message.key(), value=message.value(), headers=wire)
 
+    def _renew(self, failure: ck.KafkaException) -> None:
+        """Replace a producer that cannot abort (fatal, or stuck): the new one's
+        ``init_transactions`` bumps the epoch and closes the open transaction. A fence (another
+        live tracker took this instance's transactional id) stops this one instead: renewing
+        would fence that one back."""
+        error = failure.args[0] if failure.args else None
+        if isinstance(error, ck.KafkaError) and error.fatal() and is_fence(error):
+            raise TransportError(
+                f"saga tracker '{self.engine.name}' instance {self.instance} was fenced: "
+                f"{error.str()}{SAME_INSTANCE}"
+            ) from None
+        _log.warning(
+            "saga tracker '%s': its producer cannot abort (%s); a new one takes over its "
+            "transactional id",
+            self.engine.name,
+            error.str() if isinstance(error, ck.KafkaError) else failure,
+        )
+        old, self._producer = self._producer, self._new_producer()
+        if old is not None:
+            old.purge()
+            old.poll(0)
+        self._init_transactions(self._producer)
+
     def _recover(self, exc: ck.KafkaException, batch: _Batch) -> None:
         """Abort and rewind, so the batch is processed again from the committed state."""
         producer, consumer = self._producer, self._consumer
@@ -700,17 +743,15 @@ class SagaTracker:
         error = exc.args[0] if exc.args else None
         if isinstance(error, ck.KafkaError) and error.code() in AUTHORIZATION_ERRORS:
             raise denied(f"saga tracker '{self.engine.name}' transaction", error)
-        if isinstance(error, ck.KafkaError) and error.fatal():
-            raise TransportError(
-                f"saga tracker '{self.engine.name}' was fenced or hit a fatal error: "
-                f"{error.str()}; restart it"
-            ) from None
         _log.warning("transaction aborted, re-reading the batch: %s", exc)
-        abort = producer.abort_transaction
-        try:
-            resumed(f"saga tracker '{self.engine.name}' transaction abort", abort, 30)
-        except ck.KafkaException as abort_error:
-            raise TransportError(f"cannot abort the saga transaction: {abort_error}") from None
+        if isinstance(error, ck.KafkaError) and error.fatal():
+            self._renew(exc)
+        else:
+            abort = producer.abort_transaction
+            try:
+                resumed(f"saga tracker '{self.engine.name}' transaction abort", abort, 30)
+            except ck.KafkaException as abort_error:
+                self._renew(abort_error)
         for (topic, partition), offset in batch.first_offsets.items():
             if self.store.owns(partition):
                 consumer.seek(ck.TopicPartition(topic, partition, offset))

@@ -862,6 +862,14 @@ FENCED_ERRORS = {
 """Another producer initialised our transactional id: this one may never send again."""
 
 
+def is_fence(error: ck.KafkaError) -> bool:
+    """A fatal error that says another producer took the transactional id (librdkafka's
+    generic ``_FATAL`` follows a fence). Other fatal errors, such as ``INVALID_TXN_STATE``
+    from an abort after a record timed out while its leader moved (librdkafka #3297), leave
+    the id free: a new producer for it carries on."""
+    return error.code() in FENCED_ERRORS or error.code() == ck.KafkaError._FATAL
+
+
 class ConfluentTransactionalProducer(ConfluentProducer):
     """Sends inside Kafka transactions; ``commit`` also commits the consumer's offsets.
 
@@ -878,9 +886,10 @@ class ConfluentTransactionalProducer(ConfluentProducer):
       coordinator expired it and bumped the epoch, which librdkafka reports as fenced. A
       new producer takes the same transactional id (its ``init_transactions`` closes the
       old transaction), then ``TransactionAborted`` as above.
-    - fatal sooner: another live instance initialised the id (a real fence); renewing
+    - fatal sooner, and a fence: another live instance initialised the id; renewing
       would fence it back, so every pending send fails with one ``FencedError`` naming
-      the id and the fix, and the service stops.
+      the id and the fix, and the service stops. Any other fatal error (``is_fence``)
+      renews the producer as after an expiry.
     """
 
     def __init__(self, settings: dict[str, Any], client_id: str) -> None:
@@ -1009,10 +1018,10 @@ class ConfluentTransactionalProducer(ConfluentProducer):
         )
 
     def _replace(self, failure: ck.KafkaException) -> None:
-        """Renew the producer, unless a fatal error came too soon to be an expiry."""
+        """Renew the producer, unless a fence came too soon to be an expiry."""
         error = _kafka_error(failure)
         expired = time.monotonic() - self._begun_at >= self._expiry_s
-        if error is not None and error.fatal() and not expired:
+        if error is not None and error.fatal() and is_fence(error) and not expired:
             raise self._fenced  # another live instance initialised the id
         self._renew(_describe(failure))
 

@@ -32,6 +32,7 @@ from choreo._schemas import Catalog, Codec, Event
 
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
+_FINISHED = ("completed", "compensated", "failed")
 
 
 def isolated_catalog(target: Path) -> dict[str, str]:
@@ -218,7 +219,59 @@ class World:
             if check():
                 return
             time.sleep(0.2)
-        raise AssertionError(f"timed out waiting for {what or check}\n{self.logs()[-4000:]}")
+        raise AssertionError(
+            f"timed out waiting for {what or check}\n{self.describe()}\n{self.logs()[-4000:]}"
+        )
+
+    def describe(self) -> str:
+        """What a timed-out wait needs to be explained: the sagas not yet finished, and per
+        partition the end, the end a ``read_committed`` reader sees (a transaction left open
+        holds it back) and the tracker's committed position."""
+        try:
+            states = self.states()
+            open_sagas = [s for s in states.values() if s.status.value not in _FINISHED]
+            lines = [f"{len(states)} sagas in the changelog, {len(open_sagas)} not finished:"]
+            lines += [
+                f"  {s.saga_id} {s.status.value} steps "
+                + ", ".join(f"{name}={step.status.value}" for name, step in s.steps.items())
+                + f" buffered {[e.type for e in s.buffer]}"
+                for s in open_sagas[:5]
+            ]
+            return "\n".join(lines + self._positions())
+        except Exception as exc:  # a diagnosis must never hide the failure it explains
+            return f"(no diagnosis: {exc!r})"
+
+    def _positions(self) -> list[str]:
+        committed_reader = ck.Consumer(
+            {
+                "bootstrap.servers": self.kafka,
+                "group.id": self.source,  # the tracker's group
+                "isolation.level": "read_committed",
+                "enable.auto.commit": False,
+            }
+        )
+        plain = ck.Consumer({"bootstrap.servers": self.kafka, "group.id": "describe"})
+        try:
+            partitions = [
+                ck.TopicPartition(topic, p)
+                for topic in [*self.topics.values(), changelog_topic(self.name)]
+                for p in range(3)
+            ]
+            positions = {
+                (tp.topic, tp.partition): tp.offset
+                for tp in committed_reader.committed(partitions, timeout=10)
+            }
+            lines = ["partition: end / read_committed end / tracker's committed offset"]
+            for tp in partitions:
+                _, end = plain.get_watermark_offsets(tp, timeout=10)
+                _, stable = committed_reader.get_watermark_offsets(tp, timeout=10)
+                at = positions.get((tp.topic, tp.partition))
+                if end:
+                    lines.append(f"  {tp.topic}[{tp.partition}]: {end} / {stable} / {at}")
+            return lines
+        finally:
+            committed_reader.close()
+            plain.close()
 
     def wait_status(self, saga_id: str, status: str, timeout: float = 20) -> SagaState:
         found: dict[str, SagaState] = {}
