@@ -555,8 +555,19 @@ class ConfluentConsumer:
         where = f"group {self._group}, topic {message.topic()}[{message.partition()}]"
         if error.code() in AUTHORIZATION_ERRORS:
             raise denied(f"reading {where}", error)
-        if error.fatal():
-            raise TransportError(f"{where}: fatal consumer error: {error.str()}")
+        if error.fatal() or error.code() == ck.KafkaError._FATAL:  # librdkafka's fatal event
+            # Left running, a fenced consumer never reads again: a live-looking zombie.
+            text = error.str()
+            twin = "fenced" in text.lower()
+            raise TransportError(
+                f"{where}: fatal consumer error: {text}"
+                + (
+                    "; another instance joined with the same CHOREO_INSTANCE_ID: give every "
+                    "instance its own"
+                    if twin
+                    else ""
+                )
+            )
         self._errors((self._group, error.code()), logging.WARNING, f"{where}: {error.str()}")
 
     def _on_assign(self, consumer: ck.Consumer, partitions: list[ck.TopicPartition]) -> None:

@@ -69,3 +69,35 @@ def test_a_process_fenced_by_a_sibling_with_its_instance_id_stops_with_one_line(
     [line] = [x for x in output.splitlines() if x.startswith("choreo: ")]
     assert f"'choreo.{instances.group}.twin'" in line and "CHOREO_INSTANCE_ID" in line, line
     assert "never retrieved" not in output, output
+
+
+def test_a_static_member_fenced_by_a_twin_stops_with_one_line(
+    kafka: str, isolated_schemas: Path, tmp_path: Path
+) -> None:
+    """At least once there is no producer to fence: the group fences the older static member,
+    which used to log a warning and then idle forever, its partitions gone to the twin."""
+    instances, load = _instances(
+        kafka,
+        isolated_schemas,
+        tmp_path,
+        CHOREO_EXACTLY_ONCE="false",
+        CHOREO_INSTANCE_ID="twin",
+        CHOREO_STATIC_MEMBERSHIP="true",
+    )
+    load.start()
+    try:
+        instances.start(0)
+        deadline = time.monotonic() + 90
+        while not read_ledgers(instances.ledgers):
+            assert time.monotonic() < deadline, f"never handled records\n{instances.logs()}"
+            time.sleep(0.2)
+        instances.start(1)  # joins with the same group.instance.id: fences the first
+        first = instances.all[0]
+        first.wait(60)
+    finally:
+        load.finish()
+        instances.stop_all()
+    output = (instances.ledgers / "slot-0-0.log").read_text()
+    assert first.returncode == 1, output
+    [line] = [x for x in output.splitlines() if x.startswith("choreo: ")]
+    assert "same CHOREO_INSTANCE_ID" in line, line
