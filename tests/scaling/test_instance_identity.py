@@ -47,10 +47,10 @@ def test_two_exactly_once_processes_on_one_host_both_run_by_default(
     assert [p.returncode for p in instances.all] == [0, 0], instances.logs()
 
 
-def test_a_process_fenced_by_a_sibling_with_its_instance_id_stops_with_one_line(
-    kafka: str, isolated_schemas: Path, tmp_path: Path
-) -> None:
-    instances, load = _instances(kafka, isolated_schemas, tmp_path, CHOREO_INSTANCE_ID="twin")
+def _twin_stops_the_first(instances: Instances, load: Load) -> str:
+    """The first instance handles records, a twin with its instance id starts; the first
+    must exit 1 within a minute: returns its one ``choreo:`` line (its log when there is
+    none, failing the caller's check)."""
     load.start()
     try:
         instances.start(0)
@@ -58,7 +58,7 @@ def test_a_process_fenced_by_a_sibling_with_its_instance_id_stops_with_one_line(
         while not read_ledgers(instances.ledgers):
             assert time.monotonic() < deadline, f"never handled records\n{instances.logs()}"
             time.sleep(0.2)
-        instances.start(1)  # initialises the same transactional id: fences the first
+        instances.start(1)  # the same transactional id, or the same static member id
         first = instances.all[0]
         first.wait(60)
     finally:
@@ -66,9 +66,17 @@ def test_a_process_fenced_by_a_sibling_with_its_instance_id_stops_with_one_line(
         instances.stop_all()
     output = (instances.ledgers / "slot-0-0.log").read_text()
     assert first.returncode == 1, output
-    [line] = [x for x in output.splitlines() if x.startswith("choreo: ")]
-    assert f"'choreo.{instances.group}.twin'" in line and "CHOREO_INSTANCE_ID" in line, line
     assert "never retrieved" not in output, output
+    [line] = [x for x in output.splitlines() if x.startswith("choreo: ")]
+    return line
+
+
+def test_a_process_fenced_by_a_sibling_with_its_instance_id_stops_with_one_line(
+    kafka: str, isolated_schemas: Path, tmp_path: Path
+) -> None:
+    instances, load = _instances(kafka, isolated_schemas, tmp_path, CHOREO_INSTANCE_ID="twin")
+    line = _twin_stops_the_first(instances, load)
+    assert f"'choreo.{instances.group}.twin'" in line and "CHOREO_INSTANCE_ID" in line, line
 
 
 def test_a_static_member_fenced_by_a_twin_stops_with_one_line(
@@ -84,20 +92,5 @@ def test_a_static_member_fenced_by_a_twin_stops_with_one_line(
         CHOREO_INSTANCE_ID="twin",
         CHOREO_STATIC_MEMBERSHIP="true",
     )
-    load.start()
-    try:
-        instances.start(0)
-        deadline = time.monotonic() + 90
-        while not read_ledgers(instances.ledgers):
-            assert time.monotonic() < deadline, f"never handled records\n{instances.logs()}"
-            time.sleep(0.2)
-        instances.start(1)  # joins with the same group.instance.id: fences the first
-        first = instances.all[0]
-        first.wait(60)
-    finally:
-        load.finish()
-        instances.stop_all()
-    output = (instances.ledgers / "slot-0-0.log").read_text()
-    assert first.returncode == 1, output
-    [line] = [x for x in output.splitlines() if x.startswith("choreo: ")]
+    line = _twin_stops_the_first(instances, load)
     assert "same CHOREO_INSTANCE_ID" in line, line
