@@ -75,6 +75,7 @@ from choreo._saga.definition import (
     Step,
     fill,
 )
+from choreo._saga.peek import Timing
 from choreo._saga.state import (
     BUFFER_LIMIT,
     TERMINAL,
@@ -189,14 +190,14 @@ class Engine:
             return None
         return role.placed.step.name if role.placed is not None else role.part
 
-    def wake_at(self, state: SagaState) -> float | None:
+    def wake_at(self, state: Timing) -> float | None:
         """When ``state`` next needs the clock: its own wake time, or, for a saga that cannot
         move because its definition is not loaded, when it is forgotten."""
         if self.stranded(state) is None:
             return state.wake_at
         return state.updated_at + self.latest.retention.total_seconds()
 
-    def stranded(self, state: SagaState) -> str | None:
+    def stranded(self, state: Timing) -> str | None:
         """Why the loaded definitions cannot move ``state`` on (None: they can, or it is
         finished and only waits for its retention)."""
         if state.status in TERMINAL:
@@ -204,7 +205,7 @@ class Engine:
         definition, why = self._definition(state)
         return why if definition is None else None
 
-    def _definition(self, state: SagaState) -> tuple[Saga | None, str]:
+    def _definition(self, state: Timing) -> tuple[Saga | None, str]:
         """The definition ``state`` started under, or None and why it cannot be used."""
         definition = self.versions.get(state.version)
         if definition is None:

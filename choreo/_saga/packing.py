@@ -39,7 +39,8 @@ class Packer:
         self._zdict = b""
         self._primed: _Compress | None = None
 
-    def pack(self, data: bytes) -> bytes:
+    def pack(self, data: bytes, head: bytes = b"") -> bytes:
+        """``data`` deflated, behind ``head`` (the store's wake time: one object, one copy)."""
         primed = self._primed
         if primed is None:
             self._zdict = data[:ZDICT_MAX]
@@ -47,8 +48,8 @@ class Packer:
                 LEVEL, zlib.DEFLATED, WBITS, MEM_LEVEL, zlib.Z_DEFAULT_STRATEGY, self._zdict
             )
         deflate = primed.copy()
-        return deflate.compress(data) + deflate.flush()
+        return b"".join((head, deflate.compress(data), deflate.flush()))
 
-    def unpack(self, packed: bytes) -> bytes:
+    def unpack(self, packed: bytes | memoryview) -> bytes:
         inflate = zlib.decompressobj(WBITS, self._zdict)
         return inflate.decompress(packed) + inflate.flush()

@@ -17,6 +17,8 @@ transaction already share one parsed state (the tracker's batch).
 from __future__ import annotations
 
 import logging
+import math
+import struct
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
@@ -41,11 +43,19 @@ StateKey = tuple[int, str]
 """(partition, saga id)."""
 
 
+WAKE = struct.Struct("<d")
+"""Each held state starts with its timer's wake time, 8 bytes (NaN: none): the timers need no
+float, tuple or dict entry of their own per saga (~100 bytes each at 100,000 open sagas)."""
+UNARMED = WAKE.pack(math.nan)
+
+
 class StateStore:
-    """The committed states of the partitions this tracker owns, packed."""
+    """The committed states of the partitions this tracker owns, packed, each behind its wake
+    time (:data:`WAKE`), which only :class:`~choreo._saga.timers.Timers` reads and sets."""
 
     def __init__(self) -> None:
         self._partitions: dict[int, dict[str, bytes]] = {}
+        self._armed: dict[int, int] = {}
         self._packer = Packer()
 
     @property
@@ -58,38 +68,84 @@ class StateStore:
     def get(self, partition: int, saga_id: str) -> SagaState | None:
         """A freshly parsed state: the caller may change it without touching the store."""
         data = self._partitions[partition].get(saga_id)
-        return None if data is None else SagaState.from_bytes(self._packer.unpack(data))
+        if data is None:
+            return None
+        return SagaState.from_bytes(self._packer.unpack(memoryview(data)[WAKE.size :]))
 
-    @property
-    def packer(self) -> Packer:
-        """How states are held: restore packs each as it reads it (:func:`read_changelog_bytes`)."""
-        return self._packer
+    def pack(self, data: bytes, wake_at: float | None = None) -> bytes:
+        """A state's JSON as :meth:`load` takes it: restore packs each record as it reads it,
+        with its wake time when it knows it (else the timers set it)."""
+        return self._packer.pack(data, UNARMED if wake_at is None else WAKE.pack(wake_at))
 
     def load(self, partition: int, states: dict[str, bytes]) -> None:
-        """Hold ``states``, packed by :attr:`packer`, as the partition's."""
+        """Hold ``states``, made by :meth:`pack`, as the partition's."""
         self._partitions[partition] = states
+        self._armed[partition] = sum(_armed(data) for data in states.values())
 
     def drop(self, partition: int) -> None:
         self._partitions.pop(partition, None)
+        self._armed.pop(partition, None)
 
     def apply(self, changes: Mapping[StateKey, bytes | None]) -> None:
-        """Make committed changes visible: each state's JSON (None deletes)."""
+        """Make committed changes visible: each state's JSON (None deletes). A changed state
+        keeps its wake time until the timers set the new one; it is held under the caller's
+        saga id object, the one the timers then hold too (a dict keeps its first key object
+        on assignment: the timers would hold a second copy of the id)."""
         pack = self._packer.pack
         for (partition, saga_id), data in changes.items():
             states = self._partitions.get(partition)
             if states is None:
                 continue  # the partition moved away after the commit; its new owner restores
-            if data is None:
-                states.pop(saga_id, None)
-            else:
-                states[saga_id] = pack(data)
+            old = states.pop(saga_id, None)
+            if data is not None:
+                states[saga_id] = pack(data, UNARMED if old is None else old[: WAKE.size])
+            elif old is not None and _armed(old):
+                self._armed[partition] -= 1
+
+    def wake(self, partition: int, saga_id: str) -> float | None:
+        """The saga's wake time; None when it has none or is not held."""
+        states = self._partitions.get(partition)
+        data = None if states is None else states.get(saga_id)
+        if data is None:
+            return None
+        at: float = WAKE.unpack_from(data)[0]
+        return None if at != at else at
+
+    def set_wake(self, partition: int, saga_id: str, at: float | None) -> bool:
+        """Set the saga's wake time (None: none); False when the saga is not held."""
+        states = self._partitions.get(partition)
+        data = None if states is None else states.get(saga_id)
+        if states is None or data is None:
+            return False
+        self._armed[partition] += (at is not None) - _armed(data)
+        states[saga_id] = (UNARMED if at is None else WAKE.pack(at)) + data[WAKE.size :]
+        return True
+
+    @property
+    def armed(self) -> int:
+        """How many held sagas have a wake time."""
+        return sum(self._armed.values())
+
+    def wakes(self, partition: int) -> Iterator[tuple[str, float]]:
+        """The partition's sagas that have a wake time, with it: each id the object the store
+        holds (the timers rebuild from these without copies of the ids)."""
+        unpack = WAKE.unpack_from
+        for saga_id, data in self._partitions.get(partition, {}).items():
+            at: float = unpack(data)[0]
+            if at == at:
+                yield saga_id, at
 
     def items(self) -> Iterator[tuple[StateKey, bytes]]:
         """Every state held, as its JSON."""
         unpack = self._packer.unpack
         for partition, states in self._partitions.items():
             for saga_id, data in states.items():
-                yield (partition, saga_id), unpack(data)
+                yield (partition, saga_id), unpack(memoryview(data)[WAKE.size :])
+
+
+def _armed(data: bytes) -> bool:
+    at: float = WAKE.unpack_from(data)[0]
+    return at == at
 
 
 def read_changelog(

@@ -76,6 +76,7 @@ from choreo._runtime.heap import hand_back_freed_memory
 from choreo._saga.caught_up import ReadGate
 from choreo._saga.definition import Saga
 from choreo._saga.engine import Emit, Engine, Incoming, Outcome
+from choreo._saga.peek import timing
 from choreo._saga.state import SagaState, SagaStatus
 from choreo._saga.store import StateKey, StateStore, read_changelog_bytes
 from choreo._saga.timers import Timers
@@ -320,7 +321,7 @@ class SagaTracker:
         self._static_id = f"{tracker_name(self.engine.name)}-{self.instance}" if stable else None
         self.tick_s = tick_s
         self.store = StateStore()
-        self.timers = Timers()
+        self.timers = Timers(self.store)
         self._gate = ReadGate(self.topology.inputs)
         self.group_id = tracker_name(self.engine.name)
         self._settings = librdkafka_settings(config.kafka)
@@ -445,19 +446,27 @@ class SagaTracker:
         if not numbers:
             return 0
         started = time.monotonic()
-        store = self.store
+        store, engine = self.store, self.engine
+        held_stranded: dict[bytes, str] = {}
+
+        def keep(data: bytes) -> bytes:
+            """Pack a changelog record with its wake time, read without a parse (``peek``)."""
+            found = timing(data)
+            packed = store.pack(data, engine.wake_at(found))
+            why = engine.stranded(found)
+            if why is not None:
+                held_stranded[packed] = why  # the saga's record unless a later one replaces it
+            return packed
+
         changelog = self.topology.changelog
-        restored = read_changelog_bytes(self._settings, changelog, numbers, store.packer.pack)
+        restored = read_changelog_bytes(self._settings, changelog, numbers, keep)
         stranded: list[tuple[str, str]] = []
         for number, states in restored.items():
             store.load(number, states)
-            for saga_id in states:
-                state = store.get(number, saga_id)  # only for its wake time: memory keeps bytes
-                assert state is not None
-                self.timers.set((number, saga_id), self.engine.wake_at(state))
-                why = self.engine.stranded(state)
-                if why is not None:
-                    stranded.append((saga_id, why))
+            self.timers.load(number)
+            if held_stranded:
+                stranded += [(k, held_stranded[v]) for k, v in states.items() if v in held_stranded]
+        held_stranded.clear()
         count = sum(len(s) for s in restored.values())
         if count:
             hand_back_freed_memory()

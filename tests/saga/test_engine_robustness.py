@@ -1,4 +1,4 @@
-"""User code that raises parks one saga, finished sagas are forgotten, timers pop what is due."""
+"""User code that raises parks one saga, finished sagas are forgotten (timers: test_timers.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ from dataclasses import replace
 import saga_defs as d
 from engine_run import Run
 
-from choreo._saga.timers import Timers
 from choreo.saga import SagaStatus, StepStatus
 from services.events import CancelOrder, ReleaseStock, SagaFailed
 
@@ -77,28 +76,6 @@ def test_retention_counts_from_the_last_change() -> None:
     run.advance(1.6)  # the charge step it started may report: waited for first
     run.send(d.released("o-1")).advance(d.RETENTION.total_seconds() - 1)
     assert run.status is SagaStatus.COMPENSATED
-
-
-def test_timers_pop_only_what_is_due_with_its_latest_time() -> None:
-    timers = Timers()
-    timers.set((0, "a"), 10)
-    timers.set((1, "b"), 5)
-    timers.set((0, "a"), 20)  # moved later: the entry at 10 is stale
-    timers.set((2, "c"), None)
-    assert timers.due(4) == []
-    assert timers.due(15) == [(1, "b")]
-    assert timers.due(15) == []  # popped once
-    timers.drop_partition(0)
-    assert timers.due(100) == []
-    assert len(timers) == 0
-
-
-def test_timers_stay_bounded_when_wake_times_keep_moving() -> None:
-    timers = Timers()
-    for i in range(10_000):
-        timers.set((0, "a"), 1_000_000 + i)
-    assert len(timers._heap) <= 1024 + 1
-    assert timers.due(2_000_000) == [(0, "a")]
 
 
 def test_a_saga_whose_version_is_not_loaded_is_forgotten_after_retention() -> None:

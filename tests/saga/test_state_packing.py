@@ -52,7 +52,7 @@ def test_an_open_order_saga_is_held_in_a_sixth_of_its_json() -> None:
 def test_the_store_parses_what_was_committed_and_lists_it_as_json() -> None:
     store = StateStore()
     first, second = open_state("a", 1.8e9), open_state("b", 1.8e9 + 1)
-    store.load(0, {"a": store.packer.pack(first.to_bytes())})
+    store.load(0, {"a": store.pack(first.to_bytes())})
     store.apply({(0, "b"): second.to_bytes(), (1, "c"): b"{}"})  # partition 1 is not owned
     taken = store.get(0, "a")
     assert taken == first
