@@ -13,7 +13,7 @@ Fields this console does not know (a newer tracker's) are listed as they are, no
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from pydantic import ValidationError
@@ -132,7 +132,7 @@ def timeline_svg(state: SagaState, definition: Saga | None) -> str:
             if step is None
             else [
                 (name.removesuffix("_at").replace("_", " "), value)
-                for name, value in step.model_dump().items()
+                for name, value in asdict(step).items()
                 if name.endswith("due_at") and isinstance(value, int | float)
             ]
         )

@@ -1,0 +1,220 @@
+"""The changelog's JSON layout of a saga state is unchanged by how the state is held in memory.
+
+A state's pieces (steps, seen events, history, a cancellation) are slotted dataclasses for the
+engine's speed; the JSON is still read and written by pydantic-core through ``SagaState``, and
+must stay what the trackers before them wrote and read (older trackers, the CLI, the console's
+raw readers and ``peek``'s layout all depend on it). ``GOLDEN`` was written by the pydantic-model
+state (commit e5046ba), with every field set away from its default somewhere.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from choreo._saga.state import (
+    Cancellation,
+    HistoryEntry,
+    SagaState,
+    SagaStatus,
+    SeenEvent,
+    StepState,
+    StepStatus,
+)
+
+GOLDEN = (
+    b'{"saga_id":"o-1","saga":"order","version":2,"status":"compensating",'
+    b'"started_at":1796331976.5,"deadline_at":1796335576.5,'
+    b'"start":{"id":"e-1","type":"shop.orders.OrderPlaced","payload":{"order_id":"o-1",'
+    b'"total":"19.98","items":[{"sku":"S","quantity":2}],"note":null},'
+    b'"at":1796331976.5039585,"occurred_at":1796331976.25,"source":"orders"},'
+    b'"trace":{"traceparent":"00-6d40eac22b06441f92b86dc82e8b689b-775775a0b1fb4d3c-01",'
+    b'"tracestate":"k=v"},'
+    b'"steps":{"order":{"status":"succeeded","due_at":null,"result":{"id":"e-1",'
+    b'"type":"shop.orders.OrderPlaced","payload":{"order_id":"o-1","total":"19.98",'
+    b'"items":[{"sku":"S","quantity":2}],"note":null},"at":1796331976.5039585,'
+    b'"occurred_at":1796331976.25,"source":"orders"},"attempts":0,'
+    b'"compensation_due_at":null,"fallback":0,"progress":0,"progress_at":null,'
+    b'"beat_due_at":null,"stalled":false},'
+    b'"pay":{"status":"compensating","due_at":1.5,"result":{"id":"e-2",'
+    b'"type":"shop.payments.PaymentAuthorized","payload":{"amount":"1.00"},"at":2.0,'
+    b'"occurred_at":null,"source":null},"attempts":2,"compensation_due_at":3.25,"fallback":1,'
+    b'"progress":4,"progress_at":2.5,"beat_due_at":9.0,"stalled":true}},'
+    b'"completion_id":"e-9","reason":"step \'pay\' failed",'
+    b'"cancel":{"event_id":"e-5","type":"shop.orders.CancelRequested","by":"ops",'
+    b'"reason":"customer asked","at":5.0,"applied":true},"cause_id":"e-5",'
+    b'"seen_ids":["e-1","e-2"],'
+    b'"buffer":[{"id":"e-3","type":"t","payload":{},"at":1.0,"occurred_at":null,"source":null}],'
+    b'"expires_at":99.0,"sub_versions":{"payment":3},"wake_at":3.25,"updated_at":5.5,'
+    b'"history":[{"at":1.0,"trigger":"shop.orders.OrderPlaced","event_id":"e-1",'
+    b'"occurred_at":0.5,"step":"order","action":"step succeeded"},'
+    b'{"at":5.0,"trigger":"deadline","event_id":null,"occurred_at":null,"step":null,'
+    b'"action":"compensating: x"}]}'
+)
+
+
+def built() -> SagaState:
+    """``GOLDEN``'s state, as the engine builds states: the pieces made in Python."""
+    start = SeenEvent(
+        id="e-1",
+        type="shop.orders.OrderPlaced",
+        payload={
+            "order_id": "o-1",
+            "total": "19.98",
+            "items": [{"sku": "S", "quantity": 2}],
+            "note": None,
+        },
+        at=1796331976.5039585,
+        occurred_at=1796331976.25,
+        source="orders",
+    )
+    paid = SeenEvent(
+        id="e-2", type="shop.payments.PaymentAuthorized", payload={"amount": "1.00"}, at=2.0
+    )
+    return SagaState(
+        saga_id="o-1",
+        saga="order",
+        version=2,
+        status=SagaStatus.COMPENSATING,
+        started_at=1796331976.5,
+        deadline_at=1796335576.5,
+        start=start,
+        trace={
+            "traceparent": "00-6d40eac22b06441f92b86dc82e8b689b-775775a0b1fb4d3c-01",
+            "tracestate": "k=v",
+        },
+        steps={
+            "order": StepState(status=StepStatus.SUCCEEDED, result=start),
+            "pay": StepState(
+                status=StepStatus.COMPENSATING,
+                due_at=1.5,
+                result=paid,
+                attempts=2,
+                compensation_due_at=3.25,
+                fallback=1,
+                progress=4,
+                progress_at=2.5,
+                beat_due_at=9.0,
+                stalled=True,
+            ),
+        },
+        completion_id="e-9",
+        reason="step 'pay' failed",
+        cancel=Cancellation(
+            event_id="e-5",
+            type="shop.orders.CancelRequested",
+            by="ops",
+            reason="customer asked",
+            at=5.0,
+            applied=True,
+        ),
+        cause_id="e-5",
+        seen_ids=["e-1", "e-2"],
+        buffer=[SeenEvent(id="e-3", type="t", payload={}, at=1.0)],
+        expires_at=99.0,
+        sub_versions={"payment": 3},
+        wake_at=3.25,
+        updated_at=5.5,
+        history=[
+            HistoryEntry(
+                at=1.0,
+                trigger="shop.orders.OrderPlaced",
+                event_id="e-1",
+                occurred_at=0.5,
+                step="order",
+                action="step succeeded",
+            ),
+            HistoryEntry(at=5.0, trigger="deadline", action="compensating: x"),
+        ],
+    )
+
+
+def test_a_state_is_written_byte_for_byte_as_before() -> None:
+    state = built()
+    assert state.to_bytes() == GOLDEN
+    assert state.model_dump_json().encode() == GOLDEN  # the public way says the same
+
+
+def test_the_former_json_reads_back_typed_and_writes_back_unchanged() -> None:
+    state = SagaState.from_bytes(GOLDEN)
+    assert state == built()
+    assert state.to_bytes() == GOLDEN
+    # The engine compares statuses with ``is``: parsed statuses must be the enum members.
+    assert state.status is SagaStatus.COMPENSATING
+    assert state.steps["order"].status is StepStatus.SUCCEEDED
+    assert state.steps["pay"].status is StepStatus.COMPENSATING
+    assert isinstance(state.steps["pay"].result, SeenEvent)
+    assert isinstance(state.cancel, Cancellation)
+    assert isinstance(state.history[1], HistoryEntry)
+    # The console validates the changelog's JSON from Python objects: the same state.
+    assert SagaState.model_validate(json.loads(GOLDEN)) == state
+
+
+def test_a_state_without_the_later_fields_loads_with_their_defaults() -> None:
+    """A changelog written before a field existed (here: a step's heartbeat, fallbacks and
+    progress, a seen event's times and source) still loads."""
+    raw: dict[str, Any] = json.loads(GOLDEN)
+    for step in raw["steps"].values():
+        for name in ("fallback", "progress", "progress_at", "beat_due_at", "stalled"):
+            del step[name]
+    for event in (raw["start"], *raw["buffer"]):
+        del event["occurred_at"], event["source"]
+    state = SagaState.from_bytes(json.dumps(raw).encode())
+    assert state.steps["pay"] == StepState(
+        status=StepStatus.COMPENSATING,
+        due_at=1.5,
+        result=state.steps["pay"].result,
+        attempts=2,
+        compensation_due_at=3.25,
+    )
+    assert state.start is not None and (state.start.occurred_at, state.start.source) == (None, None)
+
+
+_times = st.none() | st.floats(allow_nan=False, allow_infinity=False)
+_text = st.text(max_size=12)
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**53), 2**53) | _text,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_text, inner, max_size=3),
+    max_leaves=8,
+)
+_events = st.builds(
+    SeenEvent,
+    id=_text,
+    type=_text,
+    payload=st.dictionaries(_text, _json, max_size=4),
+    at=st.floats(allow_nan=False, allow_infinity=False),
+    occurred_at=_times,
+    source=st.none() | _text,
+)
+_steps = st.builds(
+    StepState,
+    status=st.sampled_from(StepStatus),
+    due_at=_times,
+    result=st.none() | _events,
+    attempts=st.integers(0, 9),
+    compensation_due_at=_times,
+    fallback=st.integers(0, 3),
+    progress=st.integers(0, 99),
+    progress_at=_times,
+    beat_due_at=_times,
+    stalled=st.booleans(),
+)
+
+
+@given(
+    steps=st.dictionaries(_text, _steps, max_size=4),
+    buffer=st.lists(_events, max_size=3),
+    status=st.sampled_from(SagaStatus),
+)
+def test_any_state_survives_the_round_trip(
+    steps: dict[str, StepState], buffer: list[SeenEvent], status: SagaStatus
+) -> None:
+    state = SagaState(saga_id="s", saga="x", version=1, status=status, steps=steps, buffer=buffer)
+    data = state.to_bytes()
+    again = SagaState.from_bytes(data)
+    assert again == state
+    assert again.to_bytes() == data
+    assert json.loads(data) == json.loads(state.model_dump_json())
