@@ -39,7 +39,8 @@ def default_instance_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
 
 
-_NAME_CHARACTERS = "letters, digits, '-' or '_'"
+NAME_CHARACTERS = "ASCII letters, digits, '-' or '_'"
+"""What :func:`is_plain_name` accepts, for error messages."""
 
 
 def transactional_prefix(group_id: str) -> str:
@@ -55,9 +56,11 @@ def transactional_id(group_id: str, instance: str) -> str:
 
 
 def is_plain_name(name: str) -> bool:
-    """Letters, digits, ``-`` and ``_`` only: never a ``.``, which choreo uses to separate a
-    group from an instance id, so one name's ACL prefix cannot reach another's ids."""
-    return bool(name) and name.replace("-", "").replace("_", "").isalnum()
+    """ASCII letters, digits, ``-`` and ``_`` only, at least one letter or digit: never a
+    ``.``, which choreo uses to separate a group from an instance id, so one name's ACL prefix
+    cannot reach another's ids; and nothing Kafka refuses in the topic and group names made
+    from it (``str.isalnum`` alone takes ``é`` or ``订``)."""
+    return bool(name) and name.isascii() and name.replace("-", "").replace("_", "").isalnum()
 
 
 class KafkaConfig(BaseModel):
@@ -269,7 +272,7 @@ class ServiceConfig(BaseModel):
     def _identity(self) -> ServiceConfig:
         """Names that become ACL prefixes stay plain; a static member needs a given id."""
         if self.group_id is not None and not is_plain_name(self.group_id):
-            raise ValueError(f"group_id {self.group_id!r} must be {_NAME_CHARACTERS}")
+            raise ValueError(f"group_id {self.group_id!r} must be {NAME_CHARACTERS}")
         if self.static_membership and not self.instance_id:
             raise ValueError(
                 "static_membership needs a stable instance_id per instance "

@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
+from choreo._config import NAME_CHARACTERS, is_plain_name
 from choreo._errors import TopologyError
 from choreo._guards import Guard
 from choreo._handler import Batching, Handler
@@ -59,8 +60,8 @@ class Service:
         idempotency: IdempotencyStore | None = None,
         emits: Sequence[type[Event]] = (),
     ) -> None:
-        if not name or not name.replace("-", "").replace("_", "").isalnum():
-            raise TopologyError(f"service name {name!r} must be letters, digits, '-' or '_'")
+        if not is_plain_name(name):
+            raise TopologyError(f"service name {name!r} must be {NAME_CHARACTERS}")
         self.name = name
         self.retry = retry or RetryPolicy()
         self.idempotency = idempotency
@@ -155,9 +156,9 @@ class Service:
 
         def decorate(fn: F) -> F:
             label = name or fn.__name__
-            if not label.replace("-", "").replace("_", "").isalnum():
+            if not is_plain_name(label):
                 raise TopologyError(
-                    f"{self.name}: schedule name {label!r} must be letters, digits, '-' or '_'"
+                    f"{self.name}: schedule name {label!r} must be {NAME_CHARACTERS}"
                 )
             schedule = Schedule(self.name, label, plan)
             if label in self._schedules:
