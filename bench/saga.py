@@ -4,6 +4,7 @@ Run from the project root with the stack up (``make up``); loopback only, bounde
 
     .venv/bin/python bench/saga.py throughput --sagas 20000
     .venv/bin/python bench/saga.py memory --open 100000
+    .venv/bin/python bench/saga.py path --sagas 2000 [--callgrind]
 
 ``throughput`` fills fresh topics with the events of N sagas (3 in 4 complete: OrderPlaced,
 StockReserved, PaymentAuthorized, OrderCompleted; 1 in 4 fail at the stock step: OrderPlaced,
@@ -11,6 +12,12 @@ StockReservationFailed, then the tracker emits CancelOrder and a responder proce
 OrderCancelled), then runs the tracker in this process (every batch one Kafka transaction:
 changelog writes, compensations, offsets) and times it from its partition assignment until
 every saga is terminal. Events per second counts the saga events the tracker consumed.
+
+``path`` runs the tracker's state path without Kafka (read the state from the store, the
+engine, write the JSON, pack it into the store) over N sagas' events, each event its own
+read and write (no two in one batch, as in ``throughput``), and prints the CPU per event of
+each part; ``--callgrind`` counts instructions per event instead (valgrind, two runs of 40 and
+120 sagas, the difference over the extra events: start-up cancels out, load cannot move it).
 
 ``memory`` writes N open sagas (started, stock reserved, waiting for payment; each its own
 random ids, times and trace context, as the tracker makes them) to a fresh changelog topic,
@@ -224,6 +231,80 @@ def throughput(sagas: int) -> None:
     )
 
 
+def state_path(sagas: int) -> dict[str, float]:
+    """CPU seconds per part of the state path over ``sagas`` sagas' events (and the count)."""
+    import random
+
+    import saga_defs as d
+
+    from choreo._saga.engine import Engine, Incoming
+    from choreo._saga.store import StateStore
+
+    rng = random.Random(1)
+    engine = Engine([definition("bench")])
+    scripts = {f"s-{i:07d}": script(i, f"s-{i:07d}") for i in range(sagas)}
+    order = [
+        (sid, events[k]) for k in range(4) for sid, events in scripts.items() if k < len(events)
+    ]
+    order += [(sid, d.cancelled(sid)) for sid, events in scripts.items() if len(events) == 2]
+    trace = {"traceparent": f"00-{'ab' * 16}-{'cd' * 8}-01"}
+    inputs = [
+        Incoming(sid, event, str(uuid.UUID(int=rng.getrandbits(128))), trace, 1.7e9, "bench")
+        for sid, event in order
+    ]
+    store = StateStore()
+    store.load(0, {})
+    gc.collect()
+    gc.freeze()
+    clock = time.thread_time
+    spent = dict.fromkeys(("read", "engine", "write", "pack"), 0.0)
+    for incoming in inputs:
+        began = clock()
+        state = store.get(0, incoming.saga_id)
+        read = clock()
+        outcome = engine.handle(state, incoming, 1.8e9, copy=False)
+        decided = clock()
+        data = None if outcome.state is None else outcome.state.to_bytes()
+        written = clock()
+        store.apply({(0, incoming.saga_id): data})
+        packed = clock()
+        spent["read"] += read - began
+        spent["engine"] += decided - read
+        spent["write"] += written - decided
+        spent["pack"] += packed - written
+    return {**spent, "events": float(len(inputs))}
+
+
+def path(sagas: int, callgrind: bool) -> None:
+    if not callgrind:
+        spent = state_path(sagas)
+        events = spent.pop("events")
+        parts = ", ".join(f"{name} {s / events * 1e6:.1f}" for name, s in spent.items())
+        print(
+            f"{events:,.0f} events: {sum(spent.values()) / events * 1e6:.1f} us CPU per event "
+            f"({parts}); load {os.getloadavg()[0]:.1f}"
+        )
+        return
+    counts = [instructions(n) for n in (40, 120)]
+    (few, few_events), (many, many_events) = counts
+    per_event = (many - few) / (many_events - few_events)
+    print(f"state path: {per_event:,.0f} instructions per event (callgrind)")
+
+
+def instructions(sagas: int) -> tuple[int, int]:
+    """Instructions of ``path --sagas N`` under callgrind, and its event count."""
+    command = [
+        "valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
+        sys.executable, __file__, "path", "--sagas", str(sagas), "--events-only",
+    ]  # fmt: skip
+    env = {**os.environ, "PYTHONHASHSEED": "0"}
+    done = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
+    found = re.search(r"Collected : (\d+)", done.stderr)
+    if found is None:
+        raise SystemExit(f"no instruction count from callgrind:\n{done.stderr}")
+    return int(found[1]), int(done.stdout.split()[-1])
+
+
 def count_finished(tracker: Any) -> set[Any]:
     """The sagas whose committed state is terminal, as the tracker's store takes them in
     (every committed state passes through ``StateStore.apply`` as JSON; the store's packed
@@ -303,6 +384,21 @@ def restore(name: str) -> None:
         f"(until then {after - before - held_mb:,.0f} MB freed, e.g. the changelog's JSON "
         f"once packed, stay resident for reuse); {len(restorer.timers):,} timers armed"
     )
+    print(breakdown(restorer, held))
+
+
+def breakdown(tracker: Any, held: int) -> str:
+    """Where the bytes per open saga go, by ``sys.getsizeof`` (before pymalloc rounds each
+    object up to 16 bytes): the store's and the timers' insides, read for this report only."""
+    states = tracker.store._partitions.values()
+    lists = [ids for by_second in tracker.timers._lists.values() for ids in by_second.values()]
+    parts = {
+        "packed states": sum(sys.getsizeof(data) for part in states for data in part.values()),
+        "saga ids": sum(sys.getsizeof(saga_id) for part in states for saga_id in part),
+        "dict tables": sum(sys.getsizeof(part) for part in states),
+        "timer lists": sum(sys.getsizeof(ids) for ids in lists),
+    }
+    return "per open saga: " + ", ".join(f"{k} {v / held:,.0f}" for k, v in parts.items())
 
 
 def rss_mb() -> float:
@@ -339,6 +435,10 @@ def main() -> None:
     modes = parser.add_subparsers(dest="mode", required=True)
     run = modes.add_parser("throughput", help="saga events per second, exactly-once")
     run.add_argument("--sagas", type=int, default=20_000)
+    state = modes.add_parser("path", help="the state path per event, without Kafka")
+    state.add_argument("--sagas", type=int, default=2_000)
+    state.add_argument("--callgrind", action="store_true", help="instructions, not CPU time")
+    state.add_argument("--events-only", action="store_true", help=argparse.SUPPRESS)
     held = modes.add_parser("memory", help="resident memory per 100,000 open sagas")
     held.add_argument("--open", type=int, default=100_000)
     answer = modes.add_parser("respond")  # the responder subprocess of `throughput`
@@ -349,6 +449,10 @@ def main() -> None:
     args = parser.parse_args()
     if args.mode == "throughput":
         throughput(min(args.sagas, 200_000))
+    elif args.mode == "path" and args.events_only:  # the child of path --callgrind
+        print(int(state_path(min(args.sagas, 20_000))["events"]))
+    elif args.mode == "path":
+        path(min(args.sagas, 20_000), args.callgrind)
     elif args.mode == "memory":
         memory(min(args.open, 500_000))
     elif args.mode == "restore":
