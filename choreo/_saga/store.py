@@ -111,15 +111,18 @@ class StateStore:
         at: float = WAKE.unpack_from(data)[0]
         return None if at != at else at
 
-    def set_wake(self, partition: int, saga_id: str, at: float | None) -> bool:
-        """Set the saga's wake time (None: none); False when the saga is not held."""
-        states = self._partitions.get(partition)
-        data = None if states is None else states.get(saga_id)
-        if states is None or data is None:
-            return False
-        self._armed[partition] += (at is not None) - _armed(data)
-        states[saga_id] = (UNARMED if at is None else WAKE.pack(at)) + data[WAKE.size :]
-        return True
+    def set_wake(self, partition: int, saga_id: str, at: float | None) -> float | None:
+        """Set the saga's wake time (None: none) and return the one it had; KeyError when
+        the saga is not held. One lookup: the timers call this for every committed change."""
+        states = self._partitions[partition]
+        data = states[saga_id]
+        was: float | None = WAKE.unpack_from(data)[0]
+        if was != was:
+            was = None
+        if was != at:
+            self._armed[partition] += (at is not None) - (was is not None)
+            states[saga_id] = (UNARMED if at is None else WAKE.pack(at)) + data[WAKE.size :]
+        return was
 
     @property
     def armed(self) -> int:

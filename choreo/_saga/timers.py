@@ -39,6 +39,8 @@ class Timers:
         self._heap: list[tuple[int, int]] = []
         """(second, partition), one per list."""
         self._listed = 0
+        self._limit = COMPACT_MIN
+        """Past this many listed ids, the lists are rebuilt (twice the live ones, or more)."""
 
     def __len__(self) -> int:
         return self._store.armed
@@ -49,22 +51,35 @@ class Timers:
         partition, saga_id = key
         if at is not None and at != at:
             at = None  # NaN is never due
-        store = self._store
-        was = store.wake(partition, saga_id)
-        if was == at or not store.set_wake(partition, saga_id, at) or at is None:
+        try:
+            was = self._store.set_wake(partition, saga_id, at)
+        except KeyError:
+            return
+        if at is None or was == at:
             return
         second = _second(at)
         if was is None or _second(was) != second:
             self._list(partition, second, saga_id)
-            if self._listed > max(COMPACT_MIN, 2 * len(self)):
+            if self._listed > self._limit:
                 self._rebuild()
 
     def load(self, partition: int) -> None:
         """List the wake times of a partition the store was just given (restore sets them
         as it packs the states: one pass over the changelog, no parse)."""
         self.drop_partition(partition)
+        lists: dict[int, list[str]] = {}
         for saga_id, at in self._store.wakes(partition):
-            self._list(partition, _second(at), saga_id)
+            second = _second(at)
+            ids = lists.get(second)
+            if ids is None:
+                lists[second] = [saga_id]
+            else:
+                ids.append(saga_id)
+        self._lists[partition] = lists
+        self._listed += sum(len(ids) for ids in lists.values())
+        self._heap += [(second, partition) for second in lists]
+        heapq.heapify(self._heap)
+        self._limit = max(COMPACT_MIN, 2 * len(self))
 
     def drop_partition(self, partition: int) -> None:
         """The partition moved away: forget its lists."""
@@ -107,7 +122,9 @@ class Timers:
         return found
 
     def _list(self, partition: int, second: int, saga_id: str) -> None:
-        lists = self._lists.setdefault(partition, {})
+        lists = self._lists.get(partition)
+        if lists is None:
+            lists = self._lists[partition] = {}
         ids = lists.get(second)
         if ids is None:
             ids = lists[second] = []
