@@ -9,7 +9,9 @@ with ``MODULE:ATTRIBUTE``).
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -20,7 +22,10 @@ from choreo._cdc.slots import connect as connect_db
 from choreo._cdc.slots import drop_slot
 from choreo._cdc.source import PostgresConnector
 from choreo._cli.targets import import_target
+from choreo._config import load_config
 from choreo._errors import ConfigError, TopologyError
+from choreo._schemas import Catalog
+from choreo._transport.confluent import ConfluentTransport
 
 
 def register(commands: argparse._SubParsersAction[Any]) -> None:
@@ -80,6 +85,8 @@ def find_connectors(target: str) -> list[PostgresConnector]:
 def _apply(args: argparse.Namespace) -> int:
     client = ConnectClient(args.connect)
     connectors = find_connectors(args.module)
+    if any(isinstance(connector, OutboxRelay) for connector in connectors):
+        print(_ensure_catalog_topics(), file=sys.stderr)
     for connector in connectors:
         print(f"{connector.name}: {client.apply(connector.name, connector.connector_config())}")
     if args.wait:
@@ -87,6 +94,23 @@ def _apply(args: argparse.Namespace) -> int:
             client.wait_running(connector.name, args.wait)
             print(f"{connector.name}: running")
     return 0
+
+
+def _ensure_catalog_topics() -> str:
+    """A relay's first row for a topic nobody created yet would have Connect create it with
+    the broker's default partition count (often 1), unlike the catalog's: a saga tracker then
+    refuses its inputs' differing counts, and keys land on other partitions than a direct
+    produce's. So the catalog's topics are made first, as ``choreo run`` makes them."""
+    config = load_config()
+    if not (config.schemas_dir / "catalog.toml").is_file():
+        return (
+            f"topics: no catalog.toml in {config.schemas_dir} (CHOREO_SCHEMAS_DIR): a topic "
+            "the relay writes first is created with the broker's default partition count"
+        )
+    catalog = Catalog.load(config.schemas_dir)
+    transport = ConfluentTransport(config.kafka)
+    asyncio.run(transport.ensure_topics([s.topic_config() for s in catalog.topics.values()]))
+    return f"topics: the catalog's {len(catalog.topics)} topic(s) exist, as catalog.toml sets them"
 
 
 def _status(args: argparse.Namespace) -> int:

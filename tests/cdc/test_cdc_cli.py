@@ -10,8 +10,10 @@ import psycopg
 import pytest
 from builders import placed
 from cdc_kit import CdcKit
+from confluent_kafka.admin import AdminClient
 
 from choreo._cli.main import main
+from choreo._schemas import Catalog
 from choreo.cdc import ConnectorState
 from choreo.outbox import Outbox, OutboxRelay, outbox_ddl
 
@@ -123,3 +125,32 @@ def test_a_refused_config_and_a_failed_task_are_reported_with_connects_message(
         "(cause: org.apache.kafka.connect.errors.DataException: topic is not a valid field name)"
         in status
     )
+
+
+def test_apply_makes_the_catalogs_topics_before_a_relay_can_create_them_with_one_partition(
+    cdc: CdcKit,
+    isolated_schemas: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    name = cdc.name("topics")
+    cdc.connectors.append(OutboxRelay(name=name, database=cdc.database, table=f"public.{name}"))
+    module = write_module(
+        tmp_path,
+        "from choreo.cdc import Postgres\n"
+        "from choreo.outbox import OutboxRelay\n\n"
+        f"relay = OutboxRelay(name={name!r}, database=Postgres.from_dsn({cdc.dsn!r}),"
+        f" table='public.{name}')\n",
+    )
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("CHOREO_SCHEMAS_DIR", str(isolated_schemas))
+    monkeypatch.setenv("CHOREO_BOOTSTRAP_SERVERS", cdc.kafka)
+    catalog = Catalog.load(isolated_schemas)
+
+    assert main(["cdc", "apply", module, "--connect", cdc.connect.url]) == 0
+    assert f"the catalog's {len(catalog.topics)} topic(s) exist" in capsys.readouterr().err
+    found = AdminClient({"bootstrap.servers": cdc.kafka}).list_topics(timeout=10).topics
+    assert {t: len(found[t].partitions) for t in catalog.topics if t in found} == {
+        t: spec.partitions for t, spec in catalog.topics.items()
+    }
