@@ -808,7 +808,13 @@ class Engine:
         )
         if definition.parked is None:
             return
-        attempt = state.steps[step_name].attempts if step_name in state.steps else 0
+        step = state.steps.get(step_name)
+        attempt = 0 if step is None else step.attempts
+        # A step parked for silence, un-parked by its progress and silent again is parked
+        # anew: its progress count tells the episodes apart, so each has its own event id
+        # (an idempotent consumer would drop a second one under the first's), and the same
+        # decision replayed after a crash still gets the same id.
+        episode = f"@{step.progress}" if step is not None and step.progress else ""
         event = fill(
             definition.parked,
             [
@@ -822,7 +828,7 @@ class Engine:
             ],
             datetime.fromtimestamp(now, UTC),
         )
-        what = f"parked:{step_name}"
+        what = f"parked:{step_name}{episode}"
         outcome.emits.append(_emit(state, event, what, attempt, state.cause_id, step_name, reason))
 
     def _finish(self, definition: Saga, state: SagaState, now: float) -> None:

@@ -28,6 +28,7 @@ from test_engine_model import (
 
 from choreo._saga.inspect import timeline
 from choreo.saga import Saga, SagaState, SagaStatus, Step, StepStatus
+from services.events import SagaFailed
 
 
 def _saga(*steps: Step) -> Saga:
@@ -99,6 +100,23 @@ def test_a_silent_step_can_park_the_saga_until_it_reports_again() -> None:
     assert run.status is SagaStatus.RUNNING and run.state.steps["s0"].beat_due_at is not None
     run.send(OK[0](saga="m"))
     assert run.status is SagaStatus.COMPLETED
+
+
+def test_each_parking_for_silence_sends_its_own_parked_event_replayed_alike() -> None:
+    step = replace(_step(0, True, False, False, True), on_silence="park")
+    saga = Saga("model", 1, Begin, [step], abort=[CANCEL], parked=SagaFailed)
+
+    def parked_ids() -> list[str]:
+        run = Run(saga, saga_id="m").send(Begin(saga="m", flags=0))
+        run.advance(4.5)  # silent: parked
+        run.send(PROGRESS[0](saga="m"))  # reports again: un-parked
+        run.advance(4.5)  # silent again: parked again
+        assert run.status is SagaStatus.FAILED
+        return [e.event_id for e in run.emits if isinstance(e.event, SagaFailed)]  # type: ignore[attr-defined]
+
+    first = parked_ids()
+    assert len(first) == 2 and first[0] != first[1], first  # the same id would be dropped
+    assert parked_ids() == first  # a replay after a crash sends the same ids
 
 
 def test_a_fallback_chain_is_tried_in_order_before_compensating() -> None:
