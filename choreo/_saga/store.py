@@ -7,11 +7,12 @@ Changelog partition *p* holds the sagas whose events arrive on input partition *
 
 Memory holds each state as the JSON written to the changelog, packed (``packing``: ~300
 bytes where the JSON is ~2.5 KB and the parsed objects ~17 KB), and parses it (~25 us) only when
-an event or a deadline for that saga arrives. The tracker's timers know the due times without
-the states. No parsed states are cached: in the bench's order saga a saga's next event comes
-thousands of other sagas' events later (its steps' topics are read side by side), so a cache of
-1,024 parsed states (~15 MB) got 29 hits in 40,000 reads; the events of one saga within one
-transaction already share one parsed state (the tracker's batch).
+an event or a deadline for that saga arrives. Its timer's wake time is held in front of it
+(:data:`WAKE`), so the timers find what is due without the states. No parsed states are
+cached: in the bench's order saga a saga's next event comes thousands of other sagas' events
+later (its steps' topics are read side by side), so a cache of 1,024 parsed states (~15 MB) got
+29 hits in 40,000 reads; the events of one saga within one transaction already share one
+parsed state (the tracker's batch).
 """
 
 from __future__ import annotations
