@@ -26,6 +26,21 @@ def write_module(directory: Path, body: str) -> str:
     return name
 
 
+def relay_module(cdc: CdcKit, name: str, directory: Path) -> tuple[str, OutboxRelay]:
+    """A service module declaring one ``OutboxRelay`` on ``public.<name>``, and that relay
+    (removed after the test by the ``cdc`` fixture)."""
+    relay = OutboxRelay(name=name, database=cdc.database, table=f"public.{name}")
+    cdc.connectors.append(relay)
+    module = write_module(
+        directory,
+        "from choreo.cdc import Postgres\n"
+        "from choreo.outbox import OutboxRelay\n\n"
+        f"relay = OutboxRelay(name={name!r}, database=Postgres.from_dsn({cdc.dsn!r}),"
+        f" table='public.{name}')\n",
+    )
+    return module, relay
+
+
 def wait_for(cdc: CdcKit, name: str, state: str, timeout_s: float = 30.0) -> ConnectorState:
     """Until the connector (or, for ``FAILED``, one of its tasks) is in ``state``."""
     deadline = time.monotonic() + timeout_s
@@ -41,16 +56,8 @@ def test_apply_status_pause_resume_delete_from_a_service_module(
     cdc: CdcKit, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     name = cdc.name("cli")
-    relay = OutboxRelay(name=name, database=cdc.database, table=f"public.{name}")
-    cdc.connectors.append(relay)
     cdc.tables.append(name)
-    module = write_module(
-        tmp_path,
-        "from choreo.cdc import Postgres\n"
-        "from choreo.outbox import OutboxRelay\n\n"
-        f"relay = OutboxRelay(name={name!r}, database=Postgres.from_dsn({cdc.dsn!r}),"
-        f" table='public.{name}')\n",
-    )
+    module, relay = relay_module(cdc, name, tmp_path)
     monkeypatch.chdir(tmp_path)
     url = ["--connect", cdc.connect.url]
 
@@ -135,14 +142,7 @@ def test_apply_makes_the_catalogs_topics_before_a_relay_can_create_them_with_one
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     name = cdc.name("topics")
-    cdc.connectors.append(OutboxRelay(name=name, database=cdc.database, table=f"public.{name}"))
-    module = write_module(
-        tmp_path,
-        "from choreo.cdc import Postgres\n"
-        "from choreo.outbox import OutboxRelay\n\n"
-        f"relay = OutboxRelay(name={name!r}, database=Postgres.from_dsn({cdc.dsn!r}),"
-        f" table='public.{name}')\n",
-    )
+    module, _ = relay_module(cdc, name, tmp_path)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("CHOREO_SCHEMAS_DIR", str(isolated_schemas))
     monkeypatch.setenv("CHOREO_BOOTSTRAP_SERVERS", cdc.kafka)
