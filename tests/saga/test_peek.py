@@ -11,30 +11,17 @@ from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from state_strategies import seen_events, times
 
 from choreo._saga.peek import LAID_OUT, peek, timing
-from choreo._saga.state import HistoryEntry, SagaState, SagaStatus, SeenEvent, StepState
+from choreo._saga.state import HistoryEntry, SagaState, SagaStatus, StepState
 
 TRICKY = ["wake_at", "sub_versions", "updated_at", "history", "status", "version", "saga_id"]
 text = st.text(st.characters(codec="utf-8"), max_size=12) | st.sampled_from(
     [*TRICKY, '"wake_at":1,', '"sub_versions":{},"wake_at":null,"updated_at":1,"history":[', "\\"]
 )
 keys = text | st.sampled_from(TRICKY)
-times = st.floats(allow_nan=False, allow_infinity=False)
-json_values: st.SearchStrategy[Any] = st.recursive(
-    st.none() | st.booleans() | st.integers() | times | text,
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(keys, inner, max_size=4),
-    max_leaves=12,
-)
-events = st.builds(
-    SeenEvent,
-    id=text,
-    type=text,
-    payload=st.dictionaries(keys, json_values, max_size=5),
-    at=times,
-    occurred_at=st.none() | times,
-    source=st.none() | text,
-)
+events = seen_events(text, keys)
 states = st.builds(
     SagaState,
     saga_id=text,

@@ -14,6 +14,7 @@ from typing import Any
 
 from hypothesis import given
 from hypothesis import strategies as st
+from state_strategies import seen_events
 
 from choreo._saga.state import (
     Cancellation,
@@ -175,20 +176,7 @@ def test_a_state_without_the_later_fields_loads_with_their_defaults() -> None:
 
 _times = st.none() | st.floats(allow_nan=False, allow_infinity=False)
 _text = st.text(max_size=12)
-_json = st.recursive(
-    st.none() | st.booleans() | st.integers(-(2**53), 2**53) | _text,
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_text, inner, max_size=3),
-    max_leaves=8,
-)
-_events = st.builds(
-    SeenEvent,
-    id=_text,
-    type=_text,
-    payload=st.dictionaries(_text, _json, max_size=4),
-    at=st.floats(allow_nan=False, allow_infinity=False),
-    occurred_at=_times,
-    source=st.none() | _text,
-)
+_events = seen_events(_text)
 _steps = st.builds(
     StepState,
     status=st.sampled_from(StepStatus),
