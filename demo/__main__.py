@@ -120,6 +120,9 @@ def main(argv: list[str] | None = None) -> int:
     ok = ok and desk.error is None and customers.error is None
     if not poisoned:
         print("the poison message did not reach the orders service's dead-letter topic")
+    if not ok:  # what each process last said: a stalled one shows why
+        for process in fleet.processes:
+            print(f"\n--- {process.name}, the end of {process.log}:\n{process.tail(6)}")
     print("\nEvery saga ended as its scenario expects." if ok else "\nDEMO FAILED")
     return 0 if ok else 1
 
