@@ -88,6 +88,7 @@ from choreo._transport.confluent import (
     AUTHORIZATION_ERRORS,
     ConfluentTransport,
     denied,
+    is_fatal,
     is_fence,
     librdkafka_settings,
     resumed,
@@ -523,8 +524,7 @@ class SagaTracker:
         error = message.error()
         if error is not None and error.code() in AUTHORIZATION_ERRORS:
             raise denied(f"saga tracker '{self.engine.name}' reading {message.topic()}", error)
-        if error is not None and (error.fatal() or error.code() == ck.KafkaError._FATAL):
-            # Left running, a fenced consumer never reads again: a live-looking zombie.
+        if error is not None and is_fatal(error):
             text = error.str()
             raise TransportError(
                 f"saga tracker '{self.engine.name}' instance {self.instance} stopped: {text}"

@@ -555,7 +555,7 @@ class ConfluentConsumer:
         where = f"group {self._group}, topic {message.topic()}[{message.partition()}]"
         if error.code() in AUTHORIZATION_ERRORS:
             raise denied(f"reading {where}", error)
-        if error.fatal() or error.code() == ck.KafkaError._FATAL:  # librdkafka's fatal event
+        if is_fatal(error):
             # Left running, a fenced consumer never reads again: a live-looking zombie.
             text = error.str()
             twin = "fenced" in text.lower()
@@ -871,6 +871,13 @@ FENCED_ERRORS = {
     ck.KafkaError.INVALID_PRODUCER_EPOCH,
 }
 """Another producer initialised our transactional id: this one may never send again."""
+
+
+def is_fatal(error: ck.KafkaError) -> bool:
+    """This client is unusable: librdkafka delivers a fatal error to a consumer as an event of
+    code ``_FATAL`` whose ``fatal()`` is False, and a client left polling after it never reads
+    again (a live-looking zombie)."""
+    return bool(error.fatal()) or error.code() == ck.KafkaError._FATAL
 
 
 def is_fence(error: ck.KafkaError) -> bool:
