@@ -3,6 +3,7 @@
 Run from the project root with the stack up (``make up``); loopback only, bounded::
 
     .venv/bin/python bench/saga.py throughput --sagas 20000
+    .venv/bin/python bench/saga.py throughput --sagas 20000 --contenders choreo,naive --rounds 2
     .venv/bin/python bench/saga.py memory --open 100000
     .venv/bin/python bench/saga.py path --sagas 2000 [--callgrind]
 
@@ -11,7 +12,11 @@ StockReserved, PaymentAuthorized, OrderCompleted; 1 in 4 fail at the stock step:
 StockReservationFailed, then the tracker emits CancelOrder and a responder process answers
 OrderCancelled), then runs the tracker in this process (every batch one Kafka transaction:
 changelog writes, compensations, offsets) and times it from its partition assignment until
-every saga is terminal. Events per second counts the saga events the tracker consumed.
+every saga is terminal. Events per second counts the saga events the tracker consumed; a second
+line gives the time it spent waiting on its transaction commits (the broker's share of a batch).
+``--contenders choreo,naive`` (or ``--rounds N``) runs each contender in its own process on its
+own fresh topics, alternated round by round, and prints choreo's ratio to the hand-written
+exactly-once tracker of ``contenders/naive_tracker.py``, the yardstick of issue 17's aim.
 
 ``path`` runs the tracker's state path without Kafka (read the state from the store, the
 engine, write the JSON, pack it into the store) over N sagas' events, each event its own
@@ -35,12 +40,15 @@ import os
 import re
 import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import tomllib
 import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -48,6 +56,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests" / "saga"))  # the tests' event factories (saga_defs)
+sys.path.insert(0, str(ROOT / "bench" / "contenders"))  # naive_tracker
 
 BOOTSTRAP = os.environ.get("CHOREO_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
 TIME_LIMIT_S = 600.0
@@ -188,27 +197,104 @@ def new_tracker(name: str, schemas_dir: Path) -> Any:
     )
 
 
-def throughput(sagas: int) -> None:
+class TimedCommits:
+    """A tracker's transactional producer that adds up the wall time of its commits (offsets
+    and commit): what it waits on the broker per batch, whatever its own CPU. Every other call
+    goes straight through (``produce`` and ``begin_transaction`` bound, no indirection)."""
+
+    def __init__(self, producer: Any) -> None:
+        self._producer = producer
+        self.produce = producer.produce
+        self.begin_transaction = producer.begin_transaction
+        self.waited = 0.0
+        self.commits = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._producer, name)
+
+    def send_offsets_to_transaction(self, *args: Any) -> None:
+        began = time.monotonic()
+        try:
+            self._producer.send_offsets_to_transaction(*args)
+        finally:
+            self.waited += time.monotonic() - began
+
+    def commit_transaction(self, *args: Any) -> None:
+        began = time.monotonic()
+        try:
+            self._producer.commit_transaction(*args)
+        finally:
+            self.waited += time.monotonic() - began
+            self.commits += 1
+
+
+@dataclass
+class Contender:
+    """One tracker under test, as ``throughput`` drives it."""
+
+    poll_once: Callable[[], None]
+    assigned: Callable[[], bool]
+    finished: set[Any]
+    """The sagas whose terminal state is committed."""
+    source: str
+    """The ``ce_source`` of its compensations: the responder answers those only."""
+    topics: list[str]
+    """To delete after the run."""
+    close: Callable[[], None]
+    serving_gc: bool
+    """Tune the collector once assigned, as ``choreo saga run`` does."""
+    commits: TimedCommits
+
+
+def contender(name: str, suffix: str, schemas_dir: Path) -> Contender:
+    """Started (topics created, subscribed) on this run's fresh topics."""
+    if name == "choreo":
+        tracker = new_tracker(f"bench-{suffix}", schemas_dir)
+        finished = count_finished(tracker)
+        tracker.start()  # creates the topics
+        topics = [c.name for c in tracker.topology.topic_configs(tracker.catalog)]
+        held = tracker.store
+        tracker._producer = timed = TimedCommits(tracker._producer)
+        return Contender(
+            tracker.poll_once, lambda: bool(held.partitions), finished, tracker.group_id, topics,
+            tracker.close, serving_gc=True, commits=timed,
+        )  # fmt: skip
+    from naive_tracker import NaiveTracker
+
+    inputs = {
+        topic: f"{topic}.{suffix}" for topic in ("shop.orders", "shop.inventory", "shop.payments")
+    }
+    naive = NaiveTracker(BOOTSTRAP, f"naive-{suffix}", inputs, f"naive.{suffix}.state")
+    naive.start()
+    naive.producer = timed = TimedCommits(naive.producer)
+    return Contender(
+        naive.poll_once, lambda: bool(naive.states), naive.finished, naive.name,
+        [*inputs.values(), naive.changelog], naive.close, serving_gc=False, commits=timed,
+    )  # fmt: skip
+
+
+def throughput(sagas: int, name: str) -> None:
     from choreo._runtime.heap import tune_gc_for_serving
+    from choreo._schemas import Catalog
 
     suffix = f"bench-{uuid.uuid4().hex[:6]}"
     schemas_dir = schemas(suffix)
-    tracker = new_tracker(f"bench-{suffix}", schemas_dir)
-    catalog = tracker.catalog
-    finished = count_finished(tracker)
-    tracker.start()  # creates the topics
+    tracker = contender(name, suffix, schemas_dir)
     began = time.monotonic()
-    events = fill(catalog, sagas, suffix)
+    events = fill(Catalog.load(schemas_dir), sagas, suffix)
     print(f"filled {events:,} events of {sagas:,} sagas in {time.monotonic() - began:.1f}s")
     expected = events + sagas // 4  # plus one OrderCancelled per failed saga
     responder = subprocess.Popen(
-        [sys.executable, __file__, "respond", str(schemas_dir), tracker.group_id]
+        [sys.executable, __file__, "respond", str(schemas_dir), tracker.source]
     )
+    finished = tracker.finished
     try:
-        while not tracker.store.partitions:
+        while not tracker.assigned():
             tracker.poll_once()
-        tune_gc_for_serving()  # as choreo saga run does once its tracker started
+        if tracker.serving_gc:
+            tune_gc_for_serving()
         started, cpu, own = time.monotonic(), time.process_time(), time.thread_time()
+        commits, waited = tracker.commits.commits, tracker.commits.waited
         while len(finished) < sagas:
             if time.monotonic() - started > TIME_LIMIT_S:
                 raise SystemExit(
@@ -217,18 +303,76 @@ def throughput(sagas: int) -> None:
             tracker.poll_once()
         elapsed, cpu = time.monotonic() - started, time.process_time() - cpu
         own = time.thread_time() - own
+        commits = tracker.commits.commits - commits
+        waited = tracker.commits.waited - waited
     finally:
         responder.terminate()
         responder.wait(10)
         tracker.close()
-        delete_topics([c.name for c in tracker.topology.topic_configs(catalog)])
+        delete_topics(tracker.topics)
+    label = "" if name == "choreo" else f"{name} "
     print(
         f"{sagas:,} sagas, {expected:,} saga events in {elapsed:.1f}s: "
         f"{expected / elapsed:,.0f} events/s, {sagas / elapsed:,.0f} sagas/s "
-        f"(tracker CPU {cpu:.1f}s, {cpu / expected * 1e6:,.0f} us per event, of which its own "
-        f"thread {own / expected * 1e6:,.0f} us (the rest: librdkafka's threads); exactly-once: "
-        "one transaction per batch)"
+        f"({label}tracker CPU {cpu:.1f}s, {cpu / expected * 1e6:,.0f} us per event, of which its "
+        f"own thread {own / expected * 1e6:,.0f} us (the rest: librdkafka's threads); "
+        "exactly-once: one transaction per batch)"
     )
+    print(
+        f"waiting on transaction commits (offsets + commit): {waited:.1f}s of the {elapsed:.1f}s, "
+        f"{commits:,} transactions, {waited / max(commits, 1) * 1e3:.0f} ms each"
+    )
+
+
+RESULT = re.compile(
+    r"in ([\d.]+)s: ([\d,]+) events/s.*?([\d,]+) us per event, of which its own thread ([\d,]+) us"
+    r".*?commits \(offsets \+ commit\): ([\d.]+)s",
+    re.DOTALL,
+)
+FIGURES = ("events/s", "us CPU per event", "us own thread", "% of the time in commits")
+
+
+def compare(sagas: int, names: list[str], rounds: int) -> None:
+    """Each contender its own process on fresh topics, alternated round by round; the
+    medians and choreo's ratio to each other contender."""
+    runs: dict[str, list[list[float]]] = {name: [] for name in names}
+    loads = [os.getloadavg()[0]]
+    for round_ in range(1, rounds + 1):
+        for name in names:
+            command = [sys.executable, __file__, "throughput", "--sagas", str(sagas)]
+            done = subprocess.run(
+                [*command, "--contenders", name], capture_output=True, text=True, check=True
+            )
+            found = RESULT.search(done.stdout)
+            if found is None:
+                raise SystemExit(f"{name}: no result line in\n{done.stdout}{done.stderr}")
+            elapsed, rate, cpu, own, waited = (float(v.replace(",", "")) for v in found.groups())
+            runs[name].append([rate, cpu, own, waited / elapsed * 100])
+            loads.append(os.getloadavg()[0])
+            print(
+                f"round {round_} {name}: {figures(runs[name][-1])}, load {loads[-1]:.1f}",
+                flush=True,
+            )
+    medians = {
+        name: [statistics.median(column) for column in zip(*runs[name], strict=True)]
+        for name in names
+    }
+    print(f"\n{sagas:,} sagas, {rounds} round(s), medians, load {min(loads):.1f}-{max(loads):.1f}:")
+    for name, values in medians.items():
+        print(f"  {name}: {figures(values)}")
+    if "choreo" in medians:
+        mine = medians["choreo"]
+        for name in names:
+            if name != "choreo":
+                other = medians[name]
+                print(
+                    f"  choreo/{name}: events/s {mine[0] / other[0]:.2f}, "
+                    f"CPU per event {mine[1] / other[1]:.2f} (own thread {mine[2] / other[2]:.2f})"
+                )
+
+
+def figures(values: list[float]) -> str:
+    return ", ".join(f"{value:,.0f} {unit}" for value, unit in zip(values, FIGURES, strict=True))
 
 
 def state_path(sagas: int) -> dict[str, float]:
@@ -435,6 +579,13 @@ def main() -> None:
     modes = parser.add_subparsers(dest="mode", required=True)
     run = modes.add_parser("throughput", help="saga events per second, exactly-once")
     run.add_argument("--sagas", type=int, default=20_000)
+    run.add_argument(
+        "--contenders",
+        default="choreo",
+        help="comma-separated, of choreo and naive (bench/contenders/naive_tracker.py); more "
+        "than one, or --rounds, runs each in its own process, alternated",
+    )
+    run.add_argument("--rounds", type=int, default=1)
     state = modes.add_parser("path", help="the state path per event, without Kafka")
     state.add_argument("--sagas", type=int, default=2_000)
     state.add_argument("--callgrind", action="store_true", help="instructions, not CPU time")
@@ -448,7 +599,13 @@ def main() -> None:
     restorer.add_argument("name")
     args = parser.parse_args()
     if args.mode == "throughput":
-        throughput(min(args.sagas, 200_000))
+        names = args.contenders.split(",")
+        if unknown := set(names) - {"choreo", "naive"}:
+            parser.error(f"unknown contender(s): {', '.join(sorted(unknown))}")
+        if len(names) == 1 and args.rounds == 1:
+            throughput(min(args.sagas, 200_000), names[0])
+        else:
+            compare(min(args.sagas, 200_000), names, args.rounds)
     elif args.mode == "path" and args.events_only:  # the child of path --callgrind
         print(int(state_path(min(args.sagas, 20_000))["events"]))
     elif args.mode == "path":
