@@ -5,7 +5,7 @@ Run from the project root with the stack up (``make up``); loopback only, bounde
     .venv/bin/python bench/saga.py throughput --sagas 20000
     .venv/bin/python bench/saga.py throughput --sagas 20000 --contenders choreo,naive --rounds 2
     .venv/bin/python bench/saga.py memory --open 100000
-    .venv/bin/python bench/saga.py path --sagas 2000 [--callgrind]
+    .venv/bin/python bench/saga.py path --sagas 2000 [--callgrind] [--contender naive]
 
 ``throughput`` fills fresh topics with the events of N sagas (3 in 4 complete: OrderPlaced,
 StockReserved, PaymentAuthorized, OrderCompleted; 1 in 4 fail at the stock step: OrderPlaced,
@@ -23,6 +23,8 @@ engine, write the JSON, pack it into the store) over N sagas' events, each event
 read and write (no two in one batch, as in ``throughput``), and prints the CPU per event of
 each part; ``--callgrind`` counts instructions per event instead (valgrind, two runs of 40 and
 120 sagas, the difference over the extra events: start-up cancels out, load cannot move it).
+``--contender naive`` runs the hand-written tracker's same path instead: its saga logic over its
+dict of states, and its JSON.
 
 ``memory`` writes N open sagas (started, stock reserved, waiting for payment; each its own
 random ids, times and trace context, as the tracker makes them) to a fresh changelog topic,
@@ -375,26 +377,34 @@ def figures(values: list[float]) -> str:
     return ", ".join(f"{value:,.0f} {unit}" for value, unit in zip(values, FIGURES, strict=True))
 
 
-def state_path(sagas: int) -> dict[str, float]:
-    """CPU seconds per part of the state path over ``sagas`` sagas' events (and the count)."""
+def path_inputs(sagas: int) -> list[tuple[str, Any, str]]:
+    """(saga id, event, event id) of ``sagas`` sagas, each step of every saga before the next
+    step of any: no saga has two events in one batch, as in ``throughput``."""
     import random
 
     import saga_defs as d
 
-    from choreo._saga.engine import Engine, Incoming
-    from choreo._saga.store import StateStore
-
     rng = random.Random(1)
-    engine = Engine([definition("bench")])
     scripts = {f"s-{i:07d}": script(i, f"s-{i:07d}") for i in range(sagas)}
     order = [
         (sid, events[k]) for k in range(4) for sid, events in scripts.items() if k < len(events)
     ]
     order += [(sid, d.cancelled(sid)) for sid, events in scripts.items() if len(events) == 2]
+    return [(sid, event, str(uuid.UUID(int=rng.getrandbits(128)))) for sid, event in order]
+
+
+def state_path(sagas: int, contender: str) -> dict[str, float]:
+    """CPU seconds per part of the state path over ``sagas`` sagas' events (and the count)."""
+    if contender == "naive":
+        return naive_state_path(sagas)
+    from choreo._saga.engine import Engine, Incoming
+    from choreo._saga.store import StateStore
+
+    engine = Engine([definition("bench")])
     trace = {"traceparent": f"00-{'ab' * 16}-{'cd' * 8}-01"}
     inputs = [
-        Incoming(sid, event, str(uuid.UUID(int=rng.getrandbits(128))), trace, 1.7e9, "bench")
-        for sid, event in order
+        Incoming(sid, event, event_id, trace, 1.7e9, "bench")
+        for sid, event, event_id in path_inputs(sagas)
     ]
     store = StateStore()
     store.load(0, {})
@@ -419,9 +429,52 @@ def state_path(sagas: int) -> dict[str, float]:
     return {**spent, "events": float(len(inputs))}
 
 
-def path(sagas: int, callgrind: bool) -> None:
+def naive_state_path(sagas: int) -> dict[str, float]:
+    """The naive tracker's same path: its dict of states (no read, no pack), its saga logic
+    (``engine``) and its JSON. Each event type is decoded once and copied per saga with its
+    order id (the events differ in nothing else), so under ``--callgrind`` the preparing costs
+    about what the choreo path's does (the models and ids) and the difference is the path."""
+    from io import BytesIO
+
+    import fastavro
+    from naive_tracker import NaiveTracker, state_bytes
+
+    from choreo._schemas import Catalog, Codec
+
+    codec = Codec(Catalog.load(ROOT / "schemas"))
+    tracker = NaiveTracker(BOOTSTRAP, "bench", {}, "unused")
+    tracker.states[0] = {}
+    decoded: dict[str, tuple[str, dict[str, Any]]] = {}
+    inputs = []
+    for sid, event, event_id in path_inputs(sagas):
+        if event.event_type not in decoded:
+            data = codec.encode(event)
+            event_type, schema = tracker.readers[data[:10]]
+            decoded[event.event_type] = (
+                event_type,
+                fastavro.schemaless_reader(BytesIO(data[10:]), schema, None),
+            )
+        event_type, payload = decoded[event.event_type]
+        inputs.append((sid, event_type, event_id, {**payload, "order_id": sid}))
+    held = tracker.states[0]
+    gc.collect()
+    gc.freeze()
+    clock = time.thread_time
+    spent = dict.fromkeys(("engine", "write"), 0.0)
+    for sid, event_type, event_id, payload in inputs:
+        began = clock()
+        tracker.track(0, sid, event_type, event_id, payload)
+        decided = clock()
+        state_bytes(held[sid])
+        written = clock()
+        spent["engine"] += decided - began
+        spent["write"] += written - decided
+    return {**spent, "events": float(len(inputs))}
+
+
+def path(sagas: int, contender: str, callgrind: bool) -> None:
     if not callgrind:
-        spent = state_path(sagas)
+        spent = state_path(sagas, contender)
         events = spent.pop("events")
         parts = ", ".join(f"{name} {s / events * 1e6:.1f}" for name, s in spent.items())
         print(
@@ -429,17 +482,18 @@ def path(sagas: int, callgrind: bool) -> None:
             f"({parts}); load {os.getloadavg()[0]:.1f}"
         )
         return
-    counts = [instructions(n) for n in (40, 120)]
+    counts = [instructions(n, contender) for n in (40, 120)]
     (few, few_events), (many, many_events) = counts
     per_event = (many - few) / (many_events - few_events)
-    print(f"state path: {per_event:,.0f} instructions per event (callgrind)")
+    print(f"{contender} state path: {per_event:,.0f} instructions per event (callgrind)")
 
 
-def instructions(sagas: int) -> tuple[int, int]:
+def instructions(sagas: int, contender: str) -> tuple[int, int]:
     """Instructions of ``path --sagas N`` under callgrind, and its event count."""
     command = [
         "valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
-        sys.executable, __file__, "path", "--sagas", str(sagas), "--events-only",
+        sys.executable, __file__, "path", "--sagas", str(sagas), "--contender", contender,
+        "--events-only",
     ]  # fmt: skip
     env = {**os.environ, "PYTHONHASHSEED": "0"}
     done = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
@@ -589,6 +643,7 @@ def main() -> None:
     state = modes.add_parser("path", help="the state path per event, without Kafka")
     state.add_argument("--sagas", type=int, default=2_000)
     state.add_argument("--callgrind", action="store_true", help="instructions, not CPU time")
+    state.add_argument("--contender", choices=("choreo", "naive"), default="choreo")
     state.add_argument("--events-only", action="store_true", help=argparse.SUPPRESS)
     held = modes.add_parser("memory", help="resident memory per 100,000 open sagas")
     held.add_argument("--open", type=int, default=100_000)
@@ -607,9 +662,9 @@ def main() -> None:
         else:
             compare(min(args.sagas, 200_000), names, args.rounds)
     elif args.mode == "path" and args.events_only:  # the child of path --callgrind
-        print(int(state_path(min(args.sagas, 20_000))["events"]))
+        print(int(state_path(min(args.sagas, 20_000), args.contender)["events"]))
     elif args.mode == "path":
-        path(min(args.sagas, 20_000), args.callgrind)
+        path(min(args.sagas, 20_000), args.contender, args.callgrind)
     elif args.mode == "memory":
         memory(min(args.open, 500_000))
     elif args.mode == "restore":

@@ -107,6 +107,11 @@ def newest_schema(event_type: str) -> tuple[bytes, Any]:
     return MAGIC + bytes.fromhex(crc), schema
 
 
+def state_bytes(state: dict[str, Any]) -> bytes:
+    """A state as the changelog holds it: JSON, payloads' decimals, times and UUIDs as text."""
+    return json.dumps(state, default=str, separators=(",", ":")).encode()
+
+
 class NaiveTracker:
     """``topics`` maps the catalog's topic names (``shop.orders``, ...) to this run's."""
 
@@ -227,24 +232,31 @@ class NaiveTracker:
             event_id = headers[EVENT_ID].decode()
             event_type, schema = known
             payload = fastavro.schemaless_reader(BytesIO(value[10:]), schema, None)
-            sagas = self.states[partition]
-            state = sagas.get(saga_id)
-            if state is None:
-                state = sagas[saga_id] = {
-                    "status": "waiting",
-                    "start": None,
-                    "done": {},
-                    "undoing": [],
-                    "seen": [],
-                    "early": [],
-                }
-            elif event_id in state["seen"]:
-                continue
-            state["seen"].append(event_id)
-            out = self.handle(state, saga_id, event_type, event_id, payload)
-            emits += [(saga_id, event_id, kind, body) for kind, body in out]
-            changed[partition, saga_id] = state
+            out = self.track(partition, saga_id, event_type, event_id, payload)
+            if out is not None:
+                emits += [(saga_id, event_id, kind, body) for kind, body in out]
+                changed[partition, saga_id] = self.states[partition][saga_id]
         self.commit(changed, emits, offsets)
+
+    def track(
+        self, partition: int, saga_id: str, event_type: str, event_id: str, payload: Any
+    ) -> list[tuple[str, dict[str, Any]]] | None:
+        """One event of one saga: the compensations to emit, or None for a duplicate."""
+        sagas = self.states[partition]
+        state = sagas.get(saga_id)
+        if state is None:
+            state = sagas[saga_id] = {
+                "status": "waiting",
+                "start": None,
+                "done": {},
+                "undoing": [],
+                "seen": [],
+                "early": [],
+            }
+        elif event_id in state["seen"]:
+            return None
+        state["seen"].append(event_id)
+        return self.handle(state, saga_id, event_type, event_id, payload)
 
     def handle(
         self, state: dict[str, Any], saga_id: str, event_type: str, event_id: str, payload: Any
@@ -301,8 +313,7 @@ class NaiveTracker:
         producer = self.producer
         producer.begin_transaction()
         for (partition, saga_id), state in changed.items():
-            value = json.dumps(state, default=str, separators=(",", ":"))
-            producer.produce(self.changelog, value, saga_id, partition=partition)
+            producer.produce(self.changelog, state_bytes(state), saga_id, partition=partition)
         for saga_id, cause, kind, body in emits:
             header, schema = self.writers[kind]
             out = BytesIO()
