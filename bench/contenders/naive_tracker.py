@@ -224,7 +224,7 @@ class NaiveTracker:
             partition = message.partition()
             offsets[message.topic(), partition] = message.offset() + 1
             value = message.value()
-            known = self.readers.get(value[:10])
+            known = None if value is None else self.readers.get(value[:10])
             if known is None:
                 continue  # not the saga's: its own compensations, other events on the topics
             headers = dict(message.headers())
