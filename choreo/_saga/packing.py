@@ -16,6 +16,7 @@ compressor with a 32 KB window, for 15 more bytes.
 
 from __future__ import annotations
 
+import threading
 import zlib
 from typing import TYPE_CHECKING
 
@@ -38,15 +39,21 @@ class Packer:
     def __init__(self) -> None:
         self._zdict = b""
         self._primed: _Compress | None = None
+        self._priming = threading.Lock()
+        """Restore packs in the tracker's loop and commits in its commit thread: the first
+        state packed must set the one dictionary both use."""
 
     def pack(self, data: bytes, head: bytes = b"") -> bytes:
         """``data`` deflated, behind ``head`` (the store's wake time: one object, one copy)."""
         primed = self._primed
         if primed is None:
-            self._zdict = data[:ZDICT_MAX]
-            primed = self._primed = zlib.compressobj(
-                LEVEL, zlib.DEFLATED, WBITS, MEM_LEVEL, zlib.Z_DEFAULT_STRATEGY, self._zdict
-            )
+            with self._priming:
+                if self._primed is None:
+                    self._zdict = data[:ZDICT_MAX]
+                    self._primed = zlib.compressobj(
+                        LEVEL, zlib.DEFLATED, WBITS, MEM_LEVEL, zlib.Z_DEFAULT_STRATEGY, self._zdict
+                    )
+                primed = self._primed
         deflate = primed.copy()
         return b"".join((head, deflate.compress(data), deflate.flush()))
 

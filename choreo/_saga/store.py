@@ -87,19 +87,32 @@ class StateStore:
         self._partitions.pop(partition, None)
         self._armed.pop(partition, None)
 
-    def apply(self, changes: Mapping[StateKey, bytes | None]) -> None:
-        """Make committed changes visible: each state's JSON (None deletes). A changed state
-        keeps its wake time until the timers set the new one; it is held under the caller's
-        saga id object, the one the timers then hold too (a dict keeps its first key object
-        on assignment: the timers would hold a second copy of the id)."""
+    def pack_bodies(self, changes: Mapping[StateKey, bytes | None]) -> dict[StateKey, bytes | None]:
+        """The states' JSON packed, without wake times: it reads nothing the store holds, so
+        the tracker's commit thread packs a batch while the loop decides the next one (zlib
+        lets go of the GIL while it deflates)."""
         pack = self._packer.pack
-        for (partition, saga_id), data in changes.items():
+        return {key: None if data is None else pack(data) for key, data in changes.items()}
+
+    def apply(
+        self,
+        changes: Mapping[StateKey, bytes | None],
+        bodies: Mapping[StateKey, bytes | None] | None = None,
+    ) -> None:
+        """Make committed changes visible: each state's JSON (None deletes), and ``bodies``,
+        the same from :meth:`pack_bodies` when already packed. A changed state keeps its
+        wake time until the timers set the new one; it is held under the caller's saga id
+        object, the one the timers then hold too (a dict keeps its first key object on
+        assignment: the timers would hold a second copy of the id)."""
+        if bodies is None:
+            bodies = self.pack_bodies(changes)
+        for (partition, saga_id), body in bodies.items():
             states = self._partitions.get(partition)
             if states is None:
                 continue  # the partition moved away after the commit; its new owner restores
             old = states.pop(saga_id, None)
-            if data is not None:
-                states[saga_id] = pack(data, UNARMED if old is None else old[: WAKE.size])
+            if body is not None:
+                states[saga_id] = (UNARMED if old is None else old[: WAKE.size]) + body
             elif old is not None and _armed(old):
                 self._armed[partition] -= 1
 

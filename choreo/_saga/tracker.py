@@ -180,7 +180,8 @@ class _Sent:
     batch: _Batch
     encoded: dict[StateKey, bytes | None]
     wakes: dict[StateKey, float | None]
-    done: Future[None]
+    done: Future[dict[StateKey, bytes | None]]
+    """The states packed for memory (:meth:`StateStore.pack_bodies`) once committed."""
 
 
 class _SagaTracing:
@@ -702,25 +703,29 @@ class SagaTracker:
         }
         producer, committer = self._producer, self._committer
         assert producer is not None and committer is not None
-        done = committer.submit(self._transact, producer, records, offsets, metadata)
+        done = committer.submit(self._transact, producer, records, encoded, offsets, metadata)
         self._sent = _Sent(batch, encoded, wakes, done)
 
     def _transact(
         self,
         producer: ck.Producer,
         records: list[_Record],
+        encoded: dict[StateKey, bytes | None],
         offsets: list[ck.TopicPartition],
         metadata: object,
-    ) -> None:
-        """One batch's transaction, in the commit thread (a timed-out call goes on)."""
+    ) -> dict[StateKey, bytes | None]:
+        """One batch's transaction, in the commit thread (a timed-out call goes on); returns
+        its states packed for memory, deflated while the records travel."""
         what = f"saga tracker '{self.engine.name}' transaction"
         producer.begin_transaction()
         for topic, fields in records:
             producer.produce(topic, **fields)
+        bodies = self.store.pack_bodies(encoded)
         if offsets:
             send = producer.send_offsets_to_transaction
             resumed(f"{what} send offsets", send, offsets, metadata, 30)
         resumed(f"{what} commit", producer.commit_transaction, 30)
+        return bodies
 
     def _settle(self, later: _Batch | None = None) -> bool:
         """Wait for the transaction in flight; True once it committed (or none was). Aborted:
@@ -729,14 +734,14 @@ class SagaTracker:
         if sent is None:
             return True
         try:
-            sent.done.result()
+            bodies = sent.done.result()
         except ck.KafkaException as exc:
             if later is not None:
                 self._rewind(later)  # first: where both read a partition, the earlier wins
             self._recover(exc, sent.batch)
             _end_spans(sent.batch.spans, False)
             return False
-        self.store.apply(sent.encoded)
+        self.store.apply(sent.encoded, bodies)
         for key, at in sent.wakes.items():
             if self.store.owns(key[0]):  # else the partition moved away meanwhile
                 self.timers.set(key, at)
