@@ -461,7 +461,14 @@ class SagaTracker:
             self.close()
 
     def close(self) -> None:
-        self._settle()
+        """Finish the transaction in flight, then leave the group: a commit that failed
+        (a fence) still lets the consumer go, so the partitions move at once."""
+        try:
+            self._settle()
+        finally:
+            self._release()
+
+    def _release(self) -> None:
         if self._committer is not None:
             self._committer.shutdown()
             self._committer = None
