@@ -39,24 +39,24 @@ def check_headers(record: Record) -> bytes | None:
     A header with a null value counts as absent, as ``Record.header`` reads it: Debezium's
     outbox router writes a NULL column (no causation id, say) that way.
 
-    What choreo writes passes in a few C calls: no number header, and every value ASCII
-    (so every text header is UTF-8); the type is read off the same pass over the names, which
-    is why routing asks here instead of scanning the headers again. Anything else (a null, a
-    number header, one non-ASCII byte anywhere, a repeated or missing type) is checked header
-    by header.
+    What choreo writes passes in one pass over the headers that reads the type as it goes:
+    every value ASCII (so every text header is UTF-8) and no number header. Anything else (a
+    null, a number header, one non-ASCII byte anywhere) is checked header by header. The pass
+    is a plain loop: splitting the pairs with ``zip`` and checking the columns in C took twice
+    the instructions for choreo's six or seven headers (~9,700 against ~4,500, callgrind).
     """
-    headers = record.headers
-    if not headers:
-        return None
-    names, values = zip(*headers, strict=True)
+    headers, type_name, found = record.headers, _headers.TYPE, None
     try:
-        if (
-            NUMBERS.isdisjoint(names)
-            and b"".join(values).isascii()
-            and names.count(_headers.TYPE) == 1
-        ):
-            return values[names.index(_headers.TYPE)]  # type: ignore[no-any-return]
-    except TypeError:  # a null value
+        for name, value in headers:
+            if not value.isascii():
+                break
+            if name == type_name:
+                found = value  # the last one wins, as in ``Record.header``
+            elif name in NUMBERS:
+                break
+        else:
+            return found
+    except AttributeError:  # a null value
         pass
     for name, value in headers:
         if value is None:
