@@ -60,11 +60,12 @@ Rules:
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Final
 
 from choreo._errors import TopologyError
 from choreo._saga.definition import (
@@ -90,11 +91,31 @@ from choreo._schemas import Event
 
 _IDS = uuid.UUID("7c1f3a52-2d7e-4b0e-9a55-0c40a8b1e6d3")
 """Namespace of emitted event ids: the same emission always gets the same ``ce_id``."""
+_IDS_BYTES = _IDS.bytes
 
-_UNDONE_OR_DONE = frozenset(
-    {StepStatus.SUCCEEDED, StepStatus.SKIPPED, StepStatus.COMPENSATING, StepStatus.COMPENSATED}
-)
+# The statuses as module constants: on Python 3.11 a read of ``StepStatus.PENDING`` is a call of
+# ``EnumType.__getattr__`` (~150 ns, a constant ~5 ns), and the engine compares statuses a few
+# dozen times per event.
+_SAGA_WAITING: Final = SagaStatus.WAITING
+_SAGA_RUNNING: Final = SagaStatus.RUNNING
+_SAGA_COMPLETED: Final = SagaStatus.COMPLETED
+_SAGA_COMPENSATING: Final = SagaStatus.COMPENSATING
+_SAGA_COMPENSATED: Final = SagaStatus.COMPENSATED
+_SAGA_FAILED: Final = SagaStatus.FAILED
+_STEP_PENDING: Final = StepStatus.PENDING
+_STEP_SUCCEEDED: Final = StepStatus.SUCCEEDED
+_STEP_FAILED: Final = StepStatus.FAILED
+_STEP_TIMED_OUT: Final = StepStatus.TIMED_OUT
+_STEP_SKIPPED: Final = StepStatus.SKIPPED
+_STEP_COMPENSATING: Final = StepStatus.COMPENSATING
+_STEP_COMPENSATED: Final = StepStatus.COMPENSATED
+
+_UNDONE_OR_DONE = frozenset({_STEP_SUCCEEDED, _STEP_SKIPPED, _STEP_COMPENSATING, _STEP_COMPENSATED})
 """A step that succeeded (perhaps undone since) or was skipped: its stage can move on."""
+_PAYLOAD_UNREAD = frozenset({"compensated", "progress", "start"})
+"""Roles whose event, once its saga started, is only noted: see :func:`_payload`."""
+_DONE = frozenset({_STEP_SUCCEEDED, _STEP_SKIPPED})
+"""A step that succeeded or was skipped: a saga (or sub-saga) of only these is complete."""
 
 
 @dataclass(slots=True)
@@ -218,7 +239,7 @@ class Engine:
         if definition is None:
             return None, f"definition v{state.version} of '{self.name}' is no longer loaded"
         embedded = self._embedded[state.version]
-        if state.status is not SagaStatus.WAITING and state.sub_versions != embedded:
+        if state.status is not _SAGA_WAITING and state.sub_versions != embedded:
             return None, (
                 f"it started with sub-saga versions {_versions(state.sub_versions)} but the "
                 f"loaded v{state.version} of '{self.name}' embeds {_versions(embedded)}; "
@@ -233,20 +254,12 @@ class Engine:
 
         ``copy=False``: the caller owns ``state`` (a private copy it drops unless the outcome is
         committed), so it is changed in place instead of copied first (~30 us a state)."""
-        seen = SeenEvent(
-            id=incoming.event_id,
-            type=incoming.event.event_type,
-            payload=incoming.event.model_dump(mode="json"),
-            at=now,
-            occurred_at=incoming.occurred_at,
-            source=incoming.source,
-        )
         if state is None:
             state = SagaState(
                 saga_id=incoming.saga_id,
                 saga=self.name,
                 version=self.latest.version,
-                status=SagaStatus.WAITING,
+                status=_SAGA_WAITING,
             )
         else:
             if incoming.event_id in state.seen_ids:
@@ -254,12 +267,21 @@ class Engine:
             if copy:
                 state = state.clone()
         outcome = Outcome(state)
+        event = incoming.event
         definition, why = self._definition(state)
         if definition is None:
-            outcome.logs.append(f"saga {state.saga_id}: ignoring {seen.type}: {why}")
+            outcome.logs.append(f"saga {state.saga_id}: ignoring {event.event_type}: {why}")
             outcome.changed = False
             return outcome
-        if state.status is SagaStatus.WAITING:
+        seen = SeenEvent(
+            id=incoming.event_id,
+            type=event.event_type,
+            payload=_payload(definition, state, event),
+            at=now,
+            occurred_at=incoming.occurred_at,
+            source=incoming.source,
+        )
+        if state.status is _SAGA_WAITING:
             if seen.type == definition.start.event_type:
                 self._start(definition, state, incoming, seen, now, outcome)
             else:
@@ -290,16 +312,16 @@ class Engine:
         if copy:
             state = state.clone()
         outcome = Outcome(state)
-        if state.status is SagaStatus.WAITING:
+        if state.status is _SAGA_WAITING:
             outcome.state = None
             outcome.logs.append(
                 f"saga {state.saga_id}: dropped {len(state.buffer)} event(s) whose start "
                 f"({definition.start.event_type}) never arrived within {definition.orphan_ttl}"
             )
             return outcome
-        if state.status is SagaStatus.RUNNING:
+        if state.status is _SAGA_RUNNING:
             self._running_deadlines(definition, state, now, outcome)
-        elif state.status is SagaStatus.COMPENSATING:
+        elif state.status is _SAGA_COMPENSATING:
             _stop_waiting(definition, state, now)
             self._compensation_deadline(definition, state, now, outcome)
             self._compensate_next(definition, state, now, outcome)
@@ -320,7 +342,7 @@ class Engine:
         buffered = state.buffer
         state.buffer = []
         state.expires_at = None
-        state.status = SagaStatus.RUNNING
+        state.status = _SAGA_RUNNING
         state.started_at = now
         state.start = seen
         state.trace = dict(incoming.trace)
@@ -338,11 +360,11 @@ class Engine:
             for part in placed.parts:
                 state.steps.setdefault(part, StepState())
             state.steps[placed.step.name] = StepState(
-                status=StepStatus.SKIPPED if placed.step.name in skipped else StepStatus.PENDING
+                status=_STEP_SKIPPED if placed.step.name in skipped else _STEP_PENDING
             )
         for placed_part in definition.parts:
             if all(name in skipped for name in placed_part.steps):
-                state.steps[placed_part.name].status = StepStatus.SKIPPED
+                state.steps[placed_part.name].status = _STEP_SKIPPED
         versions = state.sub_versions
         state.note(
             now,
@@ -444,8 +466,8 @@ class Engine:
                 note(f"ignored: the saga has already started ({role or 'unknown'} event)")
             return
         step = state.steps[placed.step.name]
-        if state.status is SagaStatus.FAILED and step.stalled and role != "compensated":
-            state.status = SagaStatus.RUNNING
+        if state.status is _SAGA_FAILED and step.stalled and role != "compensated":
+            state.status = _SAGA_RUNNING
             step.stalled = False
             note("un-parked: the silent step reported again")
             _arm_beat(step, placed.step, now)
@@ -458,12 +480,12 @@ class Engine:
         elif role == "progress":
             _progress(state, placed, step, now, note)
         elif role == "compensated":
-            if step.status is StepStatus.COMPENSATING:
-                step.status = StepStatus.COMPENSATED
+            if step.status is _STEP_COMPENSATING:
+                step.status = _STEP_COMPENSATED
                 step.compensation_due_at = None
                 note("compensation confirmed")
-                if state.status is SagaStatus.FAILED:
-                    state.status = SagaStatus.COMPENSATING
+                if state.status is _SAGA_FAILED:
+                    state.status = _SAGA_COMPENSATING
                     note("un-parked: the confirmation arrived after all")
             else:
                 note(f"ignored: no compensation in flight for this step ({step.status})")
@@ -471,7 +493,7 @@ class Engine:
 
     def _failed(self, ev: _StepEvent, level: int) -> None:
         """A failure event: fall back if the definition says so, else fail the step."""
-        if ev.state.status is SagaStatus.RUNNING and ev.step.status is not StepStatus.SUCCEEDED:
+        if ev.state.status is _SAGA_RUNNING and ev.step.status is not _STEP_SUCCEEDED:
             if level < ev.step.fallback:
                 ev.note(f"ignored: the step already moved on to fallback {ev.step.fallback}")
                 return
@@ -481,14 +503,14 @@ class Engine:
             }:
                 self._fall_back(ev)
                 return
-            ev.step.status = StepStatus.FAILED
+            ev.step.status = _STEP_FAILED
             ev.step.beat_due_at = None
             ev.note("step failed")
             reason = f"step '{ev.placed.step.name}' failed ({ev.seen.type})"
             _fail_parts(ev.state, ev.placed, reason, ev.now)
             self._begin_compensation(ev.state, reason, ev.seen.id, ev.now)
-        elif ev.state.status is SagaStatus.COMPENSATING and ev.step.status is StepStatus.PENDING:
-            ev.step.status = StepStatus.FAILED
+        elif ev.state.status is _SAGA_COMPENSATING and ev.step.status is _STEP_PENDING:
+            ev.step.status = _STEP_FAILED
             ev.step.due_at = ev.step.beat_due_at = None
             ev.note("step failed: no longer waiting for it")
         else:
@@ -530,8 +552,8 @@ class Engine:
         """A cancellation from outside: compensate a running saga, report a completed one."""
         by = str(ev.seen.payload.get("requested_by") or ev.seen.source or "unknown")
         why = str(ev.seen.payload.get("reason") or "no reason given")
-        running = ev.state.status is SagaStatus.RUNNING
-        if not running and ev.state.status is not SagaStatus.COMPLETED:
+        running = ev.state.status is _SAGA_RUNNING
+        if not running and ev.state.status is not _SAGA_COMPLETED:
             ev.note(f"ignored: cancel requested by {by} ({why}) but the saga is {ev.state.status}")
             return
         if ev.state.cancel is None:
@@ -555,12 +577,12 @@ class Engine:
 
     def _completion(self, state: SagaState, part: str | None, seen: SeenEvent, note: Any) -> None:
         """The saga's completion event (``part`` None) or a sub-saga's."""
-        if state.status is not SagaStatus.RUNNING:
+        if state.status is not _SAGA_RUNNING:
             note(f"ignored: the saga is {state.status}")
         elif part is None:
             state.completion_id = seen.id
             note("completion event received")
-        elif state.steps[part].status is StepStatus.PENDING:
+        elif state.steps[part].status is _STEP_PENDING:
             state.steps[part].result = seen
             note("sub-saga completion event received")
         else:
@@ -570,42 +592,42 @@ class Engine:
         if ev.step.status in _UNDONE_OR_DONE:
             ev.note(f"ignored: step is already {ev.step.status}")
             return
-        ev.step.status = StepStatus.SUCCEEDED
+        ev.step.status = _STEP_SUCCEEDED
         ev.step.result = ev.seen
         ev.step.due_at = ev.step.beat_due_at = None
-        if ev.state.status is SagaStatus.RUNNING:
+        if ev.state.status is _SAGA_RUNNING:
             ev.note("step succeeded")
             self._activate(ev.definition, ev.state, ev.now)
-        elif ev.state.status is SagaStatus.COMPLETED:
+        elif ev.state.status is _SAGA_COMPLETED:
             ev.note("ignored: the saga has completed")
         elif ev.placed.step.compensate is None:
             ev.note(f"step succeeded while the saga is {ev.state.status}; nothing to undo")
         else:
             ev.note(f"step succeeded while the saga is {ev.state.status}: it will be compensated")
-            if ev.state.status is SagaStatus.COMPENSATED:
-                ev.state.status = SagaStatus.COMPENSATING
-        if ev.state.status is SagaStatus.COMPENSATING:
+            if ev.state.status is _SAGA_COMPENSATED:
+                ev.state.status = _SAGA_COMPENSATING
+        if ev.state.status is _SAGA_COMPENSATING:
             # The services went on from this success: the next stage may report too.
             self._activate(ev.definition, ev.state, ev.now)
 
     def _activate(self, definition: Saga, state: SagaState, now: float) -> None:
         """Start the deadlines of the first stage that is not done yet (and of its sub-sagas)."""
+        steps = state.steps
         for members in definition.stages:
-            open_members = [
-                p for p in members if state.steps[p.step.name].status not in _UNDONE_OR_DONE
-            ]
+            open_members = [p for p in members if steps[p.step.name].status not in _UNDONE_OR_DONE]
             if not open_members:
                 continue
             for p in open_members:
-                _arm(state.steps[p.step.name], p.step.deadline, now)
-                if state.steps[p.step.name].beat_due_at is None:  # a sibling's success
-                    _arm_beat(state.steps[p.step.name], p.step, now)  # is not its progress
+                step = steps[p.step.name]
+                _arm(step, p.step.deadline, now)
+                if step.beat_due_at is None:  # a sibling's success is not its progress
+                    _arm_beat(step, p.step, now)
                 for part in p.parts:
-                    _arm(state.steps[part], definition.part(part).saga.deadline, now)
+                    _arm(steps[part], definition.part(part).saga.deadline, now)
             return
 
     def _begin_compensation(self, state: SagaState, reason: str, cause_id: str, now: float) -> None:
-        state.status = SagaStatus.COMPENSATING
+        state.status = _SAGA_COMPENSATING
         state.reason = reason
         state.cause_id = cause_id
         state.note(now, "compensate", f"compensating: {reason}")
@@ -615,9 +637,9 @@ class Engine:
     ) -> None:
         """One compensation at a time: emit the next if none is awaiting confirmation and no
         activated step may still report (its success would have to be undone first)."""
-        if state.status is not SagaStatus.COMPENSATING:
+        if state.status is not _SAGA_COMPENSATING:
             return
-        if any(s.status is StepStatus.COMPENSATING for s in state.steps.values()):
+        if any(s.status is _STEP_COMPENSATING for s in state.steps.values()):
             return
         awaited = _awaited(definition, state)
         for placed in awaited:
@@ -631,11 +653,11 @@ class Engine:
             return
         for placed in reversed(definition.placed):
             step = state.steps[placed.step.name]
-            if step.status is StepStatus.SUCCEEDED and placed.step.compensate is not None:
-                step.status = StepStatus.COMPENSATING
+            if step.status is _STEP_SUCCEEDED and placed.step.compensate is not None:
+                step.status = _STEP_COMPENSATING
                 self._emit_compensation(definition, state, placed, now, outcome)
                 return
-        state.status = SagaStatus.COMPENSATED
+        state.status = _SAGA_COMPENSATED
         state.note(now, "compensate", "compensated: every completed step was undone")
 
     def _emit_compensation(
@@ -691,7 +713,7 @@ class Engine:
         else:
             for placed in definition.placed:
                 step = state.steps[placed.step.name]
-                if step.status is not StepStatus.PENDING:
+                if step.status is not _STEP_PENDING:
                     continue
                 if step.due_at is not None and step.due_at <= now:
                     what, reason = "deadline", f"step '{placed.step.name}' missed its deadline"
@@ -706,7 +728,7 @@ class Engine:
                         break
                 else:
                     continue
-                step.status = StepStatus.TIMED_OUT
+                step.status = _STEP_TIMED_OUT
                 step.due_at = step.beat_due_at = None
                 state.note(now, "deadline", f"the step's {what} passed", step=placed.step.name)
                 _fail_parts(state, placed, reason, now)
@@ -747,8 +769,8 @@ class Engine:
         for part in definition.parts:
             entry = state.steps[part.name]
             due = entry.due_at
-            if entry.status is StepStatus.PENDING and due is not None and due <= now:
-                entry.status = StepStatus.TIMED_OUT
+            if entry.status is _STEP_PENDING and due is not None and due <= now:
+                entry.status = _STEP_TIMED_OUT
                 entry.due_at = None
                 state.note(now, "deadline", "the sub-saga's deadline passed", step=part.name)
                 reason = f"sub-saga '{part.name}' missed its deadline"
@@ -761,7 +783,7 @@ class Engine:
         for placed in definition.placed:
             step = state.steps[placed.step.name]
             due = step.compensation_due_at
-            if step.status is not StepStatus.COMPENSATING or due is None or due > now:
+            if step.status is not _STEP_COMPENSATING or due is None or due > now:
                 continue
             if step.attempts <= placed.step.compensation_retries:
                 state.note(
@@ -800,7 +822,7 @@ class Engine:
         outcome: Outcome,
     ) -> None:
         """Hand the saga to a person: ``failed``, a log line with ``advice``, the parked event."""
-        state.status = SagaStatus.FAILED
+        state.status = _SAGA_FAILED
         state.note(now, trigger, f"parked: {reason}", step=step_name)
         outcome.logs.append(
             f"saga '{definition.name}' {state.saga_id} parked: {reason}. {advice}; "
@@ -834,37 +856,36 @@ class Engine:
     def _finish(self, definition: Saga, state: SagaState, now: float) -> None:
         """Complete when everything is done, and work out the next moment a timer matters."""
         _settle_parts(definition, state, now)
+        status = state.status
         if (
-            state.status is SagaStatus.RUNNING
-            and all(
-                s.status in (StepStatus.SUCCEEDED, StepStatus.SKIPPED) for s in state.steps.values()
-            )
+            status is _SAGA_RUNNING
             and (not definition.completed or state.completion_id is not None)
+            and all(s.status in _DONE for s in state.steps.values())
         ):
-            state.status = SagaStatus.COMPLETED
+            status = state.status = _SAGA_COMPLETED
             state.note(now, "complete", "completed: every step succeeded")
         state.updated_at = now
-        if state.status in TERMINAL:
+        if status in TERMINAL:
             state.expires_at = now + definition.retention.total_seconds()
-        elif state.status is not SagaStatus.WAITING:
+        elif status is not _SAGA_WAITING:
             state.expires_at = None
         state.wake_at = _wake_at(definition, state)
 
 
 def _arm(step: StepState, deadline: timedelta | None, now: float) -> None:
-    if step.status is StepStatus.PENDING and step.due_at is None and deadline is not None:
+    if step.status is _STEP_PENDING and step.due_at is None and deadline is not None:
         step.due_at = now + deadline.total_seconds()
 
 
 def _arm_beat(step: StepState, definition: Step, now: float) -> None:
     """Start a pending step's heartbeat, or start it again (progress, a fallback)."""
-    if step.status is StepStatus.PENDING and definition.heartbeat is not None:
+    if step.status is _STEP_PENDING and definition.heartbeat is not None:
         step.beat_due_at = now + definition.heartbeat.total_seconds()
 
 
 def _progress(state: SagaState, placed: PlacedStep, step: StepState, now: float, note: Any) -> None:
     """A progress event: counted, and it re-arms the heartbeat of a step still pending."""
-    if step.status is not StepStatus.PENDING or state.status is not SagaStatus.RUNNING:
+    if step.status is not _STEP_PENDING or state.status is not _SAGA_RUNNING:
         note(f"progress recorded only: step is {step.status}, saga is {state.status}")
         return
     step.progress += 1
@@ -880,8 +901,8 @@ def _fail_parts(state: SagaState, placed: PlacedStep, reason: str, now: float) -
     """A step that failed or timed out fails every sub-saga it belongs to."""
     for part in placed.parts:
         entry = state.steps[part]
-        if entry.status is StepStatus.PENDING:
-            entry.status = StepStatus.FAILED
+        if entry.status is _STEP_PENDING:
+            entry.status = _STEP_FAILED
             entry.due_at = None
             state.note(now, "sub-saga", f"sub-saga failed: {reason}", step=part)
 
@@ -895,28 +916,27 @@ def _settle_parts(definition: Saga, state: SagaState, now: float) -> None:
         entry = state.steps.get(part.name)
         if entry is None:
             continue  # parked before its steps were decided
-        if entry.status is StepStatus.PENDING and state.status is SagaStatus.RUNNING:
+        if entry.status is _STEP_PENDING and state.status is _SAGA_RUNNING:
             if _all_done(state, part) and (not part.saga.completed or entry.result is not None):
-                entry.status = StepStatus.SUCCEEDED
+                entry.status = _STEP_SUCCEEDED
                 entry.due_at = None
                 state.note(now, "sub-saga", "sub-saga completed", step=part.name)
-        elif entry.status is StepStatus.SUCCEEDED and state.status is not SagaStatus.RUNNING:
+        elif entry.status is _STEP_SUCCEEDED and state.status is not _SAGA_RUNNING:
             inner = [definition.step(name) for name in part.steps]
             statuses = [state.steps[p.step.name].status for p in inner]
-            undone = StepStatus.COMPENSATED in statuses
+            undone = _STEP_COMPENSATED in statuses
             left = any(
-                status is StepStatus.COMPENSATING
-                or (status is StepStatus.SUCCEEDED and p.step.compensate is not None)
+                status is _STEP_COMPENSATING
+                or (status is _STEP_SUCCEEDED and p.step.compensate is not None)
                 for p, status in zip(inner, statuses, strict=True)
             )
             if undone and not left:
-                entry.status = StepStatus.COMPENSATED
+                entry.status = _STEP_COMPENSATED
                 state.note(now, "sub-saga", "sub-saga compensated", step=part.name)
 
 
 def _all_done(state: SagaState, part: PlacedPart) -> bool:
-    done = (StepStatus.SUCCEEDED, StepStatus.SKIPPED)
-    return all(state.steps[name].status in done for name in part.steps)
+    return all(state.steps[name].status in _DONE for name in part.steps)
 
 
 def _finish_by_hand(state: SagaState, placed: PlacedStep) -> str:
@@ -941,7 +961,7 @@ def _awaited(definition: Saga, state: SagaState) -> list[PlacedStep]:
     for members in definition.stages:
         if all(state.steps[p.step.name].status in _UNDONE_OR_DONE for p in members):
             continue
-        return [p for p in members if state.steps[p.step.name].status is StepStatus.PENDING]
+        return [p for p in members if state.steps[p.step.name].status is _STEP_PENDING]
     return []
 
 
@@ -950,7 +970,7 @@ def _stop_waiting(definition: Saga, state: SagaState, now: float) -> None:
     for placed in _awaited(definition, state):
         step = state.steps[placed.step.name]
         if step.due_at is not None and step.due_at <= now:
-            step.status = StepStatus.TIMED_OUT
+            step.status = _STEP_TIMED_OUT
             step.due_at = None
             state.note(
                 now,
@@ -961,18 +981,36 @@ def _stop_waiting(definition: Saga, state: SagaState, now: float) -> None:
 
 
 def _wake_at(definition: Saga, state: SagaState) -> float | None:
-    if state.status is SagaStatus.WAITING or state.status in TERMINAL:
+    status = state.status
+    if status is _SAGA_WAITING or status in TERMINAL:
         return state.expires_at
     candidates: list[float | None] = []
-    if state.status is SagaStatus.RUNNING:
+    if status is _SAGA_RUNNING:
         candidates.append(state.deadline_at)
-        pending = [s for s in state.steps.values() if s.status is StepStatus.PENDING]
-        candidates += [s.due_at for s in pending] + [s.beat_due_at for s in pending]
-    elif state.status is SagaStatus.COMPENSATING:
-        candidates += [s.compensation_due_at for s in state.steps.values()]
-        candidates += [state.steps[p.step.name].due_at for p in _awaited(definition, state)]
+        for step in state.steps.values():
+            if step.status is _STEP_PENDING:
+                candidates += (step.due_at, step.beat_due_at)
+    elif status is _SAGA_COMPENSATING:
+        steps = state.steps
+        candidates += [s.compensation_due_at for s in steps.values()]
+        candidates += [steps[p.step.name].due_at for p in _awaited(definition, state)]
     due = [c for c in candidates if c is not None]
     return min(due) if due else None
+
+
+def _payload(definition: Saga, state: SagaState, event: Event) -> dict[str, Any]:
+    """``event``'s fields as a :class:`SeenEvent` stores them, or ``{}`` for an event of a
+    started saga whose role neither keeps nor reads them (a confirmation, progress, the saga's
+    completion event, its start again): only the start, a step's result, a buffered event, an
+    abort or a failure a fallback may be built from are read later, and the dump costs 1-7 us
+    (``model_dump(mode="json")`` minus its wrapper's keywords)."""
+    if state.status is not _SAGA_WAITING:
+        role = definition.role_of(event.event_type)
+        if role is not None and (
+            role.kind in _PAYLOAD_UNREAD or (role.kind == "completion" and role.part is None)
+        ):
+            return {}
+    return event.__pydantic_serializer__.to_python(event, mode="json")  # type: ignore[no-any-return]
 
 
 def _start_id(state: SagaState) -> str:
@@ -1002,7 +1040,14 @@ def _emit(
 
 
 def _event_id(saga_id: str, what: str, attempt: int) -> str:
-    return str(uuid.uuid5(_IDS, f"{saga_id}/{what}/{attempt}"))
+    """``str(uuid.uuid5(_IDS, ...))`` worked out on an int: the same id without building a
+    ``UUID`` (its ``__init__`` checks its arguments in Python; ~3x the cost of this)."""
+    digest = hashlib.sha1(_IDS_BYTES + f"{saga_id}/{what}/{attempt}".encode()).digest()
+    value = int.from_bytes(digest[:16])
+    value = value & ~(0xF000 << 64) | 5 << 76  # version 5 (name-based, SHA-1)
+    value = value & ~(0xC000 << 48) | 0x8000 << 48  # the RFC 4122 variant
+    hexa = f"{value:032x}"
+    return f"{hexa[:8]}-{hexa[8:12]}-{hexa[12:16]}-{hexa[16:20]}-{hexa[20:]}"
 
 
 def is_terminal(state: SagaState) -> bool:

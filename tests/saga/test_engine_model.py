@@ -211,6 +211,8 @@ class World:
     cancelled: bool = False
     cancel_read_as: SagaStatus | None = None
     """The saga's status when the engine read the cancel (waiting: before the start)."""
+    written: dict[str, Event] = field(default_factory=dict)
+    """Every event the services wrote, by id."""
 
     def __post_init__(self) -> None:
         self.engine = Engine([self.saga])
@@ -229,6 +231,7 @@ class World:
     def _write(self, topic: str, event: Event) -> None:
         self.seq += 1
         self.topics[topic].append(Record(self.seq, event, f"w{self.seq}"))
+        self.written[f"w{self.seq}"] = event
         if isinstance(event, tuple(OK)):
             self.born_ok[topic] = self.seq
         if topic in self.beats and not isinstance(event, tuple(UNDONE)):
@@ -364,11 +367,21 @@ class World:
         if self.state is not None and outcome.state is not None:
             self._check_heartbeats(self.state, outcome.state)
         self.state = outcome.state
+        if self.state is not None:
+            self._check_kept_fields(self.state)
         for emit in outcome.emits:
             self.seq += 1
             self.pending_emits.append((emit.step, Record(self.seq, emit.event, emit.event_id)))
         if self.state is not None and self.state.status is not was:
             self._check_not_final_too_soon(self.state)
+
+    def _check_kept_fields(self, state: SagaState) -> None:
+        """Every event the state keeps (its start, each step's result, the buffered ones)
+        keeps its fields: compensations are built from them, after a restart too."""
+        kept = [state.start, *state.buffer, *(step.result for step in state.steps.values())]
+        for seen in kept:
+            if seen is not None and seen.payload != self.written[seen.id].model_dump(mode="json"):
+                self.violations.append(f"{seen.type} {seen.id} kept as {seen.payload}")
 
     def _check_heartbeats(self, before: SagaState, after: SagaState) -> None:
         """A step timed out by its heartbeat only after its service was silent that long:
