@@ -11,7 +11,8 @@ A transaction commits in a background thread while the loop decides the next bat
 it (the engine is CPU, a commit is mostly waiting on the broker: measured here, ~15 ms a
 transaction, a sixth of the wall time). At most one is in flight: the next is sent only once
 it committed. If it aborts, the batch decided on top of it is discarded with it and both are
-read again from the committed state; a rebalance or a stop waits for it first.
+read again from the committed state; a rebalance or a stop waits for it first. One that has not
+finished after ``STUCK_S`` is given up the same way, and a new producer takes over.
 
 Membership follows the services' settings (README "Scaling out"): static
 (``group.instance.id``) when the instance id is stable (``--instance`` or
@@ -54,7 +55,8 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as Unfinished
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -113,6 +115,11 @@ SAGA_HEADER = "choreo_saga"
 STEP_HEADER = "choreo_saga_step"
 REASON_HEADER = "choreo_saga_reason"
 BATCH_SIZE = 500
+STUCK_S = 60.0
+"""A transaction still unfinished after this long is given up, its producer replaced: librdkafka's
+``send_offsets_to_transaction`` can wait forever on a group coordinator that left the cluster,
+past its own timeout (librdkafka #5456, #5511; seen here as a tracker silent after a broker
+kill). Well past the transaction timeout, by when the broker has aborted it anyway."""
 
 SAGA_ID = "choreo.saga.id"
 SAGA_NAME = "choreo.saga.name"
@@ -361,7 +368,6 @@ class SagaTracker:
         self._last_tick = 0.0
         self._consumer: ck.Consumer | None = None
         self._producer: ck.Producer | None = None
-        self._committer: ThreadPoolExecutor | None = None
         self._sent: _Sent | None = None
         self._source = self.group_id.encode()
         self._tracing = (
@@ -383,7 +389,6 @@ class SagaTracker:
             {name: len(t.partitions) for name, t in metadata.topics.items() if t.error is None},
         )
         self._init_transactions(self._producer)
-        self._committer = ThreadPoolExecutor(1, thread_name_prefix=f"{self.group_id}-commit")
         self._consumer = ck.Consumer(
             {
                 **self._settings,
@@ -469,9 +474,6 @@ class SagaTracker:
             self._release()
 
     def _release(self) -> None:
-        if self._committer is not None:
-            self._committer.shutdown()
-            self._committer = None
         if self._consumer is not None:
             self._consumer.close()
             self._consumer = None
@@ -708,9 +710,19 @@ class SagaTracker:
             key: None if state is None else self.engine.wake_at(state)
             for key, state in batch.changes.items()
         }
-        producer, committer = self._producer, self._committer
-        assert producer is not None and committer is not None
-        done = committer.submit(self._transact, producer, records, encoded, offsets, metadata)
+        producer = self._producer
+        assert producer is not None
+        done: Future[dict[StateKey, bytes | None]] = Future()
+
+        def commit() -> None:
+            try:
+                done.set_result(self._transact(producer, records, encoded, offsets, metadata))
+            except BaseException as exc:  # the loop's thread raises it
+                done.set_exception(exc)
+
+        # A daemon thread per transaction: one stuck in librdkafka (STUCK_S) is left behind,
+        # and must not hold up the process's exit as a pool's worker would.
+        threading.Thread(target=commit, name=f"{self.group_id}-commit", daemon=True).start()
         self._sent = _Sent(batch, encoded, wakes, done)
 
     def _transact(
@@ -741,7 +753,14 @@ class SagaTracker:
         if sent is None:
             return True
         try:
-            bodies = sent.done.result()
+            bodies = sent.done.result(timeout=STUCK_S)
+        except Unfinished:
+            if later is not None:
+                self._rewind(later)
+            self._replace_producer(f"its transaction has not finished in {STUCK_S:.0f}s")
+            self._rewind(sent.batch)
+            _end_spans(sent.batch.spans, False)
+            return False
         except ck.KafkaException as exc:
             if later is not None:
                 self._rewind(later)  # first: where both read a partition, the earlier wins
@@ -819,16 +838,22 @@ class SagaTracker:
                 f"saga tracker '{self.engine.name}' instance {self.instance} was fenced: "
                 f"{error.str()}{SAME_INSTANCE}"
             ) from None
-        _log.warning(
-            "saga tracker '%s': its producer cannot abort (%s); a new one takes over its "
-            "transactional id",
-            self.engine.name,
-            error.str() if isinstance(error, ck.KafkaError) else failure,
-        )
-        old, self._producer = self._producer, self._new_producer()
+        detail = error.str() if isinstance(error, ck.KafkaError) else str(failure)
+        old = self._producer
+        self._replace_producer(f"its producer cannot abort ({detail})")
         if old is not None:
             old.purge()
             old.poll(0)
+
+    def _replace_producer(self, why: str) -> None:
+        """A new producer takes over the transactional id: its ``init_transactions`` bumps the
+        epoch, so the old one can commit nothing, and closes the open transaction."""
+        _log.warning(
+            "saga tracker '%s': %s; a new producer takes over its transactional id",
+            self.engine.name,
+            why,
+        )
+        self._producer = self._new_producer()
         self._init_transactions(self._producer)
 
     def _recover(self, exc: ck.KafkaException, batch: _Batch) -> None:

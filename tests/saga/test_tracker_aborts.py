@@ -1,4 +1,4 @@
-"""Transactions that abort while the next batch is being decided on top of them.
+"""Transactions that abort, or never finish, while the next batch is decided on top of them.
 
 The tracker commits a batch in the background while it decides the next one; when that
 commit fails, the next batch was built on states that never became real. Both must be read
@@ -32,3 +32,18 @@ def test_aborted_commits_lose_and_repeat_nothing(kafka: str, tmp_path: Path) -> 
         assert check_outcomes(world, ids) == 0
         aborted = world.logs().count("transaction aborted, re-reading the batch")
         assert aborted >= 3, world.logs()[-3000:]  # the hook did refuse commits mid-stream
+
+
+def test_a_commit_that_never_returns_is_given_up_and_nothing_is_lost(
+    kafka: str, tmp_path: Path
+) -> None:
+    with World(kafka, tmp_path) as world:
+        answer_compensations(world)
+        world.start_tracker("a", target="stuck_defs:order_saga")
+        ids = [f"h{i}-{world.name}" for i in range(60)]
+        for i, o in enumerate(ids):
+            for event in script(i, o):
+                world.publish(event)  # type: ignore[arg-type]
+            time.sleep(0.02)
+        assert check_outcomes(world, ids) == 0
+        assert "has not finished in 5s; a new producer takes over" in world.logs()

@@ -55,4 +55,4 @@ def test_a_tracker_fenced_by_a_twin_stops_and_the_twin_carries_on(
         first_log = (world.tmp / "tracker-twin-0.log").read_text()
         [line] = [x for x in first_log.splitlines() if x.startswith("choreo: ")]
         assert "instance twin" in line and "give each its own --instance" in line, line
-        assert "a new one takes over" not in first_log, "the fenced tracker fought back"
+        assert "a new producer takes over" not in first_log, "the fenced tracker fought back"
