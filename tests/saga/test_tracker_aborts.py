@@ -18,17 +18,24 @@ from saga_script import check_outcomes, script
 pytestmark = pytest.mark.stack
 
 
+def run_sagas(world: World, target: str, count: int) -> list[str]:
+    """Start a tracker on ``target`` and publish ``count`` sagas' events, paced so batches are
+    small and each reads a few partitions (the next one reads others)."""
+    answer_compensations(world)
+    world.start_tracker("a", target=target)
+    ids = [f"s{i}-{world.name}" for i in range(count)]
+    for i, o in enumerate(ids):
+        for event in script(i, o):
+            world.publish(event)  # type: ignore[arg-type]
+        if i == 0:
+            world.wait(lambda: ids[0] in world.states(), timeout=60, what="the tracker")
+        time.sleep(0.02)
+    return ids
+
+
 def test_aborted_commits_lose_and_repeat_nothing(kafka: str, tmp_path: Path) -> None:
     with World(kafka, tmp_path) as world:
-        answer_compensations(world)
-        world.start_tracker("a", target="aborting_defs:order_saga")
-        ids = [f"x{i}-{world.name}" for i in range(120)]
-        for i, o in enumerate(ids):
-            for event in script(i, o):
-                world.publish(event)  # type: ignore[arg-type]
-            if i == 0:
-                world.wait(lambda: ids[0] in world.states(), timeout=60, what="the tracker")
-            time.sleep(0.02)  # small batches, each of a few partitions: the next one reads others
+        ids = run_sagas(world, "aborting_defs:order_saga", 120)
         assert check_outcomes(world, ids) == 0
         aborted = world.logs().count("transaction aborted, re-reading the batch")
         assert aborted >= 3, world.logs()[-3000:]  # the hook did refuse commits mid-stream
@@ -38,12 +45,6 @@ def test_a_commit_that_never_returns_is_given_up_and_nothing_is_lost(
     kafka: str, tmp_path: Path
 ) -> None:
     with World(kafka, tmp_path) as world:
-        answer_compensations(world)
-        world.start_tracker("a", target="stuck_defs:order_saga")
-        ids = [f"h{i}-{world.name}" for i in range(60)]
-        for i, o in enumerate(ids):
-            for event in script(i, o):
-                world.publish(event)  # type: ignore[arg-type]
-            time.sleep(0.02)
+        ids = run_sagas(world, "stuck_defs:order_saga", 60)
         assert check_outcomes(world, ids) == 0
         assert "has not finished in 5s; a new producer takes over" in world.logs()
