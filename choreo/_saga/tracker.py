@@ -96,6 +96,7 @@ from choreo._transport.base import Headers
 from choreo._transport.confluent import (
     AUTHORIZATION_ERRORS,
     ConfluentTransport,
+    SessionWatch,
     denied,
     is_fatal,
     is_fence,
@@ -172,6 +173,10 @@ class _Batch:
         if outcome.changed:
             self.changes[key] = outcome.state
         self.emits += [(partition, emit, context) for emit in outcome.emits]
+
+
+class _FencedByItself(Exception):
+    """The consumer's fatal fence followed its own session timeout (``SessionWatch``)."""
 
 
 _Record = tuple[str, dict[str, Any]]
@@ -348,6 +353,7 @@ class SagaTracker:
         tracer_provider: trace.TracerProvider | None = None,
     ) -> None:
         self.engine = Engine(definitions)
+        self._session = SessionWatch()
         self.catalog = catalog or Catalog.load(config.schemas_dir)
         self.topology: Topology = plan(definitions, self.catalog)
         # Registry-framed inputs are read, and registry-format topics written, as services do.
@@ -389,6 +395,19 @@ class SagaTracker:
             {name: len(t.partitions) for name, t in metadata.topics.items() if t.error is None},
         )
         self._init_transactions(self._producer)
+        self._join()
+        _log.info(
+            "saga tracker '%s' v%s (instance %s): reading %s; state in %s",
+            self.engine.name,
+            ", v".join(str(v) for v in sorted(self.engine.versions)),
+            self.instance,
+            ", ".join(self.topology.inputs),
+            self.topology.changelog,
+        )
+
+    def _join(self) -> None:
+        """A consumer in the tracker's group; its assignment restores the states it reads."""
+        self._session = SessionWatch()
         self._consumer = ck.Consumer(
             {
                 **self._settings,
@@ -402,6 +421,7 @@ class SagaTracker:
                 # back at once; a dead one's move to the others after the session timeout.
                 **({"group.instance.id": self._static_id} if self._static_id else {}),
                 "session.timeout.ms": self._session_timeout_ms,
+                "logger": self._session,
             }
         )
         self._consumer.subscribe(
@@ -410,14 +430,28 @@ class SagaTracker:
             on_revoke=self._on_revoke,
             on_lost=self._on_revoke,
         )
-        _log.info(
-            "saga tracker '%s' v%s (instance %s): reading %s; state in %s",
+
+    def _rejoin(self, why: str) -> None:
+        """Replace a consumer fenced by the echo of its own session timeout (``SessionWatch``):
+        the transaction in flight settles, memory forgets every partition, and the new consumer
+        reads on from the committed offsets and restores the committed states, as a restarted
+        tracker would."""
+        _log.warning(
+            "saga tracker '%s' instance %s: %s, just after its group session timed out "
+            "(librdkafka #3437): a new consumer joins and reads on from the last commit",
             self.engine.name,
-            ", v".join(str(v) for v in sorted(self.engine.versions)),
             self.instance,
-            ", ".join(self.topology.inputs),
-            self.topology.changelog,
+            why,
         )
+        consumer, self._consumer = self._consumer, None
+        assert consumer is not None
+        self._settle()  # an abort rewinds nothing: the new consumer starts at the commits
+        self._forget(self.store.partitions)
+        try:
+            consumer.close()
+        except (ck.KafkaException, RuntimeError) as exc:
+            _log.warning("saga tracker '%s' closing its fenced consumer: %s", self.engine.name, exc)
+        self._join()
 
     def _new_producer(self) -> ck.Producer:
         return ck.Producer(
@@ -542,7 +576,9 @@ class SagaTracker:
         # The transaction in flight commits (or aborts) with the generation it was sent in,
         # and its states reach memory, before the partitions go.
         self._settle()
-        numbers = {tp.partition for tp in partitions}
+        self._forget({tp.partition for tp in partitions})
+
+    def _forget(self, numbers: set[int]) -> None:
         self._gate.forget(numbers)
         for number in numbers:
             self.store.drop(number)
@@ -562,6 +598,10 @@ class SagaTracker:
             if now - self._last_tick >= self.tick_s:
                 self._last_tick = now
                 self._fire_due(batch, now)
+        except _FencedByItself as fenced:
+            _end_spans(batch.spans, False)
+            self._rejoin(str(fenced))
+            return
         except BaseException:
             _end_spans(batch.spans, False)
             raise
@@ -578,9 +618,12 @@ class SagaTracker:
             raise denied(f"saga tracker '{self.engine.name}' reading {message.topic()}", error)
         if error is not None and is_fatal(error):
             text = error.str()
+            fenced = "fenced" in text.lower()
+            if fenced and self._session.fenced_by_itself():
+                raise _FencedByItself(text)
             raise TransportError(
                 f"saga tracker '{self.engine.name}' instance {self.instance} stopped: {text}"
-                + (SAME_INSTANCE if "fenced" in text.lower() else "")
+                + (SAME_INSTANCE if fenced else "")
             )
         if error is not None:
             _log.warning("consumer: %s", error.str())
@@ -877,7 +920,8 @@ class SagaTracker:
     def _rewind(self, batch: _Batch) -> None:
         """Seek back to the batch's first records, and arm the deadlines it took again."""
         consumer = self._consumer
-        assert consumer is not None
+        if consumer is None:
+            return  # rejoining: the new consumer reads from the commits, restores the deadlines
         for (topic, partition), offset in batch.first_offsets.items():
             if self.store.owns(partition):
                 consumer.seek(ck.TopicPartition(topic, partition, offset))

@@ -186,6 +186,36 @@ class _LibrdkafkaLog:
         self._throttled(facility, level, message % args if args else message)
 
 
+class SessionWatch(_LibrdkafkaLog):
+    """One consumer's librdkafka log, which also notes when the client timed out its own
+    group session.
+
+    A static member (``group.instance.id``) whose coordinator died and whose new one answered
+    too late times its session out, rejoins under a new member id, and a request still carrying
+    the old id comes back ``FENCED_INSTANCE_ID``: librdkafka makes that a fatal error
+    (librdkafka #3437), the same fatal error a real twin (another process with the same
+    instance id) causes. Only that session timeout, just before, tells the two apart.
+    """
+
+    SELF_FENCE_S = 120.0
+    """How long after a session timeout a fence is taken for its echo: the stale request
+    returns within librdkafka's request timeouts (60 s by default)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._timed_out_at: float | None = None
+
+    def log(self, level: int, message: str, *args: object) -> None:
+        if args and args[0] == "SESSTMOUT":
+            self._timed_out_at = time.monotonic()
+        super().log(level, message, *args)
+
+    def fenced_by_itself(self) -> bool:
+        """A fence now follows this client's own session timeout (once: the note is used up)."""
+        at, self._timed_out_at = self._timed_out_at, None
+        return at is not None and time.monotonic() - at <= self.SELF_FENCE_S
+
+
 def _names(partitions: Iterable[Any]) -> str:
     """``topic[partition], ...`` for ours or confluent's TopicPartitions."""
     return ", ".join(f"{tp.topic}[{tp.partition}]" for tp in partitions)

@@ -249,6 +249,13 @@ def leaders(kafka: str, topic: str) -> dict[int, int]:
     return {p: info.leader for p, info in metadata.topics[topic].partitions.items()}
 
 
+def coordinator(kafka: str, group: str) -> int:
+    """Id of the broker coordinating ``group`` (the one leading its ``__consumer_offsets``)."""
+    admin = AdminClient({"bootstrap.servers": kafka})
+    [future] = admin.describe_consumer_groups([group], request_timeout=10).values()
+    return int(future.result(timeout=15).coordinator.id)
+
+
 def wait_fully_replicated(kafka: str, topics: list[str], timeout_s: float = 120) -> None:
     """Until every partition of ``topics`` (and the internal ones) has all 3 replicas in sync."""
     admin = AdminClient({"bootstrap.servers": kafka})
