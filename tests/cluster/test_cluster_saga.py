@@ -58,9 +58,11 @@ def test_every_saga_ends_as_expected_through_a_broker_kill(
         kafka_cluster.start()
         wait_fully_replicated(kafka, [orders])
         assert tracker.poll() is None, "the tracker exited"
-        rejoined = world.logs().count("a new consumer joins")
+        logs = world.logs()
+        timed_out, rejoined = logs.count("session timed out"), logs.count("a new consumer joins")
         print(
             f"{SAGAS} sagas through the kill of kafka-{node} ({victim}): all ended as expected "
             f"{ended_s:.0f}s after the kill; compensations re-sent with their first ce_id: "
-            f"{resent}; the tracker rejoined after fencing itself {rejoined} time(s)"
+            f"{resent}; the tracker's session timed out {timed_out} time(s), and it rejoined after "
+            f"fencing itself {rejoined} time(s)"
         )
