@@ -353,7 +353,7 @@ class SagaTracker:
         tracer_provider: trace.TracerProvider | None = None,
     ) -> None:
         self.engine = Engine(definitions)
-        self._session = SessionWatch()
+        self._session: SessionWatch  # the consumer's, made with it in _join
         self.catalog = catalog or Catalog.load(config.schemas_dir)
         self.topology: Topology = plan(definitions, self.catalog)
         # Registry-framed inputs are read, and registry-format topics written, as services do.
