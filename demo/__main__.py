@@ -123,6 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     if not ok:  # what each process last said: a stalled one shows why
         for process in fleet.processes:
             print(f"\n--- {process.name}, the end of {process.log}:\n{process.tail(6)}")
+        print("\n" + "\n".join(view.unexpected(verdicts)))
     print("\nEvery saga ended as its scenario expects." if ok else "\nDEMO FAILED")
     return 0 if ok else 1
 

@@ -156,12 +156,6 @@ def summary(
             expected = "compensated, or completed if too late"
         ok = sum(v.as_expected for v in group)
         lines.append(f"{name:<32}{len(group):>7}  {expected:<40}{ok:>5}/{len(group):<6}")
-    wrong = [v for v in verdicts if not v.as_expected]
-    for v in wrong[:10]:
-        reason = v.state.reason if v.state else "the tracker never saw it"
-        lines.append(
-            f"  UNEXPECTED {v.order.order_id} ({v.order.scenario.name}): {v.status}, {reason}"
-        )
     lines += _controls(verdicts)
     lines += ["", "dead-letter topics (records added during the demo):"]
     lines += [f"  {topic}  +{n}" for topic, n in sorted(dlq_added.items())] or ["  none"]
@@ -172,6 +166,32 @@ def summary(
             f"{', '.join(services)})"
         )
     return "\n".join(lines)
+
+
+def unexpected(verdicts: Sequence[Verdict], limit: int = 10) -> list[str]:
+    """The sagas that did not end as their scenario expects, with where each one stands.
+
+    Printed last, after the processes' log tails, so that a CI log cut to its end still says
+    which step each stuck saga waits for."""
+    wrong = [v for v in verdicts if not v.as_expected or not v.done]
+    lines = [f"{len(wrong)} of {len(verdicts)} sagas not as expected" + (":" if wrong else "")]
+    for v in wrong[:limit]:
+        state = v.state
+        if state is None:
+            lines.append(
+                f"  {v.order.order_id} ({v.order.scenario.name}): the tracker never saw it"
+            )
+            continue
+        steps = ", ".join(f"{name} {step.status.value}" for name, step in state.steps.items())
+        last = (
+            f"{state.history[-1].trigger} -> {state.history[-1].action}" if state.history else None
+        )
+        cancel = "none" if state.cancel is None else f"applied={state.cancel.applied}"
+        lines.append(
+            f"  {v.order.order_id} ({v.order.scenario.name}): {v.status}, reason {state.reason}; "
+            f"steps: {steps}; cancel read: {cancel}; last: {last}"
+        )
+    return lines
 
 
 def _controls(verdicts: Sequence[Verdict]) -> list[str]:
