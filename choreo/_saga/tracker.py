@@ -96,6 +96,7 @@ from choreo._transport.base import Headers
 from choreo._transport.confluent import (
     AUTHORIZATION_ERRORS,
     ConfluentTransport,
+    FencedByItself,
     SessionWatch,
     denied,
     is_fatal,
@@ -173,10 +174,6 @@ class _Batch:
         if outcome.changed:
             self.changes[key] = outcome.state
         self.emits += [(partition, emit, context) for emit in outcome.emits]
-
-
-class _FencedByItself(Exception):
-    """The consumer's fatal fence followed its own session timeout (``SessionWatch``)."""
 
 
 _Record = tuple[str, dict[str, Any]]
@@ -598,7 +595,7 @@ class SagaTracker:
             if now - self._last_tick >= self.tick_s:
                 self._last_tick = now
                 self._fire_due(batch, now)
-        except _FencedByItself as fenced:
+        except FencedByItself as fenced:
             _end_spans(batch.spans, False)
             self._rejoin(str(fenced))
             return
@@ -618,12 +615,10 @@ class SagaTracker:
             raise denied(f"saga tracker '{self.engine.name}' reading {message.topic()}", error)
         if error is not None and is_fatal(error):
             text = error.str()
-            fenced = "fenced" in text.lower()
-            if fenced and self._session.fenced_by_itself():
-                raise _FencedByItself(text)
+            twin = self._session.twin_fence(text)
             raise TransportError(
                 f"saga tracker '{self.engine.name}' instance {self.instance} stopped: {text}"
-                + (SAME_INSTANCE if fenced else "")
+                + (SAME_INSTANCE if twin else "")
             )
         if error is not None:
             _log.warning("consumer: %s", error.str())

@@ -6,7 +6,11 @@ every call on it (consume, commit, pause, close) as a queued job. Rebalance
 callbacks fire inside ``consume`` on that thread; they run the async
 ``RebalanceListener`` on the event loop and block until it finishes (running
 the commits it queues meanwhile), so ``on_revoked`` commits before the
-partitions move.
+partitions move. Partitions *lost* (the session timed out, the member was fenced) go through
+``on_revoked`` too, but nothing is committed meanwhile: they may be someone else's already.
+A static member fenced by the echo of its own session timeout (librdkafka #3437, see
+``SessionWatch``) loses its partitions that way and joins again with a new librdkafka
+consumer.
 
 Producer: not gated, so ``produce`` runs on the loop; one background thread
 calls ``poll`` to serve delivery reports and hands each batch of them to the
@@ -210,10 +214,20 @@ class SessionWatch(_LibrdkafkaLog):
             self._timed_out_at = time.monotonic()
         super().log(level, message, *args)
 
-    def fenced_by_itself(self) -> bool:
-        """A fence now follows this client's own session timeout (once: the note is used up)."""
+    def twin_fence(self, fatal: str) -> bool:
+        """Whether a fatal consumer error is a fence by a twin; raises ``FencedByItself`` when
+        the fence follows this client's own session timeout (once: the note is used up)."""
+        if "fenced" not in fatal.lower():
+            return False
         at, self._timed_out_at = self._timed_out_at, None
-        return at is not None and time.monotonic() - at <= self.SELF_FENCE_S
+        if at is not None and time.monotonic() - at <= self.SELF_FENCE_S:
+            raise FencedByItself(fatal)
+        return True
+
+
+class FencedByItself(Exception):
+    """A consumer's fatal fence followed its own session timeout (``SessionWatch``): replace
+    the consumer, do not stop."""
 
 
 def _names(partitions: Iterable[Any]) -> str:
@@ -480,10 +494,14 @@ class ConfluentConsumer:
         self._admin = admin  # the transport's, for read-only queries off this client
         self._incremental = _incremental(settings)
         self._errors = errors
+        self._settings = settings
         try:
-            self._consumer = ck.Consumer(settings)
+            self._consumer = self._new_consumer()
         except (ck.KafkaException, ValueError, TypeError) as error:
             raise ConfigError(f"consumer of group {group_id}: {_describe(error)}") from None
+        self._topics: list[str] = []
+        self._lost = False
+        """Lost partitions are being revoked (worker thread): commits are refused meanwhile."""
         self._worker = _Worker(f"choreo-consumer-{client_id}")
         self._loop: asyncio.AbstractEventLoop | None = None
         self._listener: RebalanceListener | None = None
@@ -493,21 +511,25 @@ class ConfluentConsumer:
         self._assigned: list[TopicPartition] = []
         self._closed = False
 
+    def _new_consumer(self) -> ck.Consumer:
+        """A librdkafka consumer with the settings, whose log a new ``SessionWatch`` reads."""
+        self._session = SessionWatch()
+        return ck.Consumer({**self._settings, "logger": self._session})
+
+    @property
+    def lost(self) -> bool:
+        """Lost partitions are being revoked: a transaction must not commit their offsets."""
+        return self._lost
+
     async def _call(self, call: Callable[[], T]) -> T:
         return await asyncio.wrap_future(self._worker.submit(call))
 
     async def subscribe(self, topics: Sequence[str], listener: RebalanceListener) -> None:
         self._loop = asyncio.get_running_loop()
         self._listener = listener
+        self._topics = list(topics)
         try:
-            await self._call(
-                partial(
-                    self._consumer.subscribe,
-                    list(topics),
-                    on_assign=self._on_assign,
-                    on_revoke=self._on_revoke,
-                )
-            )
+            await self._call(self._subscribe)
         except (ck.KafkaException, RuntimeError) as error:
             raise TransportError(
                 f"group {self._group}: cannot subscribe to {', '.join(topics)}: {_describe(error)}"
@@ -524,22 +546,26 @@ class ConfluentConsumer:
         """Worker thread: one batch of messages turned into ``Record``s."""
         records: list[Record] = []
         append = records.append
-        for m in self._messages(max_records, timeout_s):
-            failure = m.error()
-            if failure is None:
-                append(
-                    Record(
-                        m.topic(),
-                        m.partition(),
-                        m.offset(),
-                        m.key(),
-                        m.value(),
-                        m.headers() or [],
-                        m.timestamp()[1],
+        try:
+            for m in self._messages(max_records, timeout_s):
+                failure = m.error()
+                if failure is None:
+                    append(
+                        Record(
+                            m.topic(),
+                            m.partition(),
+                            m.offset(),
+                            m.key(),
+                            m.value(),
+                            m.headers() or [],
+                            m.timestamp()[1],
+                        )
                     )
-                )
-            else:
-                self._message_error(m, failure)
+                else:
+                    self._message_error(m, failure)
+        except FencedByItself as fenced:
+            self._rejoin(str(fenced))
+            return []  # the records taken belong to partitions just lost: read again
         return records
 
     def _messages(self, max_records: int, timeout_s: float) -> list[Any]:
@@ -588,7 +614,7 @@ class ConfluentConsumer:
         if is_fatal(error):
             # Left running, a fenced consumer never reads again: a live-looking zombie.
             text = error.str()
-            twin = "fenced" in text.lower()
+            twin = self._session.twin_fence(text)
             raise TransportError(
                 f"{where}: fatal consumer error: {text}"
                 + (
@@ -600,8 +626,70 @@ class ConfluentConsumer:
             )
         self._errors((self._group, error.code()), logging.WARNING, f"{where}: {error.str()}")
 
+    def _subscribe(self) -> None:
+        """Worker thread: the current consumer joins the group for the topics.
+
+        Only a static member is told of lost partitions apart from revoked ones: its commit
+        of them after a session timeout is what comes back fenced, a fatal error. A dynamic
+        member is never fenced fatally; its lost partitions go through ``on_revoke`` as they
+        always have (with ``on_lost`` for every member, the exactly-once relay of the broker
+        failover test stopped emitting in one CI run)."""
+        lost = {"on_lost": self._on_lost} if "group.instance.id" in self._settings else {}
+        self._consumer.subscribe(
+            self._topics, on_assign=self._on_assign, on_revoke=self._on_revoke, **lost
+        )
+
+    def _rejoin(self, why: str) -> None:
+        """Worker thread: replace a consumer fenced by the echo of its own session timeout
+        (``SessionWatch``). Its partitions are lost: the listener drains them and commits
+        nothing (an exactly-once transaction aborts); the new consumer joins with the same
+        settings and subscription and reads on from the committed offsets (at least once)."""
+        _log.warning(
+            "group %s: %s, just after its group session timed out (librdkafka #3437, not a "
+            "twin): its partitions are lost, a new consumer joins and reads on from the last "
+            "commit",
+            self._group,
+            why,
+        )
+        self._lose(self._consumer, [])
+        old = self._consumer
+        try:
+            self._consumer = self._new_consumer()
+        except (ck.KafkaException, ValueError, TypeError) as error:
+            raise TransportError(
+                f"group {self._group}: no new consumer after a fence: {_describe(error)}"
+            ) from None
+        try:  # the old one's callbacks (closing) find it replaced, and leave the listener be
+            old.close()
+        except (ck.KafkaException, RuntimeError) as error:
+            _log.warning("group %s: closing the fenced consumer: %s", self._group, _describe(error))
+        try:
+            self._subscribe()
+        except (ck.KafkaException, RuntimeError) as error:
+            raise TransportError(
+                f"group {self._group}: cannot subscribe again after a fence: {_describe(error)}"
+            ) from None
+
+    def _on_lost(self, consumer: ck.Consumer, partitions: list[ck.TopicPartition]) -> None:
+        """Worker thread: partitions taken away without a rebalance (the session timed out,
+        the member was fenced); librdkafka passes them all."""
+        self._lose(consumer, partitions)
+
+    def _lose(self, consumer: ck.Consumer, partitions: list[ck.TopicPartition]) -> None:
+        """Revoke ``partitions`` (all of ours, if empty) with commits refused: their next
+        owner, maybe our next generation, reads on from the last commit."""
+        if not partitions and consumer is self._consumer:
+            partitions = [ck.TopicPartition(tp.topic, tp.partition) for tp in self._assigned]
+        self._lost = True
+        try:
+            self._on_revoke(consumer, partitions)  # a replaced consumer's: unassigned only
+        finally:
+            self._lost = False
+
     def _on_assign(self, consumer: ck.Consumer, partitions: list[ck.TopicPartition]) -> None:
         """Worker thread: take the partitions first, so the listener may pause them."""
+        if consumer is not self._consumer:
+            return  # replaced (closing): the new consumer joins for itself
         tps = [TopicPartition(p.topic, p.partition) for p in partitions]
         if self._incremental:
             consumer.incremental_assign(partitions)
@@ -614,16 +702,25 @@ class ConfluentConsumer:
     def _on_revoke(self, consumer: ck.Consumer, partitions: list[ck.TopicPartition]) -> None:
         """Worker thread: the listener commits while the partitions are still ours."""
         tps = [TopicPartition(p.topic, p.partition) for p in partitions]
-        self._revoked.update(tps)
+        current = consumer is self._consumer  # else replaced: closing, nothing of ours
+        if current:
+            self._revoked.update(tps)
         try:
-            if tps:
+            if tps and current:
                 self._call_listener(False, tps)
         finally:
-            if self._incremental:
-                consumer.incremental_unassign(partitions)
+            try:
+                if self._incremental:
+                    consumer.incremental_unassign(partitions)
+                else:
+                    consumer.unassign()
+            except (ck.KafkaException, RuntimeError) as error:
+                if current and not self._lost:
+                    raise
+                _log.debug("group %s: unassigning: %s", self._group, _describe(error))
+            if current and self._incremental:
                 self._assigned = [tp for tp in self._assigned if tp not in tps]
-            else:
-                consumer.unassign()
+            elif current:
                 self._assigned = []
 
     def _call_listener(self, assigned: bool, tps: list[TopicPartition]) -> None:
@@ -660,6 +757,11 @@ class ConfluentConsumer:
             await self._call(partial(self._commit, tps))
 
     def _commit(self, tps: list[ck.TopicPartition]) -> None:
+        if self._lost:
+            raise TransportError(
+                f"group {self._group}: {_names(tps)} lost, not committed: "
+                "their next owner reads them again from the last commit"
+            )
         try:
             result = self._consumer.commit(offsets=tps, asynchronous=False)
         except (ck.KafkaException, RuntimeError) as error:
@@ -1013,6 +1115,12 @@ class ConfluentTransactionalProducer(ConfluentProducer):
     async def commit(self, offsets: Mapping[TopicPartition, int], consumer: Consumer) -> None:
         confluent = _confluent(consumer)
         await self.flush()
+        if confluent.lost:  # no longer ours: their records are read again from the commits
+            await self.abort()
+            raise TransactionAborted(
+                f"producer {self._client_id}: transaction aborted, its records are read "
+                f"again: the consumer lost {_names(offsets)}"
+            )
         try:
             if offsets:
                 metadata = await confluent.group_metadata()
