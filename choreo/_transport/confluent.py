@@ -651,8 +651,8 @@ class ConfluentConsumer:
             self._group,
             why,
         )
-        self._lose(self._consumer, [])
         old = self._consumer
+        self._on_lost(old, [ck.TopicPartition(tp.topic, tp.partition) for tp in self._assigned])
         try:
             self._consumer = self._new_consumer()
         except (ck.KafkaException, ValueError, TypeError) as error:
@@ -671,15 +671,9 @@ class ConfluentConsumer:
             ) from None
 
     def _on_lost(self, consumer: ck.Consumer, partitions: list[ck.TopicPartition]) -> None:
-        """Worker thread: partitions taken away without a rebalance (the session timed out,
-        the member was fenced); librdkafka passes them all."""
-        self._lose(consumer, partitions)
-
-    def _lose(self, consumer: ck.Consumer, partitions: list[ck.TopicPartition]) -> None:
-        """Revoke ``partitions`` (all of ours, if empty) with commits refused: their next
-        owner, maybe our next generation, reads on from the last commit."""
-        if not partitions and consumer is self._consumer:
-            partitions = [ck.TopicPartition(tp.topic, tp.partition) for tp in self._assigned]
+        """Worker thread: revoke partitions taken away without a rebalance (the session timed
+        out, the member was fenced) with commits refused: their next owner, maybe our next
+        generation, reads on from the last commit."""
         self._lost = True
         try:
             self._on_revoke(consumer, partitions)  # a replaced consumer's: unassigned only
