@@ -145,6 +145,20 @@ def _kafka_error(error: BaseException) -> ck.KafkaError | None:
     return None
 
 
+def _serving(call: Callable[[float], int], timeout_s: float) -> int:
+    """A producer's ``poll`` or ``flush``, raising a fatal error as ``KafkaException`` only.
+
+    confluent-kafka raises a fatal error once, from the call that serves it; a delivery
+    callback it serves after that in the same call runs with the exception set, and comes
+    out as a ``SystemError`` ("returned a result with an exception set") caused by it."""
+    try:
+        return call(timeout_s)
+    except SystemError as error:
+        if isinstance(error.__cause__, ck.KafkaException):
+            raise error.__cause__ from None
+        raise
+
+
 def _error_code(error: BaseException) -> int | None:
     found = _kafka_error(error)
     return None if found is None else int(found.code())
@@ -931,8 +945,8 @@ class ConfluentProducer:
 
     def _serve_reports(self) -> None:
         while not self._stop.is_set():
-            try:
-                self._producer.poll(PRODUCER_POLL_S)  # read each turn: a fatal error renews it
+            try:  # self._producer read each turn: a fatal error renews it
+                _serving(self._producer.poll, PRODUCER_POLL_S)
             except ck.KafkaException as error:  # fatal (fenced): reports still come, keep serving
                 _log.debug("producer %s: %s", self._client_id, _describe(error))
             self._schedule_settle()
@@ -966,7 +980,7 @@ class ConfluentProducer:
     async def _flushed(self, deadline: float | None) -> bool:
         """Flush until every record is acknowledged (True) or ``deadline`` passed (False)."""
         loop = asyncio.get_running_loop()
-        while await loop.run_in_executor(None, self._producer.flush, FLUSH_STEP_S):
+        while await loop.run_in_executor(None, _serving, self._producer.flush, FLUSH_STEP_S):
             if deadline is not None and time.monotonic() > deadline:
                 return False
         if self._loop is loop:
@@ -980,6 +994,8 @@ class ConfluentProducer:
         self._closed = True
         try:
             await self._flushed(None)  # unbounded: the caller bounds a close
+        except ck.KafkaException as error:  # fatal: the purge below fails what is unsent
+            _log.debug("producer %s: closing: %s", self._client_id, _describe(error))
         finally:
             self._stop.set()
             if self._poller is not None:
@@ -1034,6 +1050,9 @@ class ConfluentTransactionalProducer(ConfluentProducer):
       would fence it back, so every pending send fails with one ``FencedError`` naming
       the id and the fix, and the service stops. Any other fatal error (``is_fence``)
       renews the producer as after an expiry.
+
+    librdkafka raises a fatal error once, from whichever call serves it first: the
+    reports thread's ``poll`` (then the next transactional call fails) or ``flush``.
     """
 
     def __init__(self, settings: dict[str, Any], client_id: str) -> None:
@@ -1102,8 +1121,15 @@ class ConfluentTransactionalProducer(ConfluentProducer):
 
     async def flush(self) -> None:
         """Bounded: records not acknowledged within ``_stuck_s`` abort the transaction
-        (``TransactionAborted``) before the coordinator expires it."""
-        if not await self._flushed(time.monotonic() + self._stuck_s):
+        (``TransactionAborted``) before the coordinator expires it. librdkafka raises the
+        fence of a send answered "old epoch" from ``flush`` itself (a transaction the
+        coordinator expired while the process was frozen): that goes the way of a failed
+        commit, not up to the runner as a library error that stops the service."""
+        try:
+            flushed = await self._flushed(time.monotonic() + self._stuck_s)
+        except ck.KafkaException as error:
+            raise await self._recover(error) from None
+        if not flushed:
             raise await self._unstick(f"records unacknowledged after {self._stuck_s:.0f}s")
 
     async def commit(self, offsets: Mapping[TopicPartition, int], consumer: Consumer) -> None:

@@ -1,0 +1,161 @@
+"""A transactional producer fenced while it flushes, on the real broker.
+
+confluent-kafka raises a fatal error once, from whichever call serves it first: the
+producer's reports thread (then the next transactional call fails, and is handled) or
+``flush``, as a ``KafkaException``, or as a ``SystemError`` when a delivery callback ran
+after it in the same call. From ``flush`` it reached the runner as a bare library error and
+stopped an exactly-once relay frozen past its transaction timeout (CI on e7abf93); before
+the fix, 5 of 12 twin fences here came out as one of those two. Whichever call gets it, the
+outcome must be the same: a twin's fence stops the producer with ``FencedError``; an
+expired transaction is aborted (``TransactionAborted``) and a new producer goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+
+import pytest
+from confluent_kafka import Consumer, Producer, TopicPartition
+
+from choreo import KafkaConfig
+from choreo._transport.base import TopicConfig, TransactionAborted
+from choreo._transport.confluent import (
+    ConfluentTransactionalProducer,
+    ConfluentTransport,
+    FencedError,
+)
+
+pytestmark = pytest.mark.stack
+ROUNDS = 8
+"""Fences per run: which call serves the fatal error is a race, so each path gets its turn."""
+EXPIRY_MS = 2000
+
+
+def _transport(kafka: str, **options: str) -> ConfluentTransport:
+    return ConfluentTransport(KafkaConfig(bootstrap_servers=kafka, client_options=options))
+
+
+async def _send(producer: ConfluentTransactionalProducer, topic: str, value: str) -> None:
+    """Queue a record; its delivery is the flush's business (a fence fails it)."""
+    await producer.send(topic, b"k", value.encode(), [])
+
+
+def _twin(kafka: str, transactional_id: str) -> Producer:
+    """Another process taking the transactional id: its ``init_transactions`` fences ours."""
+    twin = Producer({"bootstrap.servers": kafka, "transactional.id": transactional_id})
+    twin.init_transactions(30)
+    return twin
+
+
+def _committed(kafka: str, topic: str) -> list[str]:
+    """Every value a read_committed reader sees in the topic's one partition."""
+    reader = Consumer(
+        {
+            "bootstrap.servers": kafka,
+            "group.id": f"reader-{uuid.uuid4().hex[:6]}",
+            "isolation.level": "read_committed",
+            "auto.offset.reset": "earliest",
+            "enable.partition.eof": True,
+        }
+    )
+    reader.subscribe([topic])
+    values: list[str] = []
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        message = reader.poll(0.5)
+        if message is None:
+            continue
+        if message.error() is not None:
+            break  # end of the partition, as far as read_committed readers see
+        values.append(bytes(message.value() or b"").decode())
+    reader.close()
+    return values
+
+
+async def _fenced_rounds(kafka: str) -> list[str]:
+    topic = f"fenced-flush-{uuid.uuid4().hex[:6]}"
+    transport = _transport(kafka)
+    await transport.ensure_topics([TopicConfig(topic, 1)])
+    consumer = transport.consumer(topic, "fenced-flush")  # whose offsets would go along
+    outcomes: list[str] = []
+    for round_ in range(ROUNDS):
+        transactional_id = f"{topic}-{round_}"
+        producer = transport.transactional_producer("fenced-flush", transactional_id)
+        await producer.begin()
+        await _send(producer, topic, "before")
+        await producer.flush()
+        twin = _twin(kafka, transactional_id)
+        await _send(producer, topic, "after")  # answered "old epoch": the fence
+        try:
+            await producer.commit({}, consumer)
+        except FencedError:
+            outcomes.append("fenced")
+        except Exception as error:  # the assertion shows what it was
+            outcomes.append(f"{type(error).__name__}: {error}")
+        else:
+            outcomes.append("committed")
+        await producer.close()
+        del twin
+    await consumer.close()
+    return outcomes
+
+
+def test_a_twin_fencing_a_flush_stops_the_producer_with_fenced_error(kafka: str) -> None:
+    outcomes = asyncio.run(_fenced_rounds(kafka))
+    assert outcomes == ["fenced"] * ROUNDS, outcomes
+
+
+def _wait_expired(kafka: str, topic: str) -> None:
+    """Until the coordinator has aborted the open transaction: a read_committed reader's
+    end of the partition (the last stable offset) moves past it only then."""
+    reader = Consumer(
+        {
+            "bootstrap.servers": kafka,
+            "group.id": f"lso-{uuid.uuid4().hex[:6]}",
+            "isolation.level": "read_committed",
+        }
+    )
+    deadline = time.monotonic() + 60
+    try:
+        while reader.get_watermark_offsets(TopicPartition(topic, 0), 10, cached=False)[1] == 0:
+            assert time.monotonic() < deadline, "the broker never expired the transaction"
+            time.sleep(0.5)
+    finally:
+        reader.close()
+
+
+async def _expired_then_committed(kafka: str) -> tuple[str, list[str]]:
+    topic = f"expired-flush-{uuid.uuid4().hex[:6]}"
+    transport = _transport(kafka, **{"transaction.timeout.ms": str(EXPIRY_MS)})
+    await transport.ensure_topics([TopicConfig(topic, 1)])
+    consumer = transport.consumer(topic, "expired-flush")
+    producer = transport.transactional_producer("expired-flush", f"{topic}-tx")
+    await producer.begin()
+    await _send(producer, topic, "expired")
+    await producer.flush()
+    await asyncio.to_thread(_wait_expired, kafka, topic)
+    await _send(producer, topic, "after the expiry")  # answered "old epoch"
+    try:
+        await producer.commit({}, consumer)
+        outcome = "committed"
+    except TransactionAborted:
+        outcome = "aborted"
+    except Exception as error:  # the assertion shows what it was
+        outcome = f"{type(error).__name__}: {error}"
+    if outcome == "aborted":  # a new producer goes on with the same transactional id
+        await producer.begin()
+        await _send(producer, topic, "next")
+        await producer.commit({}, consumer)
+    await producer.close()
+    await consumer.close()
+    return outcome, await asyncio.to_thread(_committed, kafka, topic)
+
+
+def test_a_transaction_expired_under_a_flush_is_aborted_and_the_next_one_commits(
+    kafka: str,
+) -> None:
+    outcome, committed = asyncio.run(_expired_then_committed(kafka))
+    assert outcome == "aborted", outcome
+    assert committed == ["next"], f"read_committed saw {committed}"
