@@ -51,6 +51,7 @@ event's ``traceparent``/``tracestate``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import time
@@ -367,6 +368,9 @@ class SagaTracker:
         self._settings = librdkafka_settings(config.kafka)
         self._encoder = EventEncoder(self.catalog, self.codec, self.group_id)
         self._transaction_timeout_ms = transaction_timeout_ms
+        self._begun_at = time.monotonic()
+        """When the last transaction began (commit thread): a fence after it was open for its
+        whole timeout is the broker expiring it, not a twin (``_renew``)."""
         self._session_timeout_ms = session_timeout_ms or round(config.session_timeout_s * 1000)
         self._last_tick = 0.0
         self._consumer: ck.Consumer | None = None
@@ -774,6 +778,7 @@ class SagaTracker:
         """One batch's transaction, in the commit thread (a timed-out call goes on); returns
         its states packed for memory, deflated while the records travel."""
         what = f"saga tracker '{self.engine.name}' transaction"
+        self._begun_at = time.monotonic()
         producer.begin_transaction()
         for topic, fields in records:
             producer.produce(topic, **fields)
@@ -869,19 +874,27 @@ class SagaTracker:
         """Replace a producer that cannot abort (fatal, or stuck): the new one's
         ``init_transactions`` bumps the epoch and closes the open transaction. A fence (another
         live tracker took this instance's transactional id) stops this one instead: renewing
-        would fence that one back."""
+        would fence that one back. Unless the transaction had been open for its whole
+        ``transaction.timeout.ms`` (the process paused, stopped or starved mid-commit): then the
+        broker expired it and bumped the epoch, which librdkafka reports as the same fence."""
         error = failure.args[0] if failure.args else None
-        if isinstance(error, ck.KafkaError) and error.fatal() and is_fence(error):
+        fence = isinstance(error, ck.KafkaError) and error.fatal() and is_fence(error)
+        expired = time.monotonic() - self._begun_at >= self._transaction_timeout_ms / 1000
+        detail = error.str() if isinstance(error, ck.KafkaError) else str(failure)
+        if fence and not expired:
             raise TransportError(
                 f"saga tracker '{self.engine.name}' instance {self.instance} was fenced: "
-                f"{error.str()}{SAME_INSTANCE}"
+                f"{detail}{SAME_INSTANCE}"
             ) from None
-        detail = error.str() if isinstance(error, ck.KafkaError) else str(failure)
+        if fence:
+            detail = f"its transaction expired, open past transaction.timeout.ms ({detail})"
         old = self._producer
-        self._replace_producer(f"its producer cannot abort ({detail})")
+        self._replace_producer(detail if fence else f"its producer cannot abort ({detail})")
         if old is not None:
             old.purge()
-            old.poll(0)
+            # Served here, the fatal error is raised once more: it was handled above.
+            with contextlib.suppress(ck.KafkaException):
+                old.poll(0)
 
     def _replace_producer(self, why: str) -> None:
         """A new producer takes over the transactional id: its ``init_transactions`` bumps the

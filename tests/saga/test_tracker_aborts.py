@@ -48,3 +48,17 @@ def test_a_commit_that_never_returns_is_given_up_and_nothing_is_lost(
         ids = run_sagas(world, "stuck_defs:order_saga", 60)
         assert check_outcomes(world, ids) == 0
         assert "has not finished in 5s; a new producer takes over" in world.logs()
+
+
+def test_a_transaction_the_broker_expired_is_renewed_not_taken_for_a_twin(
+    kafka: str, tmp_path: Path
+) -> None:
+    """The broker expiring a paused tracker's transaction fences its producer exactly as a
+    twin's ``init_transactions`` would; a twin stops the tracker (``test_tracker_fence``), an
+    expiry must not: the tracker takes a new producer and reads the batch again."""
+    with World(kafka, tmp_path) as world:
+        ids = run_sagas(world, "expiring_defs:order_saga", 60)
+        assert check_outcomes(world, ids) == 0
+        logs = world.logs()
+        assert "its transaction expired, open past transaction.timeout.ms" in logs, logs[-3000:]
+        assert "another tracker runs with the same instance id" not in logs, logs[-3000:]
