@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import logging
 import queue
 import threading
@@ -69,6 +70,11 @@ FLUSH_STEP_S = 0.5
 """``flush`` waits in steps so a cancelled flush frees its thread soon after."""
 PRODUCER_POLL_S = 0.1
 TRANSACTION_CALL_S = 10.0
+STUCK_S = 60.0
+"""A commit's transactional call still unreturned after this long is given up and its producer
+replaced: librdkafka's ``send_offsets_to_transaction`` can wait forever on a group coordinator
+that left the cluster, past its own timeout (librdkafka #5456, #5511; the saga tracker's
+``STUCK_S``). Seen in CI as an exactly-once relay silent after a rolling restart."""
 """Longest one transactional call blocks a thread. A commit or offsets call that times out
 goes on inside librdkafka and is made again (see ``ConfluentTransactionalProducer``)."""
 TRANSACTION_TIMEOUT_MS = 60_000
@@ -1146,9 +1152,9 @@ class ConfluentTransactionalProducer(ConfluentProducer):
                 metadata = await confluent.group_metadata()
                 tps = [ck.TopicPartition(tp.topic, tp.partition, o) for tp, o in offsets.items()]
                 send = self._producer.send_offsets_to_transaction
-                await self._resumed("send offsets", send, tps, metadata, TRANSACTION_CALL_S)
+                await self._bounded("send offsets", send, tps, metadata, TRANSACTION_CALL_S)
             commit = self._producer.commit_transaction
-            await self._resumed("commit", commit, TRANSACTION_CALL_S)
+            await self._bounded("commit", commit, TRANSACTION_CALL_S)
         except ck.KafkaException as error:
             raise await self._recover(error) from None
 
@@ -1164,6 +1170,33 @@ class ConfluentTransactionalProducer(ConfluentProducer):
         await asyncio.to_thread(
             resumed, f"producer {self._client_id}: transaction {what}", call, *args
         )
+
+    async def _bounded(self, what: str, call: Callable[..., Any], *args: Any) -> None:
+        """``_resumed``, given up after ``STUCK_S``: the producer is renewed (an abort would
+        conflict with the call still going on) and the transaction counts as aborted. The
+        call runs in a daemon thread of its own: one that never returns must hold neither a
+        thread of the loop's executor nor the process's exit."""
+        done: concurrent.futures.Future[None] = concurrent.futures.Future()
+
+        def run() -> None:
+            done.set_running_or_notify_cancel()  # so giving up cannot cancel it under us
+            try:
+                resumed(f"producer {self._client_id}: transaction {what}", call, *args)
+            except BaseException as error:  # the loop raises it
+                done.set_exception(error)
+            else:
+                done.set_result(None)
+
+        threading.Thread(target=run, name=f"choreo-txn-{self._client_id}", daemon=True).start()
+        try:
+            await asyncio.wait_for(asyncio.wrap_future(done), STUCK_S)
+        except TimeoutError:
+            reason = f"{what} unfinished after {STUCK_S:.0f}s"
+            self._renew(reason)
+            raise TransactionAborted(
+                f"producer {self._client_id}: transaction aborted, its records are read again: "
+                f"{reason}"
+            ) from None
 
     async def _unstick(self, reason: str) -> TransactionAborted:
         """Abort within ``_stuck_s``, else renew the producer: a new one finds the
@@ -1213,7 +1246,8 @@ class ConfluentTransactionalProducer(ConfluentProducer):
         old, self._producer = self._producer, self._new_client()
         self._initialised = False
         old.purge()
-        old.poll(0)  # the purged sends' reports fail their futures
+        with contextlib.suppress(ck.KafkaException):  # a fatal error, raised once more
+            _serving(old.poll, 0)  # the purged sends' reports fail their futures
         self._fatal = False
         if self._loop is not None:
             self._settle()

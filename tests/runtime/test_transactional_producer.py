@@ -13,14 +13,18 @@ expired transaction is aborted (``TransactionAborted``) and a new producer goes 
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 import uuid
+from typing import Any
 
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from choreo import KafkaConfig
+from choreo._transport import confluent
 from choreo._transport.base import TopicConfig, TransactionAborted
+from choreo._transport.base import TopicPartition as ChoreoPartition
 from choreo._transport.confluent import (
     ConfluentTransactionalProducer,
     ConfluentTransport,
@@ -158,4 +162,62 @@ def test_a_transaction_expired_under_a_flush_is_aborted_and_the_next_one_commits
 ) -> None:
     outcome, committed = asyncio.run(_expired_then_committed(kafka))
     assert outcome == "aborted", outcome
+    assert committed == ["next"], f"read_committed saw {committed}"
+
+
+class _Hung:
+    """The real producer, but its ``send_offsets_to_transaction`` never returns (librdkafka
+    #5456: a group coordinator that left the cluster). A hook, not a fake: every other call
+    goes to the real producer and broker."""
+
+    def __init__(self, producer: Producer, release: threading.Event) -> None:
+        self._producer = producer
+        self._release = release
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._producer, name)
+
+    def __len__(self) -> int:
+        return len(self._producer)
+
+    def send_offsets_to_transaction(self, *args: Any) -> None:
+        self._release.wait()
+
+
+async def _stuck_then_committed(kafka: str) -> tuple[str, float, list[str]]:
+    topic = f"stuck-offsets-{uuid.uuid4().hex[:6]}"
+    transport = _transport(kafka)
+    await transport.ensure_topics([TopicConfig(topic, 1)])
+    consumer = transport.consumer(topic, "stuck-offsets")
+    producer = transport.transactional_producer("stuck-offsets", f"{topic}-tx")
+    release = threading.Event()
+    await producer.begin()
+    producer._producer = _Hung(producer._producer, release)  # type: ignore[assignment]
+    await _send(producer, topic, "stuck")
+    began = time.monotonic()
+    try:
+        await producer.commit({ChoreoPartition(topic, 0): 1}, consumer)
+        outcome = "committed"
+    except TransactionAborted:
+        outcome = "aborted"
+    except Exception as error:  # the assertion shows what it was
+        outcome = f"{type(error).__name__}: {error}"
+    waited = time.monotonic() - began
+    release.set()
+    if outcome == "aborted":  # a new producer goes on with the same transactional id
+        await producer.begin()
+        await _send(producer, topic, "next")
+        await producer.commit({}, consumer)
+    await producer.close()
+    await consumer.close()
+    return outcome, waited, await asyncio.to_thread(_committed, kafka, topic)
+
+
+def test_a_commit_call_that_never_returns_is_given_up_and_the_next_one_commits(
+    kafka: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(confluent, "STUCK_S", 3.0)
+    outcome, waited, committed = asyncio.run(_stuck_then_committed(kafka))
+    assert outcome == "aborted", outcome
+    assert waited < 30, f"gave up after {waited:.1f}s"
     assert committed == ["next"], f"read_committed saw {committed}"
