@@ -70,13 +70,13 @@ FLUSH_STEP_S = 0.5
 """``flush`` waits in steps so a cancelled flush frees its thread soon after."""
 PRODUCER_POLL_S = 0.1
 TRANSACTION_CALL_S = 10.0
+"""Longest one transactional call blocks a thread. A commit or offsets call that times out
+goes on inside librdkafka and is made again (see ``ConfluentTransactionalProducer``)."""
 STUCK_S = 60.0
 """A commit's transactional call still unreturned after this long is given up and its producer
 replaced: librdkafka's ``send_offsets_to_transaction`` can wait forever on a group coordinator
 that left the cluster, past its own timeout (librdkafka #5456, #5511; the saga tracker's
 ``STUCK_S``). Seen in CI as an exactly-once relay silent after a rolling restart."""
-"""Longest one transactional call blocks a thread. A commit or offsets call that times out
-goes on inside librdkafka and is made again (see ``ConfluentTransactionalProducer``)."""
 TRANSACTION_TIMEOUT_MS = 60_000
 """librdkafka's default ``transaction.timeout.ms``, set so the producer knows it: the
 coordinator aborts a transaction open longer, and bumps the producer's epoch."""
@@ -1143,10 +1143,7 @@ class ConfluentTransactionalProducer(ConfluentProducer):
         await self.flush()
         if confluent.lost:  # no longer ours: their records are read again from the commits
             await self.abort()
-            raise TransactionAborted(
-                f"producer {self._client_id}: transaction aborted, its records are read "
-                f"again: the consumer lost {_names(offsets)}"
-            )
+            raise self._aborted(f"the consumer lost {_names(offsets)}")
         try:
             if offsets:
                 metadata = await confluent.group_metadata()
@@ -1193,10 +1190,7 @@ class ConfluentTransactionalProducer(ConfluentProducer):
         except TimeoutError:
             reason = f"{what} unfinished after {STUCK_S:.0f}s"
             self._renew(reason)
-            raise TransactionAborted(
-                f"producer {self._client_id}: transaction aborted, its records are read again: "
-                f"{reason}"
-            ) from None
+            raise self._aborted(reason) from None
 
     async def _unstick(self, reason: str) -> TransactionAborted:
         """Abort within ``_stuck_s``, else renew the producer: a new one finds the
@@ -1208,6 +1202,9 @@ class ConfluentTransactionalProducer(ConfluentProducer):
             await asyncio.to_thread(resumed, what, abort, TRANSACTION_CALL_S, until=until)
         except ck.KafkaException as error:
             self._replace(error)
+        return self._aborted(reason)
+
+    def _aborted(self, reason: str) -> TransactionAborted:
         return TransactionAborted(
             f"producer {self._client_id}: transaction aborted, its records are read again: {reason}"
         )
@@ -1221,10 +1218,7 @@ class ConfluentTransactionalProducer(ConfluentProducer):
             self._replace(failure)
         else:
             await self.abort()
-        return TransactionAborted(
-            f"producer {self._client_id}: transaction aborted, its records are read again: "
-            f"{_describe(failure)}"
-        )
+        return self._aborted(_describe(failure))
 
     def _replace(self, failure: ck.KafkaException) -> None:
         """Renew the producer, unless a fence came too soon to be an expiry."""

@@ -26,6 +26,7 @@ from choreo._transport import confluent
 from choreo._transport.base import TopicConfig, TransactionAborted
 from choreo._transport.base import TopicPartition as ChoreoPartition
 from choreo._transport.confluent import (
+    ConfluentConsumer,
     ConfluentTransactionalProducer,
     ConfluentTransport,
     FencedError,
@@ -78,6 +79,41 @@ def _committed(kafka: str, topic: str) -> list[str]:
     return values
 
 
+async def _commit_outcome(
+    producer: ConfluentTransactionalProducer,
+    consumer: ConfluentConsumer,
+    offsets: dict[ChoreoPartition, int] | None = None,
+) -> str:
+    """How a commit ended: committed, aborted, fenced, or the other error it raised."""
+    try:
+        await producer.commit(offsets or {}, consumer)
+    except FencedError:
+        return "fenced"
+    except TransactionAborted:
+        return "aborted"
+    except Exception as error:  # the assertion shows what it was
+        return f"{type(error).__name__}: {error}"
+    return "committed"
+
+
+async def _go_on(
+    kafka: str,
+    producer: ConfluentTransactionalProducer,
+    consumer: ConfluentConsumer,
+    topic: str,
+    outcome: str,
+) -> list[str]:
+    """After an abort, a new producer goes on with the same transactional id and commits
+    "next"; then both close. What read_committed readers see in the topic."""
+    if outcome == "aborted":
+        await producer.begin()
+        await _send(producer, topic, "next")
+        await producer.commit({}, consumer)
+    await producer.close()
+    await consumer.close()
+    return await asyncio.to_thread(_committed, kafka, topic)
+
+
 async def _fenced_rounds(kafka: str) -> list[str]:
     topic = f"fenced-flush-{uuid.uuid4().hex[:6]}"
     transport = _transport(kafka)
@@ -92,14 +128,7 @@ async def _fenced_rounds(kafka: str) -> list[str]:
         await producer.flush()
         twin = _twin(kafka, transactional_id)
         await _send(producer, topic, "after")  # answered "old epoch": the fence
-        try:
-            await producer.commit({}, consumer)
-        except FencedError:
-            outcomes.append("fenced")
-        except Exception as error:  # the assertion shows what it was
-            outcomes.append(f"{type(error).__name__}: {error}")
-        else:
-            outcomes.append("committed")
+        outcomes.append(await _commit_outcome(producer, consumer))
         await producer.close()
         del twin
     await consumer.close()
@@ -141,20 +170,8 @@ async def _expired_then_committed(kafka: str) -> tuple[str, list[str]]:
     await producer.flush()
     await asyncio.to_thread(_wait_expired, kafka, topic)
     await _send(producer, topic, "after the expiry")  # answered "old epoch"
-    try:
-        await producer.commit({}, consumer)
-        outcome = "committed"
-    except TransactionAborted:
-        outcome = "aborted"
-    except Exception as error:  # the assertion shows what it was
-        outcome = f"{type(error).__name__}: {error}"
-    if outcome == "aborted":  # a new producer goes on with the same transactional id
-        await producer.begin()
-        await _send(producer, topic, "next")
-        await producer.commit({}, consumer)
-    await producer.close()
-    await consumer.close()
-    return outcome, await asyncio.to_thread(_committed, kafka, topic)
+    outcome = await _commit_outcome(producer, consumer)
+    return outcome, await _go_on(kafka, producer, consumer, topic, outcome)
 
 
 def test_a_transaction_expired_under_a_flush_is_aborted_and_the_next_one_commits(
@@ -195,22 +212,10 @@ async def _stuck_then_committed(kafka: str) -> tuple[str, float, list[str]]:
     producer._producer = _Hung(producer._producer, release)  # type: ignore[assignment]
     await _send(producer, topic, "stuck")
     began = time.monotonic()
-    try:
-        await producer.commit({ChoreoPartition(topic, 0): 1}, consumer)
-        outcome = "committed"
-    except TransactionAborted:
-        outcome = "aborted"
-    except Exception as error:  # the assertion shows what it was
-        outcome = f"{type(error).__name__}: {error}"
+    outcome = await _commit_outcome(producer, consumer, {ChoreoPartition(topic, 0): 1})
     waited = time.monotonic() - began
     release.set()
-    if outcome == "aborted":  # a new producer goes on with the same transactional id
-        await producer.begin()
-        await _send(producer, topic, "next")
-        await producer.commit({}, consumer)
-    await producer.close()
-    await consumer.close()
-    return outcome, waited, await asyncio.to_thread(_committed, kafka, topic)
+    return outcome, waited, await _go_on(kafka, producer, consumer, topic, outcome)
 
 
 def test_a_commit_call_that_never_returns_is_given_up_and_the_next_one_commits(
