@@ -1,62 +1,66 @@
-"""Saga states as memory holds them: deflated with a preset dictionary, ~2.9 KB -> ~260 bytes.
+"""Saga states as memory holds them: zstd with a dictionary, ~2.9 KB -> ~270 bytes.
 
 Most of one saga's JSON state is the same in all its instances (field names, step names, event
-types, the start event's payload layout), so deflate with a preset dictionary (``zdict``) taken
-from a state of the same saga codes little more than what differs: ids, times, amounts. The
-dictionary is the first state this packer packs. Packed bytes never leave the process (the
-changelog keeps plain JSON, which the CLI, the console and older trackers read), so the
-dictionary never has to be stored or agreed on with anyone.
+types, the start event's payload layout), so compressing with a dictionary taken from a state
+of the same saga codes little more than what differs: ids, times, amounts. The dictionary is
+the first state this packer packs. Packed bytes never leave the process (the changelog keeps
+plain JSON, which the CLI, the console and older trackers read), so the dictionary never has
+to be stored or agreed on with anyone, and frames carry no magic number, dictionary id or
+checksum (12 bytes a saga at 100,000 open sagas).
 
-Measured with callgrind on the order saga's open state (bench/README.md): setting the
-dictionary for each state (hashing it) cost more than deflating the state, so the packer
-primes one compressor with it and copies that for each state; a 4 KB window and a small hash
-table make the copy cheap. ~95,000 instructions a state, against ~282,000 for a fresh level-6
-compressor with a 32 KB window, for 15 more bytes.
+zstd, not zlib's deflate with a preset dictionary (what this was until 2026-12-04): measured
+on the bench's order saga's states (bench/README.md), packing 15.0 -> 7.7 us and unpacking
+6.3 -> 4.3 us a state for the same size, and the tracker 1.25x the events/s once the packing
+also moved from its commit thread to its loop (``tracker._send``): packed in the commit
+thread, every state's compression let go of the GIL and took it back, a handover between two
+busy threads per state that cost more than the packing.
+
+One thread packs and unpacks (the tracker's loop: its batches and its restores): zstd's
+compression and decompression contexts are not safe to share between threads.
 """
 
 from __future__ import annotations
 
-import threading
-import zlib
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from zlib import _Compress
+import zstandard
 
 LEVEL = 3
-"""Level 1: ~303 bytes, 2: ~277, 3: ~262 at the same cost; 6: ~247 for twice the instructions."""
-WBITS = -12
-"""Raw deflate (no header or checksum: the bytes never leave memory), a 4 KB window: a state
-longer than that refers back to less of the dictionary, and packs less well, never wrongly."""
-MEM_LEVEL = 4
-ZDICT_MAX = 4096
-"""Only the window's worth of dictionary can be referred to."""
+"""Level 1: ~9 bytes more a state for ~0.5 us less; 5: ~45 bytes less for twice the time."""
+ZDICT_MAX = 16384
+"""A first state longer than this gives only its start as the dictionary: states are ~3 KB."""
 
 
 class Packer:
     """Packs and unpacks the states of one store (one dictionary for all of them)."""
 
     def __init__(self) -> None:
-        self._zdict = b""
-        self._primed: _Compress | None = None
-        self._priming = threading.Lock()
-        """Restore packs in the tracker's loop and commits in its commit thread: the first
-        state packed must set the one dictionary both use."""
+        self._compressor: zstandard.ZstdCompressor | None = None
+        self._decompressor = zstandard.ZstdDecompressor()
 
     def pack(self, data: bytes, head: bytes = b"") -> bytes:
-        """``data`` deflated, behind ``head`` (the store's wake time: one object, one copy)."""
-        primed = self._primed
-        if primed is None:
-            with self._priming:
-                if self._primed is None:
-                    self._zdict = data[:ZDICT_MAX]
-                    self._primed = zlib.compressobj(
-                        LEVEL, zlib.DEFLATED, WBITS, MEM_LEVEL, zlib.Z_DEFAULT_STRATEGY, self._zdict
-                    )
-                primed = self._primed
-        deflate = primed.copy()
-        return b"".join((head, deflate.compress(data), deflate.flush()))
+        """``data`` compressed, behind ``head`` (the store's wake time: one object, one copy)."""
+        compressor = self._compressor
+        if compressor is None:
+            compressor = self._prime(data[:ZDICT_MAX])
+        packed = compressor.compress(data)
+        return b"".join((head, packed)) if head else packed
 
     def unpack(self, packed: bytes | memoryview) -> bytes:
-        inflate = zlib.decompressobj(WBITS, self._zdict)
-        return inflate.decompress(packed) + inflate.flush()
+        return self._decompressor.decompress(packed)
+
+    def _prime(self, zdict: bytes) -> zstandard.ZstdCompressor:
+        """Compress and decompress with ``zdict`` from now on."""
+        dictionary = zstandard.ZstdCompressionDict(zdict, dict_type=zstandard.DICT_TYPE_RAWCONTENT)
+        params = zstandard.ZstdCompressionParameters.from_level(
+            LEVEL,
+            format=zstandard.FORMAT_ZSTD1_MAGICLESS,
+            write_content_size=True,  # what one-shot decompression sizes its output by
+            write_checksum=False,
+            write_dict_id=False,
+        )
+        if zdict:
+            dictionary.precompute_compress(compression_params=params)
+        self._compressor = zstandard.ZstdCompressor(dict_data=dictionary, compression_params=params)
+        self._decompressor = zstandard.ZstdDecompressor(
+            dict_data=dictionary, format=zstandard.FORMAT_ZSTD1_MAGICLESS
+        )
+        return self._compressor

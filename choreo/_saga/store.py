@@ -88,9 +88,8 @@ class StateStore:
         self._armed.pop(partition, None)
 
     def pack_bodies(self, changes: Mapping[StateKey, bytes | None]) -> dict[StateKey, bytes | None]:
-        """The states' JSON packed, without wake times: it reads nothing the store holds, so
-        the tracker's commit thread packs a batch while the loop decides the next one (zlib
-        lets go of the GIL while it deflates)."""
+        """The states' JSON packed, without wake times (the store keeps each saga's own): the
+        tracker packs a batch as it sends it, and :meth:`apply` takes them once committed."""
         pack = self._packer.pack
         return {key: None if data is None else pack(data) for key, data in changes.items()}
 
