@@ -9,11 +9,11 @@ to be stored or agreed on with anyone, and frames carry no magic number, diction
 checksum (12 bytes a saga at 100,000 open sagas).
 
 zstd, not zlib's deflate with a preset dictionary (what this was until 2026-12-04): measured
-on the bench's order saga's states (bench/README.md), packing 15.0 -> 7.7 us and unpacking
-6.3 -> 4.3 us a state for the same size, and the tracker 1.25x the events/s once the packing
-also moved from its commit thread to its loop (``tracker._send``): packed in the commit
-thread, every state's compression let go of the GIL and took it back, a handover between two
-busy threads per state that cost more than the packing.
+on the bench's order saga's states (bench/README.md), packing 14.4 -> 6.7 us and unpacking
+6.3 -> 4.5 us a state for about the same size, and the tracker 1.22x the events/s once the
+packing also moved from its commit thread to its loop (``tracker._send``): packed in the
+commit thread, every state's compression let go of the GIL and took it back, a handover
+between two busy threads per state that cost more than the packing.
 
 One thread packs and unpacks (the tracker's loop: its batches and its restores): zstd's
 compression and decompression contexts are not safe to share between threads.
@@ -34,7 +34,7 @@ class Packer:
 
     def __init__(self) -> None:
         self._compressor: zstandard.ZstdCompressor | None = None
-        self._decompressor = zstandard.ZstdDecompressor()
+        self._decompressor = zstandard.ZstdDecompressor(format=zstandard.FORMAT_ZSTD1_MAGICLESS)
 
     def pack(self, data: bytes, head: bytes = b"") -> bytes:
         """``data`` compressed, behind ``head`` (the store's wake time: one object, one copy)."""

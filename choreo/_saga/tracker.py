@@ -754,9 +754,8 @@ class SagaTracker:
             key: None if state is None else self.engine.wake_at(state)
             for key, state in batch.changes.items()
         }
-        # Packed here, not in the commit thread, though zstd lets go of the GIL: between two
-        # busy threads, handing the GIL over and back for every state cost more than packing
-        # it (the tracker's events/s 1.08x with the packing here; packing.py).
+        # Packed here, not in the commit thread: there, every state's compression handed the
+        # GIL over and back between two busy threads, which cost more than packing (packing.py).
         bodies = self.store.pack_bodies(encoded)
         producer = self._producer
         assert producer is not None

@@ -7,13 +7,15 @@ rests on)."""
 
 from __future__ import annotations
 
+import random
 import uuid
 
+import pytest
 import saga_defs as d
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from choreo._saga.packing import Packer
+from choreo._saga.packing import ZDICT_MAX, Packer
 from choreo._saga.store import StateStore
 from choreo.saga import Engine, Incoming, SagaState, SagaStatus
 
@@ -34,6 +36,17 @@ def open_state(saga_id: str, now: float) -> SagaState:
 @settings(max_examples=300, derandomize=True)
 @given(st.binary(max_size=5000), st.lists(st.binary(max_size=5000), max_size=5))
 def test_any_bytes_come_back_as_they_went_in(first: bytes, others: list[bytes]) -> None:
+    packer = Packer()
+    packed = [packer.pack(data) for data in (first, *others)]
+    assert [packer.unpack(data) for data in packed] == [first, *others]
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_a_first_state_longer_than_the_dictionary_takes_still_comes_back(seed: int) -> None:
+    rng = random.Random(seed)
+    size = rng.randrange(ZDICT_MAX + 1, 3 * ZDICT_MAX)
+    first = rng.randbytes(size) if seed % 2 else b'{"k":%d}' % rng.getrandbits(64) * (size // 20)
+    others = [rng.randbytes(rng.randrange(40_000)), first[-5000:] + first[:5000], first]
     packer = Packer()
     packed = [packer.pack(data) for data in (first, *others)]
     assert [packer.unpack(data) for data in packed] == [first, *others]
