@@ -711,6 +711,10 @@ class ConfluentConsumer:
         else:
             consumer.assign(partitions)
             self._assigned = sorted(tps)
+        # librdkafka keeps a partition's pause through its revocation and assignment again,
+        # while a runtime forgets its pauses of the partitions revoked: left paused, one that
+        # comes back (a member came and went) was never read again.
+        consumer.resume(partitions)
         self._call_listener(True, tps)
 
     def _on_revoke(self, consumer: ck.Consumer, partitions: list[ck.TopicPartition]) -> None:
