@@ -152,6 +152,10 @@ def client_options(options: Mapping[str, str]) -> dict[type[Any], dict[str, Any]
     return split
 
 
+_NOBODYS = AioPartition("", -1)
+"""A partition no member is assigned: what ``poll`` waits on while all of its are paused."""
+
+
 def _aio(partitions: Iterable[TopicPartition]) -> list[Any]:
     return [AioPartition(tp.topic, tp.partition) for tp in partitions]
 
@@ -318,9 +322,11 @@ class _Bridge(ConsumerRebalanceListener):  # type: ignore[misc]
         self._listener = listener
 
     async def on_partitions_revoked(self, revoked: Any) -> None:
-        self._consumer._release(revoked)
-        if revoked:  # aiokafka also calls this with nothing before the first join
-            await self._consumer._run_listener(self._listener.on_revoked(_ours(revoked)))
+        try:
+            if revoked:  # aiokafka also calls this with nothing before the first join
+                await self._consumer._run_listener(self._listener.on_revoked(_ours(revoked)))
+        finally:
+            self._consumer._release(revoked)  # after: finishing, the runtime may pause them
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
         self._consumer._release(assigned)  # a partition assigned (again) starts unpaused
@@ -379,24 +385,27 @@ class AiokafkaConsumer:
     async def poll(self, max_records: int, timeout_s: float) -> list[Record]:
         self._raise_listener_error()
         client = self._client()
-        held = self._held
-        wanted = [tp for tp in client.assignment() if tp not in held] if held else []
+        wanted: list[Any] = []
+        if self._held:
+            assigned = client.assignment()
+            self._held.intersection_update(assigned)
+            # With all of them held, a partition nobody has: ``getmany()`` of none reads them
+            # all, and not calling it would go unseen by ``max.poll.interval.ms`` (aiokafka
+            # counts its calls) until the member left the group.
+            wanted = [tp for tp in assigned if tp not in self._held] or [_NOBODYS]
         try:
-            if held and not wanted:  # getmany() of no partitions reads all of them
-                await asyncio.sleep(timeout_s)
-                batches = {}
-            else:
-                batches = await client.getmany(
-                    *wanted, timeout_ms=int(timeout_s * 1000), max_records=max_records
-                )
+            batches = await client.getmany(
+                *wanted, timeout_ms=int(timeout_s * 1000), max_records=max_records
+            )
+            for tp, messages in list(batches.items()):
+                if tp in self._held:  # paused while getmany waited, by a rebalance listener
+                    client.seek(tp, messages[0].offset)  # not handed out: read them later
+                    del batches[tp]
         except KafkaError as error:
             raise TransportError(f"group {self._group}: fetch failed: {error}") from None
         records: list[Record] = []
         append = records.append
-        for tp, messages in batches.items():
-            if tp in held:  # paused while getmany waited (by a rebalance listener)
-                client.seek(tp, messages[0].offset)  # not handed out: read again once resumed
-                continue
+        for messages in batches.values():
             for m in messages:
                 append(
                     Record(

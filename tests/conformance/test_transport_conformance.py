@@ -433,6 +433,41 @@ def test_aiokafka_keeps_what_it_fetched_for_a_partition_while_it_is_paused(
     assert not [line for line in said if "Not returning fetched records" in line]
 
 
+@pytest.mark.stack
+def test_an_aiokafka_member_whose_partitions_are_all_paused_stays_in_its_group(
+    broker: str,
+) -> None:
+    """aiokafka leaves the group of a member that has not called ``getmany`` for
+    ``max.poll.interval.ms``: polls while every partition is paused (a stopped partition,
+    long backpressure) must still count, or the member rejoins every few minutes and its
+    partitions are read again. A review found the first version of the pause fix did that."""
+    options = {**TEST_OPTIONS["aiokafka"], "max.poll.interval.ms": "3000"}
+    transport = make_transport(
+        "aiokafka", KafkaConfig(bootstrap_servers=broker, client_options=options)
+    )
+    topic = unique("all-held")
+    tp = TopicPartition(topic, 0)
+
+    async def body() -> tuple[list[list[TopicPartition]], list[Record]]:
+        await transport.ensure_topics([TopicConfig(topic)])
+        async with clients(transport) as c:
+            consumer, listener = c.consumer(unique("group")), Listener()
+            await consumer.subscribe([topic], listener)
+            await assigned(consumer, listener)
+            consumer.pause([tp])
+            await send_all(c.producer(), topic, [(b"k", b"held")])
+            held_until = time.monotonic() + 6.0  # twice max.poll.interval.ms
+            while time.monotonic() < held_until:
+                assert await consumer.poll(100, 0.2) == [], "a paused partition was read"
+            consumer.resume([tp])
+            taken = await poll_until(consumer, lambda rs: len(rs) >= 1)
+            return list(listener.revoked), taken  # before close() revokes
+
+    revoked, taken = run(body(), timeout_s=60)
+    assert revoked == [], "the member left its group while its partition was paused"
+    assert [r.value for r in taken] == [b"held"]
+
+
 def test_an_error_raised_by_the_listener_comes_out_of_poll(transport: Transport) -> None:
     topic = unique("listener-error")
 
