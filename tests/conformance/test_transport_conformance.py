@@ -181,6 +181,20 @@ async def pump(consumer: Consumer, stop: asyncio.Event, into: list[Record]) -> N
         into.extend(await consumer.poll(100, 0.1))
 
 
+async def split_between(first: Consumer, second: Consumer) -> list[Record]:
+    """Keep both members polling until each has one of the topic's two partitions; returns
+    what they read meanwhile."""
+    stop, taken = asyncio.Event(), list[Record]()
+    pumps = [asyncio.create_task(pump(m, stop, taken)) for m in (first, second)]
+    deadline = time.monotonic() + 20
+    while not (len(first.assignment()) == len(second.assignment()) == 1):
+        assert time.monotonic() < deadline, "the group never split its partitions"
+        await asyncio.sleep(0.05)
+    stop.set()
+    await asyncio.gather(*pumps)
+    return taken
+
+
 async def send_all(producer: Producer, topic: str, items: list[tuple[bytes | None, bytes]]) -> None:
     futures = [await producer.send(topic, key, value, []) for key, value in items]
     await asyncio.gather(*futures)
@@ -371,14 +385,8 @@ def test_a_paused_partition_that_moves_away_and_comes_back_is_read_without_a_res
 
             second = c.consumer(group, unique("b"))
             await second.subscribe([topic], Listener())
-            stop, taken = asyncio.Event(), list[Record]()
-            pumps = [asyncio.create_task(pump(m, stop, taken)) for m in (first, second)]
+            taken = await split_between(first, second)
             deadline = time.monotonic() + 20
-            while not (len(first.assignment()) == len(second.assignment()) == 1):
-                assert time.monotonic() < deadline, "the group never split its partitions"
-                await asyncio.sleep(0.05)
-            stop.set()
-            await asyncio.gather(*pumps)
             moved = second.assignment()
             await second.close()
             while len(first.assignment()) < 2:  # polling, as a runtime does, to take it back
@@ -557,14 +565,7 @@ def test_two_members_of_a_group_split_the_partitions_and_the_first_is_revoked(
 
             second, second_listener = c.consumer(group, unique("b")), Listener()
             await second.subscribe([topic], second_listener)
-            stop, records = asyncio.Event(), list[Record]()
-            pumps = [asyncio.create_task(pump(m, stop, records)) for m in (first, second)]
-            deadline = time.monotonic() + 20
-            while not (len(first.assignment()) == len(second.assignment()) == 1):
-                assert time.monotonic() < deadline, "the group never split its partitions"
-                await asyncio.sleep(0.05)
-            stop.set()
-            await asyncio.gather(*pumps)
+            await split_between(first, second)
             return first_listener, second_listener, first.assignment(), second.assignment()
 
     first_listener, second_listener, first_has, second_has = run(body())
