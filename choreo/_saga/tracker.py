@@ -96,6 +96,7 @@ from choreo._schemas.registry_setup import registry_for
 from choreo._transport.base import Headers
 from choreo._transport.confluent import (
     AUTHORIZATION_ERRORS,
+    STUCK_S,
     ConfluentTransport,
     FencedByItself,
     SessionWatch,
@@ -118,11 +119,6 @@ SAGA_HEADER = "choreo_saga"
 STEP_HEADER = "choreo_saga_step"
 REASON_HEADER = "choreo_saga_reason"
 BATCH_SIZE = 500
-STUCK_S = 60.0
-"""A transaction still unfinished after this long is given up, its producer replaced: librdkafka's
-``send_offsets_to_transaction`` can wait forever on a group coordinator that left the cluster,
-past its own timeout (librdkafka #5456, #5511; seen here as a tracker silent after a broker
-kill). Well past the transaction timeout, by when the broker has aborted it anyway."""
 
 SAGA_ID = "choreo.saga.id"
 SAGA_NAME = "choreo.saga.name"

@@ -397,10 +397,8 @@ class AiokafkaConsumer:
             batches = await client.getmany(
                 *wanted, timeout_ms=int(timeout_s * 1000), max_records=max_records
             )
-            for tp, messages in list(batches.items()):
-                if tp in self._held:  # paused while getmany waited, by a rebalance listener
-                    client.seek(tp, messages[0].offset)  # not handed out: read them later
-                    del batches[tp]
+            for tp in self._held.intersection(batches):  # paused during getmany, by a listener
+                client.seek(tp, batches.pop(tp)[0].offset)  # not handed out: read them later
         except KafkaError as error:
             raise TransportError(f"group {self._group}: fetch failed: {error}") from None
         records: list[Record] = []

@@ -73,10 +73,12 @@ TRANSACTION_CALL_S = 10.0
 """Longest one transactional call blocks a thread. A commit or offsets call that times out
 goes on inside librdkafka and is made again (see ``ConfluentTransactionalProducer``)."""
 STUCK_S = 60.0
-"""A commit's transactional call still unreturned after this long is given up and its producer
-replaced: librdkafka's ``send_offsets_to_transaction`` can wait forever on a group coordinator
-that left the cluster, past its own timeout (librdkafka #5456, #5511; the saga tracker's
-``STUCK_S``). Seen in CI as an exactly-once relay silent after a rolling restart."""
+"""A transaction (the saga tracker's) or a commit's transactional call (a service's) still
+unfinished after this long is given up and its producer replaced: librdkafka's
+``send_offsets_to_transaction`` can wait forever on a group coordinator that left the cluster,
+past its own timeout (librdkafka #5456, #5511). Seen as a tracker silent after a broker kill,
+and in CI as an exactly-once relay silent after a rolling restart. Well past the transaction
+timeout, by when the broker has aborted it anyway."""
 TRANSACTION_TIMEOUT_MS = 60_000
 """librdkafka's default ``transaction.timeout.ms``, set so the producer knows it: the
 coordinator aborts a transaction open longer, and bumps the producer's epoch."""
