@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -33,25 +34,25 @@ NAMES = (
 )
 
 
-PORTS = dict(zip(NAMES, free_ports(len(NAMES)), strict=True))
+@dataclass(frozen=True)
+class Dev:
+    """``choreo dev`` on its own state dir and ports."""
 
+    state: Path
+    ports: dict[str, int]
 
-def _env(state: Path, path: str | None = None) -> dict[str, str]:
-    env = dict(os.environ, CHOREO_STATE_DIR=str(state))
-    env.update({f"CHOREO_{name}_PORT": str(port) for name, port in PORTS.items()})
-    if path is not None:
-        env["PATH"] = path
-    return env
-
-
-def _choreo(state: Path, *args: str, path: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "choreo._cli.main", "dev", *args],
-        env=_env(state, path),
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
+    def run(self, *args: str, path: str | None = None) -> subprocess.CompletedProcess[str]:
+        env = dict(os.environ, CHOREO_STATE_DIR=str(self.state))
+        env.update({f"CHOREO_{name}_PORT": str(port) for name, port in self.ports.items()})
+        if path is not None:
+            env["PATH"] = path
+        return subprocess.run(
+            [sys.executable, "-m", "choreo._cli.main", "dev", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
 
 
 def _our_processes(state: Path) -> list[int]:
@@ -89,62 +90,64 @@ def _pids(state: Path) -> dict[str, str]:
 
 
 @pytest.fixture
-def state(tmp_path: Path) -> Iterator[Path]:
-    state = tmp_path / "state"
-    yield state
-    _choreo(state, "down")
+def dev(tmp_path: Path) -> Iterator[Dev]:
+    """Ports chosen as the test starts: chosen at import, they sat unbound through the
+    whole suite, and one was taken by the time this module ran (CI, 2026-12-05)."""
+    dev = Dev(tmp_path / "state", dict(zip(NAMES, free_ports(len(NAMES)), strict=True)))
+    yield dev
+    dev.run("down")
     # Run as root, PostgreSQL's data lives outside the state dir (in /var/tmp): 46 MB a run.
-    data = Postgres().data_dir(StackPaths(cache=Path(), state=state, project=Path()))
-    if not data.is_relative_to(state):
+    data = Postgres().data_dir(StackPaths(cache=Path(), state=dev.state, project=Path()))
+    if not data.is_relative_to(dev.state):
         shutil.rmtree(data.parent, ignore_errors=True)
 
 
-def test_up_twice_reuses_everything_and_down_leaves_no_process(state: Path) -> None:
-    first = _choreo(state, "up")
+def test_up_twice_reuses_everything_and_down_leaves_no_process(dev: Dev) -> None:
+    first = dev.run("up")
     assert first.returncode == 0, first.stdout + first.stderr
-    pids = _pids(state)
+    pids = _pids(dev.state)
     assert sorted(pids) == ["connect", "jaeger", "kafka", "postgres", "registry"]
 
-    second = _choreo(state, "up")
+    second = dev.run("up")
     assert second.returncode == 0, second.stdout + second.stderr
     assert second.stdout.count("already running") == 5
     assert "started" not in second.stdout
-    assert _pids(state) == pids
+    assert _pids(dev.state) == pids
 
-    status = _choreo(state, "status")
+    status = dev.run("status")
     assert status.returncode == 0
     for name, pid in pids.items():
         assert any(
-            line.split()[:3] == [name, str(PORTS[name.upper()]), pid]
+            line.split()[:3] == [name, str(dev.ports[name.upper()]), pid]
             for line in status.stdout.splitlines()
         ), status.stdout
     assert "no SASL_SSL listener" not in status.stdout
     assert "AvroConverter plugin" not in status.stdout  # Connect found the Apicurio converter
-    assert Kafka(port=PORTS["KAFKA"], secure_port=PORTS["KAFKA_SECURE"]).stale() is None
-    older = Kafka(port=PORTS["KAFKA"], secure_port=free_ports(1)[0])  # as if started without it
+    assert Kafka(port=dev.ports["KAFKA"], secure_port=dev.ports["KAFKA_SECURE"]).stale() is None
+    older = Kafka(port=dev.ports["KAFKA"], secure_port=free_ports(1)[0])  # as if started without it
     assert "choreo dev down kafka && choreo dev up" in (older.stale() or "")
 
-    down = _choreo(state, "down")
+    down = dev.run("down")
     assert down.returncode == 0, down.stderr
     assert _in_groups(list(pids.values())) == []
-    assert _our_processes(state) == []
-    assert _pids(state) == {}
+    assert _our_processes(dev.state) == []
+    assert _pids(dev.state) == {}
 
 
-def test_a_taken_port_names_the_component_and_leaves_nothing_running(state: Path) -> None:
+def test_a_taken_port_names_the_component_and_leaves_nothing_running(dev: Dev) -> None:
     with socket.socket() as squatter:
-        squatter.bind(("127.0.0.1", PORTS["KAFKA"]))
+        squatter.bind(("127.0.0.1", dev.ports["KAFKA"]))
         squatter.listen()
-        result = _choreo(state, "up")
+        result = dev.run("up")
     assert result.returncode == 1, result.stdout + result.stderr
-    assert f"kafka: port {PORTS['KAFKA']} is taken" in result.stderr
+    assert f"kafka: port {dev.ports['KAFKA']} is taken" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
-    assert _our_processes(state) == []
+    assert _our_processes(dev.state) == []
 
 
-def test_a_missing_jdk_names_the_tool_and_leaves_nothing_running(state: Path) -> None:
-    result = _choreo(state, "up", path=str(Path(sys.executable).parent))
+def test_a_missing_jdk_names_the_tool_and_leaves_nothing_running(dev: Dev) -> None:
+    result = dev.run("up", path=str(Path(sys.executable).parent))
     assert result.returncode == 1, result.stdout + result.stderr
     assert "java" in result.stderr and "kafka" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
-    assert _our_processes(state) == []
+    assert _our_processes(dev.state) == []
