@@ -11,8 +11,9 @@ A transaction commits in a background thread while the loop decides the next bat
 it (the engine is CPU, a commit is mostly waiting on the broker: measured here, ~15 ms a
 transaction, a sixth of the wall time). At most one is in flight: the next is sent only once
 it committed. If it aborts, the batch decided on top of it is discarded with it and both are
-read again from the committed state; a rebalance or a stop waits for it first. One that has not
-finished after ``STUCK_S`` is given up the same way, and a new producer takes over.
+read again from the committed state; a rebalance or a stop waits for it first. One whose call
+outlived its own timeout (librdkafka #5456), or that has not finished after ``STUCK_S``, is
+given up the same way (``txn_calls``), and a new producer takes over.
 
 Membership follows the services' settings (README "Scaling out"): static
 (``group.instance.id``) when the instance id is stable (``--instance`` or
@@ -57,9 +58,9 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
-from concurrent.futures import TimeoutError as Unfinished
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 import confluent_kafka as ck
@@ -96,7 +97,6 @@ from choreo._schemas.registry_setup import registry_for
 from choreo._transport.base import Headers
 from choreo._transport.confluent import (
     AUTHORIZATION_ERRORS,
-    STUCK_S,
     ConfluentTransport,
     FencedByItself,
     SessionWatch,
@@ -104,8 +104,8 @@ from choreo._transport.confluent import (
     is_fatal,
     is_fence,
     librdkafka_settings,
-    resumed,
 )
+from choreo._transport.txn_calls import STUCK_S, CallWatch, Hung, resumed, settle, started
 
 _log = logging.getLogger("choreo.saga")
 
@@ -190,6 +190,8 @@ class _Sent:
     wakes: dict[StateKey, float | None]
     done: Future[None]
     """Set once the transaction committed."""
+    watch: CallWatch
+    """The transaction's call in progress, to give it up once hung."""
 
 
 class _SagaTracing:
@@ -476,7 +478,7 @@ class SagaTracker:
         tid = transactional_id(self.group_id, self.instance)
         what = f"saga tracker '{self.engine.name}' starting transactions as {tid}"
         try:
-            resumed(what, producer.init_transactions, 30, until=time.monotonic() + 60)
+            resumed(what, producer.init_transactions, timeout_s=30, until=time.monotonic() + 60)
         except ck.KafkaException as exc:
             error = exc.args[0] if exc.args else None
             if isinstance(error, ck.KafkaError) and error.code() in AUTHORIZATION_ERRORS:
@@ -755,19 +757,10 @@ class SagaTracker:
         bodies = self.store.pack_bodies(encoded)
         producer = self._producer
         assert producer is not None
-        done: Future[None] = Future()
-
-        def commit() -> None:
-            try:
-                self._transact(producer, records, offsets, metadata)
-                done.set_result(None)
-            except BaseException as exc:  # the loop's thread raises it
-                done.set_exception(exc)
-
-        # A daemon thread per transaction: one stuck in librdkafka (STUCK_S) is left behind,
-        # and must not hold up the process's exit as a pool's worker would.
-        threading.Thread(target=commit, name=f"{self.group_id}-commit", daemon=True).start()
-        self._sent = _Sent(batch, encoded, bodies, wakes, done)
+        watch = CallWatch(STUCK_S)
+        commit = partial(self._transact, producer, records, offsets, metadata, watch)
+        done = started(f"{self.group_id}-commit", commit)
+        self._sent = _Sent(batch, encoded, bodies, wakes, done, watch)
 
     def _transact(
         self,
@@ -775,6 +768,7 @@ class SagaTracker:
         records: list[_Record],
         offsets: list[ck.TopicPartition],
         metadata: object,
+        watch: CallWatch,
     ) -> None:
         """One batch's transaction, in the commit thread (a timed-out call goes on)."""
         what = f"saga tracker '{self.engine.name}' transaction"
@@ -784,8 +778,8 @@ class SagaTracker:
             producer.produce(topic, **fields)
         if offsets:
             send = producer.send_offsets_to_transaction
-            resumed(f"{what} send offsets", send, offsets, metadata, 30)
-        resumed(f"{what} commit", producer.commit_transaction, 30)
+            resumed(f"{what} send offsets", send, offsets, metadata, watch=watch)
+        resumed(f"{what} commit", producer.commit_transaction, watch=watch)
 
     def _settle(self, later: _Batch | None = None) -> bool:
         """Wait for the transaction in flight; True once it committed (or none was). Aborted:
@@ -794,11 +788,11 @@ class SagaTracker:
         if sent is None:
             return True
         try:
-            sent.done.result(timeout=STUCK_S)
-        except Unfinished:
+            settle(sent.done, sent.watch)
+        except Hung as hung:
             if later is not None:
                 self._rewind(later)
-            self._replace_producer(f"its transaction has not finished in {STUCK_S:.0f}s")
+            self._replace_producer(str(hung))
             self._rewind(sent.batch)
             _end_spans(sent.batch.spans, False)
             return False
@@ -918,7 +912,7 @@ class SagaTracker:
         else:
             abort = producer.abort_transaction
             try:
-                resumed(f"saga tracker '{self.engine.name}' transaction abort", abort, 30)
+                resumed(f"saga tracker '{self.engine.name}' transaction abort", abort, timeout_s=30)
             except ck.KafkaException as abort_error:
                 self._renew(abort_error)
         self._rewind(batch)

@@ -61,6 +61,15 @@ from choreo._transport.shared import (
     unreachable,
     while_coordinator_moves,
 )
+from choreo._transport.txn_calls import (
+    STUCK_S,
+    CallWatch,
+    Hung,
+    kafka_error,
+    resumed,
+    settled,
+    started,
+)
 
 _log = logging.getLogger("choreo.transport.confluent")
 _LATEST = OffsetSpec.latest()  # type: ignore[no-untyped-call]  # the high watermark
@@ -69,16 +78,6 @@ ADMIN_TIMEOUT_S = 15.0
 FLUSH_STEP_S = 0.5
 """``flush`` waits in steps so a cancelled flush frees its thread soon after."""
 PRODUCER_POLL_S = 0.1
-TRANSACTION_CALL_S = 10.0
-"""Longest one transactional call blocks a thread. A commit or offsets call that times out
-goes on inside librdkafka and is made again (see ``ConfluentTransactionalProducer``)."""
-STUCK_S = 60.0
-"""A transaction (the saga tracker's) or a commit's transactional call (a service's) still
-unfinished after this long is given up and its producer replaced: librdkafka's
-``send_offsets_to_transaction`` can wait forever on a group coordinator that left the cluster,
-past its own timeout (librdkafka #5456, #5511). Seen as a tracker silent after a broker kill,
-and in CI as an exactly-once relay silent after a rolling restart. Well past the transaction
-timeout, by when the broker has aborted it anyway."""
 TRANSACTION_TIMEOUT_MS = 60_000
 """librdkafka's default ``transaction.timeout.ms``, set so the producer knows it: the
 coordinator aborts a transaction open longer, and bumps the producer's epoch."""
@@ -146,13 +145,6 @@ def _describe(error: ck.KafkaError | BaseException | None) -> str:
     return str(error)
 
 
-def _kafka_error(error: BaseException) -> ck.KafkaError | None:
-    if isinstance(error, ck.KafkaException) and error.args:
-        found = error.args[0]
-        return found if isinstance(found, ck.KafkaError) else None
-    return None
-
-
 def _serving(call: Callable[[float], int], timeout_s: float) -> int:
     """A producer's ``poll`` or ``flush``, raising a fatal error as ``KafkaException`` only.
 
@@ -168,7 +160,7 @@ def _serving(call: Callable[[float], int], timeout_s: float) -> int:
 
 
 def _error_code(error: BaseException) -> int | None:
-    found = _kafka_error(error)
+    found = kafka_error(error)
     return None if found is None else int(found.code())
 
 
@@ -1121,7 +1113,7 @@ class ConfluentTransactionalProducer(ConfluentProducer):
         if not self._initialised:
             try:  # retried while the coordinator loads or moves (a fresh or failing cluster)
                 init = self._producer.init_transactions
-                await self._resumed("init", init, TRANSACTION_CALL_S)
+                await self._resumed("init", init)
             except ck.KafkaException as error:
                 raise self._failed("init", error) from None
             self._initialised = True
@@ -1155,9 +1147,9 @@ class ConfluentTransactionalProducer(ConfluentProducer):
                 metadata = await confluent.group_metadata()
                 tps = [ck.TopicPartition(tp.topic, tp.partition, o) for tp, o in offsets.items()]
                 send = self._producer.send_offsets_to_transaction
-                await self._bounded("send offsets", send, tps, metadata, TRANSACTION_CALL_S)
+                await self._bounded("send offsets", send, tps, metadata)
             commit = self._producer.commit_transaction
-            await self._bounded("commit", commit, TRANSACTION_CALL_S)
+            await self._bounded("commit", commit)
         except ck.KafkaException as error:
             raise await self._recover(error) from None
 
@@ -1165,7 +1157,7 @@ class ConfluentTransactionalProducer(ConfluentProducer):
         """Abort the open transaction (made again while retriable); a producer left unable
         to abort (fatal, or in no state to) is replaced, as after a failed commit."""
         try:
-            await self._resumed("abort", self._producer.abort_transaction, TRANSACTION_CALL_S)
+            await self._resumed("abort", self._producer.abort_transaction)
         except ck.KafkaException as error:
             self._replace(error)
 
@@ -1175,28 +1167,17 @@ class ConfluentTransactionalProducer(ConfluentProducer):
         )
 
     async def _bounded(self, what: str, call: Callable[..., Any], *args: Any) -> None:
-        """``_resumed``, given up after ``STUCK_S``: the producer is renewed (an abort would
-        conflict with the call still going on) and the transaction counts as aborted. The
-        call runs in a daemon thread of its own: one that never returns must hold neither a
-        thread of the loop's executor nor the process's exit."""
-        done: concurrent.futures.Future[None] = concurrent.futures.Future()
-
-        def run() -> None:
-            done.set_running_or_notify_cancel()  # so giving up cannot cancel it under us
-            try:
-                resumed(f"producer {self._client_id}: transaction {what}", call, *args)
-            except BaseException as error:  # the loop raises it
-                done.set_exception(error)
-            else:
-                done.set_result(None)
-
-        threading.Thread(target=run, name=f"choreo-txn-{self._client_id}", daemon=True).start()
+        """``_resumed`` in a thread of its own (``started``), given up once hung or after
+        ``STUCK_S`` (``settled``): the producer is renewed (an abort would conflict with the
+        call still going on) and the transaction counts as aborted."""
+        watch = CallWatch(STUCK_S)
+        name = f"producer {self._client_id}: transaction {what}"
+        work = partial(resumed, name, call, *args, watch=watch)
         try:
-            await asyncio.wait_for(asyncio.wrap_future(done), STUCK_S)
-        except TimeoutError:
-            reason = f"{what} unfinished after {STUCK_S:.0f}s"
-            self._renew(reason)
-            raise self._aborted(reason) from None
+            await settled(started(f"choreo-txn-{self._client_id}", work), watch)
+        except Hung as hung:
+            self._renew(str(hung))
+            raise self._aborted(str(hung)) from None
 
     async def _unstick(self, reason: str) -> TransactionAborted:
         """Abort within ``_stuck_s``, else renew the producer: a new one finds the
@@ -1205,7 +1186,7 @@ class ConfluentTransactionalProducer(ConfluentProducer):
         until = time.monotonic() + self._stuck_s
         abort = self._producer.abort_transaction
         try:
-            await asyncio.to_thread(resumed, what, abort, TRANSACTION_CALL_S, until=until)
+            await asyncio.to_thread(resumed, what, abort, until=until)
         except ck.KafkaException as error:
             self._replace(error)
         return self._aborted(reason)
@@ -1217,7 +1198,7 @@ class ConfluentTransactionalProducer(ConfluentProducer):
 
     async def _recover(self, failure: ck.KafkaException) -> TransportError:
         """After a failed commit: abort (or renew the producer), and say what happened."""
-        error = _kafka_error(failure)
+        error = kafka_error(failure)
         if error is not None and error.code() in AUTHORIZATION_ERRORS:
             return denied(f"producer {self._client_id}: transaction", error)
         if error is not None and error.fatal():
@@ -1228,7 +1209,7 @@ class ConfluentTransactionalProducer(ConfluentProducer):
 
     def _replace(self, failure: ck.KafkaException) -> None:
         """Renew the producer, unless a fence came too soon to be an expiry."""
-        error = _kafka_error(failure)
+        error = kafka_error(failure)
         expired = time.monotonic() - self._begun_at >= self._expiry_s
         if error is not None and error.fatal() and is_fence(error) and not expired:
             raise self._fenced  # another live instance initialised the id
@@ -1258,22 +1239,6 @@ class ConfluentTransactionalProducer(ConfluentProducer):
         return TransportError(
             f"producer {self._client_id}: transaction {what} failed: {_describe(error)}"
         )
-
-
-def resumed(what: str, call: Callable[..., T], *args: Any, until: float | None = None) -> T:
-    """A transactional call, made again while librdkafka says it may be (retriable, no abort
-    required) and ``until`` (a ``time.monotonic()``) has not passed: a call that timed out
-    goes on inside librdkafka, and another transactional call meanwhile would only conflict."""
-    while True:
-        try:
-            return call(*args)
-        except ck.KafkaException as exc:
-            error = _kafka_error(exc)
-            if error is None or not error.retriable() or error.txn_requires_abort():
-                raise
-            if until is not None and time.monotonic() > until:
-                raise
-            _log.warning("%s: not done yet, trying again: %s", what, error.str())
 
 
 def _confluent(consumer: Consumer) -> ConfluentConsumer:

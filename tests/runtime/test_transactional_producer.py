@@ -22,7 +22,7 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from choreo import KafkaConfig
-from choreo._transport import confluent
+from choreo._transport import confluent, txn_calls
 from choreo._transport.base import TopicConfig, TransactionAborted
 from choreo._transport.base import TopicPartition as ChoreoPartition
 from choreo._transport.confluent import (
@@ -218,11 +218,30 @@ async def _stuck_then_committed(kafka: str) -> tuple[str, float, list[str]]:
     return outcome, waited, await _go_on(kafka, producer, consumer, topic, outcome)
 
 
+@pytest.mark.parametrize(
+    ("settings", "reason"),
+    [
+        ({"STUCK_S": 3.0}, "transaction send offsets unfinished after 3s"),
+        (
+            {"TRANSACTION_CALL_S": 1.0, "HUNG_MARGIN_S": 1.0},
+            "transaction send offsets outlived its own timeout by 1s (librdkafka #5456)",
+        ),
+    ],
+    ids=["unfinished after STUCK_S", "past its own timeout"],
+)
 def test_a_commit_call_that_never_returns_is_given_up_and_the_next_one_commits(
-    kafka: str, monkeypatch: pytest.MonkeyPatch
+    kafka: str,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    settings: dict[str, float],
+    reason: str,
 ) -> None:
-    monkeypatch.setattr(confluent, "STUCK_S", 3.0)
+    """The hung call (as librdkafka's ``send_offsets_to_transaction`` with its group coordinator
+    gone, #5456) is given up once past its own timeout, long before ``STUCK_S``."""
+    for name, value in settings.items():
+        monkeypatch.setattr(confluent if name == "STUCK_S" else txn_calls, name, value)
     outcome, waited, committed = asyncio.run(_stuck_then_committed(kafka))
     assert outcome == "aborted", outcome
     assert waited < 30, f"gave up after {waited:.1f}s"
     assert committed == ["next"], f"read_committed saw {committed}"
+    assert reason in caplog.text

@@ -1,0 +1,148 @@
+"""librdkafka's transactional calls: made again while retriable, given up once hung.
+
+A transactional call that reaches its timeout returns a retriable error and is made again
+(``resumed``): a slow coordinator is waited for. But librdkafka's
+``send_offsets_to_transaction`` can block past its own timeout, for good, when the group
+coordinator left the cluster (librdkafka #5456, #5511): seen as a saga tracker silent after
+a broker kill, and an exactly-once relay silent after a rolling restart. A call that outlives
+its own timeout by ``HUNG_MARGIN_S`` will not return, so the thread waiting on it gives it up
+then (``settle``), and its producer is replaced, instead of waiting out ``STUCK_S``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+import confluent_kafka as ck
+
+_log = logging.getLogger("choreo.transport")
+
+TRANSACTION_CALL_S = 10.0
+"""Longest one transactional call blocks a thread. A commit or offsets call that times out
+goes on inside librdkafka and is made again (``resumed``)."""
+STUCK_S = 60.0
+"""A transaction, or a commit's transactional calls, still unfinished after this long is
+given up and its producer replaced, whatever its calls say: well past the transaction
+timeout, by when the broker has aborted it anyway."""
+HUNG_MARGIN_S = 5.0
+"""How long past its own timeout a call may take to return before it counts as hung: a call
+librdkafka times out returns within milliseconds of it."""
+_LOOK_S = 0.5
+"""How often the waiting thread looks at the call in progress."""
+
+T = TypeVar("T")
+
+
+class Hung(Exception):
+    """A transaction given up: the reason is the message."""
+
+
+class CallWatch:
+    """The call in progress on a transaction's thread, as the thread waiting on it sees it."""
+
+    def __init__(self, stuck_s: float = STUCK_S) -> None:
+        self._given_up_at = time.monotonic() + stuck_s
+        self._stuck_s = stuck_s
+        self._what = ""
+        self._overdue_at: float | None = None
+
+    @contextmanager
+    def calling(self, what: str, timeout_s: float) -> Iterator[None]:
+        self._what = what
+        self._overdue_at = time.monotonic() + timeout_s + HUNG_MARGIN_S
+        try:
+            yield
+        finally:
+            self._what, self._overdue_at = "", None
+
+    def verdict(self) -> str | None:
+        """Why to give the transaction up now (naming the call in progress), or None."""
+        now = time.monotonic()
+        what, overdue_at = self._what, self._overdue_at
+        if overdue_at is not None and now > overdue_at:
+            return f"{what} outlived its own timeout by {HUNG_MARGIN_S:g}s (librdkafka #5456)"
+        if now > self._given_up_at:
+            return f"{what or 'a transaction'} unfinished after {self._stuck_s:g}s"
+        return None
+
+
+def resumed(
+    what: str,
+    call: Callable[..., T],
+    *args: Any,
+    timeout_s: float | None = None,
+    until: float | None = None,
+    watch: CallWatch | None = None,
+) -> T:
+    """``call(*args, timeout_s)`` (``TRANSACTION_CALL_S`` by default), made again while
+    librdkafka says it may be (retriable, no abort required) and ``until`` (a
+    ``time.monotonic()``) has not passed: a call that timed out goes on inside librdkafka,
+    and another transactional call meanwhile would only conflict. Each call is shown to
+    ``watch``, if given."""
+    timeout = TRANSACTION_CALL_S if timeout_s is None else timeout_s
+    watch = watch if watch is not None else CallWatch()
+    while True:
+        try:
+            with watch.calling(what, timeout):
+                return call(*args, timeout)
+        except ck.KafkaException as exc:
+            error = kafka_error(exc)
+            if error is None or not error.retriable() or error.txn_requires_abort():
+                raise
+            if until is not None and time.monotonic() > until:
+                raise
+            _log.warning("%s: not done yet, trying again: %s", what, error.str())
+
+
+def started(name: str, work: Callable[[], T]) -> concurrent.futures.Future[T]:
+    """``work`` in a daemon thread of its own: one stuck in librdkafka is left behind, and
+    must hold neither a pool's worker nor the process's exit."""
+    done: concurrent.futures.Future[T] = concurrent.futures.Future()
+
+    def run() -> None:
+        done.set_running_or_notify_cancel()  # so giving up cannot cancel it under us
+        try:
+            done.set_result(work())
+        except BaseException as error:  # the waiting thread raises it
+            done.set_exception(error)
+
+    threading.Thread(target=run, name=name, daemon=True).start()
+    return done
+
+
+def settle(done: concurrent.futures.Future[T], watch: CallWatch) -> T:
+    """``done``'s result; ``Hung`` once ``watch`` says to give up."""
+    while True:
+        try:
+            return done.result(timeout=_LOOK_S)
+        except concurrent.futures.TimeoutError:
+            reason = watch.verdict()
+            if reason is not None:
+                raise Hung(reason) from None
+
+
+async def settled(done: concurrent.futures.Future[T], watch: CallWatch) -> T:
+    """``settle`` for a coroutine."""
+    waited = asyncio.wrap_future(done)
+    while True:
+        finished, _ = await asyncio.wait({waited}, timeout=_LOOK_S)
+        if finished:
+            return waited.result()
+        reason = watch.verdict()
+        if reason is not None:
+            waited.cancel()  # the thread's late outcome is nobody's
+            raise Hung(reason)
+
+
+def kafka_error(error: BaseException) -> ck.KafkaError | None:
+    if isinstance(error, ck.KafkaException) and error.args:
+        found = error.args[0]
+        return found if isinstance(found, ck.KafkaError) else None
+    return None
