@@ -105,7 +105,14 @@ from choreo._transport.confluent import (
     is_fence,
     librdkafka_settings,
 )
-from choreo._transport.txn_calls import STUCK_S, CallWatch, Hung, resumed, settle, started
+from choreo._transport.txn_calls import (
+    CallWatch,
+    Hung,
+    request_timeout_s,
+    resumed,
+    settle,
+    started,
+)
 
 _log = logging.getLogger("choreo.saga")
 
@@ -368,6 +375,8 @@ class SagaTracker:
         self._settings = librdkafka_settings(config.kafka)
         self._encoder = EventEncoder(self.catalog, self.codec, self.group_id)
         self._transaction_timeout_ms = transaction_timeout_ms
+        self._request_s = request_timeout_s(self._producer_settings())
+        """How late a healthy send-offsets call may return (``txn_calls``)."""
         self._begun_at = time.monotonic()
         """When the last transaction began (commit thread): a fence after it was open for its
         whole timeout is the broker expiring it, not a twin (``_renew``)."""
@@ -455,22 +464,23 @@ class SagaTracker:
         self._join()
 
     def _new_producer(self) -> ck.Producer:
-        return ck.Producer(
-            {
-                **self._settings,
-                "transactional.id": transactional_id(self.group_id, self.instance),
-                "transaction.timeout.ms": self._transaction_timeout_ms,
-                "enable.idempotence": True,
-                "acks": "all",
-                "linger.ms": 5,
-                # A batch's states are one saga's JSON many times over: lz4 writes ~9x fewer
-                # bytes to the changelog for ~2 us of librdkafka's CPU a state (zstd: ~20x
-                # for ~10 us), so the broker, its replicas and every restore read less.
-                "compression.type": "lz4",
-                "partitioner": "murmur2_random",
-                "client.id": f"{self.group_id}-{self.instance}",
-            }
-        )
+        return ck.Producer(self._producer_settings())
+
+    def _producer_settings(self) -> dict[str, Any]:
+        return {
+            **self._settings,
+            "transactional.id": transactional_id(self.group_id, self.instance),
+            "transaction.timeout.ms": self._transaction_timeout_ms,
+            "enable.idempotence": True,
+            "acks": "all",
+            "linger.ms": 5,
+            # A batch's states are one saga's JSON many times over: lz4 writes ~9x fewer
+            # bytes to the changelog for ~2 us of librdkafka's CPU a state (zstd: ~20x
+            # for ~10 us), so the broker, its replicas and every restore read less.
+            "compression.type": "lz4",
+            "partitioner": "murmur2_random",
+            "client.id": f"{self.group_id}-{self.instance}",
+        }
 
     def _init_transactions(self, producer: ck.Producer) -> None:
         """Fence predecessors (made again while the coordinator loads or moves, up to a
@@ -757,7 +767,7 @@ class SagaTracker:
         bodies = self.store.pack_bodies(encoded)
         producer = self._producer
         assert producer is not None
-        watch = CallWatch(STUCK_S)
+        watch = CallWatch(self._request_s)
         commit = partial(self._transact, producer, records, offsets, metadata, watch)
         done = started(f"{self.group_id}-commit", commit)
         self._sent = _Sent(batch, encoded, bodies, wakes, done, watch)
@@ -778,7 +788,7 @@ class SagaTracker:
             producer.produce(topic, **fields)
         if offsets:
             send = producer.send_offsets_to_transaction
-            resumed(f"{what} send offsets", send, offsets, metadata, watch=watch)
+            resumed(f"{what} send offsets", send, offsets, metadata, watch=watch, may_hang=True)
         resumed(f"{what} commit", producer.commit_transaction, watch=watch)
 
     def _settle(self, later: _Batch | None = None) -> bool:

@@ -62,10 +62,10 @@ from choreo._transport.shared import (
     while_coordinator_moves,
 )
 from choreo._transport.txn_calls import (
-    STUCK_S,
     CallWatch,
     Hung,
     kafka_error,
+    request_timeout_s,
     resumed,
     settled,
     started,
@@ -1078,6 +1078,7 @@ class ConfluentTransactionalProducer(ConfluentProducer):
         super().__init__({**settings, "error_cb": on_error}, client_id)
         self._initialised = False
         self._expiry_s = int(settings.get("transaction.timeout.ms", TRANSACTION_TIMEOUT_MS)) / 1e3
+        self._request_s = request_timeout_s(settings)
         self._stuck_s = self._expiry_s / 3
         """A flush or an abort waits this long, then the transaction counts as stuck (its
         coordinator or a leader unreachable for librdkafka), well before it would expire."""
@@ -1147,7 +1148,7 @@ class ConfluentTransactionalProducer(ConfluentProducer):
                 metadata = await confluent.group_metadata()
                 tps = [ck.TopicPartition(tp.topic, tp.partition, o) for tp, o in offsets.items()]
                 send = self._producer.send_offsets_to_transaction
-                await self._bounded("send offsets", send, tps, metadata)
+                await self._bounded("send offsets", send, tps, metadata, may_hang=True)
             commit = self._producer.commit_transaction
             await self._bounded("commit", commit)
         except ck.KafkaException as error:
@@ -1166,13 +1167,15 @@ class ConfluentTransactionalProducer(ConfluentProducer):
             resumed, f"producer {self._client_id}: transaction {what}", call, *args
         )
 
-    async def _bounded(self, what: str, call: Callable[..., Any], *args: Any) -> None:
+    async def _bounded(
+        self, what: str, call: Callable[..., Any], *args: Any, may_hang: bool = False
+    ) -> None:
         """``_resumed`` in a thread of its own (``started``), given up once hung or after
         ``STUCK_S`` (``settled``): the producer is renewed (an abort would conflict with the
         call still going on) and the transaction counts as aborted."""
-        watch = CallWatch(STUCK_S)
+        watch = CallWatch(self._request_s)
         name = f"producer {self._client_id}: transaction {what}"
-        work = partial(resumed, name, call, *args, watch=watch)
+        work = partial(resumed, name, call, *args, watch=watch, may_hang=may_hang)
         try:
             await settled(started(f"choreo-txn-{self._client_id}", work), watch)
         except Hung as hung:

@@ -4,9 +4,15 @@ A transactional call that reaches its timeout returns a retriable error and is m
 (``resumed``): a slow coordinator is waited for. But librdkafka's
 ``send_offsets_to_transaction`` can block past its own timeout, for good, when the group
 coordinator left the cluster (librdkafka #5456, #5511): seen as a saga tracker silent after
-a broker kill, and an exactly-once relay silent after a rolling restart. A call that outlives
-its own timeout by ``HUNG_MARGIN_S`` will not return, so the thread waiting on it gives it up
-then (``settle``), and its producer is replaced, instead of waiting out ``STUCK_S``.
+a broker kill, and an exactly-once relay silent after a rolling restart.
+
+librdkafka checks that call's timeout only between its requests, so a healthy call may
+return up to one request timeout (``request_timeout_s``) after it. One that outlives its
+timeout by more than that and ``HUNG_MARGIN_S`` will not return: the thread waiting on it
+gives the transaction up then (``settle``) and its producer is replaced, instead of waiting
+out ``STUCK_S``. Only that call is judged so (``may_hang``): giving it up is always safe, as
+its transaction cannot have committed yet (the new producer's ``init_transactions`` aborts
+it), whereas a commit given up after the broker took it would have its batch handled twice.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ import concurrent.futures
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
@@ -32,8 +38,8 @@ STUCK_S = 60.0
 given up and its producer replaced, whatever its calls say: well past the transaction
 timeout, by when the broker has aborted it anyway."""
 HUNG_MARGIN_S = 5.0
-"""How long past its own timeout a call may take to return before it counts as hung: a call
-librdkafka times out returns within milliseconds of it."""
+"""Slack past a call's timeout and one request timeout before the call counts as hung: a
+returning call was seen 1.8 s past its timeout alone (a 3-broker cluster on 2 busy cores)."""
 _LOOK_S = 0.5
 """How often the waiting thread looks at the call in progress."""
 
@@ -44,19 +50,31 @@ class Hung(Exception):
     """A transaction given up: the reason is the message."""
 
 
+def request_timeout_s(settings: Mapping[str, Any]) -> float:
+    """How long one request of a transactional producer with these settings may take:
+    librdkafka's ``socket.timeout.ms``, which it sets to the transaction timeout less 100 ms
+    (at least 900 ms) unless given."""
+    if "socket.timeout.ms" in settings:
+        return int(settings["socket.timeout.ms"]) / 1e3
+    return max(int(settings.get("transaction.timeout.ms", 60_000)) - 100, 900) / 1e3
+
+
 class CallWatch:
     """The call in progress on a transaction's thread, as the thread waiting on it sees it."""
 
-    def __init__(self, stuck_s: float = STUCK_S) -> None:
-        self._given_up_at = time.monotonic() + stuck_s
-        self._stuck_s = stuck_s
+    def __init__(self, request_timeout_s: float, stuck_s: float | None = None) -> None:
+        self._request_s = request_timeout_s
+        self._stuck_s = STUCK_S if stuck_s is None else stuck_s
+        self._given_up_at = time.monotonic() + self._stuck_s
         self._what = ""
         self._overdue_at: float | None = None
 
     @contextmanager
-    def calling(self, what: str, timeout_s: float) -> Iterator[None]:
+    def calling(self, what: str, timeout_s: float, may_hang: bool) -> Iterator[None]:
+        """``what`` is in progress; if it ``may_hang``, it is hung once past its deadline."""
         self._what = what
-        self._overdue_at = time.monotonic() + timeout_s + HUNG_MARGIN_S
+        if may_hang:
+            self._overdue_at = time.monotonic() + timeout_s + self._request_s + HUNG_MARGIN_S
         try:
             yield
         finally:
@@ -67,7 +85,7 @@ class CallWatch:
         now = time.monotonic()
         what, overdue_at = self._what, self._overdue_at
         if overdue_at is not None and now > overdue_at:
-            return f"{what} outlived its own timeout by {HUNG_MARGIN_S:g}s (librdkafka #5456)"
+            return f"{what} outlived its own timeout and a request's (librdkafka #5456)"
         if now > self._given_up_at:
             return f"{what or 'a transaction'} unfinished after {self._stuck_s:g}s"
         return None
@@ -80,17 +98,18 @@ def resumed(
     timeout_s: float | None = None,
     until: float | None = None,
     watch: CallWatch | None = None,
+    may_hang: bool = False,
 ) -> T:
     """``call(*args, timeout_s)`` (``TRANSACTION_CALL_S`` by default), made again while
     librdkafka says it may be (retriable, no abort required) and ``until`` (a
     ``time.monotonic()``) has not passed: a call that timed out goes on inside librdkafka,
     and another transactional call meanwhile would only conflict. Each call is shown to
-    ``watch``, if given."""
+    ``watch``, if given (``may_hang``: see the module's doc)."""
     timeout = TRANSACTION_CALL_S if timeout_s is None else timeout_s
-    watch = watch if watch is not None else CallWatch()
+    watch = watch if watch is not None else CallWatch(0.0)
     while True:
         try:
-            with watch.calling(what, timeout):
+            with watch.calling(what, timeout, may_hang):
                 return call(*args, timeout)
         except ck.KafkaException as exc:
             error = kafka_error(exc)
@@ -118,27 +137,29 @@ def started(name: str, work: Callable[[], T]) -> concurrent.futures.Future[T]:
 
 
 def settle(done: concurrent.futures.Future[T], watch: CallWatch) -> T:
-    """``done``'s result; ``Hung`` once ``watch`` says to give up."""
+    """``done``'s result; ``Hung`` once ``watch`` says to give up (and it is still not done)."""
     while True:
         try:
             return done.result(timeout=_LOOK_S)
         except concurrent.futures.TimeoutError:
             reason = watch.verdict()
-            if reason is not None:
+            if reason is not None and not done.done():
                 raise Hung(reason) from None
 
 
 async def settled(done: concurrent.futures.Future[T], watch: CallWatch) -> T:
     """``settle`` for a coroutine."""
     waited = asyncio.wrap_future(done)
-    while True:
-        finished, _ = await asyncio.wait({waited}, timeout=_LOOK_S)
-        if finished:
-            return waited.result()
-        reason = watch.verdict()
-        if reason is not None:
-            waited.cancel()  # the thread's late outcome is nobody's
-            raise Hung(reason)
+    try:
+        while True:
+            finished, _ = await asyncio.wait({waited}, timeout=_LOOK_S)
+            if finished:
+                return waited.result()
+            reason = watch.verdict()
+            if reason is not None and not done.done():
+                raise Hung(reason)
+    finally:
+        waited.cancel()  # given up, or the waiting task cancelled: the late outcome is nobody's
 
 
 def kafka_error(error: BaseException) -> ck.KafkaError | None:

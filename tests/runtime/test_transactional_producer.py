@@ -22,7 +22,7 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from choreo import KafkaConfig
-from choreo._transport import confluent, txn_calls
+from choreo._transport import txn_calls
 from choreo._transport.base import TopicConfig, TransactionAborted
 from choreo._transport.base import TopicPartition as ChoreoPartition
 from choreo._transport.confluent import (
@@ -201,9 +201,9 @@ class _Hung:
         self._release.wait()
 
 
-async def _stuck_then_committed(kafka: str) -> tuple[str, float, list[str]]:
+async def _stuck_then_committed(kafka: str, **options: str) -> tuple[str, float, list[str]]:
     topic = f"stuck-offsets-{uuid.uuid4().hex[:6]}"
-    transport = _transport(kafka)
+    transport = _transport(kafka, **options)
     await transport.ensure_topics([TopicConfig(topic, 1)])
     consumer = transport.consumer(topic, "stuck-offsets")
     producer = transport.transactional_producer("stuck-offsets", f"{topic}-tx")
@@ -219,28 +219,31 @@ async def _stuck_then_committed(kafka: str) -> tuple[str, float, list[str]]:
 
 
 @pytest.mark.parametrize(
-    ("settings", "reason"),
+    ("settings", "options", "reason"),
     [
-        ({"STUCK_S": 3.0}, "transaction send offsets unfinished after 3s"),
+        ({"STUCK_S": 3.0}, {}, "transaction send offsets unfinished after 3s"),
         (
             {"TRANSACTION_CALL_S": 1.0, "HUNG_MARGIN_S": 1.0},
-            "transaction send offsets outlived its own timeout by 1s (librdkafka #5456)",
+            {"socket.timeout.ms": "1000"},
+            "send offsets outlived its own timeout and a request's (librdkafka #5456)",
         ),
     ],
-    ids=["unfinished after STUCK_S", "past its own timeout"],
+    ids=["unfinished after STUCK_S", "past its own timeout and a request's"],
 )
-def test_a_commit_call_that_never_returns_is_given_up_and_the_next_one_commits(
+def test_an_offsets_call_that_never_returns_is_given_up_and_the_next_commit_lands(
     kafka: str,
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
     settings: dict[str, float],
+    options: dict[str, str],
     reason: str,
 ) -> None:
     """The hung call (as librdkafka's ``send_offsets_to_transaction`` with its group coordinator
-    gone, #5456) is given up once past its own timeout, long before ``STUCK_S``."""
+    gone, #5456) is given up once past its own timeout and one request's, before ``STUCK_S``
+    (left at 60 s in the second case)."""
     for name, value in settings.items():
-        monkeypatch.setattr(confluent if name == "STUCK_S" else txn_calls, name, value)
-    outcome, waited, committed = asyncio.run(_stuck_then_committed(kafka))
+        monkeypatch.setattr(txn_calls, name, value)
+    outcome, waited, committed = asyncio.run(_stuck_then_committed(kafka, **options))
     assert outcome == "aborted", outcome
     assert waited < 30, f"gave up after {waited:.1f}s"
     assert committed == ["next"], f"read_committed saw {committed}"

@@ -2,7 +2,8 @@
 
 ``on_commit(decide)`` routes every ``commit_transaction`` of the tracker through
 ``decide(commit)``, after the transaction's records were produced: ``decide`` may call
-``commit``, raise as a refusing broker would, or never return. A hook, not a fake: every other
+``commit``, raise as a refusing broker would, or never return. ``on_send_offsets(decide)``
+does the same with ``send_offsets_to_transaction``. A hook, not a fake: every other
 call goes to the real producer and broker.
 """
 
@@ -15,25 +16,39 @@ import confluent_kafka as ck
 
 from choreo._saga.tracker import SagaTracker
 
+Decide = Callable[[Callable[[], None]], None]
+_decide: dict[str, Decide] = {}
+"""The hooked producer calls, by name."""
+
 
 class _Hooked:
-    """The real producer, whose commits go through the test's ``decide``."""
+    """The real producer, whose hooked calls go through the test's ``decide``."""
 
-    def __init__(self, producer: ck.Producer, decide: Callable[[Callable[[], None]], None]):
+    def __init__(self, producer: ck.Producer):
         self._producer = producer
-        self._decide = decide
 
     def __getattr__(self, name: str) -> Any:
-        return getattr(self._producer, name)
+        call = getattr(self._producer, name)
+        decide = _decide.get(name)
+        if decide is None:
+            return call
+        return lambda *args: decide(lambda: call(*args))
 
-    def commit_transaction(self, *args: Any) -> None:
-        self._decide(lambda: self._producer.commit_transaction(*args))
+
+def on_commit(decide: Decide) -> None:
+    _hook("commit_transaction", decide)
 
 
-def on_commit(decide: Callable[[Callable[[], None]], None]) -> None:
-    transact = SagaTracker._transact
+def on_send_offsets(decide: Decide) -> None:
+    _hook("send_offsets_to_transaction", decide)
 
-    def hooked(self: SagaTracker, producer: ck.Producer, *args: Any) -> Any:
-        return transact(self, _Hooked(producer, decide), *args)  # type: ignore[arg-type]
 
-    SagaTracker._transact = hooked  # type: ignore[method-assign]
+def _hook(name: str, decide: Decide) -> None:
+    if not _decide:
+        transact = SagaTracker._transact
+
+        def hooked(self: SagaTracker, producer: ck.Producer, *args: Any) -> Any:
+            return transact(self, _Hooked(producer), *args)  # type: ignore[arg-type]
+
+        SagaTracker._transact = hooked  # type: ignore[method-assign]
+    _decide[name] = decide

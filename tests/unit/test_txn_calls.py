@@ -6,14 +6,25 @@ import asyncio
 import threading
 import time
 from collections.abc import Callable, Iterator
+from functools import partial
 
 import confluent_kafka as ck
 import pytest
 
 from choreo._transport import txn_calls
-from choreo._transport.txn_calls import CallWatch, Hung, resumed, settle, settled, started
+from choreo._transport.txn_calls import (
+    CallWatch,
+    Hung,
+    request_timeout_s,
+    resumed,
+    settle,
+    settled,
+    started,
+)
 
 _RELEASE = threading.Event()
+"""Ends the calls of a test: those left running after their transaction was given up."""
+REQUEST_S = 0.2
 
 
 @pytest.fixture(autouse=True)
@@ -23,7 +34,7 @@ def _short(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setattr(txn_calls, "_LOOK_S", 0.05)
     _RELEASE.clear()
     yield
-    _RELEASE.set()  # the hung threads end
+    _RELEASE.set()
 
 
 def _times_out_then_commits(tries: int) -> tuple[list[float], Callable[[float], str]]:
@@ -32,7 +43,7 @@ def _times_out_then_commits(tries: int) -> tuple[list[float], Callable[[float], 
 
     def call(timeout: float) -> str:
         calls.append(timeout)
-        if len(calls) <= tries:
+        if len(calls) <= tries and not _RELEASE.is_set():
             time.sleep(timeout)
             timed_out = ck.KafkaError(ck.KafkaError._TIMED_OUT, "not yet", retriable=True)
             raise ck.KafkaException(timed_out)
@@ -46,28 +57,54 @@ def _ignores_its_timeout(timeout: float) -> str:
     return "too late"
 
 
+def _late_by(late_s: float) -> Callable[[float], str]:
+    """A call that returns ``late_s`` past its timeout: a request sent just before it."""
+
+    def call(timeout: float) -> str:
+        time.sleep(timeout + late_s)
+        return "committed"
+
+    return call
+
+
 def test_a_call_that_keeps_timing_out_is_made_again_and_its_result_returned() -> None:
     calls, call = _times_out_then_commits(tries=6)  # 1.2 s in all: far past call + margin
-    watch = CallWatch(stuck_s=30)
-    done = started("t", lambda: resumed("commit", call, watch=watch))
+    watch = CallWatch(REQUEST_S, stuck_s=30)
+    done = started("t", partial(resumed, "send offsets", call, watch=watch, may_hang=True))
     assert settle(done, watch) == "committed"
     assert calls == [0.2] * 7
 
 
-def test_a_call_that_outlives_its_own_timeout_is_given_up_as_hung() -> None:
-    watch = CallWatch(stuck_s=30)
+def test_an_offsets_call_that_outlives_its_timeout_and_a_request_is_given_up_as_hung() -> None:
+    watch = CallWatch(REQUEST_S, stuck_s=30)
     began = time.monotonic()
-    done = started("t", lambda: resumed("send offsets", _ignores_its_timeout, watch=watch))
-    with pytest.raises(Hung, match=r"send offsets outlived its own timeout by 0.3s \(librdkafka"):
-        settle(done, watch)
+    work = partial(resumed, "send offsets", _ignores_its_timeout, watch=watch, may_hang=True)
+    with pytest.raises(Hung, match=r"send offsets outlived its own timeout and a request's"):
+        settle(started("t", work), watch)
     assert time.monotonic() - began < 5  # not the 30 s of stuck_s
+
+
+def test_a_call_late_by_less_than_one_request_is_waited_for() -> None:
+    """librdkafka checks the offsets call's timeout between requests only."""
+    watch = CallWatch(request_timeout_s=1.0, stuck_s=30)
+    work = partial(resumed, "send offsets", _late_by(0.9), watch=watch, may_hang=True)
+    assert settle(started("t", work), watch) == "committed"
+
+
+def test_a_commit_is_never_judged_hung_only_given_up_after_stuck_s() -> None:
+    """A commit given up after the broker took it would have its batch handled again."""
+    watch = CallWatch(REQUEST_S, stuck_s=1.5)
+    began = time.monotonic()
+    with pytest.raises(Hung, match=r"^commit unfinished after 1\.5s$"):
+        settle(started("t", partial(resumed, "commit", _ignores_its_timeout, watch=watch)), watch)
+    assert time.monotonic() - began >= 1.5
 
 
 def test_a_transaction_still_unfinished_after_stuck_s_is_given_up_whatever_its_calls_say() -> None:
     calls, call = _times_out_then_commits(tries=1000)
-    watch = CallWatch(stuck_s=1.0)
-    done = started("t", lambda: resumed("commit", call, watch=watch))
-    with pytest.raises(Hung, match="unfinished after 1s"):
+    watch = CallWatch(REQUEST_S, stuck_s=1.0)
+    done = started("t", partial(resumed, "send offsets", call, watch=watch, may_hang=True))
+    with pytest.raises(Hung, match="send offsets unfinished after 1s"):
         settle(done, watch)
     assert len(calls) >= 4  # it was made again, not taken for hung
 
@@ -78,19 +115,27 @@ def test_an_error_that_is_not_retriable_comes_out_of_the_wait() -> None:
     def call(timeout: float) -> None:
         raise ck.KafkaException(fenced)
 
-    watch = CallWatch()
+    watch = CallWatch(REQUEST_S)
     with pytest.raises(ck.KafkaException) as raised:
-        settle(started("t", lambda: resumed("commit", call, watch=watch)), watch)
+        settle(started("t", partial(resumed, "commit", call, watch=watch)), watch)
     assert raised.value.args[0].code() == ck.KafkaError._FENCED
 
 
 def test_a_coroutine_gives_up_a_hung_call_the_same_way_and_its_late_end_is_nobodys() -> None:
     async def wait() -> str:
-        watch = CallWatch(stuck_s=30)
-        done = started("t", lambda: resumed("commit", _ignores_its_timeout, watch=watch))
-        with pytest.raises(Hung, match="commit outlived its own timeout"):
+        watch = CallWatch(REQUEST_S, stuck_s=30)
+        work = partial(resumed, "send offsets", _ignores_its_timeout, watch=watch, may_hang=True)
+        done = started("t", work)
+        with pytest.raises(Hung, match="send offsets outlived its own timeout"):
             await settled(done, watch)
         _RELEASE.set()
         return await asyncio.wrap_future(done)
 
     assert asyncio.run(wait()) == "too late"
+
+
+def test_a_request_lasts_what_librdkafka_makes_of_the_settings() -> None:
+    assert request_timeout_s({}) == 59.9
+    assert request_timeout_s({"transaction.timeout.ms": 10_000}) == 9.9
+    assert request_timeout_s({"transaction.timeout.ms": 500}) == 0.9
+    assert request_timeout_s({"transaction.timeout.ms": 10_000, "socket.timeout.ms": "3000"}) == 3
