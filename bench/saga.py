@@ -29,6 +29,11 @@ each part; ``--callgrind`` counts instructions per event instead (valgrind, two 
 ``--contender naive`` runs the hand-written tracker's same path instead: its saga logic over its
 dict of states, and its JSON.
 
+``rebalance`` writes N open sagas to a fresh changelog, has a tracker restore them, then starts
+and stops a second instance in its group, ``--rounds`` times each way, and prints the first
+instance's restore at each join: keeping the states of the partitions it keeps, or forgetting
+them (every rebalance before 2026-12-05), alternated, with the ratio of the medians.
+
 ``memory`` writes N open sagas (started, stock reserved, waiting for payment; each its own
 random ids, times and trace context, as the tracker makes them) to a fresh changelog topic,
 then a fresh process restores them with the tracker's own restore (changelog read, store,
@@ -588,6 +593,90 @@ def restore(name: str) -> None:
     print(breakdown(restorer, held))
 
 
+def rebalance(open_sagas: int, rounds: int) -> None:
+    """A second instance joins the first's group and leaves again, ``rounds`` times; each join
+    alternately with the first instance keeping the states of the partitions it keeps (the
+    tracker since 2026-12-05) and forgetting them (a transaction failed: memory is not trusted,
+    as every rebalance was before), timed by the first instance's restore at the join."""
+    import logging
+    import threading
+
+    from choreo._config import KafkaConfig, ServiceConfig
+    from choreo._schemas import Catalog
+    from choreo.saga import SagaTracker
+
+    suffix = f"bench-{uuid.uuid4().hex[:6]}"
+    schemas_dir = schemas(suffix)
+    name = f"bench-{suffix}"
+
+    def tracker(instance: str) -> Any:
+        config = ServiceConfig(
+            kafka=KafkaConfig(bootstrap_servers=BOOTSTRAP),
+            schemas_dir=schemas_dir,
+            instance_id=instance,
+        )
+        return SagaTracker([definition(name)], config, catalog=Catalog.load(schemas_dir))
+
+    restores: list[tuple[str, str]] = []
+
+    class Restores(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if record.getMessage().startswith("restored"):
+                restores.append((record.threadName or "", record.getMessage()))
+
+    logging.getLogger("choreo.saga").addHandler(Restores())
+    logging.getLogger("choreo.saga").setLevel(logging.INFO)
+    first = tracker("first")
+    first.start()  # creates the topics
+    topics = [c.name for c in first.topology.topic_configs(first.catalog)]
+    out = producer()
+    try:
+        for i in range(open_sagas):
+            saga_id = f"{name}-{i:07d}"
+            state = open_state(first.engine, saga_id).to_bytes()
+            send(out, first.topology.changelog, saga_id.encode(), state, None)
+        out.flush(120)
+        while not first.store.partitions:
+            first.poll_once()
+        everything = len(first.store.partitions)
+        print(f"{open_sagas:,} open sagas: the first instance {restores[-1][1]}")
+        timings: dict[str, list[float]] = {"kept": [], "forgotten": []}
+        for round_ in range(rounds * 2):
+            how = ("kept", "forgotten")[round_ % 2]
+            first._suspect = how == "forgotten"
+            stop = threading.Event()
+            second = tracker(f"second-{round_}")
+            seen = len(restores)
+            thread = threading.Thread(target=_serve, args=(second, stop), name="second")
+            thread.start()
+            while not second.store.partitions or len(first.store.partitions) == everything:
+                first.poll_once()
+            joined = [m for t, m in restores[seen:] if t == "MainThread"]
+            timings[how].append(float(re.findall(r" in ([\d.]+)s", joined[-1])[0]))
+            print(f"join, {how:9}: the first instance {joined[-1]}")
+            stop.set()
+            while thread.is_alive() or len(first.store.partitions) < everything:
+                first.poll_once()
+        kept = statistics.median(timings["kept"])
+        forgotten = statistics.median(timings["forgotten"])
+        print(
+            f"the first instance's restore at a join, median of {rounds}: kept {kept:.2f}s, "
+            f"forgotten {forgotten:.2f}s ({forgotten / max(kept, 1e-3):,.0f}x); load "
+            f"{os.getloadavg()[0]:.1f}"
+        )
+    finally:
+        first.close()
+        delete_topics(topics)
+
+
+def _serve(tracker: Any, stop: Any) -> None:
+    """A tracker polled in its own thread until ``stop`` is set, then closed (leaving its group)."""
+    tracker.start()
+    while not stop.is_set():
+        tracker.poll_once()
+    tracker.close()
+
+
 def breakdown(tracker: Any, held: int) -> str:
     """Where the bytes per open saga go, by ``sys.getsizeof`` (before pymalloc rounds each
     object up to 16 bytes): the store's and the timers' insides, read for this report only."""
@@ -650,6 +739,9 @@ def main() -> None:
     state.add_argument("--events-only", action="store_true", help=argparse.SUPPRESS)
     held = modes.add_parser("memory", help="resident memory per 100,000 open sagas")
     held.add_argument("--open", type=int, default=100_000)
+    moved = modes.add_parser("rebalance", help="a join's restore, states kept or forgotten")
+    moved.add_argument("--open", type=int, default=100_000)
+    moved.add_argument("--rounds", type=int, default=3)
     answer = modes.add_parser("respond")  # the responder subprocess of `throughput`
     answer.add_argument("schemas_dir")
     answer.add_argument("source")
@@ -672,6 +764,8 @@ def main() -> None:
         memory(min(args.open, 500_000))
     elif args.mode == "restore":
         restore(args.name)
+    elif args.mode == "rebalance":
+        rebalance(min(args.open, 500_000), max(1, min(args.rounds, 10)))
     else:
         respond(args.schemas_dir, args.source)
 

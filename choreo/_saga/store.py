@@ -84,8 +84,13 @@ class StateStore:
         self._armed[partition] = sum(_armed(data) for data in states.values())
 
     def drop(self, partition: int) -> None:
-        self._partitions.pop(partition, None)
+        self.take(partition)
+
+    def take(self, partition: int) -> dict[str, bytes] | None:
+        """The partition's states, no longer held (None when it was not): :meth:`load` holds
+        them again."""
         self._armed.pop(partition, None)
+        return self._partitions.pop(partition, None)
 
     def pack_bodies(self, changes: Mapping[StateKey, bytes | None]) -> dict[StateKey, bytes | None]:
         """The states' JSON packed, without wake times (the store keeps each saga's own): the
@@ -179,10 +184,13 @@ def read_changelog_bytes(
     topic: str,
     partitions: Iterable[int] | None = None,
     keep: Callable[[bytes], bytes] | None = None,
+    resume: Mapping[int, tuple[int, dict[str, bytes]]] | None = None,
 ) -> dict[int, dict[str, bytes]]:
     """:func:`read_changelog`, each state left as its bytes, or as ``keep`` makes them from
     each record as it is read (so a restore never holds the whole changelog's JSON at once:
-    freed, it would stay in the process's resident memory).
+    freed, it would stay in the process's resident memory). A partition in ``resume``, as
+    ``(offset, states)``, is read from that offset on, onto those states: the states a
+    tracker held up to there.
 
     Reads with ``read_committed`` up to the end (the last stable offset), so states from
     transactions that were aborted, or are still open in a crashed tracker, are never seen.
@@ -204,16 +212,22 @@ def read_changelog_bytes(
             if found is None or found.error is not None:
                 return {}
             partitions = list(found.partitions)
-        wanted = sorted(set(partitions))
-        result: dict[int, dict[str, bytes]] = {p: {} for p in wanted}
+        resume = resume or {}
+        wanted = sorted(set(partitions) | set(resume))
+        result = {p: resume[p][1] if p in resume else {} for p in wanted}
+        start = {p: resume[p][0] if p in resume else ck.OFFSET_BEGINNING for p in wanted}
         pending: set[int] = set()
         for partition in wanted:
             low, high = watermarks(consumer, ck.TopicPartition(topic, partition))
-            if high > low:
+            if start[partition] >= 0 and not low <= start[partition] <= high:
+                # Records past the offset are gone, or the log is shorter than it was (a
+                # truncation, a topic made anew): the held states are no base, read it all.
+                result[partition], start[partition] = {}, ck.OFFSET_BEGINNING
+            if high > max(low, start[partition]):
                 pending.add(partition)
         if not pending:
             return result
-        consumer.assign([ck.TopicPartition(topic, p, ck.OFFSET_BEGINNING) for p in sorted(pending)])
+        consumer.assign([ck.TopicPartition(topic, p, start[p]) for p in sorted(pending)])
         deadline = time.monotonic() + RESTORE_TIMEOUT_S
         while pending:
             if time.monotonic() > deadline:

@@ -101,6 +101,7 @@ from choreo._transport.confluent import (
     FencedByItself,
     SessionWatch,
     denied,
+    group_membership,
     is_fatal,
     is_fence,
     librdkafka_settings,
@@ -199,6 +200,8 @@ class _Sent:
     """Set once the transaction committed."""
     watch: CallWatch
     """The transaction's call in progress, to give it up once hung."""
+    offsets: list[ck.TopicPartition]
+    """The input positions it commits."""
 
 
 class _SagaTracing:
@@ -385,6 +388,20 @@ class SagaTracker:
         self._consumer: ck.Consumer | None = None
         self._producer: ck.Producer | None = None
         self._sent: _Sent | None = None
+        self._parked: dict[int, tuple[int, dict[str, bytes]]] = {}
+        """Partitions revoked by a rebalance, with the changelog's end then (its last stable
+        offset) and their states: those assigned back at its end catch up from there instead
+        of restoring (``_park``)."""
+        self._parked_as: tuple[int, str] | None = None
+        """The group generation and member id they were revoked in."""
+        self._closing = False
+        self._committed: dict[tuple[str, int], int] = {}
+        """The group's committed offset of each owned input partition, as of the assignment
+        and this tracker's commits since (``_offsets``)."""
+        self._suspect = False
+        """A transaction failed or was given up since the last rebalance: memory may lack
+        states the broker committed after all, so the next one parks nothing."""
+        self._assigned_at = time.monotonic()
         self._source = self.group_id.encode()
         self._tracing = (
             None
@@ -438,7 +455,7 @@ class SagaTracker:
             list(self.topology.inputs),
             on_assign=self._on_assign,
             on_revoke=self._on_revoke,
-            on_lost=self._on_revoke,
+            on_lost=self._on_lost,
         )
 
     def _rejoin(self, why: str) -> None:
@@ -461,6 +478,7 @@ class SagaTracker:
             consumer.close()
         except (ck.KafkaException, RuntimeError) as exc:
             _log.warning("saga tracker '%s' closing its fenced consumer: %s", self.engine.name, exc)
+        self._parked.clear()
         self._join()
 
     def _new_producer(self) -> ck.Producer:
@@ -513,6 +531,7 @@ class SagaTracker:
     def close(self) -> None:
         """Finish the transaction in flight, then leave the group: a commit that failed
         (a fence) still lets the consumer go, so the partitions move at once."""
+        self._closing = True
         try:
             self._settle()
         finally:
@@ -532,20 +551,56 @@ class SagaTracker:
     # -- rebalance --------------------------------------------------------------------------
 
     def _on_assign(self, consumer: ck.Consumer, partitions: list[ck.TopicPartition]) -> None:
+        self._assigned_at = time.monotonic()
+        parked_as, self._parked_as = self._parked_as, None
+        if parked_as is None or group_membership(consumer) != (parked_as[0] + 1, parked_as[1]):
+            # Not the very next generation of the same member: a generation may have formed
+            # without this one, and given its partitions to another member meanwhile.
+            self._parked.clear()
+        self._await_open_transactions(consumer, partitions)
         self.restore({tp.partition for tp in partitions})
+
+    def _await_open_transactions(
+        self, consumer: ck.Consumer, partitions: list[ck.TopicPartition]
+    ) -> None:
+        """Before the restore, wait (as the committed offsets' fetch does, read_committed)
+        for a transaction the partitions' previous owner left open with its offsets sent: it
+        may still commit, and the restore, which stops where the open transaction starts,
+        would miss its states while reading resumes after its input."""
+        if not partitions:
+            return
+        try:
+            committed = consumer.committed(
+                partitions, timeout=3 * self._transaction_timeout_ms / 1000
+            )
+            self._committed.update({(tp.topic, tp.partition): tp.offset for tp in committed})
+        except ck.KafkaException as exc:
+            _log.warning(
+                "saga tracker '%s': the committed offsets of %s are not settled (%s): restoring "
+                "anyway",
+                self.engine.name,
+                sorted({tp.partition for tp in partitions}),
+                exc,
+            )
 
     def restore(self, partitions: set[int]) -> int:
         """Load the committed states of ``partitions`` this tracker does not hold yet, and arm
-        their timers; returns how many sagas that was."""
+        their timers; returns how many sagas that was. Those it held until the rebalance just
+        ended are read from where they were then (``_park``); other parked ones moved away."""
         numbers = partitions - self.store.partitions
+        parked, self._parked = self._parked, {}
+        resume = {number: parked[number] for number in numbers & parked.keys()}
         if not numbers:
             return 0
         started = time.monotonic()
         store, engine = self.store, self.engine
         held_stranded: dict[bytes, str] = {}
+        read = 0
 
         def keep(data: bytes) -> bytes:
             """Pack a changelog record with its wake time, read without a parse (``peek``)."""
+            nonlocal read
+            read += 1
             found = timing(data)
             packed = store.pack(data, engine.wake_at(found))
             why = engine.stranded(found)
@@ -554,7 +609,7 @@ class SagaTracker:
             return packed
 
         changelog = self.topology.changelog
-        restored = read_changelog_bytes(self._settings, changelog, numbers, keep)
+        restored = read_changelog_bytes(self._settings, changelog, numbers, keep, resume)
         stranded: list[tuple[str, str]] = []
         for number, states in restored.items():
             store.load(number, states)
@@ -566,10 +621,12 @@ class SagaTracker:
         if count:
             hand_back_freed_memory()
         _log.info(
-            "restored %d saga(s) of partition(s) %s in %.2fs",
+            "restored %d saga(s) of partition(s) %s in %.2fs: %d record(s) read%s",
             count,
             sorted(numbers),
             time.monotonic() - started,
+            read,
+            f", partition(s) {sorted(resume)} kept through the rebalance" if resume else "",
         )
         if stranded:
             saga_id, why = stranded[0]
@@ -587,10 +644,57 @@ class SagaTracker:
         # The transaction in flight commits (or aborts) with the generation it was sent in,
         # and its states reach memory, before the partitions go.
         self._settle()
+        numbers = {tp.partition for tp in partitions}
+        # A session timed out since the assignment: the partitions may have been another
+        # member's meanwhile, whatever librdkafka calls their revocation.
+        if (
+            not self._suspect
+            and not self._closing
+            and self._session.last_timeout_at < self._assigned_at
+        ):
+            self._park(consumer, numbers)
+        self._suspect = False
+        self._forget(numbers)
+
+    def _on_lost(self, consumer: ck.Consumer, partitions: list[ck.TopicPartition]) -> None:
+        """Partitions other members may have owned for a while: forgotten, never parked."""
+        self._settle()
+        self._parked.clear()
         self._forget({tp.partition for tp in partitions})
+
+    def _park(self, consumer: ck.Consumer, numbers: set[int]) -> None:
+        """Set aside the states of revoked partitions with the changelog's end: the range
+        assignor revokes every partition at every rebalance, and most come back to the same
+        instance, which then reads only what was written since instead of the whole changelog
+        (a join or a leave used to stall every instance for a full restore: ~4 s per 100,000
+        sagas). Until the revocation completes they are still this instance's, so everything
+        before that end is its own, already held. The end is the last stable offset (this
+        consumer reads committed): a transaction whose commit marker is not written yet is
+        read again, the same states. Only states assigned back to the same member in the very
+        next generation are used (``_on_assign``); a partition lost (``_on_lost``), maybe owned
+        by another member meanwhile, is never parked."""
+        membership = group_membership(consumer)
+        if membership is None or membership[0] < 0:
+            return  # no longer a member: expelled while the revocation was pending
+        for number in sorted(numbers & self.store.partitions):
+            try:
+                _, end = consumer.get_watermark_offsets(
+                    ck.TopicPartition(self.topology.changelog, number), timeout=2, cached=False
+                )
+            except ck.KafkaException as exc:  # restored in full if assigned back
+                _log.info("partition %d: its changelog's end is unknown (%s)", number, exc)
+                break
+            states = self.store.take(number)
+            if end >= 0 and states is not None:
+                self._parked[number] = (end, states)
+        if group_membership(consumer) != membership:
+            self._parked.clear()  # expelled meanwhile
+        self._parked_as = membership
 
     def _forget(self, numbers: set[int]) -> None:
         self._gate.forget(numbers)
+        for key in [key for key in self._committed if key[1] in numbers]:
+            del self._committed[key]
         for number in numbers:
             self.store.drop(number)
             self.timers.drop_partition(number)
@@ -770,7 +874,7 @@ class SagaTracker:
         watch = CallWatch(self._request_s)
         commit = partial(self._transact, producer, records, offsets, metadata, watch)
         done = started(f"{self.group_id}-commit", commit)
-        self._sent = _Sent(batch, encoded, bodies, wakes, done, watch)
+        self._sent = _Sent(batch, encoded, bodies, wakes, done, watch, offsets)
 
     def _transact(
         self,
@@ -800,6 +904,7 @@ class SagaTracker:
         try:
             settle(sent.done, sent.watch)
         except Hung as hung:
+            self._suspect = True
             if later is not None:
                 self._rewind(later)
             self._replace_producer(str(hung))
@@ -813,6 +918,7 @@ class SagaTracker:
             _end_spans(sent.batch.spans, False)
             return False
         self.store.apply(sent.encoded, sent.bodies)
+        self._committed.update({(tp.topic, tp.partition): tp.offset for tp in sent.offsets})
         for key, at in sent.wakes.items():
             if self.store.owns(key[0]):  # else the partition moved away meanwhile
                 self.timers.set(key, at)
@@ -829,10 +935,19 @@ class SagaTracker:
 
     def _offsets(self, consumer: ck.Consumer, batch: _Batch) -> list[ck.TopicPartition]:
         """The position of every owned input partition: a timer-only transaction carries them
-        too, so an instance that lost its partitions cannot commit stale decisions."""
+        too, so an instance that lost its partitions cannot commit stale decisions. A partition
+        read from nothing since its assignment or a rewind has no position: its committed
+        offset is sent again, else a transaction of deadlines alone would carry no offsets,
+        and nothing would fence it."""
         assigned = consumer.assignment()
         positions = consumer.position(assigned) if assigned else []
-        return [tp for tp in positions if tp.offset >= 0]
+        committed = self._committed
+        offsets = []
+        for tp in positions:
+            offset = tp.offset if tp.offset >= 0 else committed.get((tp.topic, tp.partition), -1)
+            if offset >= 0:
+                offsets.append(ck.TopicPartition(tp.topic, tp.partition, offset))
+        return offsets
 
     def _emit_record(self, emit: Emit, context: Context | None) -> _Record:
         """``context``: the decision span's (tracing on), else the start event's trace headers."""
@@ -911,6 +1026,7 @@ class SagaTracker:
 
     def _recover(self, exc: ck.KafkaException, batch: _Batch) -> None:
         """Abort and rewind, so the batch is decided again from the committed state."""
+        self._suspect = True
         producer = self._producer
         assert producer is not None
         error = exc.args[0] if exc.args else None

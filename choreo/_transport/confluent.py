@@ -23,7 +23,9 @@ import asyncio
 import concurrent.futures
 import contextlib
 import logging
+import math
 import queue
+import struct
 import threading
 import time
 from collections import deque
@@ -222,10 +224,12 @@ class SessionWatch(_LibrdkafkaLog):
     def __init__(self) -> None:
         super().__init__()
         self._timed_out_at: float | None = None
+        self.last_timeout_at = -math.inf
+        """When the client last timed its session out (``time.monotonic()``), never reset."""
 
     def log(self, level: int, message: str, *args: object) -> None:
         if args and args[0] == "SESSTMOUT":
-            self._timed_out_at = time.monotonic()
+            self._timed_out_at = self.last_timeout_at = time.monotonic()
         super().log(level, message, *args)
 
     def twin_fence(self, fatal: str) -> bool:
@@ -1017,6 +1021,23 @@ FENCED_ERRORS = {
     ck.KafkaError.INVALID_PRODUCER_EPOCH,
 }
 """Another producer initialised our transactional id: this one may never send again."""
+
+
+_GROUP_METADATA = "CGMDv2:"
+_GENERATION = struct.Struct("=i")  # librdkafka copies it in the host's byte order
+
+
+def group_membership(consumer: ck.Consumer) -> tuple[int, str] | None:
+    """The consumer's group generation and member id, read from its group metadata (librdkafka's
+    ``rd_kafka_consumer_group_metadata_write``); None when that is not the format known here."""
+    data = consumer.consumer_group_metadata()
+    magic = _GROUP_METADATA.encode()
+    if not isinstance(data, bytes) or not data.startswith(magic) or len(data) < 12:
+        return None
+    (generation,) = _GENERATION.unpack_from(data, len(magic))
+    _group, _, rest = data[len(magic) + _GENERATION.size :].partition(b"\0")
+    member, found, _ = rest.partition(b"\0")
+    return (generation, member.decode(errors="replace")) if found else None
 
 
 def is_fatal(error: ck.KafkaError) -> bool:
