@@ -652,6 +652,8 @@ def rebalance(open_sagas: int, rounds: int) -> None:
             while not second.store.partitions or len(first.store.partitions) == everything:
                 first.poll_once()
             joined = [m for t, m in restores[seen:] if t == "MainThread"]
+            if (how == "kept") != ("kept through the rebalance" in joined[-1]):
+                raise SystemExit(f"the {how} round did not run as meant: {joined[-1]}")
             timings[how].append(float(re.findall(r" in ([\d.]+)s", joined[-1])[0]))
             print(f"join, {how:9}: the first instance {joined[-1]}")
             stop.set()

@@ -126,7 +126,7 @@ class KafkaCluster:
 def kafka_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaCluster]:
     """Three Kafka nodes started (in parallel) for the session's tests that ask for them.
 
-    Not the shared stack: its own state dir and kernel-assigned ports, so
+    Not the shared stack: its own state dir and ports (``free_ports``), so
     killing its brokers disturbs nobody. Killed at the end of the session.
     """
     from choreo._dev import default_paths, kafka_cluster_stack

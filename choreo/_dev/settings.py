@@ -44,7 +44,7 @@ class StackSettings:
     controller). Node ``n`` > 1 listens on ``CHOREO_KAFKA_<n>_PORT``, ``_CONTROLLER_PORT`` and
     ``_SECURE_PORT``, by default the first node's ports plus ``10 * (n - 1)``."""
     kafka_other_nodes: tuple[tuple[int, int, int], ...] | None = None
-    """Explicit ports of nodes 2.. (tests use kernel-assigned ones); None: from the env."""
+    """Explicit ports of nodes 2.. (tests use ``free_ports``); None: from the env."""
     postgres_port: int = field(default_factory=lambda: _port("POSTGRES", 5432))
     """PostgreSQL, with wal_level=logical for Debezium."""
     connect_port: int = field(default_factory=lambda: _port("CONNECT", 8083))

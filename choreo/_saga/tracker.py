@@ -395,6 +395,9 @@ class SagaTracker:
         self._parked_as: tuple[int, str] | None = None
         """The group generation and member id they were revoked in."""
         self._closing = False
+        self._settled: set[int] = set()
+        """Partitions whose restore came after their previous owner's transactions settled
+        (``_await_open_transactions``): only these may be parked."""
         self._committed: dict[tuple[str, int], int] = {}
         """The group's committed offset of each owned input partition, as of the assignment
         and this tracker's commits since (``_offsets``)."""
@@ -479,6 +482,7 @@ class SagaTracker:
         except (ck.KafkaException, RuntimeError) as exc:
             _log.warning("saga tracker '%s' closing its fenced consumer: %s", self.engine.name, exc)
         self._parked.clear()
+        self._suspect = False
         self._join()
 
     def _new_producer(self) -> ck.Producer:
@@ -574,6 +578,8 @@ class SagaTracker:
                 partitions, timeout=3 * self._transaction_timeout_ms / 1000
             )
             self._committed.update({(tp.topic, tp.partition): tp.offset for tp in committed})
+            failed = {tp.partition for tp in committed if tp.error is not None}
+            self._settled |= {tp.partition for tp in partitions} - failed
         except ck.KafkaException as exc:
             _log.warning(
                 "saga tracker '%s': the committed offsets of %s are not settled (%s): restoring "
@@ -610,6 +616,7 @@ class SagaTracker:
 
         changelog = self.topology.changelog
         restored = read_changelog_bytes(self._settings, changelog, numbers, keep, resume)
+        kept = [n for n, (_, states) in resume.items() if restored[n] is states]  # not read anew
         stranded: list[tuple[str, str]] = []
         for number, states in restored.items():
             store.load(number, states)
@@ -626,7 +633,7 @@ class SagaTracker:
             sorted(numbers),
             time.monotonic() - started,
             read,
-            f", partition(s) {sorted(resume)} kept through the rebalance" if resume else "",
+            f", partition(s) {sorted(kept)} kept through the rebalance" if kept else "",
         )
         if stranded:
             saga_id, why = stranded[0]
@@ -660,6 +667,7 @@ class SagaTracker:
         """Partitions other members may have owned for a while: forgotten, never parked."""
         self._settle()
         self._parked.clear()
+        self._suspect = False  # memory holds nothing it could be wrong about any more
         self._forget({tp.partition for tp in partitions})
 
     def _park(self, consumer: ck.Consumer, numbers: set[int]) -> None:
@@ -676,7 +684,7 @@ class SagaTracker:
         membership = group_membership(consumer)
         if membership is None or membership[0] < 0:
             return  # no longer a member: expelled while the revocation was pending
-        for number in sorted(numbers & self.store.partitions):
+        for number in sorted(numbers & self.store.partitions & self._settled):
             try:
                 _, end = consumer.get_watermark_offsets(
                     ck.TopicPartition(self.topology.changelog, number), timeout=2, cached=False
@@ -693,6 +701,7 @@ class SagaTracker:
 
     def _forget(self, numbers: set[int]) -> None:
         self._gate.forget(numbers)
+        self._settled -= numbers
         for key in [key for key in self._committed if key[1] in numbers]:
             del self._committed[key]
         for number in numbers:
@@ -860,7 +869,7 @@ class SagaTracker:
         ]
         records += [self._emit_record(emit, context) for _, emit, context in batch.emits]
         records += [self._dead_letter_record(*dead) for dead in batch.dead_letters]
-        offsets = self._offsets(consumer, batch)
+        offsets = self._offsets(consumer)
         metadata = consumer.consumer_group_metadata() if offsets else None
         wakes = {
             key: None if state is None else self.engine.wake_at(state)
@@ -933,7 +942,7 @@ class SagaTracker:
         _end_spans(sent.batch.spans, True)
         return True
 
-    def _offsets(self, consumer: ck.Consumer, batch: _Batch) -> list[ck.TopicPartition]:
+    def _offsets(self, consumer: ck.Consumer) -> list[ck.TopicPartition]:
         """The position of every owned input partition: a timer-only transaction carries them
         too, so an instance that lost its partitions cannot commit stale decisions. A partition
         read from nothing since its assignment or a rewind has no position: its committed

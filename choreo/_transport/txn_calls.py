@@ -10,9 +10,10 @@ librdkafka checks that call's timeout only between its requests, so a healthy ca
 return up to one request timeout (``request_timeout_s``) after it. One that outlives its
 timeout by more than that and ``HUNG_MARGIN_S`` will not return: the thread waiting on it
 gives the transaction up then (``settle``) and its producer is replaced, instead of waiting
-out ``STUCK_S``. Only that call is judged so (``may_hang``): giving it up is always safe, as
-its transaction cannot have committed yet (the new producer's ``init_transactions`` aborts
-it), whereas a commit given up after the broker took it would have its batch handled twice.
+out ``STUCK_S``. Only that call is judged so (``may_hang``): its transaction cannot have
+committed yet (the new producer's ``init_transactions`` aborts it, and a transaction given up
+makes no further call, ``CallWatch.calling``), whereas a commit given up after the broker
+took it would have its batch handled twice.
 """
 
 from __future__ import annotations
@@ -34,9 +35,9 @@ TRANSACTION_CALL_S = 10.0
 """Longest one transactional call blocks a thread. A commit or offsets call that times out
 goes on inside librdkafka and is made again (``resumed``)."""
 STUCK_S = 60.0
-"""A transaction, or a commit's transactional calls, still unfinished after this long is
-given up and its producer replaced, whatever its calls say: well past the transaction
-timeout, by when the broker has aborted it anyway."""
+"""A saga tracker's transaction, or each transactional call of a service's commit, still
+unfinished after this long is given up and its producer replaced, whatever its calls say:
+well past the transaction timeout, by when the broker has aborted it anyway."""
 HUNG_MARGIN_S = 5.0
 """Slack past a call's timeout and one request timeout before the call counts as hung: a
 returning call was seen 1.8 s past its timeout alone (a 3-broker cluster on 2 busy cores)."""
@@ -68,27 +69,41 @@ class CallWatch:
         self._given_up_at = time.monotonic() + self._stuck_s
         self._what = ""
         self._overdue_at: float | None = None
+        self._given_up = False
+        self._lock = threading.Lock()
+        """Between a call's end and a verdict: a transaction given up makes no further call
+        (a hung offsets call that returns late must not go on to commit what was given up)."""
 
     @contextmanager
     def calling(self, what: str, timeout_s: float, may_hang: bool) -> Iterator[None]:
-        """``what`` is in progress; if it ``may_hang``, it is hung once past its deadline."""
-        self._what = what
-        if may_hang:
-            self._overdue_at = time.monotonic() + timeout_s + self._request_s + HUNG_MARGIN_S
+        """``what`` is in progress; if it ``may_hang``, it is hung once past its deadline.
+        Raises ``Hung`` instead once the transaction was given up."""
+        with self._lock:
+            if self._given_up:
+                raise Hung(f"{what} not made: the transaction was given up")
+            self._what = what
+            if may_hang:
+                self._overdue_at = time.monotonic() + timeout_s + self._request_s + HUNG_MARGIN_S
         try:
             yield
         finally:
-            self._what, self._overdue_at = "", None
+            with self._lock:
+                self._what, self._overdue_at = "", None
 
     def verdict(self) -> str | None:
-        """Why to give the transaction up now (naming the call in progress), or None."""
+        """Why to give the transaction up now (naming the call in progress), or None. Once
+        it says why, no further call of the transaction is made (``calling``)."""
         now = time.monotonic()
-        what, overdue_at = self._what, self._overdue_at
-        if overdue_at is not None and now > overdue_at:
-            return f"{what} outlived its own timeout and a request's (librdkafka #5456)"
-        if now > self._given_up_at:
-            return f"{what or 'a transaction'} unfinished after {self._stuck_s:g}s"
-        return None
+        with self._lock:
+            what, overdue_at = self._what, self._overdue_at
+            if overdue_at is not None and now > overdue_at:
+                reason = f"{what} outlived its own timeout and a request's (librdkafka #5456)"
+            elif now > self._given_up_at:
+                reason = f"{what or 'a transaction'} unfinished after {self._stuck_s:g}s"
+            else:
+                return None
+            self._given_up = True
+            return reason
 
 
 def resumed(
@@ -126,7 +141,8 @@ def started(name: str, work: Callable[[], T]) -> concurrent.futures.Future[T]:
     done: concurrent.futures.Future[T] = concurrent.futures.Future()
 
     def run() -> None:
-        done.set_running_or_notify_cancel()  # so giving up cannot cancel it under us
+        if not done.set_running_or_notify_cancel():  # so giving up cannot cancel it under us
+            return  # cancelled before it started
         try:
             done.set_result(work())
         except BaseException as error:  # the waiting thread raises it

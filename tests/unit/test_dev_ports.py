@@ -17,6 +17,8 @@ def _ephemeral() -> range:
 
 
 def test_ports_are_distinct_bindable_and_outside_the_range_client_connections_take() -> None:
+    if _ephemeral().start <= 20_040:
+        pytest.skip("this host leaves no room below its ephemeral range")
     ports = free_ports(40)
     assert len(set(ports)) == 40
     assert not set(ports) & set(_ephemeral())
