@@ -13,10 +13,10 @@ Fields this console does not know (a newer tracker's) are listed as they are, no
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
-from pydantic import ValidationError
+import msgspec
 
 from choreo._console.html import esc, table, when
 from choreo._saga.definition import Saga
@@ -51,8 +51,8 @@ def parse(data: bytes) -> tuple[SagaState | None, dict[str, Any]]:
     except ValueError:
         return None, {}
     try:
-        return SagaState.model_validate(raw), raw if isinstance(raw, dict) else {}
-    except ValidationError:
+        return SagaState.from_json_value(raw), raw if isinstance(raw, dict) else {}
+    except msgspec.ValidationError:
         return None, raw if isinstance(raw, dict) else {}
 
 
@@ -132,7 +132,7 @@ def timeline_svg(state: SagaState, definition: Saga | None) -> str:
             if step is None
             else [
                 (name.removesuffix("_at").replace("_", " "), value)
-                for name, value in asdict(step).items()
+                for name, value in msgspec.structs.asdict(step).items()
                 if name.endswith("due_at") and isinstance(value, int | float)
             ]
         )

@@ -39,7 +39,7 @@ _TAIL = re.compile(
     re.DOTALL,
 )
 _HISTORY = b',"history":['
-_FIELDS = tuple(SagaState.model_fields)
+_FIELDS = SagaState.__struct_fields__
 LAID_OUT = _FIELDS[:4] == ("saga_id", "saga", "version", "status") and _FIELDS[-4:] == (
     "sub_versions",
     "wake_at",
