@@ -25,6 +25,8 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 import confluent_kafka as ck
+from confluent_kafka import IsolationLevel
+from confluent_kafka.admin import AdminClient, OffsetSpec  # type: ignore[attr-defined]
 
 from choreo._errors import TransportError
 from choreo._saga.packing import Packer
@@ -185,6 +187,7 @@ def read_changelog_bytes(
     partitions: Iterable[int] | None = None,
     keep: Callable[[bytes], bytes] | None = None,
     resume: Mapping[int, tuple[int, dict[str, bytes]]] | None = None,
+    settle_s: float = 0.0,
 ) -> dict[int, dict[str, bytes]]:
     """:func:`read_changelog`, each state left as its bytes, or as ``keep`` makes them from
     each record as it is read (so a restore never holds the whole changelog's JSON at once:
@@ -194,6 +197,14 @@ def read_changelog_bytes(
 
     Reads with ``read_committed`` up to the end (the last stable offset), so states from
     transactions that were aborted, or are still open in a crashed tracker, are never seen.
+    ``settle_s`` > 0 (a tracker taking partitions over): the transactions open on a partition
+    as the read starts are waited for up to that long, and the states of those that commit
+    are read too. A transaction's markers reach its partitions one by one, so the input
+    offsets it committed can be readable (what the tracker waits for before it restores)
+    while its changelog records are not yet: read only up to the stable offset, those states
+    would be missed, and the inputs that made them never read again. A transaction still open
+    after ``settle_s`` (most likely a crashed tracker's, which the broker aborts) is left out,
+    with a log line.
     """
     consumer = ck.Consumer(
         {
@@ -216,6 +227,7 @@ def read_changelog_bytes(
         wanted = sorted(set(partitions) | set(resume))
         result = {p: resume[p][1] if p in resume else {} for p in wanted}
         start = {p: resume[p][0] if p in resume else ck.OFFSET_BEGINNING for p in wanted}
+        written = _written_ends(settings, topic, wanted) if settle_s > 0 else {}
         pending: set[int] = set()
         for partition in wanted:
             low, high = watermarks(consumer, ck.TopicPartition(topic, partition))
@@ -223,23 +235,43 @@ def read_changelog_bytes(
                 # Records past the offset are gone, or the log is shorter than it was (a
                 # truncation, a topic made anew): the held states are no base, read it all.
                 result[partition], start[partition] = {}, ck.OFFSET_BEGINNING
-            if high > max(low, start[partition]):
+            if max(high, written.get(partition, high)) > max(low, start[partition]):
                 pending.add(partition)
         if not pending:
             return result
         consumer.assign([ck.TopicPartition(topic, p, start[p]) for p in sorted(pending)])
-        deadline = time.monotonic() + RESTORE_TIMEOUT_S
+        began = time.monotonic()
+        deadline, settled_by = began + RESTORE_TIMEOUT_S, began + settle_s
+        open_at: set[int] = set()
+        """Partitions read up to a transaction still open (their stable offset)."""
         while pending:
-            if time.monotonic() > deadline:
+            now = time.monotonic()
+            if now > deadline:
                 raise TransportError(
                     f"restoring saga state from {topic} partitions {sorted(pending)} took over "
                     f"{RESTORE_TIMEOUT_S:g}s"
                 )
+            if open_at and now > settled_by:
+                _log.warning(
+                    "%s partition(s) %s: a transaction open there since the restore began did "
+                    "not end within %gs; restored without its states",
+                    topic,
+                    sorted(open_at),
+                    settle_s,
+                )
+                pending -= open_at
+                open_at.clear()
             for message in consumer.consume(1000, timeout=0.5):
                 error = message.error()
                 if error is not None:
                     if error.code() == ck.KafkaError._PARTITION_EOF:
-                        pending.discard(message.partition())
+                        number = message.partition() or 0
+                        end = written.get(number, -1)
+                        if end < 0 or _position(consumer, topic, number) >= end:
+                            pending.discard(number)
+                            open_at.discard(number)
+                        else:
+                            open_at.add(number)
                     else:
                         _log.warning("reading %s: %s", topic, error.str())
                     continue
@@ -255,3 +287,25 @@ def read_changelog_bytes(
         return result
     finally:
         consumer.close()
+
+
+def _position(consumer: ck.Consumer, topic: str, partition: int) -> int:
+    (found,) = consumer.position([ck.TopicPartition(topic, partition)])
+    return int(found.offset)
+
+
+def _written_ends(settings: Mapping[str, Any], topic: str, partitions: list[int]) -> dict[int, int]:
+    """Each partition's end including records of transactions still open (the high watermark,
+    where a ``read_committed`` client's end is the last stable offset); {} when the broker
+    does not answer in time, so the read stops at the stable offsets as it always did."""
+    admin = AdminClient(dict(settings))
+    latest = OffsetSpec.latest()  # type: ignore[no-untyped-call]
+    wanted = {ck.TopicPartition(topic, p): latest for p in partitions}
+    try:
+        futures = admin.list_offsets(
+            wanted, isolation_level=IsolationLevel.READ_UNCOMMITTED, request_timeout=15
+        )
+        return {tp.partition: int(future.result().offset) for tp, future in futures.items()}
+    except ck.KafkaException as exc:
+        _log.warning("%s: the ends of its open transactions are unknown (%s)", topic, exc)
+        return {}

@@ -127,6 +127,10 @@ SAGA_HEADER = "choreo_saga"
 STEP_HEADER = "choreo_saga_step"
 REASON_HEADER = "choreo_saga_reason"
 BATCH_SIZE = 500
+OPEN_TRANSACTION_WAIT_S = 5.0
+"""How long a restore waits for a transaction open on the changelog to end: a committed one's
+marker lags by milliseconds (seconds while a leader moves); a crashed tracker's open one ends
+only when the broker aborts it, and is not waited out (``read_changelog_bytes``)."""
 
 SAGA_ID = "choreo.saga.id"
 SAGA_NAME = "choreo.saga.name"
@@ -615,7 +619,9 @@ class SagaTracker:
             return packed
 
         changelog = self.topology.changelog
-        restored = read_changelog_bytes(self._settings, changelog, numbers, keep, resume)
+        restored = read_changelog_bytes(
+            self._settings, changelog, numbers, keep, resume, settle_s=OPEN_TRANSACTION_WAIT_S
+        )
         kept = [n for n, (_, states) in resume.items() if restored[n] is states]  # not read anew
         stranded: list[tuple[str, str]] = []
         for number, states in restored.items():

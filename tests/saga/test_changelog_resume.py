@@ -3,6 +3,8 @@ partition kept through a rebalance), on the real broker."""
 
 from __future__ import annotations
 
+import threading
+import time
 import uuid
 
 import pytest
@@ -75,3 +77,50 @@ def test_an_offset_past_the_end_makes_it_a_full_read(kafka: str) -> None:
         {"bootstrap.servers": kafka}, topic, [0], resume={0: (50, dict(HELD))}
     )
     assert read == {0: {"d": b"d0", "a": b"a3", "c": b"c1"}}
+
+
+def _open_transaction(kafka: str, topic: str) -> Producer:
+    """A transaction holding ``(x, x1)`` on ``topic``, written but neither committed nor
+    aborted: its records sit past the partition's stable offset."""
+    producer = Producer(
+        {"bootstrap.servers": kafka, "transactional.id": f"open-{uuid.uuid4().hex[:8]}"}
+    )
+    producer.init_transactions(30)
+    producer.begin_transaction()
+    producer.produce(topic, key=b"x", value=b"x1")
+    assert producer.flush(30) == 0
+    return producer
+
+
+def test_a_transaction_open_as_the_restore_starts_is_read_once_it_commits(kafka: str) -> None:
+    """Its marker can reach the changelog after the input offsets it committed are readable:
+    a restore stopping at the stable offset would lose its states."""
+    topic = _topic(kafka, RECORDS)
+    producer = _open_transaction(kafka, topic)
+    committer = threading.Timer(1.0, producer.commit_transaction)
+    committer.start()
+    began = time.monotonic()
+    read = read_changelog_bytes({"bootstrap.servers": kafka}, topic, [0], settle_s=20)
+    waited = time.monotonic() - began
+    committer.join()
+    assert read == {0: {"d": b"d0", "a": b"a3", "c": b"c1", "x": b"x1"}}
+    assert 0.9 < waited < 15
+
+
+def test_a_transaction_still_open_is_waited_for_only_so_long(kafka: str) -> None:
+    topic = _topic(kafka, RECORDS)
+    producer = _open_transaction(kafka, topic)
+    try:
+        began = time.monotonic()
+        read = read_changelog_bytes({"bootstrap.servers": kafka}, topic, [0], settle_s=2)
+        waited = time.monotonic() - began
+        assert read == {0: {"d": b"d0", "a": b"a3", "c": b"c1"}}
+        assert 1.9 < waited < 10
+        # The CLI and the console read without waiting: what is committed now.
+        began = time.monotonic()
+        assert read_changelog_bytes({"bootstrap.servers": kafka}, topic, [0]) == read
+        assert time.monotonic() - began < 1.9
+    finally:
+        producer.abort_transaction(30)
+    # Aborted meanwhile: a restore that waits finds nothing to wait for.
+    assert read_changelog_bytes({"bootstrap.servers": kafka}, topic, [0], settle_s=20) == read
