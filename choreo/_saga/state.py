@@ -9,12 +9,16 @@ A state and its pieces (steps, seen events, history entries, a cancellation) are
 structs, read and written by msgspec's JSON codec. The tracker parses a state and writes it
 again for every event it handles, and this pair was its largest cost: on the bench's order saga
 (~3.7 KB of JSON) pydantic-core took ~20 us to parse and ~12 us to write what msgspec parses in
-~6 and writes in ~4, byte for byte the same JSON (``tests/saga/test_state_format.py`` holds it,
-so older trackers, the CLI and the console read the changelog as before). Structs also build
+~6 and writes in ~4, the same JSON (``tests/saga/test_state_format.py`` holds it byte for
+byte, so older trackers, the CLI and the console read the changelog as before; a number of
+1e16 or more in a payload is written ``1e16`` where pydantic wrote ``1e+16``, which both read).
+It is read as leniently as pydantic read it (``strict=False``: ``"5.5"`` for a float, ``1``
+for a bool), so a state no tracker wrote but a person or a tool did still loads. Structs also build
 and assign fields as fast as slotted dataclasses, which the engine does a dozen times per
 event. They are not tracked by the garbage collector (``gc=False``): a state's pieces hold
-only each other, strings, numbers and JSON payloads, never a cycle, and the engine makes
-several per event that the collector would otherwise count and walk.
+only each other, strings, numbers and JSON payloads (an event's ``model_dump``, never one of
+these pieces), so never a cycle the collector would have to break, and the engine makes
+several per event that it would otherwise count and walk.
 """
 
 from __future__ import annotations
@@ -192,8 +196,8 @@ class SagaState(msgspec.Struct, gc=False):
     def from_json_value(cls, value: Any) -> SagaState:
         """A state from the changelog's JSON already parsed (the console keeps the raw JSON to
         show what a newer tracker wrote); ``msgspec.ValidationError`` when it is not one."""
-        return msgspec.convert(value, cls)
+        return msgspec.convert(value, cls, strict=False)
 
 
 _ENCODER = msgspec.json.Encoder()
-_DECODER = msgspec.json.Decoder(SagaState)
+_DECODER = msgspec.json.Decoder(SagaState, strict=False)

@@ -204,3 +204,13 @@ def test_any_state_survives_the_round_trip(
     again = SagaState.from_bytes(data)
     assert again == state
     assert again.to_bytes() == data
+
+
+def test_a_state_written_by_hand_loads_as_leniently_as_pydantic_read_it() -> None:
+    """Numbers as text, an int for a float, 1 for a bool: what pydantic's lax mode took from a
+    person or a tool editing the changelog still loads, to the same values."""
+    raw: dict[str, Any] = json.loads(GOLDEN)
+    raw["version"], raw["expires_at"], raw["wake_at"] = "2", 99, "3.25"
+    raw["steps"]["pay"]["stalled"], raw["steps"]["pay"]["attempts"] = 1, "2"
+    assert SagaState.from_bytes(json.dumps(raw).encode()) == built()
+    assert SagaState.from_json_value(raw) == built()
