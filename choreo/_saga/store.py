@@ -243,7 +243,11 @@ def read_changelog_bytes(
         began = time.monotonic()
         deadline, settled_by = began + RESTORE_TIMEOUT_S, began + settle_s
         open_at: set[int] = set()
-        """Partitions read up to a transaction still open (their stable offset)."""
+        """Partitions read up to a transaction still open (their stable offset), no record
+        since: a record means the stable offset moved, so the transaction ended."""
+        given_up: set[int] = set()
+        """Partitions whose open transaction was not waited out: none of its records are
+        taken, even if it commits as the read ends (its states kept in part would be wrong)."""
         while pending:
             now = time.monotonic()
             if now > deadline:
@@ -260,25 +264,30 @@ def read_changelog_bytes(
                     settle_s,
                 )
                 pending -= open_at
+                given_up |= open_at
                 open_at.clear()
             for message in consumer.consume(1000, timeout=0.5):
                 error = message.error()
                 if error is not None:
-                    if error.code() == ck.KafkaError._PARTITION_EOF:
-                        number = message.partition() or 0
+                    number = message.partition() or 0
+                    if error.code() == ck.KafkaError._PARTITION_EOF and number in pending:
                         end = written.get(number, -1)
                         if end < 0 or _position(consumer, topic, number) >= end:
                             pending.discard(number)
                             open_at.discard(number)
                         else:
                             open_at.add(number)
-                    else:
+                    elif error.code() != ck.KafkaError._PARTITION_EOF:
                         _log.warning("reading %s: %s", topic, error.str())
                     continue
+                number = message.partition() or 0
+                if number in given_up:
+                    continue
+                open_at.discard(number)
                 key = message.key()
                 if key is None:
                     continue
-                states = result[message.partition() or 0]
+                states = result[number]
                 value = message.value()
                 if value is None:
                     states.pop(key.decode(), None)

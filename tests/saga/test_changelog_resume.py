@@ -124,3 +124,35 @@ def test_a_transaction_still_open_is_waited_for_only_so_long(kafka: str) -> None
         producer.abort_transaction(30)
     # Aborted meanwhile: a restore that waits finds nothing to wait for.
     assert read_changelog_bytes({"bootstrap.servers": kafka}, topic, [0], settle_s=20) == read
+
+
+def test_a_large_transaction_committing_near_the_deadline_is_read_whole_or_not_at_all(
+    kafka: str,
+) -> None:
+    """Its records still arriving as the wait runs out: every one is read (it committed in
+    time), or none is (it was given up); never the first consumes' worth (a review found 1,000
+    of 100,000 kept, with a log line saying none were)."""
+    topic = _topic(kafka, RECORDS)
+    producer = Producer(
+        {
+            "bootstrap.servers": kafka,
+            "transactional.id": f"open-{uuid.uuid4().hex[:8]}",
+            "linger.ms": 50,
+        }
+    )
+    producer.init_transactions(30)
+    producer.begin_transaction()
+    for i in range(20_000):
+        producer.produce(topic, key=b"k%d" % i, value=b"v")
+    assert producer.flush(60) == 0
+    committer = threading.Timer(1.0, producer.commit_transaction)
+    committer.start()
+
+    def slowly(value: bytes) -> bytes:
+        """A record taken at 0.1 ms (a restore packs each): the read outlasts the wait."""
+        time.sleep(0.0001)
+        return value
+
+    read = read_changelog_bytes({"bootstrap.servers": kafka}, topic, [0], slowly, settle_s=1.5)
+    committer.join()
+    assert len(read[0]) in (3, 3 + 20_000), len(read[0])
