@@ -95,10 +95,13 @@ class StateStore:
         return self._partitions.pop(partition, None)
 
     def pack_bodies(self, changes: Mapping[StateKey, bytes | None]) -> dict[StateKey, bytes | None]:
-        """The states' JSON packed, without wake times (the store keeps each saga's own): the
-        tracker packs a batch as it sends it, and :meth:`apply` takes them once committed."""
-        pack = self._packer.pack
-        return {key: None if data is None else pack(data) for key, data in changes.items()}
+        """The states' JSON packed, without wake times (the store keeps each saga's own), in
+        one call: the tracker's commit thread packs a batch while its transaction is on its
+        way, and :meth:`apply` takes them once committed. Touches nothing else of the store."""
+        written = {key: data for key, data in changes.items() if data is not None}
+        bodies: dict[StateKey, bytes | None] = dict.fromkeys(changes)
+        bodies.update(zip(written, self._packer.pack_many(list(written.values())), strict=True))
+        return bodies
 
     def apply(
         self,
@@ -111,7 +114,8 @@ class StateStore:
         object, the one the timers then hold too (a dict keeps its first key object on
         assignment: the timers would hold a second copy of the id)."""
         if bodies is None:
-            bodies = self.pack_bodies(changes)
+            pack = self._packer.pack
+            bodies = {key: None if data is None else pack(data) for key, data in changes.items()}
         for (partition, saga_id), body in bodies.items():
             states = self._partitions.get(partition)
             if states is None:

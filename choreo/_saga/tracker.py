@@ -197,11 +197,10 @@ class _Sent:
 
     batch: _Batch
     encoded: dict[StateKey, bytes | None]
-    bodies: dict[StateKey, bytes | None]
-    """The states packed for memory (:meth:`StateStore.pack_bodies`)."""
     wakes: dict[StateKey, float | None]
-    done: Future[None]
-    """Set once the transaction committed."""
+    done: Future[dict[StateKey, bytes | None]]
+    """Set once the transaction committed, to the states packed for memory
+    (:meth:`StateStore.pack_bodies`)."""
     watch: CallWatch
     """The transaction's call in progress, to give it up once hung."""
     offsets: list[ck.TopicPartition]
@@ -881,34 +880,35 @@ class SagaTracker:
             key: None if state is None else self.engine.wake_at(state)
             for key, state in batch.changes.items()
         }
-        # Packed here, not in the commit thread: there, every state's compression handed the
-        # GIL over and back between two busy threads, which cost more than packing (packing.py).
-        bodies = self.store.pack_bodies(encoded)
         producer = self._producer
         assert producer is not None
         watch = CallWatch(self._request_s)
-        commit = partial(self._transact, producer, records, offsets, metadata, watch)
+        commit = partial(self._transact, producer, records, encoded, offsets, metadata, watch)
         done = started(f"{self.group_id}-commit", commit)
-        self._sent = _Sent(batch, encoded, bodies, wakes, done, watch, offsets)
+        self._sent = _Sent(batch, encoded, wakes, done, watch, offsets)
 
     def _transact(
         self,
         producer: ck.Producer,
         records: list[_Record],
+        encoded: Mapping[StateKey, bytes | None],
         offsets: list[ck.TopicPartition],
         metadata: object,
         watch: CallWatch,
-    ) -> None:
-        """One batch's transaction, in the commit thread (a timed-out call goes on)."""
+    ) -> dict[StateKey, bytes | None]:
+        """One batch's transaction, in the commit thread (a timed-out call goes on); returns
+        its states packed for memory, packed while its records are on their way."""
         what = f"saga tracker '{self.engine.name}' transaction"
         self._begun_at = time.monotonic()
         producer.begin_transaction()
         for topic, fields in records:
             producer.produce(topic, **fields)
+        bodies = self.store.pack_bodies(encoded)
         if offsets:
             send = producer.send_offsets_to_transaction
             resumed(f"{what} send offsets", send, offsets, metadata, watch=watch, may_hang=True)
         resumed(f"{what} commit", producer.commit_transaction, watch=watch)
+        return bodies
 
     def _settle(self, later: _Batch | None = None) -> bool:
         """Wait for the transaction in flight; True once it committed (or none was). Aborted:
@@ -917,7 +917,7 @@ class SagaTracker:
         if sent is None:
             return True
         try:
-            settle(sent.done, sent.watch)
+            bodies = settle(sent.done, sent.watch)
         except Hung as hung:
             self._suspect = True
             if later is not None:
@@ -932,7 +932,7 @@ class SagaTracker:
             self._recover(exc, sent.batch)
             _end_spans(sent.batch.spans, False)
             return False
-        self.store.apply(sent.encoded, sent.bodies)
+        self.store.apply(sent.encoded, bodies)
         self._committed.update({(tp.topic, tp.partition): tp.offset for tp in sent.offsets})
         for key, at in sent.wakes.items():
             if self.store.owns(key[0]):  # else the partition moved away meanwhile

@@ -41,6 +41,26 @@ def test_any_bytes_come_back_as_they_went_in(first: bytes, others: list[bytes]) 
     assert [packer.unpack(data) for data in packed] == [first, *others]
 
 
+@given(
+    st.lists(st.binary(max_size=5000), min_size=1, max_size=6),
+    st.lists(st.binary(max_size=5000), max_size=6),
+    st.booleans(),
+)
+def test_a_batch_packed_in_one_call_comes_back_whichever_way_primed_first(
+    batch: list[bytes], singles: list[bytes], batch_first: bool
+) -> None:
+    """The commit thread packs a batch at once, the loop thread a restore's states one by
+    one: both with the one dictionary, whichever of the two packed first."""
+    packer = Packer()
+    if batch_first:
+        packed = packer.pack_many(batch) + [packer.pack(data) for data in singles]
+    else:
+        packed = [packer.pack(data) for data in singles] + packer.pack_many(batch)
+    expected = batch + singles if batch_first else singles + batch
+    assert [packer.unpack(data) for data in packed] == expected
+    assert packer.pack_many([]) == []
+
+
 @pytest.mark.parametrize("seed", range(8))
 def test_a_first_state_longer_than_the_dictionary_takes_still_comes_back(seed: int) -> None:
     rng = random.Random(seed)
