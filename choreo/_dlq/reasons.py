@@ -12,6 +12,7 @@ DOCUMENTED = frozenset(
         "handler-error",
         "incompatible",
         "invalid",
+        "missing-header",
         "not-avro",
         "not-debezium",
         "not-json",
@@ -24,6 +25,7 @@ DOCUMENTED = frozenset(
         "unknown-fingerprint",
         "unknown-schema-id",
         "unknown-type",
+        "unreadable-state",
         "wrong-topic",
         "wrong-type",
     }

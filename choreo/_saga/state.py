@@ -199,5 +199,9 @@ class SagaState(msgspec.Struct, gc=False):
         return msgspec.convert(value, cls, strict=False)
 
 
+UnreadableState = msgspec.DecodeError
+"""What :meth:`SagaState.from_bytes` raises for bytes that are not a state (its
+``ValidationError`` included): a changelog record someone else wrote."""
+
 _ENCODER = msgspec.json.Encoder()
 _DECODER = msgspec.json.Decoder(SagaState, strict=False)

@@ -28,9 +28,9 @@ import confluent_kafka as ck
 from confluent_kafka import IsolationLevel
 from confluent_kafka.admin import AdminClient, OffsetSpec  # type: ignore[attr-defined]
 
-from choreo._errors import TransportError
+from choreo._errors import DecodeError, TransportError
 from choreo._saga.packing import Packer
-from choreo._saga.state import SagaState
+from choreo._saga.state import SagaState, UnreadableState
 from choreo._transport.watermarks import watermarks
 
 _log = logging.getLogger("choreo.saga.store")
@@ -69,11 +69,20 @@ class StateStore:
         return partition in self._partitions
 
     def get(self, partition: int, saga_id: str) -> SagaState | None:
-        """A freshly parsed state: the caller may change it without touching the store."""
+        """A freshly parsed state: the caller may change it without touching the store.
+        ``DecodeError`` (``unreadable-state``) when the changelog's record for the saga is not
+        a state (a restore holds such a record as it is: it is the saga's latest)."""
         data = self._partitions[partition].get(saga_id)
         if data is None:
             return None
-        return SagaState.from_bytes(self._packer.unpack(memoryview(data)[WAKE.size :]))
+        try:
+            return SagaState.from_bytes(self._packer.unpack(memoryview(data)[WAKE.size :]))
+        except UnreadableState as exc:
+            raise DecodeError(
+                "unreadable-state",
+                f"saga {saga_id}: its latest changelog record is not a saga state ({exc}); "
+                "its events are dead-lettered until a valid state or a tombstone replaces it",
+            ) from None
 
     def pack(self, data: bytes, wake_at: float | None = None) -> bytes:
         """A state's JSON as :meth:`load` takes it: restore packs each record as it reads it,
@@ -178,11 +187,17 @@ def _armed(data: bytes) -> bool:
 def read_changelog(
     settings: Mapping[str, Any], topic: str, partitions: Iterable[int] | None = None
 ) -> dict[int, dict[str, SagaState]]:
-    """The latest committed state per saga id, per partition (all partitions when None)."""
-    return {
-        partition: {saga_id: SagaState.from_bytes(data) for saga_id, data in states.items()}
-        for partition, states in read_changelog_bytes(settings, topic, partitions).items()
-    }
+    """The latest committed state per saga id, per partition (all partitions when None); a
+    saga whose latest record is not a state is left out, with a log line."""
+    found: dict[int, dict[str, SagaState]] = {}
+    for partition, states in read_changelog_bytes(settings, topic, partitions).items():
+        found[partition] = {}
+        for saga_id, data in states.items():
+            try:
+                found[partition][saga_id] = SagaState.from_bytes(data)
+            except UnreadableState as exc:
+                _log.warning("%s[%d] %s: not a saga state (%s)", topic, partition, saga_id, exc)
+    return found
 
 
 def read_changelog_bytes(

@@ -88,7 +88,7 @@ from choreo._saga.caught_up import ReadGate
 from choreo._saga.definition import Saga
 from choreo._saga.engine import Emit, Engine, Incoming, Outcome
 from choreo._saga.peek import timing
-from choreo._saga.state import SagaState, SagaStatus
+from choreo._saga.state import SagaState, SagaStatus, UnreadableState
 from choreo._saga.store import StateKey, StateStore, read_changelog_bytes
 from choreo._saga.timers import Timers
 from choreo._saga.topology import Topology, check_broker, plan, tracker_name
@@ -604,13 +604,19 @@ class SagaTracker:
         started = time.monotonic()
         store, engine = self.store, self.engine
         held_stranded: dict[bytes, str] = {}
-        read = 0
+        read = unreadable = 0
 
         def keep(data: bytes) -> bytes:
-            """Pack a changelog record with its wake time, read without a parse (``peek``)."""
-            nonlocal read
+            """Pack a changelog record with its wake time, read without a parse (``peek``).
+            A record that is not a state is held as it is, with no timer: it is its saga's
+            latest, so the saga's events go to the dead-letter topic (``_handle``)."""
+            nonlocal read, unreadable
             read += 1
-            found = timing(data)
+            try:
+                found = timing(data)
+            except UnreadableState:
+                unreadable += 1
+                return store.pack(data)
             packed = store.pack(data, engine.wake_at(found))
             why = engine.stranded(found)
             if why is not None:
@@ -640,6 +646,14 @@ class SagaTracker:
             read,
             f", partition(s) {sorted(kept)} kept through the rebalance" if kept else "",
         )
+        if unreadable:
+            _log.warning(
+                "%d changelog record(s) of %s read in this restore are not saga states (written "
+                "by something else?): while one is its saga's latest, the saga's events go to "
+                "the dead-letter topic as unreadable-state",
+                unreadable,
+                changelog,
+            )
         if stranded:
             saga_id, why = stranded[0]
             _log.warning(
@@ -790,6 +804,11 @@ class SagaTracker:
             if (value := _headers.lenient_text(headers.get(name))) is not None
         }
         key = (partition, saga_id)
+        try:
+            state = batch.state(self.store, key)
+        except DecodeError as exc:
+            self._dead_letter(batch, message, exc.reason, exc)
+            return
         incoming = Incoming(
             saga_id,
             event,
@@ -798,7 +817,6 @@ class SagaTracker:
             _event_time(headers.get(_headers.TIME)),
             _headers.lenient_text(headers.get(_headers.SOURCE)),  # names an abort's sender
         )
-        state = batch.state(self.store, key)
         tracing = self._tracing
         if tracing is None or headers.get(_headers.SOURCE) == self._source:
             # Its own compensations come back on its input topics: no span for those.
@@ -845,7 +863,11 @@ class SagaTracker:
         due += [key for key in changed if key[0] in ready]
         tracing = self._tracing
         for key in due:
-            state = batch.state(self.store, key)
+            try:
+                state = batch.state(self.store, key)
+            except DecodeError as exc:  # its timer is not armed again: it has no valid one
+                _log.warning("not firing its deadline: %s", exc)
+                continue
             if state is None:
                 continue
             if tracing is None:

@@ -14,6 +14,7 @@ from conftest import World, answer_compensations, oid, stop, tracked
 
 from choreo import _headers
 from choreo._runtime import dead_letters as dlq
+from choreo._saga.store import changelog_topic, read_changelog_bytes
 from services.events import SagaFailed
 
 pytestmark = pytest.mark.stack
@@ -96,6 +97,48 @@ def test_unreadable_input_goes_to_the_trackers_dead_letter_topic(fragile: World)
     assert headers[dlq.GROUP] == fragile.source.encode()
     assert b"choreo_correlation_id" in reasons["missing-header"][2][dlq.ERROR_MESSAGE]
     assert o not in fragile.states()
+
+
+def test_changelog_records_that_are_not_states_dead_letter_their_sagas_events(
+    kafka: str, tmp_path: Path
+) -> None:
+    """Something else wrote to the changelog: the saga's latest record is garbage, and
+    another's peeks as a state (its timer due at once) but is not one. The tracker neither
+    crashes nor decides on an older state: the saga's event goes to the dead-letter topic as
+    ``unreadable-state``, the bad timer is not fired, and every other saga goes on."""
+    with World(kafka, tmp_path) as world:
+        tracker = world.start_tracker()
+        o = oid()
+        world.publish(d.placed(o))
+        world.wait_status(o, "running")
+        stop(tracker)
+        changelog = changelog_topic(world.name)
+        held = read_changelog_bytes({"bootstrap.servers": kafka}, changelog)
+        (partition,) = [p for p, states in held.items() if o in states]
+        peeks_but_is_not = (
+            b'{"saga_id":"x","saga":"y","version":1,"status":"running","steps":"oops",'
+            b'"sub_versions":{},"wake_at":1.0,"updated_at":1.0,"history":[]}'
+        )
+        world.producer.produce(
+            changelog, key=o.encode(), value=b"\xff not json", partition=partition
+        )
+        world.producer.produce(
+            changelog, key=b"stranger", value=peeks_but_is_not, partition=partition
+        )
+        world.producer.flush(10)
+        world.start_tracker()
+        world.publish(d.reserved(o))
+        healthy_saga_completes(world)
+        inventory = world.topics["shop.inventory"]
+        (letter,) = read_all(world.kafka, dlq.dlq_topic(world.source, inventory), 1)
+        assert letter[2][dlq.REASON] == b"unreadable-state"
+        assert o.encode() in letter[2][dlq.ERROR_MESSAGE]
+        logs = world.logs()
+        assert "1 changelog record(s)" in logs and "not saga states" in logs, logs[-3000:]
+        assert "not firing its deadline: saga stranger" in logs, logs[-3000:]
+        listed = world.cli("ls", "--saga", world.name)
+        assert listed.returncode == 0 and "not a saga state" in listed.stderr, listed.stderr
+        assert all(p.poll() is None for p in world.processes[1:])  # still running
 
 
 def test_finished_sagas_are_shown_then_forgotten(fragile: World) -> None:
