@@ -36,6 +36,10 @@ from choreo._transport.watermarks import watermarks
 _log = logging.getLogger("choreo.saga.store")
 
 RESTORE_TIMEOUT_S = 60.0
+READ_WAIT_S = 0.05
+"""How long one ``consume`` call of a restore waits: it returns only once that passed or it has
+its 1,000 records, so at 0.5 s a partition's last records (and its end) came half a second
+late: with the broker's fetch wait, a restore of a handful of states took a second."""
 
 
 def changelog_topic(saga: str) -> str:
@@ -233,6 +237,9 @@ def read_changelog_bytes(
             "isolation.level": "read_committed",
             "enable.partition.eof": True,
             "auto.offset.reset": "earliest",
+            # A reader to the end: the broker's default (500 ms) held a fetch that found a
+            # partition with nothing new, and with it each restore's end.
+            "fetch.wait.max.ms": 10,
         }
     )
     try:
@@ -285,7 +292,7 @@ def read_changelog_bytes(
                 pending -= open_at
                 given_up |= open_at
                 open_at.clear()
-            for message in consumer.consume(1000, timeout=0.5):
+            for message in consumer.consume(1000, timeout=READ_WAIT_S):
                 error = message.error()
                 if error is not None:
                     number = message.partition() or 0
