@@ -22,7 +22,8 @@ tracker's bottleneck, decides the next batch meanwhile (2026-12-05, three altern
 ``bench/saga.py throughput``: the loop thread 57-60 -> 50-55 us per event, 1.05x the
 events/s). The loop thread packs what a restore reads (:meth:`Packer.pack`) and unpacks.
 zstd's contexts are not safe to share between threads, so each of those two uses its own
-compressor; the commit threads take turns (a transaction starts once the previous settled).
+compressor, and the batch compressor is taken under a lock: commit threads take turns, except
+one given up as stuck, which may still be packing when the next one starts.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ class Packer:
         self._batch_compressor: zstandard.ZstdCompressor | None = None
         self._decompressor = zstandard.ZstdDecompressor(format=zstandard.FORMAT_ZSTD1_MAGICLESS)
         self._priming = threading.Lock()
+        self._batching = threading.Lock()
 
     def pack(self, data: bytes, head: bytes = b"") -> bytes:
         """``data`` compressed, behind ``head`` (the store's wake time: one object, one copy)."""
@@ -61,11 +63,15 @@ class Packer:
         compressor = self._batch_compressor
         if compressor is None:
             compressor = self._prime(datas[0])[1]
-        if not all(datas):  # zstd's batch call refuses an empty input; no state is empty
-            return [compressor.compress(data) for data in datas]
-        sources: list[bytes | bytearray | memoryview] = list(datas)
-        packed = compressor.multi_compress_to_buffer(sources)
-        return [packed[i].tobytes() for i in range(len(packed))]
+        with self._batching:
+            try:
+                sources: list[bytes | bytearray | memoryview] = list(datas)
+                packed = compressor.multi_compress_to_buffer(sources)
+            except (ValueError, NotImplementedError):
+                # Inputs all empty (no state is), or python-zstandard's CFFI backend (PyPy),
+                # which has no batch call: one by one, on the same compressor.
+                return [compressor.compress(data) for data in datas]
+            return [packed[i].tobytes() for i in range(len(packed))]
 
     def unpack(self, packed: bytes | memoryview) -> bytes:
         return self._decompressor.decompress(packed)

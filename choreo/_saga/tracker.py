@@ -919,13 +919,14 @@ class SagaTracker:
         watch: CallWatch,
     ) -> dict[StateKey, bytes | None]:
         """One batch's transaction, in the commit thread (a timed-out call goes on); returns
-        its states packed for memory, packed while its records are on their way."""
+        its states packed for memory, packed before the transaction begins: a packing that
+        fails stops the tracker with no transaction left open."""
         what = f"saga tracker '{self.engine.name}' transaction"
+        bodies = self.store.pack_bodies(encoded)
         self._begun_at = time.monotonic()
         producer.begin_transaction()
         for topic, fields in records:
             producer.produce(topic, **fields)
-        bodies = self.store.pack_bodies(encoded)
         if offsets:
             send = producer.send_offsets_to_transaction
             resumed(f"{what} send offsets", send, offsets, metadata, watch=watch, may_hang=True)
