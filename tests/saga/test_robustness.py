@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -139,6 +141,28 @@ def test_changelog_records_that_are_not_states_dead_letter_their_sagas_events(
         listed = world.cli("ls", "--saga", world.name)
         assert listed.returncode == 0 and "not a saga state" in listed.stderr, listed.stderr
         assert all(p.poll() is None for p in world.processes[1:])  # still running
+        # Recovery as the README says: a valid state written back (here the one the garbage
+        # replaced), the tracker restarted, the dead letter replayed; the saga carries on.
+        stop(world.processes[-1])
+        world.producer.produce(
+            changelog, key=o.encode(), value=held[partition][o], partition=partition
+        )
+        world.producer.flush(10)
+        world.start_tracker()
+        replay = ["dlq", "replay", dlq.dlq_topic(world.source, inventory)]
+        replayed = subprocess.run(
+            [sys.executable, "-m", "choreo._cli.main", *replay, "--reason", "unreadable-state"],
+            env=world.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert replayed.returncode == 0, replayed.stderr
+        world.wait_step(o, "reserve-stock")
+        world.publish(d.authorized(o))
+        world.publish(d.completed(o))
+        world.wait_status(o, "completed")
 
 
 def test_finished_sagas_are_shown_then_forgotten(fragile: World) -> None:
