@@ -13,12 +13,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from confluent_kafka import ConsumerGroupTopicPartitions, IsolationLevel, TopicPartition
-from confluent_kafka.admin import AdminClient, OffsetSpec  # type: ignore[attr-defined]
+from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
+from confluent_kafka.admin import AdminClient
 
 from choreo._console.html import esc, table
 from choreo._docs import svg
 from choreo._docs.model import System
+from choreo._transport.watermarks import latest_offsets
 
 TIMEOUT_S = 10.0
 
@@ -49,14 +50,7 @@ def group_lag(settings: Mapping[str, Any], groups: list[str]) -> list[Lag]:
     wanted = {TopicPartition(tp.topic, tp.partition) for tps in committed.values() for tp in tps}
     ends: dict[tuple[str, int], int] = {}
     if wanted:
-        latest = OffsetSpec.latest()  # type: ignore[no-untyped-call]
-        futures = admin.list_offsets(
-            {tp: latest for tp in wanted},
-            isolation_level=IsolationLevel.READ_COMMITTED,
-            request_timeout=TIMEOUT_S,
-        )
-        for tp, future in futures.items():
-            ends[(tp.topic, tp.partition)] = future.result(TIMEOUT_S).offset
+        ends = latest_offsets(admin, wanted, committed=True, timeout_s=TIMEOUT_S)
     return [
         Lag(
             group,

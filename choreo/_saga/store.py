@@ -25,13 +25,12 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 import confluent_kafka as ck
-from confluent_kafka import IsolationLevel
-from confluent_kafka.admin import AdminClient, OffsetSpec  # type: ignore[attr-defined]
+from confluent_kafka.admin import AdminClient
 
 from choreo._errors import DecodeError, TransportError
 from choreo._saga.packing import Packer
 from choreo._saga.state import SagaState, UnreadableState
-from choreo._transport.watermarks import watermarks
+from choreo._transport.watermarks import latest_offsets, watermarks
 
 _log = logging.getLogger("choreo.saga.store")
 
@@ -294,19 +293,18 @@ def read_changelog_bytes(
                 open_at.clear()
             for message in consumer.consume(1000, timeout=READ_WAIT_S):
                 error = message.error()
+                number = message.partition() or 0
                 if error is not None:
-                    number = message.partition() or 0
-                    if error.code() == ck.KafkaError._PARTITION_EOF and number in pending:
+                    if error.code() != ck.KafkaError._PARTITION_EOF:
+                        _log.warning("reading %s: %s", topic, error.str())
+                    elif number in pending:
                         end = written.get(number, -1)
                         if end < 0 or _position(consumer, topic, number) >= end:
                             pending.discard(number)
                             open_at.discard(number)
                         else:
                             open_at.add(number)
-                    elif error.code() != ck.KafkaError._PARTITION_EOF:
-                        _log.warning("reading %s: %s", topic, error.str())
                     continue
-                number = message.partition() or 0
                 if number in given_up:
                     continue
                 open_at.discard(number)
@@ -333,14 +331,10 @@ def _written_ends(settings: Mapping[str, Any], topic: str, partitions: list[int]
     """Each partition's end including records of transactions still open (the high watermark,
     where a ``read_committed`` client's end is the last stable offset); {} when the broker
     does not answer in time, so the read stops at the stable offsets as it always did."""
-    admin = AdminClient(dict(settings))
-    latest = OffsetSpec.latest()  # type: ignore[no-untyped-call]
-    wanted = {ck.TopicPartition(topic, p): latest for p in partitions}
+    wanted = [ck.TopicPartition(topic, p) for p in partitions]
     try:
-        futures = admin.list_offsets(
-            wanted, isolation_level=IsolationLevel.READ_UNCOMMITTED, request_timeout=15
-        )
-        return {tp.partition: int(future.result().offset) for tp, future in futures.items()}
+        ends = latest_offsets(AdminClient(dict(settings)), wanted, committed=False, timeout_s=15)
+        return {partition: end for (_, partition), end in ends.items()}
     except ck.KafkaException as exc:
         _log.warning("%s: the ends of its open transactions are unknown (%s)", topic, exc)
         return {}

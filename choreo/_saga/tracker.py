@@ -982,8 +982,9 @@ class SagaTracker:
         committed = self._committed
         offsets = []
         for tp in positions:
-            offset = tp.offset if tp.offset >= 0 else committed.get((tp.topic, tp.partition), -1)
-            if offset >= 0:
+            if tp.offset >= 0:
+                offsets.append(tp)  # position() made it for this call: sent as it is
+            elif (offset := committed.get((tp.topic, tp.partition), -1)) >= 0:
                 offsets.append(ck.TopicPartition(tp.topic, tp.partition, offset))
         return offsets
 

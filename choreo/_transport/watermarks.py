@@ -8,8 +8,11 @@ patience, so it lives here once.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 
 import confluent_kafka as ck
+from confluent_kafka import IsolationLevel
+from confluent_kafka.admin import AdminClient, OffsetSpec  # type: ignore[attr-defined]
 
 from choreo._errors import TransportError
 
@@ -33,3 +36,24 @@ def watermarks(
             if not retriable or time.monotonic() > deadline:
                 raise TransportError(f"cannot read the end of {partition.topic}: {exc}") from None
             time.sleep(0.2)
+
+
+def latest_offsets(
+    admin: AdminClient,
+    partitions: Iterable[ck.TopicPartition],
+    *,
+    committed: bool,
+    timeout_s: float,
+) -> dict[tuple[str, int], int]:
+    """Each partition's end, all in one request: as a ``read_committed`` reader sees it (the
+    last stable offset), or with ``committed=False`` including the records of transactions
+    still open (the high watermark). ``KafkaException`` when the broker does not answer."""
+    latest = OffsetSpec.latest()  # type: ignore[no-untyped-call]
+    isolation = IsolationLevel.READ_COMMITTED if committed else IsolationLevel.READ_UNCOMMITTED
+    futures = admin.list_offsets(
+        {tp: latest for tp in partitions}, isolation_level=isolation, request_timeout=timeout_s
+    )
+    return {
+        (tp.topic, tp.partition): int(future.result(timeout_s).offset)
+        for tp, future in futures.items()
+    }
