@@ -68,6 +68,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 from choreo._errors import TopologyError
+from choreo._saga import payloads
 from choreo._saga.definition import (
     CompensationInput,
     PlacedPart,
@@ -523,7 +524,8 @@ class Engine:
         assert ev.state.start is not None
         at = datetime.fromtimestamp(ev.now, UTC)
         try:
-            command = fill(fallback.command, [ev.seen.payload, ev.state.start.payload], at)
+            sources = [self._values(ev.seen), self._values(ev.state.start)]
+            command = fill(fallback.command, sources, at)
         except Exception as error:  # the failure event's values do not fit the command
             ev.note("step failed")
             self._park(
@@ -670,8 +672,8 @@ class Engine:
         reason = state.reason or "compensating"
         at = datetime.fromtimestamp(now, UTC)
         try:
-            start = self.models[state.start.type].model_validate(state.start.payload)
-            result = self.models[step.result.type].model_validate(step.result.payload)
+            start = self.models[state.start.type].model_validate(self._values(state.start))
+            result = self.models[step.result.type].model_validate(self._values(step.result))
             if placed.step.build is not None:
                 event = placed.step.build(
                     CompensationInput(state.saga_id, start, result, reason, at)
@@ -809,6 +811,10 @@ class Engine:
                     outcome,
                 )
             return
+
+    def _values(self, seen: SeenEvent) -> Mapping[str, Any]:
+        """A seen event's fields as its model validates them (:func:`payloads.values`)."""
+        return payloads.values(self.models[seen.type], seen.payload)
 
     def _park(
         self,
@@ -1010,7 +1016,7 @@ def _payload(definition: Saga, state: SagaState, event: Event) -> dict[str, Any]
             role.kind in _PAYLOAD_UNREAD or (role.kind == "completion" and role.part is None)
         ):
             return {}
-    return event.__pydantic_serializer__.to_python(event, mode="json")  # type: ignore[no-any-return]
+    return payloads.dump(event)
 
 
 def _start_id(state: SagaState) -> str:
