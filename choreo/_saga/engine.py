@@ -68,7 +68,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 from choreo._errors import TopologyError
-from choreo._saga import payloads
 from choreo._saga.definition import (
     CompensationInput,
     PlacedPart,
@@ -88,7 +87,7 @@ from choreo._saga.state import (
     StepState,
     StepStatus,
 )
-from choreo._schemas import Event
+from choreo._schemas import Event, payloads
 
 _IDS = uuid.UUID("7c1f3a52-2d7e-4b0e-9a55-0c40a8b1e6d3")
 """Namespace of emitted event ids: the same emission always gets the same ``ce_id``."""
@@ -120,6 +119,23 @@ _DONE = frozenset({_STEP_SUCCEEDED, _STEP_SKIPPED})
 
 
 @dataclass(slots=True)
+class Decoded:
+    """An input event read straight into the payload a :class:`SeenEvent` stores (the tracker's
+    codec does that without building the model and dumping it again, ~3-5 us an event): its
+    model is read from its bytes only when a step condition (``when=``) needs it."""
+
+    event_type: str
+    payload: dict[str, Any]
+    """As :func:`choreo._schemas.payloads.dump` writes the model."""
+    data: bytes
+    read: Callable[[bytes], Event]
+    """The codec's reader of the model, which accepted these bytes when it read the payload."""
+
+    def model(self) -> Event:
+        return self.read(self.data)
+
+
+@dataclass(slots=True)
 class Incoming:
     """One decoded input event with the metadata the engine needs.
 
@@ -128,7 +144,7 @@ class Incoming:
     nothing assigns their fields after construction."""
 
     saga_id: str
-    event: Event
+    event: Event | Decoded
     event_id: str
     trace: Mapping[str, str] = field(default_factory=dict)
     occurred_at: float | None = None
@@ -391,7 +407,7 @@ class Engine:
         self,
         definition: Saga,
         state: SagaState,
-        start: Event,
+        start: Event | Decoded,
         seen: SeenEvent,
         now: float,
         outcome: Outcome,
@@ -400,6 +416,8 @@ class Engine:
         skipped: list[str] = []
         for placed in definition.placed:
             condition = placed.step.when
+            if condition is not None and isinstance(start, Decoded):
+                start = start.model()
             try:
                 if condition is not None and not condition(start):
                     skipped.append(placed.step.name)
@@ -1004,7 +1022,7 @@ def _wake_at(definition: Saga, state: SagaState) -> float | None:
     return min(due) if due else None
 
 
-def _payload(definition: Saga, state: SagaState, event: Event) -> dict[str, Any]:
+def _payload(definition: Saga, state: SagaState, event: Event | Decoded) -> dict[str, Any]:
     """``event``'s fields as a :class:`SeenEvent` stores them, or ``{}`` for an event of a
     started saga whose role neither keeps nor reads them (a confirmation, progress, the saga's
     completion event, its start again): only the start, a step's result, a buffered event, an
@@ -1016,7 +1034,9 @@ def _payload(definition: Saga, state: SagaState, event: Event) -> dict[str, Any]
             role.kind in _PAYLOAD_UNREAD or (role.kind == "completion" and role.part is None)
         ):
             return {}
-    return payloads.dump(event)
+    if type(event) is Decoded:
+        return event.payload
+    return payloads.dump(event)  # type: ignore[arg-type]  # not Decoded: an Event
 
 
 def _start_id(state: SagaState) -> str:

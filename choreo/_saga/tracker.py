@@ -86,13 +86,13 @@ from choreo._runtime.dead_letters import failure_headers
 from choreo._runtime.heap import hand_back_freed_memory
 from choreo._saga.caught_up import ReadGate
 from choreo._saga.definition import Saga
-from choreo._saga.engine import Emit, Engine, Incoming, Outcome
+from choreo._saga.engine import Decoded, Emit, Engine, Incoming, Outcome
 from choreo._saga.peek import timing
 from choreo._saga.state import SagaState, SagaStatus, UnreadableState
 from choreo._saga.store import StateKey, StateStore, read_changelog_bytes
 from choreo._saga.timers import Timers
 from choreo._saga.topology import Topology, check_broker, plan, tracker_name
-from choreo._schemas import Catalog, Codec
+from choreo._schemas import Catalog, Codec, Event
 from choreo._schemas.registry_setup import registry_for
 from choreo._transport.base import Headers
 from choreo._transport.confluent import (
@@ -184,6 +184,9 @@ class _Batch:
             self.changes[key] = outcome.state
         self.emits += [(partition, emit, context) for emit in outcome.emits]
 
+
+_Readers = tuple[Callable[[bytes | None], dict[str, Any]], Callable[[bytes | None], Event]]
+"""An event type's payload reader and model reader (``Codec.payload_decoder``, ``decoder``)."""
 
 _Record = tuple[str, dict[str, Any]]
 """A record to produce in the transaction: its topic and ``produce``'s keyword arguments."""
@@ -409,6 +412,8 @@ class SagaTracker:
         states the broker committed after all, so the next one parks nothing."""
         self._assigned_at = time.monotonic()
         self._source = self.group_id.encode()
+        self._readers: dict[str, _Readers] = {}
+        """Per event type: the codec's payload reader, and its model reader (``Decoded``)."""
         self._tracing = (
             None
             if tracer_provider is None
@@ -775,10 +780,15 @@ class SagaTracker:
             return
         headers = dict(message.headers() or [])
         try:
-            event_type = self.codec.event_type_of(message.value())
-            if not self.engine.accepts(event_type):
-                return  # another consumer's event on a topic the saga reads
-            event = self.codec.decode(message.value(), self.engine.models[event_type])
+            value = message.value()
+            event_type = self.codec.event_type_of(value)
+            readers = self._readers.get(event_type)
+            if readers is None:
+                if not self.engine.accepts(event_type):
+                    return  # another consumer's event on a topic the saga reads
+                readers = self._readers[event_type] = self._bind(event_type)
+            read_payload, read_model = readers
+            event = Decoded(event_type, read_payload(value), value, read_model)
         except (DecodeError, SchemaError) as exc:
             reason = exc.reason if isinstance(exc, DecodeError) else "incompatible"
             self._dead_letter(batch, message, reason, exc)
@@ -831,6 +841,10 @@ class SagaTracker:
         outcome = self.engine.handle(state, incoming, time.time(), copy=False)
         tracing.decided(span, was, outcome, event_id)
         batch.record(partition, key, outcome, context)
+
+    def _bind(self, event_type: str) -> _Readers:
+        model = self.engine.models[event_type]
+        return self.codec.payload_decoder(model), self.codec.decoder(model)
 
     def _dead_letter(self, batch: _Batch, message: Any, reason: str, error: Exception) -> None:
         topic, partition, offset = message.topic(), message.partition(), message.offset()

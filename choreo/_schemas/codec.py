@@ -22,11 +22,12 @@ from fastavro.read import SchemaResolutionError
 from pydantic import ValidationError
 
 from choreo._errors import ConfigError, DecodeError, SchemaError
+from choreo._schemas import payloads
 from choreo._schemas.binding import newest_match
 from choreo._schemas.catalog import Catalog
 from choreo._schemas.compat import read_issues
 from choreo._schemas.event import Event
-from choreo._schemas.fastread import fast_reader
+from choreo._schemas.fastread import fast_payload_reader, fast_reader
 from choreo._schemas.fastwrite import fast_writer
 from choreo._schemas.layout import SchemaVersion
 from choreo._schemas.registry_wire import HEADER_SIZE as REGISTRY_HEADER_SIZE
@@ -138,6 +139,35 @@ class Codec:
             return decode(data, model)
 
         return decode_model
+
+    def payload_decoder(self, model: type[Event]) -> Callable[[bytes | None], dict[str, Any]]:
+        """:meth:`decoder`, returning the event's fields as JSON values (:func:`payloads.dump`
+        of the model it would return) instead of the model: what a saga state stores, read
+        straight from the bytes when the writer's version is the model's (no model, nor its
+        dump, is built). Raises what :meth:`decode` raises, for the same records."""
+        decode, limit = self.decoder(model), self._max_bytes
+
+        def authority(data: bytes | None) -> dict[str, Any]:
+            return payloads.dump(decode(data))
+
+        known: dict[bytes, Callable[[bytes], dict[str, Any]]] = {}
+        dump_read: Callable[[bytes], dict[str, Any]] = authority
+
+        def decode_payload(data: bytes | None) -> dict[str, Any]:
+            if data is not None and HEADER_SIZE <= len(data) <= limit and data[:2] == MAGIC:
+                read = known.get(data[2:HEADER_SIZE])
+                if read is not None:
+                    return read(data)
+                payload = authority(data)  # the first of its version: checked as decode checks
+                writer = self._writer(data[2:HEADER_SIZE])
+                fast = None
+                if self._fast and writer is self._version_of(model):
+                    fast = fast_payload_reader(writer.record, model, HEADER_SIZE)
+                known[data[2:HEADER_SIZE]] = _with_fallback(fast, dump_read)
+                return payload
+            return authority(data)
+
+        return decode_payload
 
     def decode_any(self, data: bytes | None) -> Event:
         """Decode into whichever registered model has the writer's event type."""

@@ -20,6 +20,7 @@ from __future__ import annotations
 import datetime
 import decimal
 import enum
+import re
 import struct
 import typing
 from collections.abc import Callable
@@ -53,6 +54,10 @@ _EPOCHS = {
     "local-timestamp-millis": _UTC_EPOCH.replace(tzinfo=None),
     "local-timestamp-micros": _UTC_EPOCH.replace(tzinfo=None),
 }
+_CANONICAL_UUID = re.compile(
+    "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+).fullmatch
+"""A UUID's text as ``str(UUID(...))`` writes it."""
 _CANONICAL = {"int": (-(2**31), 2**31 - 1), "long": (-(2**63), 2**63 - 1)}
 """Values the validating path can get from fastavro without wrapping; others go to it."""
 
@@ -73,6 +78,17 @@ def fast_reader(record: Record, model: type[BaseModel], header_size: int) -> Rea
     """
     try:
         return _Compiler().compile(record, model, header_size)
+    except _Ineligible:
+        return None
+
+
+def fast_payload_reader(record: Record, model: type[BaseModel], header_size: int) -> Read | None:
+    """A reader of bodies written with ``record`` straight into the JSON values a saga state
+    stores for them (:func:`~choreo._schemas.payloads.dump` of the model the validating reader
+    builds), with no model in between; None if not eligible. Raises, as :func:`fast_reader`
+    does, on any record it is not sure of (bytes that are not UTF-8 text included)."""
+    try:
+        return _PayloadCompiler().compile(record, model, header_size)
     except _Ineligible:
         return None
 
@@ -132,6 +148,12 @@ class _Compiler(SourceCompiler):
             attr, info = by_alias[field.name]  # binding checked the names match
             value = values[attr] = self._name("v")
             self._value(out, field.type, info.annotation, list(info.metadata), value)
+        self._construct(out, model, values, target)
+
+    def _construct(
+        self, out: list[str], model: type[BaseModel], values: dict[str, str], target: str
+    ) -> None:
+        """Lines making the record's value from its fields' locals: the model."""
         # Validation fills __dict__ in the model's field order.
         items = ", ".join(f"{attr!r}: {values[attr]}" for attr in model.model_fields)
         names = ", ".join(repr(attr) for attr in model.model_fields)
@@ -186,14 +208,16 @@ class _Compiler(SourceCompiler):
                 out.append(f"{target} = {target}.decode()")
             case Primitive(name="bytes", logical=None):
                 self._bytes_into(out, target)
+                self._binary(out, target)
             case Fixed(logical=None):
                 self._fixed_into(out, target, inner.size)
+                self._binary(out, target)
             case Primitive(logical=logical) | Fixed(logical=logical) if logical is not None:
                 self._logical(out, inner, metadata, target)
             case Enum(symbols=symbols):
                 if not (isinstance(annotation, type) and issubclass(annotation, enum.Enum)):
                     raise _Ineligible(f"enum field typed {annotation!r}")
-                members = self._const(tuple(annotation(symbol) for symbol in symbols))
+                members = self._const(self._members(annotation, symbols))
                 self._long_into(out, target)
                 out.append(f"if {target} < 0:")
                 out.append("    raise _Refused('enum index')")
@@ -325,14 +349,35 @@ class _Compiler(SourceCompiler):
             out.append(f"if not -{limit} < {raw} < {limit}:")
             out.append("    raise _Refused('decimal digits')")
             out.append(f"{target} = _Decimal({raw}).scaleb({-logical.scale}, {context})")
-            return
-        epoch = _EPOCHS.get(logical.name)
-        if epoch is not None:  # fastavro's arithmetic, without its call
+        elif (epoch := _EPOCHS.get(logical.name)) is not None:
             per_unit = 1000 if logical.name.endswith("millis") else 1
-            out.append(f"{target} = {self._const(epoch)} + _timedelta(0, 0, {raw} * {per_unit})")
-            return
-        convert = self._const(LOGICAL_READERS[f"{kind}-{logical.name}"])
+            self._timestamp(out, epoch, f"{raw} * {per_unit}", target)
+        else:
+            self._converted(out, f"{kind}-{logical.name}", raw, target)
+        self._logical_value(out, logical.name, target)
+
+    def _timestamp(
+        self, out: list[str], epoch: datetime.datetime, micros: str, target: str
+    ) -> None:
+        """A timestamp by fastavro's arithmetic, without its call."""
+        out.append(f"{target} = {self._const(epoch)} + _timedelta(0, 0, {micros})")
+
+    def _converted(self, out: list[str], converter: str, raw: str, target: str) -> None:
+        """The rarer logical types, through fastavro's own converters."""
+        convert = self._const(LOGICAL_READERS[converter])
         out.append(f"{target} = {convert}({raw}, None, None)")
+
+    # -- what differs for a payload (PayloadCompiler) -------------------------------------------
+
+    def _binary(self, out: list[str], target: str) -> None:
+        """A bytes or fixed value: the model holds the bytes."""
+
+    def _members(self, annotation: type[enum.Enum], symbols: tuple[str, ...]) -> tuple[Any, ...]:
+        """What each enum symbol reads as: the model's member."""
+        return tuple(annotation(symbol) for symbol in symbols)
+
+    def _logical_value(self, out: list[str], logical: str, target: str) -> None:
+        """A logical type's value as fastavro builds it is the model's."""
 
 
 def _constrainable(avro: AvroType) -> bool:
@@ -383,3 +428,83 @@ def _non_none(annotation: Any) -> Any:
     """``T`` of ``T | None`` (binding checked the model's field is optional)."""
     (base,) = [arg for arg in get_args(annotation) if arg is not type(None)]
     return base
+
+
+class _PayloadCompiler(_Compiler):
+    """:class:`_Compiler` writing what pydantic's JSON mode makes of the model instead: dicts
+    in field order, text for bytes, decimals, times and UUIDs, enum values."""
+
+    def _construct(
+        self, out: list[str], model: type[BaseModel], values: dict[str, str], target: str
+    ) -> None:
+        decorators = model.__pydantic_decorators__
+        if decorators.field_serializers or decorators.model_serializers:
+            raise _Ineligible(f"{model.__qualname__} has serializers")
+        if model.__pydantic_computed_fields__:
+            raise _Ineligible(f"{model.__qualname__} has computed fields")
+        if any(info.exclude for info in model.model_fields.values()):
+            raise _Ineligible(f"{model.__qualname__} excludes fields")
+        items = ", ".join(f"{attr!r}: {values[attr]}" for attr in model.model_fields)
+        out.append(f"{target} = {{{items}}}")
+
+    def _binary(self, out: list[str], target: str) -> None:
+        out.append(f"{target} = {target}.decode()")  # not UTF-8: the authority's base64
+
+    def _members(self, annotation: type[enum.Enum], symbols: tuple[str, ...]) -> tuple[Any, ...]:
+        values = tuple(annotation(symbol).value for symbol in symbols)
+        if not all(type(value) in (str, int) for value in values):
+            raise _Ineligible(f"enum {annotation.__qualname__} has values JSON writes otherwise")
+        return values
+
+    def _converted(self, out: list[str], converter: str, raw: str, target: str) -> None:
+        if converter != "string-uuid":
+            super()._converted(out, converter, raw, target)
+            return
+        # The canonical form is its own text; any other goes through UUID as the model's does.
+        canonical = self._const(_CANONICAL_UUID)
+        out.append(f"if {canonical}({raw}) is None:")
+        inner: list[str] = []
+        super()._converted(inner, converter, raw, raw)
+        out.extend("    " + line for line in inner)
+        out.append(f"    {raw} = str({raw})")
+        out.append(f"{target} = {raw}")
+
+    def _timestamp(
+        self, out: list[str], epoch: datetime.datetime, micros: str, target: str
+    ) -> None:
+        text = _UTC_TEXT if epoch.tzinfo is not None else _LOCAL_TEXT
+        out.append(f"{target} = {self._const(text)}({micros})")
+
+    def _logical_value(self, out: list[str], logical: str, target: str) -> None:
+        if logical == "decimal":
+            out.append(f"{target} = str({target})")
+        elif logical == "date":
+            out.append(f"{target} = {target}.isoformat()")
+        elif logical not in _EPOCHS and logical != "uuid":
+            raise _Ineligible(f"logical type {logical}")
+
+
+class _TimestampText:
+    """A timestamp's ISO text as pydantic's JSON mode writes it, from microseconds since the
+    epoch. Each second's text is kept (up to :data:`SECONDS_KEPT`): the timestamps of an
+    event stream cluster around now, so most take a dict lookup, not a datetime (~1.5 us)."""
+
+    SECONDS_KEPT = 4096
+
+    def __init__(self, suffix: str) -> None:
+        self._suffix = suffix
+        self._seconds: dict[int, str] = {}
+
+    def __call__(self, micros: int) -> str:
+        seconds, fraction = divmod(micros, 1_000_000)
+        text = self._seconds.get(seconds)
+        if text is None:
+            if len(self._seconds) >= self.SECONDS_KEPT:
+                self._seconds.clear()
+            moment = _UTC_EPOCH.replace(tzinfo=None) + datetime.timedelta(seconds=seconds)
+            text = self._seconds[seconds] = moment.isoformat()
+        return f"{text}.{fraction:06d}{self._suffix}" if fraction else text + self._suffix
+
+
+_UTC_TEXT = _TimestampText("Z")
+_LOCAL_TEXT = _TimestampText("")

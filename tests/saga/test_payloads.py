@@ -9,12 +9,16 @@ built from them carry the exact bytes.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import msgspec
+import saga_defs
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from choreo import Event
-from choreo._saga import payloads
+from choreo._saga.engine import Decoded
+from choreo._schemas import Catalog, Codec, payloads
 from choreo._schemas.event import Record
 from choreo.saga import Engine, Fallback, Incoming, Saga, SagaState, SagaStatus, Step
 
@@ -173,3 +177,25 @@ def test_a_payload_edited_by_hand_is_refused_by_validation_not_decoded_wrong() -
     not this module, says what is wrong (the engine parks the saga with that message)."""
     payload = {"order_id": "o-1", "token": "not base64!", payloads.BASE64_BYTES: "base64"}
     assert payloads.values(Charged, payload) == {"order_id": "o-1", "token": "not base64!"}
+
+
+def test_an_event_read_as_its_payload_decides_as_its_model() -> None:
+    """The tracker hands the engine events read straight into payloads (``Decoded``): the same
+    state results, and a step condition (``when=``, the approval over 1,000) still sees the
+    model, read from the bytes only then."""
+    codec = Codec(Catalog.load(Path(__file__).resolve().parents[2] / "schemas"))
+    engine = Engine([saga_defs.order_saga])
+    skipped = []
+    for total in ("19.98", "5000.00"):
+        placed = saga_defs.placed("o-1", total=total)
+        data = codec.encode(placed)
+        model = type(placed)
+        decoded = Decoded(
+            placed.event_type, codec.payload_decoder(model)(data), data, codec.decoder(model)
+        )
+        by_model = engine.handle(None, Incoming("o-1", placed, "e-1"), 1.0)
+        by_payload = engine.handle(None, Incoming("o-1", decoded, "e-1"), 1.0)
+        assert by_model.state is not None and by_payload.state is not None
+        assert by_payload.state.to_bytes() == by_model.state.to_bytes()
+        skipped.append(by_payload.state.steps["approval"].status == "skipped")
+    assert skipped == [True, False]
