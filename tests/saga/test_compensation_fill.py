@@ -1,0 +1,115 @@
+"""A compensation without ``build=`` is filled from the stored payloads of the step's result and
+the saga's start, without validating both into models first; these are the cases where the
+payloads are not enough and the models decide, as they always did."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+
+from pydantic import ConfigDict
+
+from choreo import Event
+from choreo.saga import Engine, Incoming, Saga, SagaState, Step
+
+
+class Ordered(Event):
+    event_type = "test.fill.Ordered"
+    order_id: str
+    amount: Decimal
+    region: str = "eu"
+    currency: str = "USD"
+
+
+class Charged(Event):
+    event_type = "test.fill.Charged"
+    order_id: str
+    amount: Decimal
+    currency: str = "EUR"
+    """Added in a later version of the event, with a default: older states lack it."""
+
+
+class Refund(Event):
+    event_type = "test.fill.Refund"
+    order_id: str
+    amount: Decimal
+    currency: str
+    region: str
+    reason: str
+    requested_at: datetime
+
+
+class StrictRefund(Refund):
+    event_type = "test.fill.StrictRefund"
+    model_config = ConfigDict(strict=True)
+
+
+class Refunded(Event):
+    event_type = "test.fill.Refunded"
+    order_id: str
+
+
+class Shipped(Event):
+    event_type = "test.fill.Shipped"
+    order_id: str
+
+
+class Lost(Event):
+    event_type = "test.fill.Lost"
+    order_id: str
+
+
+def saga(refund: type[Event]) -> Saga:
+    return Saga(
+        "fill",
+        version=1,
+        start=Ordered,
+        steps=[
+            Step("charge", success=[Charged], compensate=refund, compensated=[Refunded]),
+            Step("ship", success=[Shipped], failure=[Lost]),
+        ],
+        completed=[Shipped],
+    )
+
+
+def compensate(refund: type[Event], drop_from_result: str | None = None) -> Event:
+    """The saga charged, its state written, ``drop_from_result`` taken out of the stored result
+    (a state an older event version wrote), then the shipping failed."""
+    engine = Engine([saga(refund)])
+    state = None
+    for number, event in enumerate(
+        [
+            Ordered(order_id="o-1", amount=Decimal("12.50")),
+            Charged(order_id="o-1", amount=Decimal("12.50")),
+        ]
+    ):
+        outcome = engine.handle(state, Incoming("o-1", event, f"e-{number}"), 10.0 + number)
+        assert outcome.state is not None
+        state = SagaState.from_bytes(outcome.state.to_bytes())
+    assert state is not None
+    if drop_from_result is not None:
+        result = state.steps["charge"].result
+        assert result is not None
+        del result.payload[drop_from_result]
+    outcome = engine.handle(state, Incoming("o-1", Lost(order_id="o-1"), "e-9"), 20.0)
+    (emit,) = outcome.emits
+    return emit.event
+
+
+def test_a_compensation_is_filled_from_the_payloads() -> None:
+    refund = compensate(Refund)
+    assert isinstance(refund, Refund)
+    assert (refund.amount, refund.currency, refund.region) == (Decimal("12.50"), "EUR", "eu")
+
+
+def test_an_older_result_without_a_defaulted_field_takes_the_models_default() -> None:
+    """The result's model gives its default (as the model always did), not the start's value
+    the payloads alone would have taken."""
+    refund = compensate(Refund, drop_from_result="currency")
+    assert isinstance(refund, Refund) and refund.currency == "EUR"
+
+
+def test_a_strict_command_refusing_text_is_filled_from_the_models() -> None:
+    """A strict model refuses a decimal and a time given as text: the models' values fill it."""
+    refund = compensate(StrictRefund)
+    assert isinstance(refund, StrictRefund) and refund.amount == Decimal("12.50")
