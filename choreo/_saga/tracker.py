@@ -59,8 +59,8 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from datetime import datetime
 from functools import partial
+from types import MappingProxyType
 from typing import Any
 
 import confluent_kafka as ck
@@ -87,6 +87,7 @@ from choreo._runtime.heap import hand_back_freed_memory
 from choreo._saga.caught_up import ReadGate
 from choreo._saga.definition import Saga
 from choreo._saga.engine import Decoded, Emit, Engine, Incoming, Outcome
+from choreo._saga.event_time import event_time
 from choreo._saga.peek import timing
 from choreo._saga.state import SagaState, SagaStatus, UnreadableState
 from choreo._saga.store import StateKey, StateStore, read_changelog_bytes
@@ -192,6 +193,8 @@ class _Batch:
         self.emits += [(partition, emit, context) for emit in outcome.emits]
 
 
+_NO_TRACE: Mapping[str, str] = MappingProxyType({})
+"""The trace of an event that starts no saga: the engine reads a start event's only."""
 _Readers = tuple[Callable[[bytes | None], dict[str, Any]], Callable[[bytes | None], Event]]
 """An event type's payload reader and model reader (``Codec.payload_decoder``, ``decoder``)."""
 
@@ -419,6 +422,7 @@ class SagaTracker:
         states the broker committed after all, so the next one parks nothing."""
         self._assigned_at = time.monotonic()
         self._source = self.group_id.encode()
+        self._starts = frozenset(d.start.event_type for d in self.engine.versions.values())
         self._readers: dict[str, _Readers] = {}
         """Per event type: the codec's payload reader, and its model reader (``Decoded``)."""
         self._tracing = (
@@ -815,11 +819,13 @@ class SagaTracker:
             )
             self._dead_letter(batch, message, unreadable.reason, unreadable)
             return
-        start_trace = {
-            name: value
-            for name in TRACE_HEADERS
-            if (value := _headers.lenient_text(headers.get(name))) is not None
-        }
+        start_trace = _NO_TRACE
+        if event_type in self._starts:  # the engine keeps a start event's trace only
+            start_trace = {
+                name: value
+                for name in TRACE_HEADERS
+                if (value := _headers.lenient_text(headers.get(name))) is not None
+            }
         key = (partition, saga_id)
         try:
             state = batch.state(self.store, key)
@@ -831,7 +837,7 @@ class SagaTracker:
             event,
             event_id,
             start_trace,
-            _event_time(headers.get(_headers.TIME)),
+            event_time(headers.get(_headers.TIME)),
             _headers.lenient_text(headers.get(_headers.SOURCE)),  # names an abort's sender
         )
         tracing = self._tracing
@@ -1116,19 +1122,6 @@ class SagaTracker:
             state = self.store.get(*key) if self.store.owns(key[0]) else None
             if state is not None:
                 self.timers.set(key, self.engine.wake_at(state))
-
-
-def _event_time(value: bytes | str | None) -> float | None:
-    """The ``ce_time`` header as epoch seconds; None when absent or not an ISO 8601 time with a
-    zone (a foreign producer's header is shown as missing, never trusted as local time)."""
-    if value is None:
-        return None
-    try:
-        text = value.decode() if isinstance(value, bytes) else value
-        at = datetime.fromisoformat(text)
-    except (UnicodeDecodeError, ValueError):
-        return None
-    return None if at.tzinfo is None else at.timestamp()
 
 
 def _header_text(headers: dict[str, Any], name: str) -> str | None:

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from choreo._saga.tracker import _event_time
+from choreo._saga.event_time import event_time as _event_time
 
 
 def test_a_zoned_iso_time_is_read() -> None:
@@ -27,3 +27,30 @@ def test_missing_or_zoneless_times_are_unknown() -> None:
 def test_any_header_bytes_give_a_time_or_none(value: bytes) -> None:
     result = _event_time(value)
     assert result is None or isinstance(result, float)
+
+
+def parsed(value: bytes) -> float | None:
+    """What the header means, worked out afresh (the reader keeps each second it parsed)."""
+    try:
+        at = datetime.fromisoformat(value.decode())
+    except (UnicodeDecodeError, ValueError):
+        return None
+    return None if at.tzinfo is None else at.timestamp()
+
+
+utc_times = st.datetimes(
+    min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30), timezones=st.just(UTC)
+)
+
+
+@settings(max_examples=500, deadline=None, derandomize=True)
+@given(utc_times, st.binary(min_size=3, max_size=3))
+def test_choreo_headers_read_the_same_from_the_kept_second(at: datetime, millis: bytes) -> None:
+    """A second already parsed gives the same float as parsing (``timestamp()`` rounds the
+    exact quotient once), and milliseconds that are not digits are refused as before."""
+    at = at.replace(microsecond=at.microsecond // 1000 * 1000)
+    header = at.isoformat(timespec="milliseconds").encode()
+    assert _event_time(header) == at.timestamp()
+    assert _event_time(header) == at.timestamp()
+    other = header[:20] + millis + header[23:]
+    assert _event_time(other) == parsed(other)
