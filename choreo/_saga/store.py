@@ -78,8 +78,24 @@ class StateStore:
         data = self._partitions[partition].get(saga_id)
         if data is None:
             return None
+        return self.parse(saga_id, self._packer.unpack(memoryview(data)[WAKE.size :]))
+
+    def unpack_many(self, keys: Iterable[StateKey]) -> dict[StateKey, bytes]:
+        """The JSON of each state held among ``keys``, unpacked in one call (a tracker's batch:
+        :meth:`Packer.unpack_many`), for :meth:`parse`."""
+        held = []
+        for partition, saga_id in keys:
+            states = self._partitions.get(partition)
+            data = None if states is None else states.get(saga_id)
+            if data is not None:
+                held.append(((partition, saga_id), memoryview(data)[WAKE.size :]))
+        unpacked = self._packer.unpack_many([packed for _, packed in held])
+        return {key: data for (key, _), data in zip(held, unpacked, strict=True)}
+
+    def parse(self, saga_id: str, data: bytes) -> SagaState:
+        """A held state's JSON (:meth:`unpack_many`) as :meth:`get` returns it."""
         try:
-            return SagaState.from_bytes(self._packer.unpack(memoryview(data)[WAKE.size :]))
+            return SagaState.from_bytes(data)
         except UnreadableState as exc:
             raise DecodeError(
                 "unreadable-state",

@@ -172,6 +172,8 @@ class _Batch:
     """The sagas whose timers this batch took: set again from the store if it aborts."""
     pending: Mapping[StateKey, SagaState | None] = field(default_factory=dict)
     """The changes of the transaction in flight, which this batch is decided on top of."""
+    unpacked: dict[StateKey, bytes] = field(default_factory=dict)
+    """The committed states its records need, unpacked in one call (``StateStore.unpack_many``)."""
 
     def state(self, store: StateStore, key: StateKey) -> SagaState | None:
         """The saga's latest state in this batch, the batch's to change in place (the engine
@@ -181,7 +183,8 @@ class _Batch:
             return self.changes[key]
         if key in self.pending:
             return self.pending[key]
-        return store.get(*key)
+        data = self.unpacked.pop(key, None)
+        return store.get(*key) if data is None else store.parse(key[1], data)
 
     def record(
         self, partition: int, key: StateKey, outcome: Outcome, context: Context | None = None
@@ -197,6 +200,20 @@ _NO_TRACE: Mapping[str, str] = MappingProxyType({})
 """The trace of an event that starts no saga: the engine reads a start event's only."""
 _Readers = tuple[Callable[[bytes | None], dict[str, Any]], Callable[[bytes | None], Event]]
 """An event type's payload reader and model reader (``Codec.payload_decoder``, ``decoder``)."""
+
+
+@dataclass(slots=True)
+class _Read:
+    """A record read as far as it goes without its saga's state: a batch is read whole first,
+    so that the states it needs are unpacked in one call."""
+
+    message: Any
+    key: StateKey
+    incoming: Incoming
+    event_type: str
+    own: bool
+    """One of this tracker's compensations come back on an input topic: no span of its own."""
+
 
 _Record = tuple[str, dict[str, Any]]
 """A record to produce in the transaction: its topic and ``produce``'s keyword arguments."""
@@ -625,7 +642,7 @@ class SagaTracker:
         def keep(data: bytes) -> bytes:
             """Pack a changelog record with its wake time, read without a parse (``peek``).
             A record that is not a state is held as it is, with no timer: it is its saga's
-            latest, so the saga's events go to the dead-letter topic (``_handle``)."""
+            latest, so the saga's events go to the dead-letter topic (``_track``)."""
             nonlocal read, unreadable
             read += 1
             try:
@@ -751,8 +768,12 @@ class SagaTracker:
         messages = consumer.consume(BATCH_SIZE, timeout=self.tick_s)
         batch = _Batch(pending={} if self._sent is None else self._sent.batch.changes)
         try:
-            for message in messages:
-                self._handle(message, batch)
+            read = [found for message in messages if (found := self._read(message, batch))]
+            batch.unpacked = self.store.unpack_many(
+                {found.key for found in read if found.key not in batch.pending}
+            )
+            for found in read:
+                self._track(found, batch)
             now = time.time()
             if now - self._last_tick >= self.tick_s:
                 self._last_tick = now
@@ -771,7 +792,9 @@ class SagaTracker:
         else:
             _end_spans(batch.spans, True)
 
-    def _handle(self, message: Any, batch: _Batch) -> None:
+    def _read(self, message: Any, batch: _Batch) -> _Read | None:
+        """None: not this tracker's to decide (an error, another consumer's event, a partition
+        it does not own) or dead-lettered here."""
         error = message.error()
         if error is not None and error.code() in AUTHORIZATION_ERRORS:
             raise denied(f"saga tracker '{self.engine.name}' reading {message.topic()}", error)
@@ -784,11 +807,11 @@ class SagaTracker:
             )
         if error is not None:
             _log.warning("consumer: %s", error.str())
-            return
+            return None
         topic, partition, offset = message.topic(), message.partition(), message.offset()
         batch.first_offsets.setdefault((topic, partition), offset)
         if not self.store.owns(partition):
-            return
+            return None
         headers = dict(message.headers() or [])
         try:
             value = message.value()
@@ -796,20 +819,20 @@ class SagaTracker:
             readers = self._readers.get(event_type)
             if readers is None:
                 if not self.engine.accepts(event_type):
-                    return  # another consumer's event on a topic the saga reads
+                    return None  # another consumer's event on a topic the saga reads
                 readers = self._readers[event_type] = self._bind(event_type)
             read_payload, read_model = readers
             event = Decoded(event_type, read_payload(value), value, read_model)
         except (DecodeError, SchemaError) as exc:
             reason = exc.reason if isinstance(exc, DecodeError) else "incompatible"
             self._dead_letter(batch, message, reason, exc)
-            return
+            return None
         try:
             saga_id = _header_text(headers, _headers.CORRELATION)
             event_id = _header_text(headers, _headers.ID)
         except DecodeError as exc:
             self._dead_letter(batch, message, exc.reason, exc)
-            return
+            return None
         if saga_id is None or event_id is None:
             missing = _headers.CORRELATION if saga_id is None else _headers.ID
             unreadable = DecodeError(
@@ -818,7 +841,7 @@ class SagaTracker:
                 "or which event it is",
             )
             self._dead_letter(batch, message, unreadable.reason, unreadable)
-            return
+            return None
         start_trace = _NO_TRACE
         if event_type in self._starts:  # the engine keeps a start event's trace only
             start_trace = {
@@ -826,12 +849,6 @@ class SagaTracker:
                 for name in TRACE_HEADERS
                 if (value := _headers.lenient_text(headers.get(name))) is not None
             }
-        key = (partition, saga_id)
-        try:
-            state = batch.state(self.store, key)
-        except DecodeError as exc:
-            self._dead_letter(batch, message, exc.reason, exc)
-            return
         incoming = Incoming(
             saga_id,
             event,
@@ -840,20 +857,30 @@ class SagaTracker:
             event_time(headers.get(_headers.TIME)),
             _headers.lenient_text(headers.get(_headers.SOURCE)),  # names an abort's sender
         )
+        own = headers.get(_headers.SOURCE) == self._source
+        return _Read(message, (partition, saga_id), incoming, event_type, own)
+
+    def _track(self, found: _Read, batch: _Batch) -> None:
+        key, message, incoming = found.key, found.message, found.incoming
+        try:
+            state = batch.state(self.store, key)
+        except DecodeError as exc:
+            self._dead_letter(batch, message, exc.reason, exc)
+            return
         tracing = self._tracing
-        if tracing is None or headers.get(_headers.SOURCE) == self._source:
+        if tracing is None or found.own:
             # Its own compensations come back on its input topics: no span for those.
             outcome = self.engine.handle(state, incoming, time.time(), copy=False)
-            batch.record(partition, key, outcome)
+            batch.record(key[0], key, outcome)
             return
         span, context = tracing.consumed(
-            message, message.headers() or [], event_type, saga_id, event_id, state
+            message, message.headers() or [], found.event_type, key[1], incoming.event_id, state
         )
         batch.spans.append(span)
         was = None if state is None else state.status
         outcome = self.engine.handle(state, incoming, time.time(), copy=False)
-        tracing.decided(span, was, outcome, event_id)
-        batch.record(partition, key, outcome, context)
+        tracing.decided(span, was, outcome, incoming.event_id)
+        batch.record(key[0], key, outcome, context)
 
     def _bind(self, event_type: str) -> _Readers:
         model = self.engine.models[event_type]
