@@ -98,11 +98,13 @@ class Packer:
             sizes = [zstandard.frame_content_size(frame) for frame in frames]
             if min(sizes) < 0:  # a size not written: not a frame this packer made
                 raise ValueError("frame content size unknown")
-            whole = [frame for frame, size in zip(frames, sizes, strict=True) if size > 0]
-            found = decompressor.multi_decompress_to_buffer(whole) if whole else []
+            whole: list[bytes | bytearray | memoryview] = [
+                frame for frame, size in zip(frames, sizes, strict=True) if size > 0
+            ]
+            found = decompressor.multi_decompress_to_buffer(whole) if whole else None
         except (zstandard.ZstdError, ValueError, NotImplementedError):
             return [self.unpack(item) for item in packed]  # as above: CFFI has no batch call
-        unpacked = iter(found[i].tobytes() for i in range(len(found)))
+        unpacked = iter(() if found is None else (found[i].tobytes() for i in range(len(found))))
         return [next(unpacked) if size > 0 else b"" for size in sizes]
 
     def _prime(self, data: bytes) -> tuple[zstandard.ZstdCompressor, zstandard.ZstdCompressor]:
