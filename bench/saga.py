@@ -284,7 +284,7 @@ def contender(name: str, suffix: str, schemas_dir: Path) -> Contender:
 
 
 def throughput(sagas: int, name: str) -> None:
-    from choreo._runtime.heap import tune_gc_for_serving
+    from choreo._runtime.heap import TRACKER_YOUNG_THRESHOLD, tune_gc_for_serving
     from choreo._schemas import Catalog
 
     suffix = f"bench-{uuid.uuid4().hex[:6]}"
@@ -302,7 +302,7 @@ def throughput(sagas: int, name: str) -> None:
         while not tracker.assigned():
             tracker.poll_once()
         if tracker.serving_gc:
-            tune_gc_for_serving()
+            tune_gc_for_serving(TRACKER_YOUNG_THRESHOLD)  # as choreo saga run does
         started, cpu, own = time.monotonic(), time.process_time(), time.thread_time()
         commits, waited = tracker.commits.commits, tracker.commits.waited
         while len(finished) < sagas:

@@ -14,7 +14,7 @@ from typing import Any
 from choreo._config import load_config
 from choreo._errors import ConfigError, TopologyError
 from choreo._observability import tracer_provider_from_env
-from choreo._runtime.heap import gc_for_serving
+from choreo._runtime.heap import TRACKER_YOUNG_THRESHOLD, gc_for_serving
 from choreo._saga.definition import Saga
 from choreo._saga.inspect import load_states, table, timeline
 from choreo._saga.state import SagaStatus
@@ -87,7 +87,10 @@ def _run(args: argparse.Namespace) -> int:
         stop = threading.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
-        tracker.run(stop, after_start=lambda: log.info(gc_for_serving(config.tune_gc)))
+        tracker.run(
+            stop,
+            after_start=lambda: log.info(gc_for_serving(config.tune_gc, TRACKER_YOUNG_THRESHOLD)),
+        )
     finally:
         if provider is not None:
             provider.shutdown()  # export the batched spans: the last ones explain the exit
