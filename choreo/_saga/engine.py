@@ -67,8 +67,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
-from pydantic import ValidationError
-
 from choreo._errors import TopologyError
 from choreo._saga.definition import (
     CompensationInput,
@@ -220,6 +218,8 @@ class Engine:
             for d in definitions
             for model in (*d.event_types(), *d.emitted_types())
         }
+        self._plain: dict[type[Event], bool] = {}
+        """Compensation models filled from payloads (:meth:`_takes_text`)."""
         self._inputs = frozenset(e.event_type for d in definitions for e in d.event_types())
         self._embedded = {d.version: d.part_versions() for d in definitions}
         """Each version's sub-saga versions, compared with every state's (per event and per
@@ -846,23 +846,33 @@ class Engine:
         model defaults, and a strict command may refuse text for a decimal or a time: then
         from the models, as always."""
         sources = [self._values(result), self._values(start)]
-        if all(
+        if self._takes_text(compensate) and all(
             values.keys() == self.models[seen.type].model_fields.keys()
             for values, seen in zip(sources, (result, start), strict=True)
         ):
             try:
                 return fill(compensate, [{"reason": reason}, *sources], at)
-            except ValidationError:
+            except Exception:  # the models decide, as they always did
                 pass
         models = [dict(self._model(result)), dict(self._model(start))]
         return fill(compensate, [{"reason": reason}, *models], at)
+
+    def _takes_text(self, model: type[Event]) -> bool:
+        """``model`` gives no code of its own the input as it came (no before, wrap or plain
+        validator anywhere in its schema, nested models' included): such code could see the
+        payloads' text where it saw a decimal, a time or bytes before, and fail or keep
+        something else."""
+        known = self._plain.get(model)
+        if known is None:
+            known = self._plain[model] = not _has_function(model.__pydantic_core_schema__)
+        return known
 
     def _model(self, seen: SeenEvent) -> Event:
         return self.models[seen.type].model_validate(self._values(seen))
 
     def _values(self, seen: SeenEvent) -> Mapping[str, Any]:
         """A seen event's fields as its model validates them (:func:`payloads.values`)."""
-        return payloads.values(self.models[seen.type], seen.payload)
+        return payloads.values(seen.payload)
 
     def _park(
         self,
@@ -1067,6 +1077,24 @@ def _payload(definition: Saga, state: SagaState, event: Event | Decoded) -> dict
     if type(event) is Decoded:
         return event.payload
     return payloads.dump(event)  # type: ignore[arg-type]  # not Decoded: an Event
+
+
+_SEES_INPUT = frozenset({"function-before", "function-wrap", "function-plain"})
+"""Validator functions given the input as it came; an ``after`` one gets the value pydantic
+made of it, the same from text as from a decimal or a time."""
+
+
+def _has_function(schema: object) -> bool:
+    """A pydantic core schema holds a validator function that sees the input (``before``,
+    ``wrap`` or ``plain``) somewhere."""
+    if isinstance(schema, dict):
+        if schema.get("type") in _SEES_INPUT:
+            return True
+        # How a value is written (a serializer) is not how it is validated.
+        return any(_has_function(v) for k, v in schema.items() if k != "serialization")
+    if isinstance(schema, list | tuple):
+        return any(_has_function(item) for item in schema)
+    return False
 
 
 def _start_id(state: SagaState) -> str:

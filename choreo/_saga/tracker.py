@@ -949,7 +949,10 @@ class SagaTracker:
             for (partition, saga_id), value in encoded.items()
         ]
         records += [self._emit_record(emit, context) for _, emit, context in batch.emits]
-        records += [self._dead_letter_record(*dead) for dead in batch.dead_letters]
+        # Input order, as each topic's records arrived: a batch dead-letters what it cannot
+        # read in its first pass and unreadable states in its second.
+        dead_letters = sorted(batch.dead_letters, key=lambda dead: _position(dead[1]))
+        records += [self._dead_letter_record(*dead) for dead in dead_letters]
         offsets = self._offsets(consumer)
         metadata = consumer.consumer_group_metadata() if offsets else None
         wakes = {
@@ -1149,6 +1152,10 @@ class SagaTracker:
             state = self.store.get(*key) if self.store.owns(key[0]) else None
             if state is not None:
                 self.timers.set(key, self.engine.wake_at(state))
+
+
+def _position(message: Any) -> tuple[str, int, int]:
+    return message.topic(), message.partition(), message.offset()
 
 
 def _header_text(headers: dict[str, Any], name: str) -> str | None:

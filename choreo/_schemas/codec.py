@@ -144,11 +144,18 @@ class Codec:
         """:meth:`decoder`, returning the event's fields as JSON values (:func:`payloads.dump`
         of the model it would return) instead of the model: what a saga state stores, read
         straight from the bytes when the writer's version is the model's (no model, nor its
-        dump, is built). Raises what :meth:`decode` raises, for the same records."""
+        dump, is built). Raises what :meth:`decode` raises, for the same records, and
+        ``invalid`` for a model its own serializer cannot write."""
         decode, limit = self.decoder(model), self._max_bytes
 
         def authority(data: bytes | None) -> dict[str, Any]:
-            return payloads.dump(decode(data))
+            event = decode(data)
+            try:
+                return payloads.dump(event)
+            except Exception as exc:  # a model's own serializer: dead-letter, not stop
+                raise DecodeError(
+                    "invalid", f"{model.event_type}: its fields cannot be written as JSON: {exc}"
+                ) from None
 
         known: dict[bytes, Callable[[bytes], dict[str, Any]]] = {}
         dump_read: Callable[[bytes], dict[str, Any]] = authority

@@ -442,7 +442,10 @@ class _PayloadCompiler(_Compiler):
             raise _Ineligible(f"{model.__qualname__} has serializers")
         if model.__pydantic_computed_fields__:
             raise _Ineligible(f"{model.__qualname__} has computed fields")
-        if any(info.exclude for info in model.model_fields.values()):
+        if any(
+            info.exclude or getattr(info, "exclude_if", None) is not None
+            for info in model.model_fields.values()
+        ):
             raise _Ineligible(f"{model.__qualname__} excludes fields")
         items = ", ".join(f"{attr!r}: {values[attr]}" for attr in model.model_fields)
         out.append(f"{target} = {{{items}}}")

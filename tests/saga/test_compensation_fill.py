@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 
-from pydantic import ConfigDict
+from pydantic import ConfigDict, field_validator
 
 from choreo import Event
 from choreo.saga import Engine, Incoming, Saga, SagaState, Step
@@ -113,3 +113,34 @@ def test_a_strict_command_refusing_text_is_filled_from_the_models() -> None:
     """A strict model refuses a decimal and a time given as text: the models' values fill it."""
     refund = compensate(StrictRefund)
     assert isinstance(refund, StrictRefund) and refund.amount == Decimal("12.50")
+
+
+class QuantizedRefund(Refund):
+    """A before-validator sees the input as it came: from the models a Decimal, from the
+    payloads text (``'12.50'.quantize`` raises)."""
+
+    event_type = "test.fill.QuantizedRefund"
+
+    @field_validator("amount", mode="before")
+    @classmethod
+    def _cents(cls, value: Decimal) -> Decimal:
+        return value.quantize(Decimal("0.01"))
+
+
+class RoundedRefund(Refund):
+    """A before-validator that, given the payloads' text instead of the models' Decimal, would
+    keep something else without failing."""
+
+    event_type = "test.fill.RoundedRefund"
+
+    @field_validator("amount", mode="before")
+    @classmethod
+    def _whole(cls, value: object) -> object:
+        return Decimal(round(value)) if isinstance(value, Decimal) else value
+
+
+def test_a_command_that_validates_its_input_in_code_is_filled_from_the_models() -> None:
+    refund = compensate(QuantizedRefund)
+    assert isinstance(refund, QuantizedRefund) and refund.amount == Decimal("12.50")
+    rounded = compensate(RoundedRefund)
+    assert isinstance(rounded, RoundedRefund) and rounded.amount == Decimal("12")

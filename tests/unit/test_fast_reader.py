@@ -23,7 +23,7 @@ import pytest
 from fastavro import parse_schema, schemaless_writer
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
-from pydantic import Field, field_validator
+from pydantic import Field, field_serializer, field_validator
 from test_schemas_codec import make_catalog
 from test_schemas_codegen import import_source as _import
 
@@ -527,6 +527,48 @@ def test_hand_written_models(
     encoded = encode(version, value)
     assert encoded is not None
     check_equivalent(catalog, encoded, model, version.record)
+
+
+class LeftOut(Event):
+    """Its JSON leaves a field out by value (``exclude_if``): the payload reader must too."""
+
+    event_type: ClassVar[str] = "t.orders.Placed"
+    order_id: str
+    quantity: int = Field(exclude_if=lambda quantity: quantity == 0)
+
+
+class Unwritable(Event):
+    """Its own serializer fails on some values."""
+
+    event_type: ClassVar[str] = "t.orders.Placed"
+    order_id: str
+    quantity: int
+
+    @field_serializer("quantity")
+    def _only_small(self, quantity: int) -> int:
+        if quantity > 3:
+            raise ValueError("too many to write")
+        return quantity
+
+
+def test_payloads_follow_the_models_own_json(tmp_path: Path) -> None:
+    """A field left out by value reads as the model's JSON leaves it out, whichever reader
+    reads it; a model whose serializer fails is dead-lettered as ``invalid``, not raised."""
+    catalog = make_catalog(tmp_path, {"t/orders/Placed.v1.avsc": PLACED}, CATALOG_TOML)
+    version = catalog.latest("t.orders.Placed")
+    assert fast_payload_reader(version.record, LeftOut, HEADER_SIZE) is None
+    decode = Codec(catalog).payload_decoder(LeftOut)
+    for quantity in (0, 0, 2, 0):
+        encoded = encode(version, {"order_id": "o-1", "quantity": quantity})
+        assert encoded is not None
+        expected = {"order_id": "o-1"} if quantity == 0 else {"order_id": "o-1", "quantity": 2}
+        assert decode(encoded) == expected
+    unwritable = Codec(catalog).payload_decoder(Unwritable)
+    encoded = encode(version, {"order_id": "o-1", "quantity": 5})
+    assert encoded is not None
+    with pytest.raises(DecodeError) as refused:
+        unwritable(encoded)
+    assert refused.value.reason == "invalid"
 
 
 # --- Codec.decoder: a reader per writer version kept at hand ------------------------------------
