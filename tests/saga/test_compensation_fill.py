@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 
+from plain_events import Lost, Refunded, Shipped
 from pydantic import ConfigDict, field_validator
 
 from choreo import Event
@@ -42,21 +43,6 @@ class Refund(Event):
 class StrictRefund(Refund):
     event_type = "test.fill.StrictRefund"
     model_config = ConfigDict(strict=True)
-
-
-class Refunded(Event):
-    event_type = "test.fill.Refunded"
-    order_id: str
-
-
-class Shipped(Event):
-    event_type = "test.fill.Shipped"
-    order_id: str
-
-
-class Lost(Event):
-    event_type = "test.fill.Lost"
-    order_id: str
 
 
 def saga(refund: type[Event]) -> Saga:

@@ -15,6 +15,7 @@ import msgspec
 import saga_defs
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from plain_events import Lost, Refunded, Shipped
 
 from choreo import Event
 from choreo._saga.engine import Decoded
@@ -52,15 +53,10 @@ class Refund(Event):
     reason: str
 
 
-class Refunded(Event):
-    event_type = "test.payloads.Refunded"
-    order_id: str
+class Refused(Charged):
+    """The charge refused, with the token it was tried with."""
 
-
-class Refused(Event):
     event_type = "test.payloads.Refused"
-    order_id: str
-    token: bytes
 
 
 class Retry(Event):
@@ -68,16 +64,6 @@ class Retry(Event):
     order_id: str
     token: bytes
     signature: bytes
-
-
-class Shipped(Event):
-    event_type = "test.payloads.Shipped"
-    order_id: str
-
-
-class Lost(Event):
-    event_type = "test.payloads.Lost"
-    order_id: str
 
 
 SAGA = Saga(
