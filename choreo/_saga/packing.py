@@ -17,11 +17,11 @@ between two busy threads per state that cost more than the packing.
 
 A committed batch's states are packed in its commit thread, all in one call
 (:meth:`Packer.pack_many`, zstd's ``multi_compress_to_buffer``), which lets go of the GIL once
-for the batch: one handover per ~500 states, not two per state, and the loop thread, the
-tracker's bottleneck, decides the next batch meanwhile (2026-12-05, three alternated pairs of
-``bench/saga.py throughput``: the loop thread 57-60 -> 50-55 us per event, 1.05x the
-events/s). The loop thread packs what a restore reads (:meth:`Packer.pack`), and unpacks the
-states a batch needs in one call too (:meth:`Packer.unpack_many`): unpacked one at a time,
+for the batch: one handover per batch (up to 2,000 states), not two per state, and the loop
+thread, the tracker's bottleneck, decides the next batch meanwhile (2026-12-05, three
+alternated pairs of ``bench/saga.py throughput``: the loop thread 57-60 -> 50-55 us per event,
+1.05x the events/s). The loop thread packs what a restore reads (:meth:`Packer.pack`), and
+unpacks the states a batch needs in one call too (:meth:`Packer.unpack_many`): one at a time,
 each let go of the GIL and took it back, and a commit thread waiting for the GIL ran in between
 while the loop thread waited its turn (2026-12-05, three alternated pairs: 14,000-15,000 ->
 15,800-17,900 events/s, the loop thread 57-61 -> 47-53 us per event).
