@@ -107,7 +107,9 @@ def test_changelog_records_that_are_not_states_dead_letter_their_sagas_events(
     """Something else wrote to the changelog: the saga's latest record is garbage, and
     another's peeks as a state (its timer due at once) but is not one. The tracker neither
     crashes nor decides on an older state: the saga's event goes to the dead-letter topic as
-    ``unreadable-state``, the bad timer is not fired, and every other saga goes on."""
+    ``unreadable-state``, the bad timer is not fired, and every other saga goes on. A junk
+    record after that event, read in the same batch, is dead-lettered after it: in input
+    order, though a batch finds junk in its first pass and unreadable states in its second."""
     with World(kafka, tmp_path) as world:
         tracker = world.start_tracker()
         o = oid()
@@ -128,12 +130,14 @@ def test_changelog_records_that_are_not_states_dead_letter_their_sagas_events(
             changelog, key=b"stranger", value=peeks_but_is_not, partition=partition
         )
         world.producer.flush(10)
-        world.start_tracker()
-        world.publish(d.reserved(o))
-        healthy_saga_completes(world)
         inventory = world.topics["shop.inventory"]
-        (letter,) = read_all(world.kafka, dlq.dlq_topic(world.source, inventory), 1)
-        assert letter[2][dlq.REASON] == b"unreadable-state"
+        world.publish(d.reserved(o))
+        world.producer.produce(inventory, key=o.encode(), value=b"not avro at all")
+        world.producer.flush(10)
+        world.start_tracker()
+        healthy_saga_completes(world)
+        letter, junk = read_all(world.kafka, dlq.dlq_topic(world.source, inventory), 2)
+        assert (letter[2][dlq.REASON], junk[2][dlq.REASON]) == (b"unreadable-state", b"not-avro")
         assert o.encode() in letter[2][dlq.ERROR_MESSAGE]
         logs = world.logs()
         assert "1 changelog record(s)" in logs and "not saga states" in logs, logs[-3000:]
