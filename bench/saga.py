@@ -521,11 +521,12 @@ def count_finished(tracker: Any) -> set[Any]:
     apply = tracker.store.apply
     terminal = {status.value.encode() for status in TERMINAL}
 
-    def counting(changes: Any, bodies: Any = None) -> None:
-        apply(changes, bodies)
+    def counting(changes: Any, bodies: Any = None, wakes: Any = None) -> Any:
+        moved = apply(changes, bodies, wakes)
         for key, data in changes.items():
             if data is not None and (found := SAGA_STATUS.search(data)) and found[1] in terminal:
                 finished.add(key)
+        return moved
 
     tracker.store.apply = counting
     return finished

@@ -135,42 +135,55 @@ class StateStore:
         self,
         changes: Mapping[StateKey, bytes | None],
         bodies: Mapping[StateKey, bytes | None] | None = None,
-    ) -> None:
+        wakes: Mapping[StateKey, float | None] | None = None,
+    ) -> list[tuple[StateKey, float | None, float | None]]:
         """Make committed changes visible: each state's JSON (None deletes), and ``bodies``,
         the same from :meth:`pack_bodies` when already packed. A changed state keeps its
-        wake time until the timers set the new one; it is held under the caller's saga id
-        object, the one the timers then hold too (a dict keeps its first key object on
-        assignment: the timers would hold a second copy of the id)."""
+        wake time, or takes the one ``wakes`` gives it (NaN: none); returns ``(key, was, at)``
+        for each wake time that changed, for :meth:`Timers.moved`. A saga keeps the id object
+        it was first held under, the one the timers hold too (a new key object per commit
+        would leave them holding a copy of the id)."""
         if bodies is None:
             pack = self._packer.pack
             bodies = {key: None if data is None else pack(data) for key, data in changes.items()}
-        for (partition, saga_id), body in bodies.items():
+        wakes = wakes or {}
+        moved: list[tuple[StateKey, float | None, float | None]] = []
+        for key, body in bodies.items():
+            partition, saga_id = key
             states = self._partitions.get(partition)
             if states is None:
                 continue  # the partition moved away after the commit; its new owner restores
-            old = states.pop(saga_id, None)
-            if body is not None:
+            old = states.get(saga_id)
+            was = None if old is None else _wake(old)
+            if body is None:
+                if old is not None:
+                    del states[saga_id]
+                    self._armed[partition] -= was is not None
+                continue
+            if key not in wakes:
                 states[saga_id] = (UNARMED if old is None else old[: WAKE.size]) + body
-            elif old is not None and _armed(old):
-                self._armed[partition] -= 1
+                continue
+            at = wakes[key]
+            if at is not None and at != at:
+                at = None  # NaN is never due
+            states[saga_id] = (UNARMED if at is None else WAKE.pack(at)) + body
+            if at != was:
+                self._armed[partition] += (at is not None) - (was is not None)
+                moved.append((key, was, at))
+        return moved
 
     def wake(self, partition: int, saga_id: str) -> float | None:
         """The saga's wake time; None when it has none or is not held."""
         states = self._partitions.get(partition)
         data = None if states is None else states.get(saga_id)
-        if data is None:
-            return None
-        at: float = WAKE.unpack_from(data)[0]
-        return None if at != at else at
+        return None if data is None else _wake(data)
 
     def set_wake(self, partition: int, saga_id: str, at: float | None) -> float | None:
         """Set the saga's wake time (None: none) and return the one it had; KeyError when
-        the saga is not held. One lookup: the timers call this for every committed change."""
+        the saga is not held (the timers' deadlines fired, or armed again after an abort)."""
         states = self._partitions[partition]
         data = states[saga_id]
-        was: float | None = WAKE.unpack_from(data)[0]
-        if was != was:
-            was = None
+        was = _wake(data)
         if was != at:
             self._armed[partition] += (at is not None) - (was is not None)
             states[saga_id] = (UNARMED if at is None else WAKE.pack(at)) + data[WAKE.size :]
@@ -201,6 +214,11 @@ class StateStore:
 def _armed(data: bytes) -> bool:
     at: float = WAKE.unpack_from(data)[0]
     return at == at
+
+
+def _wake(data: bytes) -> float | None:
+    at: float = WAKE.unpack_from(data)[0]
+    return None if at != at else at
 
 
 def read_changelog(

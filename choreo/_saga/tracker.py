@@ -1012,11 +1012,10 @@ class SagaTracker:
             self._recover(exc, sent.batch)
             _end_spans(sent.batch.spans, False)
             return False
-        self.store.apply(sent.encoded, bodies)
+        # A partition that moved away meanwhile is skipped: its new owner restores.
+        for key, was, at in self.store.apply(sent.encoded, bodies, sent.wakes):
+            self.timers.moved(key, was, at)
         self._committed.update({(tp.topic, tp.partition): tp.offset for tp in sent.offsets})
-        for key, at in sent.wakes.items():
-            if self.store.owns(key[0]):  # else the partition moved away meanwhile
-                self.timers.set(key, at)
         for _, emit, _ in sent.batch.emits:
             _log.info(
                 "saga %s: emitted %s for step '%s' (%s)",

@@ -1,11 +1,13 @@
 """The tracker's timers against a plain dict of wake times: any sequence of sets, forgets,
-moved times (also within one second), committed changes and deletions, dropped and restored
-partitions and ticks pops exactly the sagas a dict says are due, each once, and counts what
-it holds. The lists are rebuilt past 4 entries here (1,024 in the tracker), so the examples
-rebuild them often. The wake times live in the store, in front of each packed state."""
+moved times (also within one second, earlier and later), committed changes with and without a
+new wake time, deletions, dropped and restored partitions and ticks pops exactly the sagas a
+dict says are due, each once, and counts what it holds. The lists are rebuilt past 4 entries
+here (1,024 in the tracker), so the examples rebuild them often. The wake times live in the
+store, in front of each packed state."""
 
 from __future__ import annotations
 
+import math
 from unittest.mock import patch
 
 from hypothesis import given, settings
@@ -25,6 +27,7 @@ operations = st.lists(
         st.tuples(st.just("set"), keys, st.none() | times),
         st.tuples(st.just("set"), keys, times),
         st.tuples(st.just("commit"), keys, st.booleans()),
+        st.tuples(st.just("commit at"), keys, st.none() | times | st.just(math.nan)),
         st.tuples(st.just("drop"), st.integers(0, 1), st.none()),
         st.tuples(st.just("restore"), st.integers(0, 1), times),
         st.tuples(st.just("due"), st.none(), times),
@@ -66,6 +69,17 @@ def _check(ops: list[tuple[str, object, object]]) -> None:
             else:
                 held.discard(key)
                 model.pop(key, None)
+        elif op == "commit at":  # a committed state with its new wake time (None, NaN: none)
+            assert isinstance(key, tuple)
+            at = value if isinstance(value, float) else None
+            for moved in store.apply({key: STATE}, wakes={key: at}):
+                timers.moved(*moved)
+            if key[0] in owned:
+                held.add(key)
+                if at is None or math.isnan(at):
+                    model.pop(key, None)
+                else:
+                    model[key] = at
         elif op == "drop":
             assert isinstance(key, int)
             store.drop(key)
@@ -120,8 +134,27 @@ def test_timers_stay_bounded_when_wake_times_keep_moving() -> None:
     store.load(0, {"a": store.pack(STATE)})
     for i in range(10_000):
         timers.set((0, "a"), 1_000_000 + i)
-    assert timers._listed <= 1024 + 1
+    assert timers._listed == 1  # moved later: still listed at its first second
+    for i in range(10_000):
+        timers.set((0, "a"), 999_999 - i)
+    assert timers._listed <= 1024 + 1  # moved earlier: listed anew, stale entries dropped
     assert timers.due(2_000_000) == [(0, "a")]
+
+
+def test_a_saga_is_woken_at_its_latest_time_moved_later_or_earlier() -> None:
+    store = StateStore()
+    timers = Timers(store)
+    store.load(0, {"a": store.pack(STATE)})
+    timers.set((0, "a"), 10.5)
+    timers.set((0, "a"), 30.25)
+    assert timers.due(11) == []  # its entry at 10 moved on to 30
+    assert timers.due(30) == []
+    timers.set((0, "a"), 40)
+    assert timers.due(31) == []  # and on to 40
+    timers.set((0, "a"), 39.5)  # a second earlier
+    assert timers.due(39.5) == [(0, "a")]
+    assert timers.due(40) == []  # its entry at 40 is a stale one
+    assert timers._listed == 0
 
 
 def test_timers_hold_the_stores_own_id_objects_not_copies() -> None:
@@ -134,16 +167,17 @@ def test_timers_hold_the_stores_own_id_objects_not_copies() -> None:
     timers.load(0)
     committed = "".join(["saga-", "1"])  # the id a later event's key decodes to: equal, not same
     assert committed is not restored
-    store.apply({(0, committed): STATE})
-    timers.set((0, committed), 9.0)
+    for moved in store.apply({(0, committed): STATE}, wakes={(0, committed): 9.0}):
+        timers.moved(*moved)
     [(held, at)] = store.wakes(0)
-    assert held is committed and at == 9.0
+    assert held is restored and at == 9.0
+    assert timers.due(8) == []  # its entry at 7 moves on to 9, the same object
     listed = [
         saga_id for lists in timers._lists.values() for ids in lists.values() for saga_id in ids
     ]
-    assert all(saga_id is committed or saga_id is restored for saga_id in listed)
+    assert listed == [restored] and listed[0] is restored
     timers._rebuild()
     listed = [
         saga_id for lists in timers._lists.values() for ids in lists.values() for saga_id in ids
     ]
-    assert listed == [committed] and listed[0] is committed
+    assert listed == [restored] and listed[0] is restored
