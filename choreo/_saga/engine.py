@@ -67,6 +67,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
+import msgspec
+
 from choreo._errors import TopologyError
 from choreo._saga.definition import (
     CompensationInput,
@@ -79,6 +81,7 @@ from choreo._saga.definition import (
 from choreo._saga.peek import Timing
 from choreo._saga.state import (
     BUFFER_LIMIT,
+    NO_PAYLOAD,
     TERMINAL,
     Cancellation,
     SagaState,
@@ -86,6 +89,7 @@ from choreo._saga.state import (
     SeenEvent,
     StepState,
     StepStatus,
+    payload_json,
 )
 from choreo._schemas import Event, payloads
 
@@ -572,8 +576,9 @@ class Engine:
 
     def _abort(self, ev: _Routed) -> None:
         """A cancellation from outside: compensate a running saga, report a completed one."""
-        by = str(ev.seen.payload.get("requested_by") or ev.seen.source or "unknown")
-        why = str(ev.seen.payload.get("reason") or "no reason given")
+        fields = ev.seen.fields()
+        by = str(fields.get("requested_by") or ev.seen.source or "unknown")
+        why = str(fields.get("reason") or "no reason given")
         running = ev.state.status is _SAGA_RUNNING
         if not running and ev.state.status is not _SAGA_COMPLETED:
             ev.note(f"ignored: cancel requested by {by} ({why}) but the saga is {ev.state.status}")
@@ -872,7 +877,7 @@ class Engine:
 
     def _values(self, seen: SeenEvent) -> Mapping[str, Any]:
         """A seen event's fields as its model validates them (:func:`payloads.values`)."""
-        return payloads.values(seen.payload)
+        return payloads.values(seen.fields())
 
     def _park(
         self,
@@ -1062,7 +1067,7 @@ def _wake_at(definition: Saga, state: SagaState) -> float | None:
     return min(due) if due else None
 
 
-def _payload(definition: Saga, state: SagaState, event: Event | Decoded) -> dict[str, Any]:
+def _payload(definition: Saga, state: SagaState, event: Event | Decoded) -> msgspec.Raw:
     """``event``'s fields as a :class:`SeenEvent` stores them, or ``{}`` for an event of a
     started saga whose role neither keeps nor reads them (a confirmation, progress, the saga's
     completion event, its start again): only the start, a step's result, a buffered event, an
@@ -1073,10 +1078,10 @@ def _payload(definition: Saga, state: SagaState, event: Event | Decoded) -> dict
         if role is not None and (
             role.kind in _PAYLOAD_UNREAD or (role.kind == "completion" and role.part is None)
         ):
-            return {}
+            return NO_PAYLOAD
     if type(event) is Decoded:
-        return event.payload
-    return payloads.dump(event)  # type: ignore[arg-type]  # not Decoded: an Event
+        return payload_json(event.payload)
+    return payload_json(payloads.dump(event))  # type: ignore[arg-type]  # not Decoded: an Event
 
 
 _SEES_INPUT = frozenset({"function-before", "function-wrap", "function-plain"})

@@ -16,9 +16,17 @@ It is read as leniently as pydantic read it (``strict=False``: ``"5.5"`` for a f
 for a bool), so a state no tracker wrote but a person or a tool did still loads. Structs also build
 and assign fields as fast as slotted dataclasses, which the engine does a dozen times per
 event. They are not tracked by the garbage collector (``gc=False``): a state's pieces hold
-only each other, strings, numbers and JSON payloads (an event's ``model_dump``, never one of
-these pieces), so never a cycle the collector would have to break, and the engine makes
-several per event that it would otherwise count and walk.
+only each other, strings, numbers and payloads (JSON text), so never a cycle the collector
+would have to break, and the engine makes several per event that it would otherwise count and
+walk.
+
+An event's payload is kept as its JSON text (``msgspec.Raw``), parsed only when something reads
+its fields (:meth:`SeenEvent.fields`: a compensation, a fallback command, an abort's reason, a
+buffered event's model). A state holds up to four payloads (the start, and each step's result),
+and almost every parse of a state is followed by its write and nothing else reads them: parsed,
+they were ~95 of a state's ~225 objects, ~3 us of its parse, ~1 us of its write and ~3 us to
+free again (the bench's order saga). The text is the same: each payload is written once, as
+msgspec writes the dict, and from then on copied as it is.
 """
 
 from __future__ import annotations
@@ -63,13 +71,26 @@ class SeenEvent(msgspec.Struct, gc=False):
 
     id: str
     type: str
-    payload: dict[str, Any]
+    payload: msgspec.Raw
+    """The event's fields, a JSON object, as text (:func:`payload_json`; :meth:`fields`)."""
     at: float
     """When the tracker handled it."""
     occurred_at: float | None = None
     """When it happened, by its producer's clock (``ce_time``); None when it carried none."""
     source: str | None = None
     """Its ``ce_source`` header: who sent it (names the canceller of an abort event)."""
+
+    def fields(self) -> dict[str, Any]:
+        """The payload parsed (a fresh dict each call); ``ValueError`` when it is not a JSON
+        object (a state someone else wrote): the engine parks a saga whose compensation or
+        fallback cannot be built, with this reason."""
+        try:
+            fields: dict[str, Any] = _FIELDS.decode(self.payload)
+        except msgspec.DecodeError as exc:
+            raise ValueError(
+                f"the stored payload of {self.type} event {self.id} is not a JSON object: {exc}"
+            ) from None
+        return fields
 
 
 class StepState(msgspec.Struct, gc=False):
@@ -189,19 +210,30 @@ class SagaState(msgspec.Struct, gc=False):
     @classmethod
     def from_bytes(cls, data: bytes | memoryview) -> SagaState:
         """A state from the changelog's JSON; ``msgspec.DecodeError`` (its ``ValidationError``
-        included) when it is not one."""
+        included) when it is not one. A payload is any JSON here: :meth:`SeenEvent.fields`
+        refuses one that is not an object, when something reads it."""
         return _DECODER.decode(data)
 
     @classmethod
     def from_json_value(cls, value: Any) -> SagaState:
         """A state from the changelog's JSON already parsed (the console keeps the raw JSON to
         show what a newer tracker wrote); ``msgspec.ValidationError`` when it is not one."""
-        return msgspec.convert(value, cls, strict=False)
+        return cls.from_bytes(_ENCODER.encode(value))
 
 
 UnreadableState = msgspec.DecodeError
 """What :meth:`SagaState.from_bytes` raises for bytes that are not a state (its
 ``ValidationError`` included): a changelog record someone else wrote."""
 
+
+def payload_json(fields: dict[str, Any]) -> msgspec.Raw:
+    """An event's fields as a :class:`SeenEvent` holds them."""
+    return msgspec.Raw(_ENCODER.encode(fields))
+
+
+NO_PAYLOAD = msgspec.Raw(b"{}")
+"""What an event whose fields are never read keeps."""
+
 _ENCODER = msgspec.json.Encoder()
 _DECODER = msgspec.json.Decoder(SagaState, strict=False)
+_FIELDS = msgspec.json.Decoder(dict[str, Any])

@@ -7,7 +7,7 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from choreo._saga.state import SeenEvent
+from choreo._saga.state import SeenEvent, payload_json
 
 times = st.floats(allow_nan=False, allow_infinity=False)
 
@@ -27,7 +27,7 @@ def seen_events(
         SeenEvent,
         id=text,
         type=text,
-        payload=st.dictionaries(keys, values, max_size=5),
+        payload=st.dictionaries(keys, values, max_size=5).map(payload_json),
         at=times,
         occurred_at=st.none() | times,
         source=st.none() | text,

@@ -7,11 +7,13 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 
+import msgspec
 from plain_events import Lost, Refunded, Shipped
 from pydantic import ConfigDict, field_validator
 
 from choreo import Event
-from choreo.saga import Engine, Incoming, Saga, SagaState, Step
+from choreo._saga.state import payload_json
+from choreo.saga import Engine, Incoming, Outcome, Saga, SagaState, SagaStatus, Step
 
 
 class Ordered(Event):
@@ -58,9 +60,21 @@ def saga(refund: type[Event]) -> Saga:
     )
 
 
-def compensate(refund: type[Event], drop_from_result: str | None = None) -> Event:
+def compensate(
+    refund: type[Event], drop_from_result: str | None = None, stored: bytes | None = None
+) -> Event:
     """The saga charged, its state written, ``drop_from_result`` taken out of the stored result
     (a state an older event version wrote), then the shipping failed."""
+    outcome = fail_shipping(refund, drop_from_result, stored)
+    (emit,) = outcome.emits
+    return emit.event
+
+
+def fail_shipping(
+    refund: type[Event], drop_from_result: str | None = None, stored: bytes | None = None
+) -> Outcome:
+    """``compensate``'s saga up to the failure; ``stored``: the result's payload as written
+    instead of the one the tracker wrote."""
     engine = Engine([saga(refund)])
     state = None
     for number, event in enumerate(
@@ -73,13 +87,15 @@ def compensate(refund: type[Event], drop_from_result: str | None = None) -> Even
         assert outcome.state is not None
         state = SagaState.from_bytes(outcome.state.to_bytes())
     assert state is not None
+    result = state.steps["charge"].result
+    assert result is not None
     if drop_from_result is not None:
-        result = state.steps["charge"].result
-        assert result is not None
-        del result.payload[drop_from_result]
-    outcome = engine.handle(state, Incoming("o-1", Lost(order_id="o-1"), "e-9"), 20.0)
-    (emit,) = outcome.emits
-    return emit.event
+        fields = result.fields()
+        del fields[drop_from_result]
+        result.payload = payload_json(fields)
+    if stored is not None:
+        result.payload = msgspec.Raw(stored)
+    return engine.handle(state, Incoming("o-1", Lost(order_id="o-1"), "e-9"), 20.0)
 
 
 def test_a_compensation_is_filled_from_the_payloads() -> None:
@@ -93,6 +109,24 @@ def test_an_older_result_without_a_defaulted_field_takes_the_models_default() ->
     the payloads alone would have taken."""
     refund = compensate(Refund, drop_from_result="currency")
     assert isinstance(refund, Refund) and refund.currency == "EUR"
+
+
+def test_a_stored_payload_that_is_not_an_object_parks_the_saga_with_the_reason() -> None:
+    """A state a person or a tool wrote: read only when the compensation is built, and the
+    saga is parked saying why, the tracker going on with the others."""
+    outcome = fail_shipping(Refund, stored=b'["o-1", "12.50"]')
+    assert outcome.state is not None and outcome.state.status is SagaStatus.FAILED
+    assert outcome.emits == []
+    assert any(
+        "the stored payload of test.fill.Charged event e-1 is not a JSON object" in entry.action
+        for entry in outcome.state.history
+    )
+
+
+def test_a_stored_payload_written_by_hand_is_read_as_written() -> None:
+    """Spaces, a number in another notation: the text as written, the values it holds."""
+    refund = compensate(Refund, stored=b'{ "order_id" : "o-1", "amount": 1.25e1 }')
+    assert isinstance(refund, Refund) and refund.amount == Decimal("12.5")
 
 
 def test_a_strict_command_refusing_text_is_filled_from_the_models() -> None:

@@ -380,8 +380,8 @@ class World:
         keeps its fields: compensations are built from them, after a restart too."""
         kept = [state.start, *state.buffer, *(step.result for step in state.steps.values())]
         for seen in kept:
-            if seen is not None and seen.payload != self.written[seen.id].model_dump(mode="json"):
-                self.violations.append(f"{seen.type} {seen.id} kept as {seen.payload}")
+            if seen is not None and seen.fields() != self.written[seen.id].model_dump(mode="json"):
+                self.violations.append(f"{seen.type} {seen.id} kept as {seen.fields()}")
 
     def _check_heartbeats(self, before: SagaState, after: SagaState) -> None:
         """A step timed out by its heartbeat only after its service was silent that long:
