@@ -39,6 +39,7 @@ HEADER_SIZE = 10
 DEFAULT_MAX_BYTES = 1 << 20
 
 _E = TypeVar("_E", bound=Event)
+_T = TypeVar("_T")
 _Reader = Callable[[bytes], Event]
 _Writer = Callable[[Event], bytes]
 
@@ -125,20 +126,15 @@ class Codec:
         calls and checks. Every other record, and the first of each version, goes through
         ``decode``, which raises what it always raised.
         """
-        decode, readers, limit = self.decode, self._readers, self._max_bytes
-        known: dict[bytes, _Reader] = {}
 
         def decode_model(data: bytes | None) -> _E:
-            if data is not None and HEADER_SIZE <= len(data) <= limit and data[:2] == MAGIC:
-                read = known.get(data[2:HEADER_SIZE])
-                if read is not None:
-                    return read(data)  # type: ignore[return-value]  # bound to model
-                event = decode(data, model)
-                known[data[2:HEADER_SIZE]] = readers[data[2:HEADER_SIZE], model]
-                return event
-            return decode(data, model)
+            return self.decode(data, model)
 
-        return decode_model
+        def bound(fingerprint: bytes) -> Callable[[bytes], _E]:
+            # decode_model bound it for (fingerprint, model): a reader of ``model``
+            return cast(Callable[[bytes], _E], self._readers[fingerprint, model])
+
+        return self._by_version(decode_model, bound)
 
     def payload_decoder(self, model: type[Event]) -> Callable[[bytes | None], dict[str, Any]]:
         """:meth:`decoder`, returning the event's fields as JSON values (:func:`payloads.dump`
@@ -146,7 +142,7 @@ class Codec:
         straight from the bytes when the writer's version is the model's (no model, nor its
         dump, is built). Raises what :meth:`decode` raises, for the same records, and
         ``invalid`` for a model its own serializer cannot write."""
-        decode, limit = self.decoder(model), self._max_bytes
+        decode = self.decoder(model)
 
         def authority(data: bytes | None) -> dict[str, Any]:
             event = decode(data)
@@ -157,24 +153,38 @@ class Codec:
                     "invalid", f"{model.event_type}: its fields cannot be written as JSON: {exc}"
                 ) from None
 
-        known: dict[bytes, Callable[[bytes], dict[str, Any]]] = {}
-        dump_read: Callable[[bytes], dict[str, Any]] = authority
+        def bind(fingerprint: bytes) -> Callable[[bytes], dict[str, Any]]:
+            writer = self._writer(fingerprint)
+            fast = None
+            if self._fast and writer is self._version_of(model):
+                fast = fast_payload_reader(writer.record, model, HEADER_SIZE)
+            return _with_fallback(fast, authority)
 
-        def decode_payload(data: bytes | None) -> dict[str, Any]:
+        return self._by_version(authority, bind)
+
+    def _by_version(
+        self, read: Callable[[bytes | None], _T], bind: Callable[[bytes], Callable[[bytes], _T]]
+    ) -> Callable[[bytes | None], _T]:
+        """``read``, except that a single-object record (within the size limit) of a writer
+        version read before goes straight to the reader ``bind`` made for that version (its
+        fingerprint) after ``read`` took its first record: one slice and one dict lookup per
+        record, not ``read``'s calls and checks. ``read`` raises what it always raised for
+        every other record, and for the first of each version."""
+        limit = self._max_bytes
+        known: dict[bytes, Callable[[bytes], _T]] = {}
+
+        def read_known(data: bytes | None) -> _T:
             if data is not None and HEADER_SIZE <= len(data) <= limit and data[:2] == MAGIC:
-                read = known.get(data[2:HEADER_SIZE])
-                if read is not None:
-                    return read(data)
-                payload = authority(data)  # the first of its version: checked as decode checks
-                writer = self._writer(data[2:HEADER_SIZE])
-                fast = None
-                if self._fast and writer is self._version_of(model):
-                    fast = fast_payload_reader(writer.record, model, HEADER_SIZE)
-                known[data[2:HEADER_SIZE]] = _with_fallback(fast, dump_read)
-                return payload
-            return authority(data)
+                fingerprint = data[2:HEADER_SIZE]
+                reader = known.get(fingerprint)
+                if reader is not None:
+                    return reader(data)
+                value = read(data)
+                known[fingerprint] = bind(fingerprint)
+                return value
+            return read(data)
 
-        return decode_payload
+        return read_known
 
     def decode_any(self, data: bytes | None) -> Event:
         """Decode into whichever registered model has the writer's event type."""
