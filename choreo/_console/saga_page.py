@@ -50,10 +50,11 @@ def parse(data: bytes) -> tuple[SagaState | None, dict[str, Any]]:
         raw = json.loads(data)
     except ValueError:
         return None, {}
+    kept = raw if isinstance(raw, dict) else {}
     try:
-        return SagaState.from_json_value(raw), raw if isinstance(raw, dict) else {}
-    except msgspec.ValidationError:
-        return None, raw if isinstance(raw, dict) else {}
+        return SagaState.from_bytes(data), kept  # what a tracker reads
+    except msgspec.DecodeError:
+        return None, kept
 
 
 def lanes(state: SagaState, definition: Saga | None) -> list[Lane]:

@@ -576,7 +576,10 @@ class Engine:
 
     def _abort(self, ev: _Routed) -> None:
         """A cancellation from outside: compensate a running saga, report a completed one."""
-        fields = ev.seen.fields()
+        try:
+            fields = ev.seen.fields()
+        except ValueError as error:  # a buffered abort, in a state someone else wrote
+            fields = {"reason": f"its stored fields cannot be read: {error}"}
         by = str(fields.get("requested_by") or ev.seen.source or "unknown")
         why = str(fields.get("reason") or "no reason given")
         running = ev.state.status is _SAGA_RUNNING

@@ -214,12 +214,6 @@ class SagaState(msgspec.Struct, gc=False):
         refuses one that is not an object, when something reads it."""
         return _DECODER.decode(data)
 
-    @classmethod
-    def from_json_value(cls, value: Any) -> SagaState:
-        """A state from the changelog's JSON already parsed (the console keeps the raw JSON to
-        show what a newer tracker wrote); ``msgspec.ValidationError`` when it is not one."""
-        return cls.from_bytes(_ENCODER.encode(value))
-
 
 UnreadableState = msgspec.DecodeError
 """What :meth:`SagaState.from_bytes` raises for bytes that are not a state (its

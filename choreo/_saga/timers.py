@@ -69,7 +69,9 @@ class Timers:
         first."""
         if at is None or (was is not None and _second(was) <= _second(at)):
             return  # listed at was's second or earlier, and moved there when it comes
-        self._list(key[0], _second(at), key[1])
+        partition, saga_id = key
+        self._store.hold_under(partition, saga_id)  # the id object listed: not a copy
+        self._list(partition, _second(at), saga_id)
         if self._listed > self._limit:
             # Past the limit set when the lists were last rebuilt: a rebuild only when stale
             # entries outnumber live ones, not because the sagas grew in number since.

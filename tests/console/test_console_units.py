@@ -91,6 +91,15 @@ def test_a_newer_trackers_fields_and_statuses_show_up_instead_of_breaking() -> N
     assert row_of(TOPIC, 0, 0, "s-9", unknown).status == "aborting"
 
 
+def test_json_a_tracker_cannot_read_is_shown_as_stored_not_an_error() -> None:
+    """What Python's json reads but a tracker does not (a lone surrogate, NaN): the page shows
+    the JSON as stored, as for any state this version cannot read."""
+    data = state("s-9", SagaStatus.RUNNING).to_bytes()
+    for odd in (data.replace(b'"s-9"', b'"s-9\\ud800"', 1), data.replace(b"0.0", b"NaN", 1)):
+        parsed, kept = parse(odd)
+        assert parsed is None and kept["saga"] == "order"
+
+
 def test_filters_counts_and_pages_over_100000_sagas() -> None:
     seed = random.randrange(2**32)
     print(f"seed {seed}")

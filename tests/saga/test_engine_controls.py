@@ -12,6 +12,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+import msgspec
 from engine_run import Run
 from test_engine_model import (
     BAD,
@@ -71,6 +72,20 @@ def test_a_cancel_read_before_the_start_cancels_it_when_it_starts() -> None:
     assert run.status is SagaStatus.COMPENSATING  # waiting for s0, then undoing it
     run.send(OK[0](saga="m")).send(UNDONE[0](saga="m"))
     assert run.status is SagaStatus.COMPENSATED and run.types() == [UNDO[0]]
+
+
+def test_a_buffered_cancel_whose_stored_fields_cannot_be_read_still_cancels() -> None:
+    """A state someone else wrote, its buffered cancel's payload not a JSON object: read when
+    the start arrives, the cancel applies and says why it has no reason, the tracker going on."""
+    run = Run(_saga(_step(0, True, False, False)), saga_id="m")
+    run.send(CANCEL(saga="m", requested_by="cust-7", reason="oops"))
+    assert run.state is not None
+    run.state.buffer[0].payload = msgspec.Raw(b'["cust-7", "oops"]')
+    run.send(Begin(saga="m", flags=0))
+    assert run.status is SagaStatus.COMPENSATING
+    assert run.state is not None and run.state.cancel is not None
+    assert "its stored fields cannot be read" in run.state.cancel.reason
+    assert "is not a JSON object" in run.state.cancel.reason
 
 
 def test_progress_re_arms_the_heartbeat_and_silence_fails_the_step() -> None:

@@ -157,8 +157,6 @@ def test_the_former_json_reads_back_typed_and_writes_back_unchanged() -> None:
     assert isinstance(state.steps["pay"].result, SeenEvent)
     assert isinstance(state.cancel, Cancellation)
     assert isinstance(state.history[1], HistoryEntry)
-    # The console validates the changelog's JSON from Python objects: the same state.
-    assert SagaState.from_json_value(json.loads(GOLDEN)) == state
 
 
 def test_a_state_without_the_later_fields_loads_with_their_defaults() -> None:
@@ -222,7 +220,6 @@ def test_a_state_written_by_hand_loads_as_leniently_as_pydantic_read_it() -> Non
     raw["steps"]["pay"]["stalled"], raw["steps"]["pay"]["attempts"] = 1, "2"
     # Without spaces: a payload is kept as it was written (the next test).
     assert SagaState.from_bytes(json.dumps(raw, separators=(",", ":")).encode()) == built()
-    assert SagaState.from_json_value(raw) == built()
 
 
 def test_a_payload_is_kept_as_written_and_parsed_only_when_read() -> None:

@@ -181,3 +181,12 @@ def test_timers_hold_the_stores_own_id_objects_not_copies() -> None:
         saga_id for lists in timers._lists.values() for ids in lists.values() for saga_id in ids
     ]
     assert listed == [restored] and listed[0] is restored
+    assert timers.due(9) == [(0, restored)]
+    again = "".join(["saga-", "1"])  # armed anew by a later commit: listed, and held, as it
+    for moved in store.apply({(0, again): STATE}, wakes={(0, again): 12.0}):
+        timers.moved(*moved)
+    [(held, at)] = store.wakes(0)
+    listed = [
+        saga_id for lists in timers._lists.values() for ids in lists.values() for saga_id in ids
+    ]
+    assert held is again and listed == [again] and listed[0] is again
