@@ -26,7 +26,10 @@ buffered event's model). A state holds up to four payloads (the start, and each 
 and almost every parse of a state is followed by its write and nothing else reads them: parsed,
 they were ~95 of a state's ~225 objects, ~3 us of its parse, ~1 us of its write and ~3 us to
 free again (the bench's order saga). The text is the same: each payload is written once, as
-msgspec writes the dict, and from then on copied as it is.
+msgspec writes the dict, and from then on copied as it is. The history is kept as text too,
+and a note is appended to it as text: only ``choreo saga show``, the console and traces read
+it, and a long-running saga's full history (60 entries, ~11 KB) cost ~16 us to parse, ~14 to
+write and ~9 to free at every event, ~38 us where its text costs ~13.
 """
 
 from __future__ import annotations
@@ -39,6 +42,14 @@ import msgspec
 HISTORY_LIMIT = 60
 SEEN_LIMIT = 200
 BUFFER_LIMIT = 100
+
+NO_PAYLOAD = msgspec.Raw(b"{}")
+"""What an event whose fields are never read keeps."""
+NO_HISTORY = msgspec.Raw(b"[]")
+_ENTRY_START = b'{"at":'
+"""How each history entry begins as msgspec writes it (``at`` first): a JSON string holds no
+bare quote, so this counts the entries without a parse. Entries a person wrote with spaces are
+not counted; the history then grows past its limit by as many of those, until it is parsed."""
 
 
 class SagaStatus(StrEnum):
@@ -167,7 +178,9 @@ class SagaState(msgspec.Struct, gc=False):
     wake_at: float | None = None
     """The earliest deadline that matters in the current status (for the timer loop)."""
     updated_at: float = 0.0
-    history: list[HistoryEntry] = msgspec.field(default_factory=list)
+    history: msgspec.Raw = NO_HISTORY
+    """The last :data:`HISTORY_LIMIT` :class:`HistoryEntry` as their JSON text: appended to as
+    text (:meth:`note`), parsed only to be shown (:meth:`entries`)."""
 
     def note(
         self,
@@ -178,17 +191,32 @@ class SagaState(msgspec.Struct, gc=False):
         event: SeenEvent | None = None,
         step: str | None = None,
     ) -> None:
-        self.history.append(
-            HistoryEntry(
-                at=at,
-                trigger=trigger,
-                event_id=None if event is None else event.id,
-                occurred_at=None if event is None else event.occurred_at,
-                step=step,
-                action=action,
-            )
+        entry = HistoryEntry(
+            at=at,
+            trigger=trigger,
+            event_id=None if event is None else event.id,
+            occurred_at=None if event is None else event.occurred_at,
+            step=step,
+            action=action,
         )
-        del self.history[:-HISTORY_LIMIT]
+        text = bytes(self.history)
+        if text[-1:] != b"]" or text.count(_ENTRY_START) >= HISTORY_LIMIT:
+            # Full (or not a list: a state someone else wrote): parsed, the oldest dropped.
+            kept = [*self.entries(), entry][-HISTORY_LIMIT:]
+            self.history = msgspec.Raw(_ENCODER.encode(kept))
+        elif len(text) < 16 and not text[1:-1].strip():
+            self.history = msgspec.Raw(b"".join((b"[", _ENCODER.encode(entry), b"]")))
+        else:
+            self.history = msgspec.Raw(b"".join((text[:-1], b",", _ENCODER.encode(entry), b"]")))
+
+    def entries(self) -> list[HistoryEntry]:
+        """The history parsed; none when it is not a list of entries (a state someone else
+        wrote: it only explains the saga, which goes on without it)."""
+        try:
+            entries: list[HistoryEntry] = _HISTORY.decode(self.history)
+        except msgspec.DecodeError:
+            return []
+        return entries
 
     def remember(self, event_id: str) -> None:
         """The start event is remembered on start and again as it is applied: once is enough
@@ -225,9 +253,7 @@ def payload_json(fields: dict[str, Any]) -> msgspec.Raw:
     return msgspec.Raw(_ENCODER.encode(fields))
 
 
-NO_PAYLOAD = msgspec.Raw(b"{}")
-"""What an event whose fields are never read keeps."""
-
 _ENCODER = msgspec.json.Encoder()
 _DECODER = msgspec.json.Decoder(SagaState, strict=False)
 _FIELDS = msgspec.json.Decoder(dict[str, Any])
+_HISTORY = msgspec.json.Decoder(list[HistoryEntry], strict=False)

@@ -363,7 +363,7 @@ def _decision(
 
 def _action(state: SagaState, event_id: str | None) -> str | None:
     """The latest history line about ``event_id`` (or the latest line, for a deadline)."""
-    for entry in reversed(state.history):
+    for entry in reversed(state.entries()):
         if event_id is None or entry.event_id == event_id:
             return entry.action
     return None

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import msgspec
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from state_strategies import seen_events, times
@@ -39,7 +40,7 @@ states = st.builds(
     history=st.lists(
         st.builds(HistoryEntry, at=times, trigger=text, step=st.none() | text, action=text),
         max_size=3,
-    ),
+    ).map(lambda entries: msgspec.Raw(msgspec.json.encode(entries))),
 )
 
 
