@@ -34,6 +34,7 @@ write and ~9 to free at every event, ~38 us where its text costs ~13.
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 from typing import Any
 
@@ -200,14 +201,18 @@ class SagaState(msgspec.Struct, gc=False):
             action=action,
         )
         text = bytes(self.history)
-        if text[-1:] != b"]" or text.count(_ENTRY_START) >= HISTORY_LIMIT:
-            # Full (or not a list: a state someone else wrote): parsed, the oldest dropped.
-            kept = [*self.entries(), entry][-HISTORY_LIMIT:]
-            self.history = msgspec.Raw(_ENCODER.encode(kept))
-        elif len(text) < 16 and not text[1:-1].strip():
+        if _EMPTY_LIST.fullmatch(text):
             self.history = msgspec.Raw(b"".join((b"[", _ENCODER.encode(entry), b"]")))
+            return
+        # A JSON value that ends with "]" is a list: the entry goes after its last element.
+        head = None
+        if text[-1:] == b"]":
+            head = _without_oldest(text, text.count(_ENTRY_START) - HISTORY_LIMIT + 1)
+        if head is None:  # not a list (a state someone else wrote), or a cut not between two
+            kept = [*self.entries(), entry][-HISTORY_LIMIT:]  # entries: parsed
+            self.history = msgspec.Raw(_ENCODER.encode(kept))
         else:
-            self.history = msgspec.Raw(b"".join((text[:-1], b",", _ENCODER.encode(entry), b"]")))
+            self.history = msgspec.Raw(b"".join((head, b",", _ENCODER.encode(entry), b"]")))
 
     def entries(self) -> list[HistoryEntry]:
         """The history parsed; none when it is not a list of entries (a state someone else
@@ -253,7 +258,28 @@ def payload_json(fields: dict[str, Any]) -> msgspec.Raw:
     return msgspec.Raw(_ENCODER.encode(fields))
 
 
+def _without_oldest(text: bytes, drop: int) -> bytes | None:
+    """A history's text without its closing bracket, and without its ``drop`` oldest entries
+    when ``drop`` > 0 (cut where a later one begins, not parsed); None when the text before the
+    cut is not whole elements of the list (entries a person wrote, nesting what looks like an
+    entry's start), which is then parsed instead."""
+    if drop <= 0:
+        return text[:-1]
+    at = 0
+    for _ in range(drop + 1):
+        at = text.find(_ENTRY_START, at + 1)
+    if text[at - 1 : at] != b",":
+        return None
+    try:
+        _ELEMENTS.decode(b"".join((text[: at - 1], b"]")))  # checks the cut is between two
+    except msgspec.DecodeError:
+        return None
+    return b"".join((b"[", text[at:-1]))
+
+
+_EMPTY_LIST = re.compile(rb"\[\s*\]")
 _ENCODER = msgspec.json.Encoder()
 _DECODER = msgspec.json.Decoder(SagaState, strict=False)
 _FIELDS = msgspec.json.Decoder(dict[str, Any])
 _HISTORY = msgspec.json.Decoder(list[HistoryEntry], strict=False)
+_ELEMENTS = msgspec.json.Decoder(list[msgspec.Raw])

@@ -290,3 +290,46 @@ def test_a_history_written_by_hand_is_noted_onto_and_stays_json(written: bytes) 
     else:
         assert entries[-1].action == "noted"
         assert len(entries) == (2 if written.startswith(b"[ {") else 1)
+
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(st.just("at") | st.text(max_size=3), inner, max_size=3)
+    ),
+    max_leaves=6,
+)
+_entries = st.builds(
+    HistoryEntry, at=st.floats(0, 9), trigger=st.text(max_size=4), action=st.text(max_size=4)
+)
+_elements = st.builds(
+    lambda oldest, ours, later: [*oldest, *ours, *later],
+    st.lists(_json | st.builds(lambda at: [0, {"at": at}], st.integers()), max_size=4),
+    st.lists(_entries, min_size=HISTORY_LIMIT - 2, max_size=HISTORY_LIMIT + 4),
+    st.lists(_json, max_size=2),
+)
+"""Near the limit of choreo's entries, elements a person wrote first (where the oldest are
+cut), some nesting what looks like an entry's start after a comma, and a few after."""
+
+
+@given(_elements)
+def test_a_note_onto_any_list_leaves_json_with_the_note_last(elements: list[Any]) -> None:
+    """Around the limit, with elements a person wrote in between (nesting what looks like an
+    entry's start): the history stays a JSON list a tracker reads, the note last, and holds
+    at most the limit of choreo's entries."""
+    raw: dict[str, Any] = json.loads(GOLDEN)
+    data = json.dumps(raw, separators=(",", ":")).encode()
+    data = data.replace(msgspec.json.encode(raw["history"]), msgspec.json.encode(elements))
+    state = SagaState.from_bytes(data)
+    state.note(99.0, "t", "noted")
+    history = json.loads(bytes(SagaState.from_bytes(state.to_bytes()).history))
+    assert history[-1]["action"] == "noted"
+    ours = [
+        e for e in history if isinstance(e, dict) and set(e) == set(HistoryEntry.__struct_fields__)
+    ]
+    assert len(ours) <= HISTORY_LIMIT
+    if all(
+        isinstance(e, HistoryEntry) for e in elements
+    ):  # all choreo's: exactly the last ones, in order
+        assert len(history) == min(len(elements) + 1, HISTORY_LIMIT)
