@@ -47,6 +47,9 @@ BUFFER_LIMIT = 100
 NO_PAYLOAD = msgspec.Raw(b"{}")
 """What an event whose fields are never read keeps."""
 NO_HISTORY = msgspec.Raw(b"[]")
+HISTORY_ANCHOR = b',"history":['
+"""What :mod:`~choreo._saga.peek` finds last in a state's JSON as its own history's start: an
+entry choreo wrote never holds it (a string escapes its quotes), one written by hand may."""
 _ENTRY_START = b'{"at":'
 """How each history entry begins as msgspec writes it (``at`` first): a JSON string holds no
 bare quote, so this counts the entries without a parse. Entries a person wrote with spaces are
@@ -206,10 +209,12 @@ class SagaState(msgspec.Struct, gc=False):
             return
         # A JSON value that ends with "]" is a list: the entry goes after its last element.
         head = None
-        if text[-1:] == b"]":
+        if text[-1:] == b"]" and HISTORY_ANCHOR not in text:
             head = _without_oldest(text, text.count(_ENTRY_START) - HISTORY_LIMIT + 1)
-        if head is None:  # not a list (a state someone else wrote), or a cut not between two
-            kept = [*self.entries(), entry][-HISTORY_LIMIT:]  # entries: parsed
+        if head is None:
+            # Not a list, a cut not between two entries, or what peek takes for the state's
+            # own fields (a state someone else wrote): parsed, and written as choreo writes it.
+            kept = [*self.entries(), entry][-HISTORY_LIMIT:]
             self.history = msgspec.Raw(_ENCODER.encode(kept))
         else:
             self.history = msgspec.Raw(b"".join((head, b",", _ENCODER.encode(entry), b"]")))

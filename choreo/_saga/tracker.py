@@ -307,10 +307,10 @@ class _SagaTracing:
     ) -> None:
         """``was``: the saga's status before the decision (None: not started)."""
         after = outcome.state
-        span.set_attribute(SAGA_DECISION, _decision(was, outcome, self._parked, event_id))
+        action = None if after is None else _action(after, event_id)  # parses the history
+        span.set_attribute(SAGA_DECISION, _decision(was, outcome, self._parked, action))
         if after is not None:
             span.set_attribute(SAGA_STATUS, after.status.value)
-            action = _action(after, event_id)
             if action is not None:
                 span.set_attribute(SAGA_ACTION, action)
         if event_id is None and outcome.emits:
@@ -337,9 +337,10 @@ def _has_span(context: Context) -> bool:
 
 
 def _decision(
-    was: SagaStatus | None, outcome: Outcome, parked: set[str], event_id: str | None
+    was: SagaStatus | None, outcome: Outcome, parked: set[str], action: str | None
 ) -> str:
-    """One word for what the tracker did with an input (or a deadline), for the span."""
+    """One word for what the tracker did with an input (or a deadline), for the span;
+    ``action``: what the history says of it (:func:`_action`)."""
     after = outcome.state
     if not outcome.changed:
         return "ignore"
@@ -355,7 +356,6 @@ def _decision(
         return "complete"
     if after.status is not was and after.status is SagaStatus.COMPENSATED:
         return "compensated"
-    action = _action(after, event_id)
     if action is not None and action.startswith("ignored"):
         return "ignore"
     return "wait"
