@@ -191,7 +191,7 @@ def _traces(
     found: dict[str, tuple[str, int, list[str]]] = {}
     for status in ("completed", "compensated"):
         states = [v.state for v in verdicts if v.state and v.status == status]
-        state = max(states, key=lambda s: len(s.entries()), default=None)
+        state = max(states, key=lambda s: len(s.history), default=None)
         trace_id = watch.trace_of(state) if state else None
         if state is None or trace_id is None:
             continue

@@ -183,8 +183,9 @@ def unexpected(verdicts: Sequence[Verdict], limit: int = 10) -> list[str]:
             )
             continue
         steps = ", ".join(f"{name} {step.status.value}" for name, step in state.steps.items())
-        entries = state.entries()
-        last = f"{entries[-1].trigger} -> {entries[-1].action}" if entries else None
+        last = (
+            f"{state.history[-1].trigger} -> {state.history[-1].action}" if state.history else None
+        )
         cancel = "none" if state.cancel is None else f"applied={state.cancel.applied}"
         lines.append(
             f"  {v.order.order_id} ({v.order.scenario.name}): {v.status}, reason {state.reason}; "

@@ -104,7 +104,7 @@ def _mark(entry: HistoryEntry) -> tuple[str, str]:
 def timeline_svg(state: SagaState, definition: Saga | None) -> str:
     rows = [Lane("", "saga", None), *lanes(state, definition)]
     index = {lane.name: i for i, lane in enumerate(rows)}
-    times = [t for e in state.entries() for t in (e.at, e.occurred_at) if t is not None]
+    times = [t for e in state.history for t in (e.at, e.occurred_at) if t is not None]
     if state.started_at is not None:
         times.append(state.started_at)
     begin, end = (min(times), max(times)) if times else (0.0, 1.0)
@@ -138,7 +138,7 @@ def timeline_svg(state: SagaState, definition: Saga | None) -> str:
             ]
         )
         parts += _deadlines(due, 20 + i * LANE, x, end, plot)
-    for entry in state.entries():
+    for entry in state.history:
         y = 20 + index.get(entry.step or "", 0) * LANE
         shape, colour = _mark(entry)
         title = f"<title>{esc(when(entry.at))} {esc(entry.trigger)}: {esc(entry.action)}</title>"
@@ -213,7 +213,7 @@ def _others(fields: object, drawn: frozenset[str]) -> str:
 
 def undo_order(state: SagaState) -> list[str]:
     """The steps whose compensation was confirmed, in the order it was."""
-    return [e.step for e in state.entries() if e.action == CONFIRMED and e.step]
+    return [e.step for e in state.history if e.action == CONFIRMED and e.step]
 
 
 def details(state: SagaState, raw: dict[str, Any], definition: Saga | None) -> str:
@@ -245,7 +245,7 @@ def details(state: SagaState, raw: dict[str, Any], definition: Saga | None) -> s
                 esc(e.step or ""),
                 esc(e.action),
             ]
-            for e in state.entries()
+            for e in state.history
         ),
         "history",
     )

@@ -99,7 +99,7 @@ def timeline(state: SagaState) -> str:
         lines.append(f"    {name:<24} {step_state.status.value}{extra}")
     lines.append("  history (HANDLED: when the tracker acted; EVENT TIME: the event's ce_time)")
     lines.append(f"    {'HANDLED':<23}  {'EVENT TIME':<23}  {'TRIGGER':<36} ACTION")
-    for entry in state.entries():
+    for entry in state.history:
         step = f" [{entry.step}]" if entry.step else ""
         lines.append(
             f"    {_time(entry.at):<23}  {_time(entry.occurred_at):<23}  "

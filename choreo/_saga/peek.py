@@ -20,7 +20,7 @@ import json
 import re
 from typing import NamedTuple, Protocol
 
-from choreo._saga.state import HISTORY_ANCHOR, SagaState, SagaStatus
+from choreo._saga.state import SagaState, SagaStatus
 
 _NUMBER = rb"-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?"
 _STRING = rb'"[^"\\]*(?:\\.[^"\\]*)*"'
@@ -38,6 +38,7 @@ _TAIL = re.compile(
     rb'"wake_at":(null|' + _NUMBER + rb'),"updated_at":(' + _NUMBER + rb'),"history":\[',
     re.DOTALL,
 )
+_HISTORY = b',"history":['
 _FIELDS = SagaState.__struct_fields__
 LAID_OUT = _FIELDS[:4] == ("saga_id", "saga", "version", "status") and _FIELDS[-4:] == (
     "sub_versions",
@@ -85,7 +86,7 @@ def peek(data: bytes) -> Peeked | None:
     if not LAID_OUT:
         return None
     head = _HEAD.match(data)
-    end = data.rfind(HISTORY_ANCHOR) + len(HISTORY_ANCHOR)
+    end = data.rfind(_HISTORY) + len(_HISTORY)
     start = data.rfind(b'"sub_versions":{', 0, end)
     tail = None if start < 0 else _TAIL.match(data, start, end)
     if head is None or tail is None or tail.end() != end:

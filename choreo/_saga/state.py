@@ -26,15 +26,11 @@ buffered event's model). A state holds up to four payloads (the start, and each 
 and almost every parse of a state is followed by its write and nothing else reads them: parsed,
 they were ~95 of a state's ~225 objects, ~3 us of its parse, ~1 us of its write and ~3 us to
 free again (the bench's order saga). The text is the same: each payload is written once, as
-msgspec writes the dict, and from then on copied as it is. The history is kept as text too,
-and a note is appended to it as text: only ``choreo saga show``, the console and traces read
-it, and a long-running saga's full history (60 entries, ~11 KB) cost ~16 us to parse, ~14 to
-write and ~9 to free at every event, ~38 us where its text costs ~13.
+msgspec writes the dict, and from then on copied as it is.
 """
 
 from __future__ import annotations
 
-import re
 from enum import StrEnum
 from typing import Any
 
@@ -43,17 +39,6 @@ import msgspec
 HISTORY_LIMIT = 60
 SEEN_LIMIT = 200
 BUFFER_LIMIT = 100
-
-NO_PAYLOAD = msgspec.Raw(b"{}")
-"""What an event whose fields are never read keeps."""
-NO_HISTORY = msgspec.Raw(b"[]")
-HISTORY_ANCHOR = b',"history":['
-"""What :mod:`~choreo._saga.peek` finds last in a state's JSON as its own history's start: an
-entry choreo wrote never holds it (a string escapes its quotes), one written by hand may."""
-_ENTRY_START = b'{"at":'
-"""How each history entry begins as msgspec writes it (``at`` first): a JSON string holds no
-bare quote, so this counts the entries without a parse. Entries a person wrote with spaces are
-not counted; the history then grows past its limit by as many of those, until it is parsed."""
 
 
 class SagaStatus(StrEnum):
@@ -182,9 +167,7 @@ class SagaState(msgspec.Struct, gc=False):
     wake_at: float | None = None
     """The earliest deadline that matters in the current status (for the timer loop)."""
     updated_at: float = 0.0
-    history: msgspec.Raw = NO_HISTORY
-    """The last :data:`HISTORY_LIMIT` :class:`HistoryEntry` as their JSON text: appended to as
-    text (:meth:`note`), parsed only to be shown (:meth:`entries`)."""
+    history: list[HistoryEntry] = msgspec.field(default_factory=list)
 
     def note(
         self,
@@ -195,38 +178,17 @@ class SagaState(msgspec.Struct, gc=False):
         event: SeenEvent | None = None,
         step: str | None = None,
     ) -> None:
-        entry = HistoryEntry(
-            at=at,
-            trigger=trigger,
-            event_id=None if event is None else event.id,
-            occurred_at=None if event is None else event.occurred_at,
-            step=step,
-            action=action,
+        self.history.append(
+            HistoryEntry(
+                at=at,
+                trigger=trigger,
+                event_id=None if event is None else event.id,
+                occurred_at=None if event is None else event.occurred_at,
+                step=step,
+                action=action,
+            )
         )
-        text = bytes(self.history)
-        if _EMPTY_LIST.fullmatch(text):
-            self.history = msgspec.Raw(b"".join((b"[", _ENCODER.encode(entry), b"]")))
-            return
-        # A JSON value that ends with "]" is a list: the entry goes after its last element.
-        head = None
-        if text[-1:] == b"]" and HISTORY_ANCHOR not in text:
-            head = _without_oldest(text, text.count(_ENTRY_START) - HISTORY_LIMIT + 1)
-        if head is None:
-            # Not a list, a cut not between two entries, or what peek takes for the state's
-            # own fields (a state someone else wrote): parsed, and written as choreo writes it.
-            kept = [*self.entries(), entry][-HISTORY_LIMIT:]
-            self.history = msgspec.Raw(_ENCODER.encode(kept))
-        else:
-            self.history = msgspec.Raw(b"".join((head, b",", _ENCODER.encode(entry), b"]")))
-
-    def entries(self) -> list[HistoryEntry]:
-        """The history parsed; none when it is not a list of entries (a state someone else
-        wrote: it only explains the saga, which goes on without it)."""
-        try:
-            entries: list[HistoryEntry] = _HISTORY.decode(self.history)
-        except msgspec.DecodeError:
-            return []
-        return entries
+        del self.history[:-HISTORY_LIMIT]
 
     def remember(self, event_id: str) -> None:
         """The start event is remembered on start and again as it is applied: once is enough
@@ -263,28 +225,9 @@ def payload_json(fields: dict[str, Any]) -> msgspec.Raw:
     return msgspec.Raw(_ENCODER.encode(fields))
 
 
-def _without_oldest(text: bytes, drop: int) -> bytes | None:
-    """A history's text without its closing bracket, and without its ``drop`` oldest entries
-    when ``drop`` > 0 (cut where a later one begins, not parsed); None when the text before the
-    cut is not whole elements of the list (entries a person wrote, nesting what looks like an
-    entry's start), which is then parsed instead."""
-    if drop <= 0:
-        return text[:-1]
-    at = 0
-    for _ in range(drop + 1):
-        at = text.find(_ENTRY_START, at + 1)
-    if text[at - 1 : at] != b",":
-        return None
-    try:
-        _ELEMENTS.decode(b"".join((text[: at - 1], b"]")))  # checks the cut is between two
-    except msgspec.DecodeError:
-        return None
-    return b"".join((b"[", text[at:-1]))
+NO_PAYLOAD = msgspec.Raw(b"{}")
+"""What an event whose fields are never read keeps."""
 
-
-_EMPTY_LIST = re.compile(rb"\[\s*\]")
 _ENCODER = msgspec.json.Encoder()
 _DECODER = msgspec.json.Decoder(SagaState, strict=False)
 _FIELDS = msgspec.json.Decoder(dict[str, Any])
-_HISTORY = msgspec.json.Decoder(list[HistoryEntry], strict=False)
-_ELEMENTS = msgspec.json.Decoder(list[msgspec.Raw])

@@ -307,10 +307,10 @@ class _SagaTracing:
     ) -> None:
         """``was``: the saga's status before the decision (None: not started)."""
         after = outcome.state
-        action = None if after is None else _action(after, event_id)  # parses the history
-        span.set_attribute(SAGA_DECISION, _decision(was, outcome, self._parked, action))
+        span.set_attribute(SAGA_DECISION, _decision(was, outcome, self._parked, event_id))
         if after is not None:
             span.set_attribute(SAGA_STATUS, after.status.value)
+            action = _action(after, event_id)
             if action is not None:
                 span.set_attribute(SAGA_ACTION, action)
         if event_id is None and outcome.emits:
@@ -337,10 +337,9 @@ def _has_span(context: Context) -> bool:
 
 
 def _decision(
-    was: SagaStatus | None, outcome: Outcome, parked: set[str], action: str | None
+    was: SagaStatus | None, outcome: Outcome, parked: set[str], event_id: str | None
 ) -> str:
-    """One word for what the tracker did with an input (or a deadline), for the span;
-    ``action``: what the history says of it (:func:`_action`)."""
+    """One word for what the tracker did with an input (or a deadline), for the span."""
     after = outcome.state
     if not outcome.changed:
         return "ignore"
@@ -356,6 +355,7 @@ def _decision(
         return "complete"
     if after.status is not was and after.status is SagaStatus.COMPENSATED:
         return "compensated"
+    action = _action(after, event_id)
     if action is not None and action.startswith("ignored"):
         return "ignore"
     return "wait"
@@ -363,7 +363,7 @@ def _decision(
 
 def _action(state: SagaState, event_id: str | None) -> str | None:
     """The latest history line about ``event_id`` (or the latest line, for a deadline)."""
-    for entry in reversed(state.entries()):
+    for entry in reversed(state.history):
         if event_id is None or entry.event_id == event_id:
             return entry.action
     return None

@@ -11,7 +11,6 @@ from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
 
-import msgspec
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -238,11 +237,11 @@ def test_the_timeline_brackets_parallel_steps_and_nests_sub_sagas() -> None:
     steps = {n: StepState() for n in ("payment/charge", "fraud-check", "order", "reserve-stock")}
     steps["payment"] = StepState()
     s = state("<b>o-1</b>", SagaStatus.RUNNING, steps=steps, started_at=100.0)
-    s.history = msgspec.Raw(msgspec.json.encode([
+    s.history = [
         HistoryEntry(at=100.5, occurred_at=100.1, trigger="x", step="order",
                      action="step succeeded"),
         HistoryEntry(at=101.0, trigger="compensate", step="order", action="emitted <CancelOrder>"),
-    ]))  # fmt: skip
+    ]  # fmt: skip
     drawn = lanes(s, order)
     assert [lane.name for lane in drawn] == [
         "order", "reserve-stock", "fraud-check", "payment", "payment/charge"

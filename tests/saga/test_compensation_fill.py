@@ -119,7 +119,7 @@ def test_a_stored_payload_that_is_not_an_object_parks_the_saga_with_the_reason()
     assert outcome.emits == []
     assert any(
         "the stored payload of test.fill.Charged event e-1 is not a JSON object" in entry.action
-        for entry in outcome.state.entries()
+        for entry in outcome.state.history
     )
 
 

@@ -21,9 +21,9 @@ def test_a_condition_that_raises_parks_the_saga() -> None:
     assert "condition (when=) of step 'approval' raised" in line
     assert "fix the condition" in line and "choreo saga show o-1" in line
     assert run.state is not None
-    assert run.state.entries()[-1].action == "recorded only: the saga is parked"  # the buffered one
+    assert run.state.history[-1].action == "recorded only: the saga is parked"  # the buffered one
     run.send(d.declined("o-1"))  # later events are kept in the history, nothing is emitted
-    assert run.state.entries()[-1].action.startswith("recorded only")
+    assert run.state.history[-1].action.startswith("recorded only")
     assert run.types() == [SagaFailed]
 
 

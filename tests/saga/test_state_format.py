@@ -12,14 +12,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import msgspec
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from state_strategies import seen_events
 
 from choreo._saga.state import (
-    HISTORY_LIMIT,
     NO_PAYLOAD,
     Cancellation,
     HistoryEntry,
@@ -129,21 +127,17 @@ def built() -> SagaState:
         sub_versions={"payment": 3},
         wake_at=3.25,
         updated_at=5.5,
-        history=msgspec.Raw(
-            msgspec.json.encode(
-                [
-                    HistoryEntry(
-                        at=1.0,
-                        trigger="shop.orders.OrderPlaced",
-                        event_id="e-1",
-                        occurred_at=0.5,
-                        step="order",
-                        action="step succeeded",
-                    ),
-                    HistoryEntry(at=5.0, trigger="deadline", action="compensating: x"),
-                ]
-            )
-        ),
+        history=[
+            HistoryEntry(
+                at=1.0,
+                trigger="shop.orders.OrderPlaced",
+                event_id="e-1",
+                occurred_at=0.5,
+                step="order",
+                action="step succeeded",
+            ),
+            HistoryEntry(at=5.0, trigger="deadline", action="compensating: x"),
+        ],
     )
 
 
@@ -162,7 +156,7 @@ def test_the_former_json_reads_back_typed_and_writes_back_unchanged() -> None:
     assert state.steps["pay"].status is StepStatus.COMPENSATING
     assert isinstance(state.steps["pay"].result, SeenEvent)
     assert isinstance(state.cancel, Cancellation)
-    assert isinstance(state.entries()[1], HistoryEntry)
+    assert isinstance(state.history[1], HistoryEntry)
 
 
 def test_a_state_without_the_later_fields_loads_with_their_defaults() -> None:
@@ -240,96 +234,3 @@ def test_a_payload_is_kept_as_written_and_parsed_only_when_read() -> None:
     assert b'"payload":{"order_id": "o-1", "total": 1e+16}' in state.to_bytes()
     with pytest.raises(ValueError, match="payload of t event e-3 is not a JSON object"):
         state.buffer[0].fields()
-
-
-_notes = st.integers(0, 2 * HISTORY_LIMIT + 5).flatmap(
-    lambda count: st.lists(
-        st.tuples(st.sampled_from(['{"at":1.0}', "step succeeded", "é\u2028", ""]), st.booleans()),
-        min_size=count,
-        max_size=count,
-    )
-)
-"""Any count up to twice the limit, evenly: most examples pass the limit."""
-
-
-@given(_notes)
-def test_notes_appended_as_text_are_what_a_list_of_entries_writes(
-    notes: list[tuple[str, bool]],
-) -> None:
-    """Up to the limit and past it (the oldest dropped), with text that looks like an entry's
-    start inside a string: the same bytes as the list written whole, and the same entries."""
-    state = SagaState(saga_id="s", saga="x", version=1, status=SagaStatus.RUNNING)
-    kept: list[HistoryEntry] = []
-    for number, (action, with_step) in enumerate(notes):
-        step = action if with_step else None
-        state.note(float(number), "t", action, step=step)
-        kept = [*kept, HistoryEntry(at=float(number), trigger="t", step=step, action=action)]
-        kept = kept[-HISTORY_LIMIT:]
-    assert state.entries() == kept
-    assert bytes(state.history) == msgspec.json.encode(kept)
-    assert SagaState.from_bytes(state.to_bytes()) == state
-
-
-@pytest.mark.parametrize(
-    "written",
-    [b"[ ]", b'[ {"at": 1, "trigger": "t", "action": "a"} ]', b"5", b"{}", b'"x]"', b"[1, 2]"],
-)
-def test_a_history_written_by_hand_is_noted_onto_and_stays_json(written: bytes) -> None:
-    """Spaces, or not a list of entries at all: a note leaves JSON a tracker reads, with the
-    new entry last; what was not a list is replaced, entries that are not ones show as none."""
-    raw: dict[str, Any] = json.loads(GOLDEN)
-    data = json.dumps(raw, separators=(",", ":")).encode()
-    data = data.replace(msgspec.json.encode(raw["history"]), written)
-    state = SagaState.from_bytes(data)
-    state.note(9.0, "t", "noted")
-    again = SagaState.from_bytes(state.to_bytes())
-    entries = again.entries()
-    if written == b"[1, 2]":
-        assert entries == []  # kept as written, shown as none
-        assert json.loads(bytes(again.history))[:2] == [1, 2]
-    else:
-        assert entries[-1].action == "noted"
-        assert len(entries) == (2 if written.startswith(b"[ {") else 1)
-
-
-_json = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.text(max_size=8),
-    lambda inner: (
-        st.lists(inner, max_size=3)
-        | st.dictionaries(st.just("at") | st.text(max_size=3), inner, max_size=3)
-    ),
-    max_leaves=6,
-)
-_entries = st.builds(
-    HistoryEntry, at=st.floats(0, 9), trigger=st.text(max_size=4), action=st.text(max_size=4)
-)
-_elements = st.builds(
-    lambda oldest, ours, later: [*oldest, *ours, *later],
-    st.lists(_json | st.builds(lambda at: [0, {"at": at}], st.integers()), max_size=4),
-    st.lists(_entries, min_size=HISTORY_LIMIT - 2, max_size=HISTORY_LIMIT + 4),
-    st.lists(_json, max_size=2),
-)
-"""Near the limit of choreo's entries, elements a person wrote first (where the oldest are
-cut), some nesting what looks like an entry's start after a comma, and a few after."""
-
-
-@given(_elements)
-def test_a_note_onto_any_list_leaves_json_with_the_note_last(elements: list[Any]) -> None:
-    """Around the limit, with elements a person wrote in between (nesting what looks like an
-    entry's start): the history stays a JSON list a tracker reads, the note last, and holds
-    at most the limit of choreo's entries."""
-    raw: dict[str, Any] = json.loads(GOLDEN)
-    data = json.dumps(raw, separators=(",", ":")).encode()
-    data = data.replace(msgspec.json.encode(raw["history"]), msgspec.json.encode(elements))
-    state = SagaState.from_bytes(data)
-    state.note(99.0, "t", "noted")
-    history = json.loads(bytes(SagaState.from_bytes(state.to_bytes()).history))
-    assert history[-1]["action"] == "noted"
-    ours = [
-        e for e in history if isinstance(e, dict) and set(e) == set(HistoryEntry.__struct_fields__)
-    ]
-    assert len(ours) <= HISTORY_LIMIT
-    if all(
-        isinstance(e, HistoryEntry) for e in elements
-    ):  # all choreo's: exactly the last ones, in order
-        assert len(history) == min(len(elements) + 1, HISTORY_LIMIT)
