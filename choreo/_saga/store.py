@@ -111,7 +111,7 @@ class StateStore:
     def load(self, partition: int, states: dict[str, bytes]) -> None:
         """Hold ``states``, made by :meth:`pack`, as the partition's."""
         self._partitions[partition] = states
-        self._armed[partition] = sum(_armed(data) for data in states.values())
+        self._armed[partition] = sum(_wake(data) is not None for data in states.values())
 
     def drop(self, partition: int) -> None:
         self.take(partition)
@@ -163,9 +163,7 @@ class StateStore:
             if key not in wakes:
                 states[saga_id] = (UNARMED if old is None else old[: WAKE.size]) + body
                 continue
-            at = wakes[key]
-            if at is not None and at != at:
-                at = None  # NaN is never due
+            at = due_time(wakes[key])
             states[saga_id] = (UNARMED if at is None else WAKE.pack(at)) + body
             if at != was:
                 self._armed[partition] += (at is not None) - (was is not None)
@@ -218,9 +216,9 @@ class StateStore:
                 yield (partition, saga_id), unpack(memoryview(data)[WAKE.size :])
 
 
-def _armed(data: bytes) -> bool:
-    at: float = WAKE.unpack_from(data)[0]
-    return at == at
+def due_time(at: float | None) -> float | None:
+    """A wake time as the store holds it: NaN is never due, so none."""
+    return None if at is None or at != at else at
 
 
 def _wake(data: bytes) -> float | None:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import heapq
 import math
 
-from choreo._saga.store import StateKey, StateStore
+from choreo._saga.store import StateKey, StateStore, due_time
 
 COMPACT_MIN = 1024
 """Below this many listed ids, stale ones are left to be skipped when their second comes."""
@@ -55,8 +55,7 @@ class Timers:
         """Wake the saga at ``at`` (None: forget it). A saga the store does not hold is
         ignored: its state is gone, and so is its wake time."""
         partition, saga_id = key
-        if at is not None and at != at:
-            at = None  # NaN is never due
+        at = due_time(at)
         try:
             was = self._store.set_wake(partition, saga_id, at)
         except KeyError:

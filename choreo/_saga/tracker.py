@@ -842,6 +842,7 @@ class SagaTracker:
             )
             self._dead_letter(batch, message, unreadable.reason, unreadable)
             return None
+        source = headers.get(_headers.SOURCE)
         start_trace = _NO_TRACE
         if event_type in self._starts:  # the engine keeps a start event's trace only
             start_trace = {
@@ -855,9 +856,9 @@ class SagaTracker:
             event_id,
             start_trace,
             event_time(headers.get(_headers.TIME)),
-            _headers.lenient_text(headers.get(_headers.SOURCE)),  # names an abort's sender
+            _headers.lenient_text(source),  # names an abort's sender
         )
-        own = headers.get(_headers.SOURCE) == self._source
+        own = source == self._source
         return _Read(message, (partition, saga_id), incoming, event_type, own)
 
     def _track(self, found: _Read, batch: _Batch) -> None:
