@@ -12,7 +12,8 @@ StockReserved, PaymentAuthorized, OrderCompleted; 1 in 4 fail at the stock step:
 StockReservationFailed, then the tracker emits CancelOrder and a responder process answers
 OrderCancelled), then runs the tracker in this process (every batch one Kafka transaction:
 changelog writes, compensations, offsets) and times it from its partition assignment until
-every saga is terminal. Events per second counts the saga events the tracker consumed; a second
+every saga is terminal, and (steady) from the arrival of its first records, without the group
+join and first fetch. Events per second counts the saga events the tracker consumed; a second
 line gives the time its transaction commits took (the broker's share of a batch: waited out by
 the naive tracker, overlapped with the next batch by choreo's, which commits in a thread). CPU
 per event is the process's (all threads); "its own thread" is the loop's thread only, which for
@@ -207,6 +208,26 @@ def new_tracker(name: str, schemas_dir: Path) -> Any:
     )
 
 
+class FirstRecord:
+    """A contender's consumer that notes when its first records arrived: the steady rate runs
+    from there, without the group join and the first fetch (~0.2 s of a 4 s round), as
+    ``compare.py``'s does. Every other call goes straight through."""
+
+    def __init__(self, consumer: Any) -> None:
+        self._consumer = consumer
+        self.at: float | None = None
+        self.cpu = 0.0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._consumer, name)
+
+    def consume(self, *args: Any, **kwargs: Any) -> Any:
+        messages = self._consumer.consume(*args, **kwargs)
+        if messages and self.at is None:
+            self.at, self.cpu = time.monotonic(), time.process_time()
+        return messages
+
+
 class TimedCommits:
     """A tracker's transactional producer that adds up the wall time of its commits (offsets
     and commit): the broker's share of each batch, whatever the tracker's CPU. Every other call
@@ -254,6 +275,7 @@ class Contender:
     serving_gc: bool
     """Tune the collector once assigned, as ``choreo saga run`` does."""
     commits: TimedCommits
+    first: FirstRecord
 
 
 def contender(name: str, suffix: str, schemas_dir: Path) -> Contender:
@@ -265,9 +287,10 @@ def contender(name: str, suffix: str, schemas_dir: Path) -> Contender:
         topics = [c.name for c in tracker.topology.topic_configs(tracker.catalog)]
         held = tracker.store
         tracker._producer = timed = TimedCommits(tracker._producer)
+        tracker._consumer = first = FirstRecord(tracker._consumer)
         return Contender(
             tracker.poll_once, lambda: bool(held.partitions), finished, tracker.group_id, topics,
-            tracker.close, serving_gc=True, commits=timed,
+            tracker.close, serving_gc=True, commits=timed, first=first,
         )  # fmt: skip
     from naive_tracker import NaiveTracker
 
@@ -277,9 +300,11 @@ def contender(name: str, suffix: str, schemas_dir: Path) -> Contender:
     naive = NaiveTracker(BOOTSTRAP, f"naive-{suffix}", inputs, f"naive.{suffix}.state")
     naive.start()
     naive.producer = timed = TimedCommits(naive.producer)
+    naive.consumer = first = FirstRecord(naive.consumer)
     return Contender(
         naive.poll_once, lambda: bool(naive.states), naive.finished, naive.name,
         [*inputs.values(), naive.changelog], naive.close, serving_gc=False, commits=timed,
+        first=first,
     )  # fmt: skip
 
 
@@ -311,8 +336,12 @@ def throughput(sagas: int, name: str) -> None:
                     f"only {len(finished):,} of {sagas:,} sagas finished in {TIME_LIMIT_S}s"
                 )
             tracker.poll_once()
-        elapsed, cpu = time.monotonic() - started, time.process_time() - cpu
+        ended, cpu_ended = time.monotonic(), time.process_time()
+        elapsed, cpu = ended - started, cpu_ended - cpu
         own = time.thread_time() - own
+        first = tracker.first.at
+        assert first is not None  # sagas finished: records arrived
+        steady, steady_cpu = ended - first, cpu_ended - tracker.first.cpu
         commits = tracker.commits.commits - commits
         waited = tracker.commits.waited - waited
     finally:
@@ -328,18 +357,34 @@ def throughput(sagas: int, name: str) -> None:
         f"own thread {own / expected * 1e6:,.0f} us (the rest: librdkafka's threads, and a "
         "commit thread's); exactly-once: one transaction per batch)"
     )
+
     print(
         f"transaction commits (offsets + commit): {waited:.1f}s of the {elapsed:.1f}s, "
         f"{commits:,} transactions, {waited / max(commits, 1) * 1e3:.0f} ms each"
+    )
+    print(
+        f"steady, from the first records' arrival to the last saga: {expected / steady:,.0f} "
+        f"events/s, {steady_cpu / expected * 1e6:,.0f} us CPU per event"
+        + (
+            " (the first figure counts the records of the poll that joined the group, untimed)"
+            if first < started
+            else ""
+        )
     )
 
 
 RESULT = re.compile(
     r"in ([\d.]+)s: ([\d,]+) events/s.*?([\d,]+) us per event, of which its own thread ([\d,]+) us"
-    r".*?commits \(offsets \+ commit\): ([\d.]+)s",
+    r".*?commits \(offsets \+ commit\): ([\d.]+)s.*?last saga: ([\d,]+) *events/s",
     re.DOTALL,
 )
-FIGURES = ("events/s", "us CPU per event", "us own thread", "% of the time in commits")
+FIGURES = (
+    "events/s",
+    "steady events/s",
+    "us CPU per event",
+    "us own thread",
+    "% of the time in commits",
+)
 
 
 def compare(sagas: int, names: list[str], rounds: int) -> None:
@@ -356,8 +401,10 @@ def compare(sagas: int, names: list[str], rounds: int) -> None:
             found = RESULT.search(done.stdout)
             if found is None:
                 raise SystemExit(f"{name}: no result line in\n{done.stdout}{done.stderr}")
-            elapsed, rate, cpu, own, waited = (float(v.replace(",", "")) for v in found.groups())
-            runs[name].append([rate, cpu, own, waited / elapsed * 100])
+            elapsed, rate, cpu, own, waited, steady = (
+                float(v.replace(",", "")) for v in found.groups()
+            )
+            runs[name].append([rate, steady, cpu, own, waited / elapsed * 100])
             loads.append(os.getloadavg()[0])
             print(
                 f"round {round_} {name}: {figures(runs[name][-1])}, load {loads[-1]:.1f}",
@@ -376,8 +423,9 @@ def compare(sagas: int, names: list[str], rounds: int) -> None:
             if name != "choreo":
                 other = medians[name]
                 print(
-                    f"  choreo/{name}: events/s {mine[0] / other[0]:.2f}, "
-                    f"CPU per event {mine[1] / other[1]:.2f} (own thread {mine[2] / other[2]:.2f})"
+                    f"  choreo/{name}: events/s {mine[0] / other[0]:.2f}, steady "
+                    f"{mine[1] / other[1]:.2f}, CPU per event {mine[2] / other[2]:.2f} (own "
+                    f"thread {mine[3] / other[3]:.2f})"
                 )
 
 
