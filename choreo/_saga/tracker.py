@@ -215,8 +215,13 @@ class _Read:
     """One of this tracker's compensations come back on an input topic: no span of its own."""
 
 
-_Record = tuple[str, dict[str, Any]]
-"""A record to produce in the transaction: its topic and ``produce``'s keyword arguments."""
+_Wire = list[tuple[str, str | bytes | None]]
+"""Headers as produced: a foreign record's may have a null value, dead-lettered as it came."""
+_Record = tuple[str, bytes | None, bytes | None, int, _Wire | None]
+"""A record to produce in the transaction: topic, value, key, partition (-1: the partitioner's
+choice) and headers. Given to ``produce`` by position, not as a dict of keywords: ~0.3 us less
+a record in the commit thread, whose produce calls hold the GIL the loop thread waits for, and
+~0.1 us less to build in the loop (2026-12-05, 3 KB values)."""
 
 
 @dataclass
@@ -946,7 +951,7 @@ class SagaTracker:
         }
         changelog = self.topology.changelog
         records: list[_Record] = [
-            (changelog, {"key": saga_id.encode(), "value": value, "partition": partition})
+            (changelog, value, saga_id.encode(), partition, None)
             for (partition, saga_id), value in encoded.items()
         ]
         records += [self._emit_record(emit, context) for _, emit, context in batch.emits]
@@ -983,8 +988,12 @@ class SagaTracker:
         bodies = self.store.pack_bodies(encoded)
         self._begun_at = time.monotonic()
         producer.begin_transaction()
-        for topic, fields in records:
-            producer.produce(topic, **fields)
+        produce = producer.produce
+        for topic, value, key, partition, headers in records:
+            if headers is None:
+                produce(topic, value, key, partition)
+            else:
+                produce(topic, value, key, partition, headers=headers)
         if offsets:
             send = producer.send_offsets_to_transaction
             resumed(f"{what} send offsets", send, offsets, metadata, watch=watch, may_hang=True)
@@ -1063,8 +1072,8 @@ class SagaTracker:
             (STEP_HEADER, emit.step.encode()),
             (REASON_HEADER, emit.reason.encode()),
         ]
-        wire: list[tuple[str, str | bytes | None]] = list(headers)
-        return record.topic, {"key": record.key, "value": record.value, "headers": wire}
+        wire: _Wire = list(headers)
+        return record.topic, record.value, record.key, -1, wire
 
     def _dead_letter_record(
         self, topic: str, message: Any, reason: str, error: Exception
@@ -1080,8 +1089,8 @@ class SagaTracker:
             error,
             attempts=1,
         )
-        wire: list[tuple[str, str | bytes | None]] = [*(message.headers() or []), *failure]
-        return topic, {"key": message.key(), "value": message.value(), "headers": wire}
+        wire: _Wire = [*(message.headers() or []), *failure]
+        return topic, message.value(), message.key(), -1, wire
 
     def _renew(self, failure: ck.KafkaException) -> None:
         """Replace a producer that cannot abort (fatal, or stuck): the new one's
