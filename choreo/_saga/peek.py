@@ -8,10 +8,11 @@ instead, and answers None, so the caller parses, whenever the JSON is not laid o
 ``history`` last (:data:`LAID_OUT` checks the model still declares them so).
 
 Why the fields found are the state's own, whatever its payloads hold: the last ``,"history":[``
-in the JSON is the state's (history entries have fixed keys, and a JSON string cannot hold an
-unescaped quote, so no string can look like a key); before it, the last ``"sub_versions":{``
-is the state's (that object's values are numbers); payloads, which may have keys of any name,
-all come before it. The head's fields come first, after two strings the expression skips.
+in the JSON is the state's (a history entry's keys are some of its own six field names, and a
+JSON string cannot hold an unescaped quote, so no string can look like a key); before it, the
+last ``"sub_versions":{`` is the state's (that object's values are numbers); payloads, which
+may have keys of any name, all come before it. The head's fields come first, after two
+strings the expression skips.
 """
 
 from __future__ import annotations

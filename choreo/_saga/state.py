@@ -9,9 +9,14 @@ A state and its pieces (steps, seen events, history entries, a cancellation) are
 structs, read and written by msgspec's JSON codec. The tracker parses a state and writes it
 again for every event it handles, and this pair was its largest cost: on the bench's order saga
 (~3.7 KB of JSON) pydantic-core took ~20 us to parse and ~12 us to write what msgspec parses in
-~6 and writes in ~4, the same JSON (``tests/saga/test_state_format.py`` holds it byte for
-byte, so older trackers, the CLI and the console read the changelog as before; a number of
-1e16 or more in a payload is written ``1e16`` where pydantic wrote ``1e+16``, which both read).
+~6 and writes in ~4, the same JSON (a number of 1e16 or more in a payload is written ``1e16``
+where pydantic wrote ``1e+16``, which both read). Since 2026-12-05 a step, a seen event and a
+history entry leave out the fields at their defaults (an unused step's eight, a history
+entry's missing step): the bench's order saga 3,792 -> 3,319 bytes when completed, 2,260 ->
+1,782 when started, ~9% less to write and parse. Every reader before fills a missing field
+with the same default (``tests/saga/test_state_format.py`` holds both forms byte for byte),
+so older trackers, the CLI and the console read the changelog as before; the state's own
+fields are all written, in order, as ``peek`` reads them.
 It is read as leniently as pydantic read it (``strict=False``: ``"5.5"`` for a float, ``1``
 for a bool), so a state no tracker wrote but a person or a tool did still loads. Structs also build
 and assign fields as fast as slotted dataclasses, which the engine does a dozen times per
@@ -66,7 +71,7 @@ class StepStatus(StrEnum):
     COMPENSATED = "compensated"
 
 
-class SeenEvent(msgspec.Struct, gc=False):
+class SeenEvent(msgspec.Struct, gc=False, omit_defaults=True):
     """An input event as stored: enough to rebuild the model and to explain it later."""
 
     id: str
@@ -93,7 +98,7 @@ class SeenEvent(msgspec.Struct, gc=False):
         return fields
 
 
-class StepState(msgspec.Struct, gc=False):
+class StepState(msgspec.Struct, gc=False, omit_defaults=True):
     """A step's progress; a sub-saga has one too (named as the sub-saga), holding its own
     deadline in ``due_at`` and its completion event in ``result``."""
 
@@ -129,7 +134,7 @@ class Cancellation(msgspec.Struct, gc=False):
     applied: bool
 
 
-class HistoryEntry(msgspec.Struct, kw_only=True, gc=False):
+class HistoryEntry(msgspec.Struct, kw_only=True, gc=False, omit_defaults=True):
     at: float
     trigger: str
     """The event type that arrived, or ``deadline``."""

@@ -1,10 +1,12 @@
-"""The changelog's JSON layout of a saga state is unchanged by how the state is held in memory.
+"""The changelog's JSON layout of a saga state: what every tracker before this one reads.
 
 A state and its pieces are msgspec structs, read and written by msgspec's JSON codec for the
-engine's speed; the JSON must stay what the trackers before them wrote with pydantic and read
-(older trackers, the CLI, the console's raw readers and ``peek``'s layout all depend on it).
-``GOLDEN`` was written by the pydantic-model state (commit e5046ba), with every field set away
-from its default somewhere.
+engine's speed; the JSON must stay what the trackers before them read (older trackers, the CLI,
+the console's raw readers and ``peek``'s layout all depend on it). ``GOLDEN`` was written by
+the pydantic-model state (commit e5046ba), with every field set away from its default
+somewhere; ``COMPACT`` is the same state as written since 2026-12-05: a step, a seen event and
+a history entry leave out the fields at their defaults, which every reader before fills in
+with the same values.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import msgspec
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -57,6 +60,34 @@ GOLDEN = (
     b'"occurred_at":0.5,"step":"order","action":"step succeeded"},'
     b'{"at":5.0,"trigger":"deadline","event_id":null,"occurred_at":null,"step":null,'
     b'"action":"compensating: x"}]}'
+)
+
+
+COMPACT = (
+    b'{"saga_id":"o-1","saga":"order","version":2,"status":"compensating",'
+    b'"started_at":1796331976.5,"deadline_at":1796335576.5,'
+    b'"start":{"id":"e-1","type":"shop.orders.OrderPlaced","payload":{"order_id":"o-1",'
+    b'"total":"19.98","items":[{"sku":"S","quantity":2}],"note":null},'
+    b'"at":1796331976.5039585,"occurred_at":1796331976.25,"source":"orders"},'
+    b'"trace":{"traceparent":"00-6d40eac22b06441f92b86dc82e8b689b-775775a0b1fb4d3c-01",'
+    b'"tracestate":"k=v"},'
+    b'"steps":{"order":{"status":"succeeded","result":{"id":"e-1",'
+    b'"type":"shop.orders.OrderPlaced","payload":{"order_id":"o-1","total":"19.98",'
+    b'"items":[{"sku":"S","quantity":2}],"note":null},"at":1796331976.5039585,'
+    b'"occurred_at":1796331976.25,"source":"orders"}},'
+    b'"pay":{"status":"compensating","due_at":1.5,"result":{"id":"e-2",'
+    b'"type":"shop.payments.PaymentAuthorized","payload":{"amount":"1.00"},"at":2.0},'
+    b'"attempts":2,"compensation_due_at":3.25,"fallback":1,'
+    b'"progress":4,"progress_at":2.5,"beat_due_at":9.0,"stalled":true}},'
+    b'"completion_id":"e-9","reason":"step \'pay\' failed",'
+    b'"cancel":{"event_id":"e-5","type":"shop.orders.CancelRequested","by":"ops",'
+    b'"reason":"customer asked","at":5.0,"applied":true},"cause_id":"e-5",'
+    b'"seen_ids":["e-1","e-2"],'
+    b'"buffer":[{"id":"e-3","type":"t","payload":{},"at":1.0}],'
+    b'"expires_at":99.0,"sub_versions":{"payment":3},"wake_at":3.25,"updated_at":5.5,'
+    b'"history":[{"at":1.0,"trigger":"shop.orders.OrderPlaced","event_id":"e-1",'
+    b'"occurred_at":0.5,"step":"order","action":"step succeeded"},'
+    b'{"at":5.0,"trigger":"deadline","action":"compensating: x"}]}'
 )
 
 
@@ -141,15 +172,48 @@ def built() -> SagaState:
     )
 
 
-def test_a_state_is_written_byte_for_byte_as_before() -> None:
+def test_a_state_is_written_byte_for_byte_as_laid_out() -> None:
     state = built()
-    assert state.to_bytes() == GOLDEN
+    assert state.to_bytes() == COMPACT
 
 
-def test_the_former_json_reads_back_typed_and_writes_back_unchanged() -> None:
+def with_defaults(raw: dict[str, Any]) -> dict[str, Any]:
+    """``raw`` as a reader that fills in every missing field of a step, a seen event and a
+    history entry with its default (pydantic's and msgspec's readers before) sees it."""
+
+    def filled(piece: dict[str, Any], kind: type) -> dict[str, Any]:
+        defaults = {
+            f.encode_name: f.default
+            for f in msgspec.structs.fields(kind)
+            if f.default is not msgspec.NODEFAULT
+        }
+        return {name: piece.get(name, default) for name, default in defaults.items()} | piece
+
+    def seen(event: dict[str, Any] | None) -> dict[str, Any] | None:
+        return None if event is None else filled(event, SeenEvent)
+
+    raw = dict(raw)
+    raw["start"] = seen(raw["start"])
+    raw["buffer"] = [seen(event) for event in raw["buffer"]]
+    raw["steps"] = {
+        name: filled(step, StepState) | {"result": seen(step.get("result"))}
+        for name, step in raw["steps"].items()
+    }
+    raw["history"] = [filled(entry, HistoryEntry) for entry in raw["history"]]
+    return raw
+
+
+def test_what_is_left_out_is_what_every_reader_before_fills_in() -> None:
+    """The compact form means, field by field, what the former one did: only defaults left out."""
+    assert with_defaults(json.loads(COMPACT)) == json.loads(GOLDEN)
+    assert len(COMPACT) < len(GOLDEN)
+
+
+def test_the_former_json_reads_back_typed_and_writes_back_compact() -> None:
     state = SagaState.from_bytes(GOLDEN)
     assert state == built()
-    assert state.to_bytes() == GOLDEN
+    assert SagaState.from_bytes(COMPACT) == state
+    assert state.to_bytes() == COMPACT
     # The engine compares statuses with ``is``: parsed statuses must be the enum members.
     assert state.status is SagaStatus.COMPENSATING
     assert state.steps["order"].status is StepStatus.SUCCEEDED
@@ -210,6 +274,9 @@ def test_any_state_survives_the_round_trip(
     again = SagaState.from_bytes(data)
     assert again == state
     assert again.to_bytes() == data
+    # Read by a reader that fills in the defaults, as older ones do: the same state again.
+    full = msgspec.json.encode(with_defaults(json.loads(data)))
+    assert SagaState.from_bytes(full) == state
 
 
 def test_a_state_written_by_hand_loads_as_leniently_as_pydantic_read_it() -> None:
