@@ -48,7 +48,9 @@ def _parsed(value: bytes | str | None) -> float | None:
         return None
     if at.tzinfo is None:
         return None
-    if _utc_millis(value) and at.utcoffset() == timedelta(0):
+    # Not an hour of 24: Python 3.14's fromisoformat reads ``T24:00:00.000`` as the next
+    # midnight but refuses ``T24:00:00.123``, which the kept second would accept.
+    if _utc_millis(value) and at.utcoffset() == timedelta(0) and value[11:13] != b"24":
         if len(_seconds) >= SECONDS_KEPT:
             _seconds.clear()
         _seconds[value[:19]] = int(at.replace(microsecond=0).timestamp())

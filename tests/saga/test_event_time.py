@@ -56,3 +56,13 @@ def test_choreo_headers_read_the_same_from_the_kept_second(at: datetime, millis:
     other = header[:20] + millis + header[23:]
     assert _event_time(other) == parsed(other)
     assert _event_time(bytes(other)) == parsed(other)
+
+
+def test_an_hour_of_24_is_read_as_parsing_reads_it_however_often() -> None:
+    """Python 3.14 reads ``T24:00:00.000`` as the next midnight and refuses any other time in
+    hour 24 (3.11 refuses them all): a kept second must not answer for the second."""
+    midnight = b"2026-11-21T24:00:00.000+00:00"
+    later = b"2026-11-21T24:00:00.123+00:00"
+    for _ in range(2):
+        assert _event_time(bytes(midnight)) == parsed(midnight)
+        assert _event_time(bytes(later)) == parsed(later)
