@@ -11,7 +11,7 @@ again for every event it handles, and this pair was its largest cost: on the ben
 (~3.7 KB of JSON) pydantic-core took ~20 us to parse and ~12 us to write what msgspec parses in
 ~6 and writes in ~4, the same JSON (a number of 1e16 or more in a payload is written ``1e16``
 where pydantic wrote ``1e+16``, which both read). Since 2026-12-05 a step, a seen event and a
-history entry leave out the fields at their defaults (an unused step's eight, a history
+history entry leave out the fields at their defaults (a finished step's eight, a history
 entry's missing step): the bench's order saga 3,792 -> 3,319 bytes when completed, 2,260 ->
 1,782 when started, ~9% less to write and parse. Every reader before fills a missing field
 with the same default (``tests/saga/test_state_format.py`` holds both forms byte for byte),

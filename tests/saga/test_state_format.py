@@ -177,17 +177,43 @@ def test_a_state_is_written_byte_for_byte_as_laid_out() -> None:
     assert state.to_bytes() == COMPACT
 
 
+FORMER_DEFAULTS: dict[type, dict[str, Any]] = {
+    SeenEvent: {"occurred_at": None, "source": None},
+    StepState: {
+        "status": "pending",
+        "due_at": None,
+        "result": None,
+        "attempts": 0,
+        "compensation_due_at": None,
+        "fallback": 0,
+        "progress": 0,
+        "progress_at": None,
+        "beat_due_at": None,
+        "stalled": False,
+    },
+    HistoryEntry: {"event_id": None, "occurred_at": None, "step": None},
+}
+"""What the readers before fill in for a missing field (the pydantic models of e5046ba and
+every msgspec struct since): a field left out must mean exactly this to them."""
+
+
+def test_the_fields_left_out_are_at_the_defaults_former_readers_fill_in() -> None:
+    for kind, former in FORMER_DEFAULTS.items():
+        now = {
+            f.encode_name: f.default
+            for f in msgspec.structs.fields(kind)
+            if f.default is not msgspec.NODEFAULT
+        }
+        assert now == former, kind.__name__
+    assert msgspec.json.encode(StepState()) == b"{}"  # a pending step: read as pending
+
+
 def with_defaults(raw: dict[str, Any]) -> dict[str, Any]:
     """``raw`` as a reader that fills in every missing field of a step, a seen event and a
     history entry with its default (pydantic's and msgspec's readers before) sees it."""
 
     def filled(piece: dict[str, Any], kind: type) -> dict[str, Any]:
-        defaults = {
-            f.encode_name: f.default
-            for f in msgspec.structs.fields(kind)
-            if f.default is not msgspec.NODEFAULT
-        }
-        return {name: piece.get(name, default) for name, default in defaults.items()} | piece
+        return FORMER_DEFAULTS[kind] | piece
 
     def seen(event: dict[str, Any] | None) -> dict[str, Any] | None:
         return None if event is None else filled(event, SeenEvent)
