@@ -393,10 +393,13 @@ joined the group, which for choreo's tracker returns its first batch."""
 
 def compare(sagas: int, names: list[str], rounds: int) -> None:
     """Each contender its own process on fresh topics, alternated round by round; the
-    medians and choreo's ratio to each other contender."""
+    medians and choreo's ratio to each other contender. A round 0 first, not counted: a
+    broker started minutes before still compiles (its JIT threads took 2.06, 1.85 and 0.61 s
+    of CPU in the second to fourth runs after ``make up``, 0.5-0.85 s a run after that, on
+    the two cores the contenders use; 2026-12-05)."""
     runs: dict[str, list[list[float]]] = {name: [] for name in names}
     loads = [os.getloadavg()[0]]
-    for round_ in range(1, rounds + 1):
+    for round_ in range(rounds + 1):
         for name in names:
             command = [sys.executable, __file__, "throughput", "--sagas", str(sagas)]
             done = subprocess.run(
@@ -408,12 +411,12 @@ def compare(sagas: int, names: list[str], rounds: int) -> None:
             elapsed, rate, waited, steady, cpu, own = (
                 float(v.replace(",", "")) for v in found.groups()
             )
-            runs[name].append([rate, steady, cpu, own, waited / elapsed * 100])
-            loads.append(os.getloadavg()[0])
-            print(
-                f"round {round_} {name}: {figures(runs[name][-1])}, load {loads[-1]:.1f}",
-                flush=True,
-            )
+            result = [rate, steady, cpu, own, waited / elapsed * 100]
+            label = f"round {round_}" if round_ else "warm-up (not counted)"
+            print(f"{label} {name}: {figures(result)}, load {os.getloadavg()[0]:.1f}", flush=True)
+            if round_:
+                runs[name].append(result)
+                loads.append(os.getloadavg()[0])
     medians = {
         name: [statistics.median(column) for column in zip(*runs[name], strict=True)]
         for name in names
