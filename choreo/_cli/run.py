@@ -127,14 +127,16 @@ async def serve(
         catalog,
         instrument=observability.instrument,
     )
-    print(summary(runner), flush=True)
     # Before start: a SIGTERM while it creates topics, joins the group or seeds schedules
     # (an orchestrator stopping a pod that is still starting) then ends the process cleanly
-    # once started, before it handles anything, instead of killing it mid-start.
+    # once started, before it handles anything, instead of killing it mid-start. And before
+    # the summary: a SIGTERM sent as soon as it appears (as a test does) killed the process
+    # with the handlers not yet installed (exit -15; once in a CI run, 2026-12-05).
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    print(summary(runner), flush=True)
     try:
         await runner.start()
         observability.start(runner)

@@ -81,12 +81,12 @@ def _run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     redact_logs(Redactor(config.kafka.secrets()))
     try:
+        stop = threading.Event()  # before any output: a stop sent on it is never fatal
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stop.set())
         tracker = SagaTracker(sagas, config, instance=args.instance, tracer_provider=provider)
         log = logging.getLogger("choreo.saga")
         log.info("traces %s", "off (set OTEL_EXPORTER_OTLP_ENDPOINT)" if provider is None else "on")
-        stop = threading.Event()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_: stop.set())
         tracker.run(
             stop,
             after_start=lambda: log.info(gc_for_serving(config.tune_gc, TRACKER_YOUNG_THRESHOLD)),
