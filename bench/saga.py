@@ -357,7 +357,6 @@ def throughput(sagas: int, name: str) -> None:
         f"own thread {own / expected * 1e6:,.0f} us (the rest: librdkafka's threads, and a "
         "commit thread's); exactly-once: one transaction per batch)"
     )
-
     print(
         f"transaction commits (offsets + commit): {waited:.1f}s of the {elapsed:.1f}s, "
         f"{commits:,} transactions, {waited / max(commits, 1) * 1e3:.0f} ms each"

@@ -212,20 +212,17 @@ def with_defaults(raw: dict[str, Any]) -> dict[str, Any]:
     """``raw`` as a reader that fills in every missing field of a step, a seen event and a
     history entry with its default (pydantic's and msgspec's readers before) sees it."""
 
-    def filled(piece: dict[str, Any], kind: type) -> dict[str, Any]:
-        return FORMER_DEFAULTS[kind] | piece
-
     def seen(event: dict[str, Any] | None) -> dict[str, Any] | None:
-        return None if event is None else filled(event, SeenEvent)
+        return None if event is None else FORMER_DEFAULTS[SeenEvent] | event
 
     raw = dict(raw)
     raw["start"] = seen(raw["start"])
     raw["buffer"] = [seen(event) for event in raw["buffer"]]
     raw["steps"] = {
-        name: filled(step, StepState) | {"result": seen(step.get("result"))}
+        name: FORMER_DEFAULTS[StepState] | step | {"result": seen(step.get("result"))}
         for name, step in raw["steps"].items()
     }
-    raw["history"] = [filled(entry, HistoryEntry) for entry in raw["history"]]
+    raw["history"] = [FORMER_DEFAULTS[HistoryEntry] | entry for entry in raw["history"]]
     return raw
 
 
