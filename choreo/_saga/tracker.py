@@ -83,7 +83,7 @@ from choreo._observability.tracing import (
     Tracing,
 )
 from choreo._runtime.dead_letters import failure_headers
-from choreo._runtime.heap import hand_back_freed_memory
+from choreo._runtime.heap import bound_kept_heap, hand_back_freed_memory
 from choreo._saga.caught_up import ReadGate
 from choreo._saga.definition import Saga
 from choreo._saga.engine import Decoded, Emit, Engine, Incoming, Outcome
@@ -639,6 +639,7 @@ class SagaTracker:
         resume = {number: parked[number] for number in numbers & parked.keys()}
         if not numbers:
             return 0
+        bound_kept_heap()  # before the burst: what its fetches free is handed back after it
         started = time.monotonic()
         store, engine = self.store, self.engine
         held_stranded: dict[bytes, str] = {}
