@@ -13,7 +13,9 @@ transaction, a sixth of the wall time). At most one is in flight: the next is se
 it committed. If it aborts, the batch decided on top of it is discarded with it and both are
 read again from the committed state; a rebalance or a stop waits for it first. One whose call
 outlived its own timeout (librdkafka #5456), or that has not finished after ``STUCK_S``, is
-given up the same way (``txn_calls``), and a new producer takes over.
+given up the same way (``txn_calls``), and a new producer takes over; unless the broker took its
+commit after all (its input offsets are the group's once the new producer is ready), which keeps
+its batch: read again, each compensation in it was sent twice.
 
 Membership follows the services' settings (README "Scaling out"): static
 (``group.instance.id``) when the instance id is stable (``--instance`` or
@@ -1014,6 +1016,14 @@ class SagaTracker:
             if later is not None:
                 self._rewind(later)
             self._replace_producer(str(hung))
+            if self._took(sent):
+                _log.warning(
+                    "saga tracker '%s': the transaction given up had committed (its input "
+                    "offsets are the group's): its batch is kept, not read again",
+                    self.engine.name,
+                )
+                self._taken(sent, self.store.pack_bodies(sent.encoded))
+                return False  # ``later`` was decided on top of it, and is read again
             self._rewind(sent.batch)
             _end_spans(sent.batch.spans, False)
             return False
@@ -1023,6 +1033,37 @@ class SagaTracker:
             self._recover(exc, sent.batch)
             _end_spans(sent.batch.spans, False)
             return False
+        self._taken(sent, bodies)
+        return True
+
+    def _took(self, sent: _Sent) -> bool:
+        """Whether a transaction given up (its commit call never returned) committed all the
+        same: its input offsets are the group's committed ones. The new producer's
+        ``init_transactions`` returned once the coordinator ended it either way, so the answer
+        is settled; reading it again would handle its batch twice. Only offsets it moved can
+        tell: one that carried none (deadlines alone, nothing read since) is taken as aborted,
+        as is one the broker cannot be asked about now."""
+        moved = [
+            ck.TopicPartition(tp.topic, tp.partition)
+            for tp in sent.offsets
+            if self._committed.get((tp.topic, tp.partition)) != tp.offset
+        ]
+        consumer = self._consumer
+        if not moved or consumer is None:
+            return False
+        try:
+            found = consumer.committed(moved, timeout=3 * self._transaction_timeout_ms / 1000)
+        except ck.KafkaException as exc:
+            _log.warning("the committed offsets are unknown (%s): reading the batch again", exc)
+            return False
+        now = {(tp.topic, tp.partition): tp.offset for tp in found if tp.error is None}
+        sent_at = {(tp.topic, tp.partition): tp.offset for tp in sent.offsets}
+        return all(
+            now.get((tp.topic, tp.partition)) == sent_at[tp.topic, tp.partition] for tp in moved
+        )
+
+    def _taken(self, sent: _Sent, bodies: dict[StateKey, bytes | None]) -> None:
+        """A committed transaction's states into memory, with their timers."""
         # A partition that moved away meanwhile is skipped: its new owner restores.
         for key, was, at in self.store.apply(sent.encoded, bodies, sent.wakes):
             self.timers.moved(key, was, at)
@@ -1036,7 +1077,6 @@ class SagaTracker:
                 emit.reason,
             )
         _end_spans(sent.batch.spans, True)
-        return True
 
     def _offsets(self, consumer: ck.Consumer) -> list[ck.TopicPartition]:
         """The position of every owned input partition: a timer-only transaction carries them

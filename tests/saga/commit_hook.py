@@ -9,7 +9,9 @@ call goes to the real producer and broker.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import itertools
+import threading
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import confluent_kafka as ck
@@ -52,3 +54,22 @@ def _hook(name: str, decide: Decide) -> None:
 
         SagaTracker._transact = hooked  # type: ignore[method-assign]
     _decide[name] = decide
+
+
+_never = threading.Event()
+
+
+def hang(before: int = 0, after: int = 0) -> Decide:
+    """A ``decide`` that never returns from the call numbered ``before`` (never made) and the
+    one numbered ``after`` (made: the broker took it)."""
+    count: Iterator[int] = itertools.count(1)
+
+    def decide(call: Callable[[], None]) -> None:
+        nth = next(count)
+        if nth == before:
+            _never.wait()
+        call()
+        if nth == after:
+            _never.wait()
+
+    return decide

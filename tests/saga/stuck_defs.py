@@ -11,11 +11,7 @@ after the broker took it would repeat its batch) and is given up after ``STUCK_S
 
 from __future__ import annotations
 
-import itertools
-import threading
-from collections.abc import Callable, Iterator
-
-from commit_hook import on_commit, on_send_offsets
+from commit_hook import hang, on_commit, on_send_offsets
 from saga_defs import order_saga
 
 from choreo._saga.tracker import SagaTracker
@@ -28,19 +24,5 @@ txn_calls.HUNG_MARGIN_S = 1.0
 txn_calls.STUCK_S = 8.0
 assert SagaTracker.__init__.__kwdefaults__ is not None
 SagaTracker.__init__.__kwdefaults__["transaction_timeout_ms"] = 3000  # requests: 2.9 s
-_never = threading.Event()
-
-
-def _hang(nth: int) -> Callable[[Callable[[], None]], None]:
-    count: Iterator[int] = itertools.count(1)
-
-    def decide(call: Callable[[], None]) -> None:
-        if next(count) == nth:
-            _never.wait()
-        call()
-
-    return decide
-
-
-on_send_offsets(_hang(5))
-on_commit(_hang(7))
+on_send_offsets(hang(before=5))
+on_commit(hang(before=7))

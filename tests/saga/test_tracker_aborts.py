@@ -8,12 +8,17 @@ emitted once (under one ``ce_id``), and nothing of an aborted transaction is eve
 
 from __future__ import annotations
 
+import json
 import time
+from collections import defaultdict
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
 from conftest import World, answer_compensations
 from saga_script import check_outcomes, script
+
+from choreo._saga.store import changelog_topic, read_changelog_bytes
 
 pytestmark = pytest.mark.stack
 
@@ -51,6 +56,46 @@ def test_an_offsets_call_and_a_commit_that_never_return_are_given_up_and_nothing
         assert "send offsets outlived its own timeout and a request's (librdkafka #5456)" in logs
         assert "transaction commit unfinished after 8s; a new producer takes over" in logs
         assert "commit outlived" not in logs  # a commit is never judged hung
+        assert "the transaction given up had committed" not in logs
+
+
+def test_a_commit_the_broker_took_whose_call_never_returns_is_kept_not_read_again(
+    kafka: str, tmp_path: Path
+) -> None:
+    """The commit call is given up after ``STUCK_S``, not knowing whether the broker took it:
+    read again, its batch was handled twice (7 compensations sent twice in one run)."""
+    with World(kafka, tmp_path) as world:
+        ids = run_sagas(world, "taken_defs:order_saga", 60)
+        assert check_outcomes(world, ids) == 0
+        logs = world.logs()
+        assert "transaction commit unfinished after 8s; a new producer takes over" in logs
+        assert "the transaction given up had committed" in logs, logs[-3000:]
+        assert redecided(world) == []
+
+
+def redecided(world: World) -> list[str]:
+    """The sagas whose changelog holds one decision twice in a row (apart from its times): an
+    input batch handled twice, such as a transaction given up after the broker took it and
+    then read again."""
+    decisions: dict[str, list[object]] = defaultdict(list)
+
+    def note(data: bytes) -> bytes:
+        state = json.loads(data)
+        decisions[state["saga_id"]].append(_timeless(state))
+        return data
+
+    read_changelog_bytes({"bootstrap.servers": world.kafka}, changelog_topic(world.name), keep=note)
+    return [saga for saga, made in decisions.items() if any(a == b for a, b in pairwise(made))]
+
+
+def _timeless(value: object) -> object:
+    if isinstance(value, float):
+        return 0.0
+    if isinstance(value, dict):
+        return {key: _timeless(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_timeless(item) for item in value]
+    return value
 
 
 def test_a_transaction_the_broker_expired_is_renewed_not_taken_for_a_twin(
