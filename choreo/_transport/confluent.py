@@ -767,6 +767,17 @@ class ConfluentConsumer:
         """What a transactional producer sends with the offsets, on the consumer's thread."""
         return await self._call(self._consumer.consumer_group_metadata)
 
+    async def committed_offsets(self, tps: Iterable[TopicPartition]) -> dict[TopicPartition, int]:
+        """The group's committed offsets of ``tps``, stable ones (a transaction's count once it
+        ended); those the broker cannot give now are left out."""
+        wanted = [ck.TopicPartition(tp.topic, tp.partition) for tp in tps]
+        committed = partial(self._consumer.committed, wanted, timeout=ADMIN_TIMEOUT_S)
+        try:
+            found = await self._call(committed)
+        except (ck.KafkaException, RuntimeError):
+            return {}
+        return {TopicPartition(tp.topic, tp.partition): tp.offset for tp in found if not tp.error}
+
     async def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
         if offsets:
             tps = [ck.TopicPartition(tp.topic, tp.partition, o) for tp, o in offsets.items()]
@@ -1171,9 +1182,34 @@ class ConfluentTransactionalProducer(ConfluentProducer):
                 send = self._producer.send_offsets_to_transaction
                 await self._bounded("send offsets", send, tps, metadata, may_hang=True)
             commit = self._producer.commit_transaction
-            await self._bounded("commit", commit)
+            try:
+                await self._bounded("commit", commit)
+            except TransactionAborted:
+                if not offsets or not await self._took(offsets, confluent):
+                    raise
+                _log.warning(
+                    "producer %s: the transaction given up had committed (its offsets are the "
+                    "group's): its records are not handled again",
+                    self._client_id,
+                )
         except ck.KafkaException as error:
             raise await self._recover(error) from None
+
+    async def _took(
+        self, offsets: Mapping[TopicPartition, int], consumer: ConfluentConsumer
+    ) -> bool:
+        """Whether a commit given up (its call never returned) was taken by the broker all the
+        same: handled again, its records' outputs would be sent twice. The new producer's
+        ``init_transactions`` returns once the coordinator ended the old transaction, either
+        way; then the group's committed offsets tell (the runner commits only offsets that
+        moved). Not known (the broker cannot be asked now): counted as aborted, as before."""
+        try:
+            await self._resumed("init", self._producer.init_transactions)
+        except ck.KafkaException:
+            return False  # the next begin() tries again, and says why it cannot
+        self._initialised = True
+        found = await consumer.committed_offsets(offsets)
+        return all(found.get(tp) == offset for tp, offset in offsets.items())
 
     async def abort(self) -> None:
         """Abort the open transaction (made again while retriable); a producer left unable

@@ -12,8 +12,11 @@ timeout by more than that and ``HUNG_MARGIN_S`` will not return: the thread wait
 gives the transaction up then (``settle``) and its producer is replaced, instead of waiting
 out ``STUCK_S``. Only that call is judged so (``may_hang``): its transaction cannot have
 committed yet (the new producer's ``init_transactions`` aborts it, and a transaction given up
-makes no further call, ``CallWatch.calling``), whereas a commit given up after the broker
-took it would have its batch handled twice.
+makes no further call, ``CallWatch.calling``), whereas the broker may have taken a commit. One
+given up after ``STUCK_S`` is looked up once the new producer's ``init_transactions`` returned
+(the coordinator has ended the transaction then, either way): if its input offsets are the
+group's committed ones it committed, and its batch is kept rather than handled twice (the saga
+tracker's ``_took``, a service's transactional producer's ``_took``).
 """
 
 from __future__ import annotations

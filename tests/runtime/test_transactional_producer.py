@@ -182,10 +182,9 @@ def test_a_transaction_expired_under_a_flush_is_aborted_and_the_next_one_commits
     assert committed == ["next"], f"read_committed saw {committed}"
 
 
-class _Hung:
-    """The real producer, but its ``send_offsets_to_transaction`` never returns (librdkafka
-    #5456: a group coordinator that left the cluster). A hook, not a fake: every other call
-    goes to the real producer and broker."""
+class _Hooked:
+    """The real producer, one of whose calls is the subclass's. A hook, not a fake: every
+    other call goes to the real producer and broker."""
 
     def __init__(self, producer: Producer, release: threading.Event) -> None:
         self._producer = producer
@@ -196,6 +195,11 @@ class _Hung:
 
     def __len__(self) -> int:
         return len(self._producer)
+
+
+class _Hung(_Hooked):
+    """``send_offsets_to_transaction`` never returns (librdkafka #5456: a group coordinator
+    that left the cluster)."""
 
     def send_offsets_to_transaction(self, *args: Any) -> None:
         self._release.wait()
@@ -216,6 +220,70 @@ async def _stuck_then_committed(kafka: str, **options: str) -> tuple[str, float,
     waited = time.monotonic() - began
     release.set()
     return outcome, waited, await _go_on(kafka, producer, consumer, topic, outcome)
+
+
+class _Taken(_Hooked):
+    """``commit_transaction`` reaches the broker, which takes it, and then never returns."""
+
+    def commit_transaction(self, *args: Any) -> None:
+        self._producer.commit_transaction(*args)
+        self._release.wait()
+
+
+class _Joined:
+    """A rebalance listener that notes the consumer's first assignment."""
+
+    def __init__(self) -> None:
+        self.assigned = asyncio.Event()
+
+    async def on_assigned(self, partitions: list[ChoreoPartition]) -> None:
+        self.assigned.set()
+
+    async def on_revoked(self, partitions: list[ChoreoPartition]) -> None:
+        return None
+
+
+async def _taken_then_committed(kafka: str) -> tuple[str, list[str], int]:
+    topic = f"taken-commit-{uuid.uuid4().hex[:6]}"
+    transport = _transport(kafka)
+    await transport.ensure_topics([TopicConfig(topic, 1)])
+    consumer = transport.consumer(topic, f"{topic}-group")
+    joined = _Joined()
+    await consumer.subscribe([topic], joined)  # offsets go with a member's group metadata
+    until = time.monotonic() + 30
+    while not joined.assigned.is_set() and time.monotonic() < until:
+        await consumer.poll(10, 0.2)
+    producer = transport.transactional_producer(f"{topic}-group", f"{topic}-tx")
+    release = threading.Event()
+    await producer.begin()
+    await _send(producer, topic, "first")  # the group's coordinator found, its offsets loaded
+    await producer.commit({ChoreoPartition(topic, 0): 6}, consumer)
+    await producer.begin()
+    producer._producer = _Taken(producer._producer, release)  # type: ignore[assignment]
+    await _send(producer, topic, "taken")
+    outcome = await _commit_outcome(producer, consumer, {ChoreoPartition(topic, 0): 7})
+    release.set()
+    if outcome == "committed":  # the service goes on as after any commit
+        await producer.begin()
+        await _send(producer, topic, "next")
+        await producer.commit({ChoreoPartition(topic, 0): 8}, consumer)
+    found = await consumer.committed_offsets([ChoreoPartition(topic, 0)])
+    committed = await _go_on(kafka, producer, consumer, topic, outcome)
+    return outcome, committed, found.get(ChoreoPartition(topic, 0), -1)
+
+
+def test_a_commit_the_broker_took_whose_call_never_returns_counts_as_committed(
+    kafka: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Given up after ``STUCK_S`` and counted as aborted, its records would be handled again
+    and their outputs sent twice."""
+    monkeypatch.setattr(txn_calls, "STUCK_S", 3.0)
+    outcome, committed, offset = asyncio.run(_taken_then_committed(kafka))
+    assert outcome == "committed", outcome
+    assert committed == ["first", "taken", "next"], f"read_committed saw {committed}"
+    assert offset == 8
+    assert "transaction commit unfinished after 3s" in caplog.text
+    assert "the transaction given up had committed" in caplog.text
 
 
 @pytest.mark.parametrize(
