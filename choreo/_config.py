@@ -261,7 +261,9 @@ class ServiceConfig(BaseModel):
     tune_gc: bool = True
     """``choreo run`` / ``choreo saga run``: once started, freeze the start-up heap out of
     Python's collections and collect the young generation every 20,000 new objects instead of
-    700 (13-16% less CPU per event in the saga tracker). Process-wide: false keeps Python's
+    700 (13-16% less CPU per event in the saga tracker). A saga tracker also fixes glibc's malloc
+    thresholds, small during each restore so what it frees leaves the process, large after it
+    (unless the environment sets them). Process-wide: false keeps Python's and glibc's
     defaults, for handlers that make reference cycles at a high rate."""
     ingress: IngressConfig = Field(default_factory=IngressConfig)
     """Settings of ``choreo ingress`` (unused by ``choreo run``)."""

@@ -14,8 +14,9 @@ it committed. If it aborts, the batch decided on top of it is discarded with it 
 read again from the committed state; a rebalance or a stop waits for it first. One whose call
 outlived its own timeout (librdkafka #5456), or that has not finished after ``STUCK_S``, is
 given up the same way (``txn_calls``), and a new producer takes over; unless the broker took its
-commit after all (its input offsets are the group's once the new producer is ready), which keeps
-its batch: read again, each compensation in it was sent twice.
+commit after all (the input offsets it moved are the group's once the new producer is ready),
+which keeps its batch: read again, each compensation in it was sent twice (a transaction of
+deadlines alone moves no offset: its deadlines fire again, under the same event ids).
 
 Membership follows the services' settings (README "Scaling out"): static
 (``group.instance.id``) when the instance id is stable (``--instance`` or
@@ -85,7 +86,7 @@ from choreo._observability.tracing import (
     Tracing,
 )
 from choreo._runtime.dead_letters import failure_headers
-from choreo._runtime.heap import bound_kept_heap, hand_back_freed_memory
+from choreo._runtime.heap import hand_back_freed_memory, handing_back, malloc_tuning
 from choreo._saga.caught_up import ReadGate
 from choreo._saga.definition import Saga
 from choreo._saga.engine import Decoded, Emit, Engine, Incoming, Outcome
@@ -449,6 +450,8 @@ class SagaTracker:
         self._starts = frozenset(d.start.event_type for d in self.engine.versions.values())
         self._readers: dict[str, _Readers] = {}
         """Per event type: the codec's payload reader, and its model reader (``Decoded``)."""
+        self._hand_back, self._malloc_line = malloc_tuning(config.tune_gc)
+        """Whether a restore fixes glibc's thresholds (process-wide) around itself."""
         self._tracing = (
             None
             if tracer_provider is None
@@ -469,6 +472,7 @@ class SagaTracker:
         )
         self._init_transactions(self._producer)
         self._join()
+        _log.info("%s", self._malloc_line)
         _log.info(
             "saga tracker '%s' v%s (instance %s): reading %s; state in %s",
             self.engine.name,
@@ -641,7 +645,6 @@ class SagaTracker:
         resume = {number: parked[number] for number in numbers & parked.keys()}
         if not numbers:
             return 0
-        bound_kept_heap()  # before the burst: what its fetches free is handed back after it
         started = time.monotonic()
         store, engine = self.store, self.engine
         held_stranded: dict[bytes, str] = {}
@@ -665,20 +668,23 @@ class SagaTracker:
             return packed
 
         changelog = self.topology.changelog
-        restored = read_changelog_bytes(
-            self._settings, changelog, numbers, keep, resume, settle_s=OPEN_TRANSACTION_WAIT_S
-        )
+        with handing_back(self._hand_back):  # its fetches freed in librdkafka's thread too
+            restored = read_changelog_bytes(
+                self._settings, changelog, numbers, keep, resume, settle_s=OPEN_TRANSACTION_WAIT_S
+            )
+            stranded: list[tuple[str, str]] = []
+            for number, states in restored.items():
+                store.load(number, states)
+                self.timers.load(number)
+                if held_stranded:
+                    stranded += [
+                        (k, held_stranded[v]) for k, v in states.items() if v in held_stranded
+                    ]
+            held_stranded.clear()
+            count = sum(len(s) for s in restored.values())
+            if count:
+                hand_back_freed_memory()
         kept = [n for n, (_, states) in resume.items() if restored[n] is states]  # not read anew
-        stranded: list[tuple[str, str]] = []
-        for number, states in restored.items():
-            store.load(number, states)
-            self.timers.load(number)
-            if held_stranded:
-                stranded += [(k, held_stranded[v]) for k, v in states.items() if v in held_stranded]
-        held_stranded.clear()
-        count = sum(len(s) for s in restored.values())
-        if count:
-            hand_back_freed_memory()
         _log.info(
             "restored %d saga(s) of partition(s) %s in %.2fs: %d record(s) read%s",
             count,
@@ -1004,8 +1010,9 @@ class SagaTracker:
         return bodies
 
     def _settle(self, later: _Batch | None = None) -> bool:
-        """Wait for the transaction in flight; True once it committed (or none was). Aborted:
-        its batch is rewound, and so is ``later``, which was decided on top of it."""
+        """Wait for the transaction in flight; True once it committed (or none was), and
+        ``later`` may be sent. Aborted: its batch is rewound, and so is ``later``, which was
+        decided on top of it; given up, ``later`` is rewound even if it had committed."""
         sent, self._sent = self._sent, None
         if sent is None:
             return True
@@ -1040,17 +1047,19 @@ class SagaTracker:
         """Whether a transaction given up (its commit call never returned) committed all the
         same: its input offsets are the group's committed ones. The new producer's
         ``init_transactions`` returned once the coordinator ended it either way, so the answer
-        is settled; reading it again would handle its batch twice. Only offsets it moved can
-        tell: one that carried none (deadlines alone, nothing read since) is taken as aborted,
-        as is one the broker cannot be asked about now."""
+        is settled; reading it again would handle its batch twice. Only offsets it moved from
+        known ones can tell: one that moved none (deadlines alone, nothing read since) is taken
+        as aborted, as is one the broker cannot be asked about now; its deadlines fire again,
+        their compensations sent again under the same ids."""
+        before = [self._committed.get((tp.topic, tp.partition)) for tp in sent.offsets]
         moved = [
             ck.TopicPartition(tp.topic, tp.partition)
-            for tp in sent.offsets
-            if self._committed.get((tp.topic, tp.partition)) != tp.offset
+            for tp, was in zip(sent.offsets, before, strict=True)
+            if was != tp.offset
         ]
         consumer = self._consumer
-        if not moved or consumer is None:
-            return False
+        if not moved or None in before or consumer is None:
+            return False  # nothing moved, or from where is unknown: an abort looks the same
         try:
             found = consumer.committed(moved, timeout=3 * self._transaction_timeout_ms / 1000)
         except ck.KafkaException as exc:

@@ -230,6 +230,13 @@ class _Taken(_Hooked):
         self._release.wait()
 
 
+class _Unsent(_Hooked):
+    """``commit_transaction`` never reaches the broker, and never returns."""
+
+    def commit_transaction(self, *args: Any) -> None:
+        self._release.wait()
+
+
 class _Joined:
     """A rebalance listener that notes the consumer's first assignment."""
 
@@ -243,7 +250,7 @@ class _Joined:
         return None
 
 
-async def _taken_then_committed(kafka: str) -> tuple[str, list[str], int]:
+async def _given_up_then_committed(kafka: str, hook: type[_Hooked]) -> tuple[str, list[str], int]:
     topic = f"taken-commit-{uuid.uuid4().hex[:6]}"
     transport = _transport(kafka)
     await transport.ensure_topics([TopicConfig(topic, 1)])
@@ -259,8 +266,9 @@ async def _taken_then_committed(kafka: str) -> tuple[str, list[str], int]:
     await _send(producer, topic, "first")  # the group's coordinator found, its offsets loaded
     await producer.commit({ChoreoPartition(topic, 0): 6}, consumer)
     await producer.begin()
-    producer._producer = _Taken(producer._producer, release)  # type: ignore[assignment]
-    await _send(producer, topic, "taken")
+    producer._producer = hook(producer._producer, release)  # type: ignore[assignment]
+    await _send(producer, topic, "given up")
+    txn_calls.STUCK_S = 3.0  # this commit's only: the first one found a new group's coordinator
     outcome = await _commit_outcome(producer, consumer, {ChoreoPartition(topic, 0): 7})
     release.set()
     if outcome == "committed":  # the service goes on as after any commit
@@ -272,18 +280,34 @@ async def _taken_then_committed(kafka: str) -> tuple[str, list[str], int]:
     return outcome, committed, found.get(ChoreoPartition(topic, 0), -1)
 
 
-def test_a_commit_the_broker_took_whose_call_never_returns_counts_as_committed(
-    kafka: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+@pytest.mark.parametrize(
+    ("hook", "expected", "seen", "offset"),
+    [
+        (_Taken, "committed", ["first", "given up", "next"], 8),
+        (_Unsent, "aborted", ["first", "next"], 6),
+    ],
+    ids=["the broker took it", "it never reached the broker"],
+)
+def test_a_commit_whose_call_never_returns_counts_as_what_the_broker_made_of_it(
+    kafka: str,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    hook: type[_Hooked],
+    expected: str,
+    seen: list[str],
+    offset: int,
 ) -> None:
-    """Given up after ``STUCK_S`` and counted as aborted, its records would be handled again
-    and their outputs sent twice."""
-    monkeypatch.setattr(txn_calls, "STUCK_S", 3.0)
-    outcome, committed, offset = asyncio.run(_taken_then_committed(kafka))
-    assert outcome == "committed", outcome
-    assert committed == ["first", "taken", "next"], f"read_committed saw {committed}"
-    assert offset == 8
+    """Given up after ``STUCK_S``: counted as aborted when the broker took it, its records
+    would be handled again and their outputs sent twice; counted as committed when it did
+    not, they would be lost."""
+    monkeypatch.setattr(txn_calls, "STUCK_S", txn_calls.STUCK_S)  # restored after the test
+    outcome, committed, found = asyncio.run(_given_up_then_committed(kafka, hook))
+    assert outcome == expected, outcome
+    assert committed == seen, f"read_committed saw {committed}"
+    assert found == offset
     assert "transaction commit unfinished after 3s" in caplog.text
-    assert "the transaction given up had committed" in caplog.text
+    kept = "the transaction given up had committed" in caplog.text
+    assert kept == (expected == "committed")
 
 
 @pytest.mark.parametrize(

@@ -9,6 +9,8 @@ import sys
 
 import pytest
 
+from choreo._runtime.heap import malloc_tuning
+
 CHILD = """
 import gc
 from choreo._runtime.heap import YOUNG_THRESHOLD, tune_gc_for_serving
@@ -27,8 +29,8 @@ def test_the_startup_heap_is_frozen_and_young_collections_are_rarer() -> None:
 
 
 BURST = """
-import ctypes, sys, threading
-from choreo._runtime.heap import bound_kept_heap, hand_back_freed_memory
+import ctypes, os, sys, threading
+from choreo._runtime.heap import hand_back_freed_memory, handing_back
 
 libc = ctypes.CDLL(None)
 libc.malloc.restype = ctypes.c_void_p
@@ -38,11 +40,9 @@ libc.memset.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_size_t]
 
 def resident_mb():
     with open("/proc/self/statm") as statm:
-        return int(statm.read().split()[1]) * 4096 / 2**20
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
-if sys.argv[1] == "bounded":
-    bound_kept_heap()
 big = libc.malloc(16 << 20)  # a large block freed: glibc raises its thresholds
 libc.memset(big, 1, 16 << 20)
 libc.free(big)
@@ -57,9 +57,10 @@ def burst():  # 30 MB in this thread's own arena, all of it freed, as a restore'
         libc.free(block)
 
 
-thread = threading.Thread(target=burst)
-thread.start()
-thread.join()
+with handing_back(sys.argv[1] == "handed back"):
+    thread = threading.Thread(target=burst)
+    thread.start()
+    thread.join()
 hand_back_freed_memory()
 print(resident_mb() - before)
 """
@@ -79,4 +80,22 @@ def _kept_after_burst_mb(mode: str) -> float:
 def test_a_burst_freed_in_another_thread_is_handed_back() -> None:
     if _kept_after_burst_mb("default") < 20:
         pytest.skip("this glibc hands the burst back with its own thresholds")
-    assert _kept_after_burst_mb("bounded") < 5
+    assert malloc_tuning(True)[0]  # what a tracker does with the default settings
+    assert _kept_after_burst_mb("handed back") < 5
+
+
+@pytest.mark.parametrize(
+    ("tune", "environment", "line"),
+    [
+        (False, {}, "malloc: glibc's own thresholds (tune_gc = false)"),
+        (True, {"MALLOC_TRIM_THRESHOLD_": "4096"}, "malloc: thresholds as the environment sets"),
+        (True, {"GLIBC_TUNABLES": "glibc.malloc.mmap_threshold=65536"}, "as the environment"),
+    ],
+)
+def test_the_allocator_is_left_alone_when_told_or_tuned_by_the_operator(
+    monkeypatch: pytest.MonkeyPatch, tune: bool, environment: dict[str, str], line: str
+) -> None:
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    tuned, said = malloc_tuning(tune)
+    assert (tuned, line in said) == (False, True), said
