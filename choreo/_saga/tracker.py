@@ -1052,11 +1052,7 @@ class SagaTracker:
         as aborted, as is one the broker cannot be asked about now; its deadlines fire again,
         their compensations sent again under the same ids."""
         before = [self._committed.get((tp.topic, tp.partition)) for tp in sent.offsets]
-        moved = [
-            ck.TopicPartition(tp.topic, tp.partition)
-            for tp, was in zip(sent.offsets, before, strict=True)
-            if was != tp.offset
-        ]
+        moved = [tp for tp, was in zip(sent.offsets, before, strict=True) if was != tp.offset]
         consumer = self._consumer
         if not moved or None in before or consumer is None:
             return False  # nothing moved, or from where is unknown: an abort looks the same
@@ -1066,10 +1062,7 @@ class SagaTracker:
             _log.warning("the committed offsets are unknown (%s): reading the batch again", exc)
             return False
         now = {(tp.topic, tp.partition): tp.offset for tp in found if tp.error is None}
-        sent_at = {(tp.topic, tp.partition): tp.offset for tp in sent.offsets}
-        return all(
-            now.get((tp.topic, tp.partition)) == sent_at[tp.topic, tp.partition] for tp in moved
-        )
+        return all(now.get((tp.topic, tp.partition)) == tp.offset for tp in moved)
 
     def _taken(self, sent: _Sent, bodies: dict[StateKey, bytes | None]) -> None:
         """A committed transaction's states into memory, with their timers."""
